@@ -1,0 +1,65 @@
+# longtail: the commands a person runs. `make setup` once on a fresh machine, then `make demo`
+# or `make test`. Real data is read from LONGTAIL_DATA (never copied into the repo).
+
+SHELL := /bin/bash
+DATA_ROOT ?= ../shared/datasets
+LONGTAIL_DATA ?= $(DATA_ROOT)/amazon-office-2014
+BASE_MODEL ?= checkpoints/base/all-MiniLM-L6-v2
+RUNS ?= runs
+LONGTAIL := target/release/longtail
+CARGO ?= cargo
+PYTHON ?= python3
+export LONGTAIL_DATA
+export LONGTAIL_BASE_MODEL := $(abspath $(BASE_MODEL))
+export LONGTAIL_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000.jsonl)
+
+.PHONY: setup build demo test test-rust test-cli lint bench python-deps clean-runs
+
+## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
+setup: build python-deps
+	bash scripts/fetch_base_model.sh $(BASE_MODEL)
+
+build:
+	$(CARGO) build --release --workspace
+
+# Python is only for reference checks and benchmarks (the product is Rust).
+python-deps:
+	$(PYTHON) -c "import tokenizers" 2>/dev/null || $(PYTHON) -m pip install --quiet tokenizers
+
+## demo: prepare the real Office data and show what came out
+demo: setup
+	$(LONGTAIL) prepare --items $(LONGTAIL_DATA)/items.jsonl \
+	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/office
+	@echo; echo "outputs in $(RUNS)/office:"; ls -l $(RUNS)/office
+
+## test: unit + integration tests (release profile, sharing setup's build), then prepare on real data
+test: test-rust test-cli
+
+test-rust:
+	@mkdir -p target/reference
+	@if $(PYTHON) -c "import tokenizers" 2>/dev/null; then \
+	    $(PYTHON) scripts/make_token_reference.py --items $(LONGTAIL_DATA)/items.jsonl \
+	        --tokenizer $(BASE_MODEL)/tokenizer.json --out $(LONGTAIL_TOKEN_REFERENCE); \
+	else echo "python tokenizers missing: token parity test will skip (run make python-deps)"; fi
+	$(CARGO) test --release --workspace
+
+# The real binary on the real data, checked by an independent Python recomputation.
+test-cli: build
+	rm -rf $(RUNS)/test-office
+	$(LONGTAIL) prepare --items $(LONGTAIL_DATA)/items.jsonl \
+	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/test-office
+	$(PYTHON) scripts/check_prepare.py --items $(LONGTAIL_DATA)/items.jsonl \
+	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/test-office
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: tokenization throughput, longtail vs the Python tokenizers package, one run side by side
+bench: build python-deps
+	$(CARGO) build --release -p longtail-tokenize --example bench_tokenize
+	$(PYTHON) scripts/bench_tokenize.py --items $(LONGTAIL_DATA)/items.jsonl \
+	    --tokenizer $(BASE_MODEL)/tokenizer.json --rust target/release/examples/bench_tokenize
+
+clean-runs:
+	rm -rf $(RUNS)

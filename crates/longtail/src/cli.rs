@@ -60,7 +60,12 @@ pub struct PrepareArgs {
     pub item_id_field: String,
 
     /// Text fields of a catalogue row, in rendering order; any present subset works.
-    #[arg(long, env = "LONGTAIL_TEXT_FIELDS", value_delimiter = ',', default_value = "title,brand,categories,description")]
+    #[arg(
+        long,
+        env = "LONGTAIL_TEXT_FIELDS",
+        value_delimiter = ',',
+        default_value = "title,brand,categories,description"
+    )]
     pub text_fields: Vec<String>,
 
     /// Interaction column holding the user id.

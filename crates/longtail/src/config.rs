@@ -12,22 +12,30 @@ use std::path::Path;
 
 /// Merges `[section]` of the config file at `path` into `args`, for every key the user did not
 /// set on the command line or through the environment.
-pub fn merge_config<T>(args: T, matches: &ArgMatches, path: Option<&Path>, section: &str) -> Result<T>
+pub fn merge_config<T>(
+    args: T,
+    matches: &ArgMatches,
+    path: Option<&Path>,
+    section: &str,
+) -> Result<T>
 where
     T: clap::Args + Serialize + DeserializeOwned,
 {
     let Some(path) = path else { return Ok(args) };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let file: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let Some(from_file) = file.get(section) else { return Ok(args) };
+    let file: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let Some(from_file) = file.get(section) else {
+        return Ok(args);
+    };
     let from_file = from_file
         .as_table()
         .with_context(|| format!("{}: [{section}] must be a table", path.display()))?;
 
-    let mut merged = toml::Table::try_from(&args).context("internal: arguments are not serialisable")?;
-    let definition = T::augment_args(clap::Command::new(section));
+    let mut merged =
+        toml::Table::try_from(&args).context("internal: arguments are not serialisable")?;
+    let definition = T::augment_args(clap::Command::new("longtail"));
     let known: Vec<&str> = definition
         .get_arguments()
         .map(|a| a.get_id().as_str())
@@ -49,7 +57,10 @@ where
             merged.insert(key.clone(), value.clone());
         }
     }
-    toml::Value::Table(merged)
-        .try_into()
-        .with_context(|| format!("{}: a value in [{section}] has the wrong type", path.display()))
+    toml::Value::Table(merged).try_into().with_context(|| {
+        format!(
+            "{}: a value in [{section}] has the wrong type",
+            path.display()
+        )
+    })
 }

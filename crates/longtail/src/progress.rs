@@ -20,3 +20,19 @@ pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// A bar over the bytes of a file being read (rows are shown in the message).
+pub fn bytes_bar(total_bytes: Option<u64>, what: &str) -> ProgressBar {
+    let pb = match total_bytes {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{prefix:20} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template"),
+        ),
+        None => bar(None, what),
+    };
+    pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+    pb.set_prefix(what.to_string());
+    pb
+}

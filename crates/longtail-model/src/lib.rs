@@ -1,1 +1,45 @@
-//! longtail-model
+//! longtail-model: a trainable BERT-family encoder in candle, with a sequence-classification
+//! head, Hugging Face checkpoint loading/saving and seeded dropout.
+//!
+//! Why not `candle_transformers::models::bert`? Its LayerNorm is `candle_nn::LayerNorm`, which
+//! on contiguous input runs the fused `candle_nn::ops::layer_norm` through `apply_op3_no_bwd`
+//! (no backward recorded: the gradient stops there, silently), and its `Dropout` is a no-op.
+//! Fine-tuning through it updates the head only. Here every op on the training path has a
+//! backward (see [`ops`]); [`BertModel::forward_inference`] may use the fused kernels because
+//! it is never differentiated.
+//!
+//! Typical use (the trainer lives elsewhere):
+//! ```no_run
+//! use candle_core::Device;
+//! use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+//! use longtail_model::{BertForSequenceClassification, ClassifierOptions, CrossEntropy, HubOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let opts = ClassifierOptions { labels: Some(vec!["head".into(), "tail".into()]), ..Default::default() };
+//! let (model, report) = BertForSequenceClassification::from_pretrained(
+//!     "checkpoints/base/all-MiniLM-L6-v2", &opts, &HubOptions::default(), &Device::Cpu)?;
+//! let mut opt = AdamW::new(model.trainable_vars(), ParamsAdamW { lr: 2e-5, ..Default::default() })?;
+//! # let (ids, mask, labels): (candle_core::Tensor, candle_core::Tensor, candle_core::Tensor) = todo!();
+//! let logits = model.forward_t(&ids, None, Some(&mask), true)?;
+//! let loss = model.loss(&logits, &labels, &CrossEntropy::default())?;
+//! opt.backward_step(&loss)?;
+//! model.save_pretrained("runs/x/checkpoint")?;
+//! # Ok(()) }
+//! ```
+
+pub mod bert;
+pub mod classifier;
+pub mod config;
+pub mod dropout;
+pub mod error;
+pub mod ops;
+pub mod params;
+pub mod pretrained;
+
+pub use bert::{cls_state, extended_attention_mask, mean_pool, BertModel};
+pub use classifier::{BertForSequenceClassification, ClassifierOptions};
+pub use config::{BertConfig, HiddenAct, Pooling};
+pub use dropout::{DropoutRng, DropoutRngState};
+pub use error::{ModelError, Result};
+pub use ops::{cross_entropy, CrossEntropy};
+pub use params::{named_vars, save_varmap_safetensors, Init, LoadReport, ParamBuilder};
+pub use pretrained::{HubOptions, PretrainedBert, PretrainedFiles};

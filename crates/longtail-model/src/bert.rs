@@ -1,0 +1,432 @@
+//! The BERT encoder, built from differentiable ops only (see [`crate::ops`]), with Hugging Face
+//! parameter names and real, seedable dropout.
+
+use candle_core::{DType, Tensor};
+
+use crate::config::{BertConfig, HiddenAct};
+use crate::dropout::{DropoutRng, DropoutRngState, MaskStream};
+use crate::error::{ModelError, Result};
+use crate::ops;
+use crate::params::{Init, ParamBuilder};
+
+/// Per-forward-pass state: the dropout stream (training only) and whether fused inference
+/// kernels may be used.
+pub(crate) struct Ctx {
+    stream: Option<MaskStream>,
+    fused: bool,
+}
+
+impl Ctx {
+    pub(crate) fn new(rng: &DropoutRng, train: bool) -> Self {
+        Self {
+            stream: train.then(|| rng.next_stream()),
+            fused: false,
+        }
+    }
+
+    pub(crate) fn inference() -> Self {
+        Self {
+            stream: None,
+            fused: true,
+        }
+    }
+
+    pub(crate) fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
+        match &mut self.stream {
+            Some(s) => s.dropout(x, p),
+            None => Ok(x.clone()),
+        }
+    }
+}
+
+/// `y = x W^T + b` with `W` of shape `(out, in)` (PyTorch layout). Inputs of any rank are
+/// flattened to 2-D so the matmul is one GEMM and its weight gradient one GEMM too (no
+/// broadcast copy of `W` per batch element as `candle_nn::Linear` does for 3-D inputs).
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+}
+
+impl Linear {
+    pub(crate) fn new(pb: &ParamBuilder, in_dim: usize, out_dim: usize, std: f64) -> Result<Self> {
+        Ok(Self {
+            weight: pb.get(&[out_dim, in_dim], "weight", Init::Normal { std })?,
+            bias: pb.get(&[out_dim], "bias", Init::Zeros)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().ok_or_else(|| ModelError::Input("linear on a scalar".into()))?;
+        let x2 = if dims.len() == 2 {
+            x.clone()
+        } else {
+            x.reshape(((), in_dim))?
+        };
+        let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        if dims.len() == 2 {
+            Ok(y)
+        } else {
+            let mut out = dims;
+            *out.last_mut().unwrap() = self.weight.dim(0)?;
+            Ok(y.reshape(out)?)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNorm {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn new(pb: &ParamBuilder, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: pb.get(&[dim], "weight", Init::Ones)?,
+            bias: pb.get(&[dim], "bias", Init::Zeros)?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        if ctx.fused {
+            // No backward: used only by the inference entry points.
+            let x = x.contiguous()?;
+            return Ok(candle_nn::ops::layer_norm(
+                &x,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            )?);
+        }
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    layer_norm: LayerNorm,
+    dropout: f64,
+    pad_token_id: usize,
+}
+
+impl Embeddings {
+    fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
+        let std = cfg.initializer_range;
+        let h = cfg.hidden_size;
+        let word = pb
+            .pp("word_embeddings")
+            .get(&[cfg.vocab_size, h], "weight", Init::Normal { std })?;
+        Ok(Self {
+            word,
+            position: pb.pp("position_embeddings").get(
+                &[cfg.max_position_embeddings, h],
+                "weight",
+                Init::Normal { std },
+            )?,
+            token_type: pb.pp("token_type_embeddings").get(
+                &[cfg.type_vocab_size, h],
+                "weight",
+                Init::Normal { std },
+            )?,
+            layer_norm: LayerNorm::new(&pb.pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            dropout: cfg.hidden_dropout_prob,
+            pad_token_id: cfg.pad_token_id,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor, token_type_ids: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        let h = self.word.dim(1)?;
+        let ids = input_ids.flatten_all()?;
+        let mut words = self.word.index_select(&ids, 0)?;
+        if !ctx.fused && self.pad_token_id < self.word.dim(0)? {
+            // nn.Embedding(padding_idx=pad) semantics: the padding row gets no gradient.
+            let is_pad = ids.eq(self.pad_token_id as u32)?.unsqueeze(1)?.broadcast_as((b * s, h))?;
+            words = is_pad.where_cond(&words.detach(), &words)?;
+        }
+        let words = words.reshape((b, s, h))?;
+        let positions = self.position.narrow(0, 0, s)?;
+        let mut emb = words.broadcast_add(&positions)?;
+        emb = match token_type_ids {
+            Some(tt) => {
+                let tt = self.token_type.index_select(&tt.flatten_all()?, 0)?.reshape((b, s, h))?;
+                (emb + tt)?
+            }
+            None => emb.broadcast_add(&self.token_type.narrow(0, 0, 1)?)?,
+        };
+        let emb = self.layer_norm.forward(&emb, ctx)?;
+        ctx.dropout(&emb, self.dropout)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    heads: usize,
+    head_dim: usize,
+    dropout: f64,
+}
+
+impl SelfAttention {
+    fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let std = cfg.initializer_range;
+        Ok(Self {
+            query: Linear::new(&pb.pp("query"), h, h, std)?,
+            key: Linear::new(&pb.pp("key"), h, h, std)?,
+            value: Linear::new(&pb.pp("value"), h, h, std)?,
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            dropout: cfg.attention_probs_dropout_prob,
+        })
+    }
+
+    /// `x` `(b, s, h)`, `mask` additive `(b, 1, 1, s)`.
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let split = |t: Tensor| t.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2);
+        // Scaling q by 1/sqrt(d) (instead of the (b, heads, s, s) scores) is the same maths on
+        // fewer elements, and the affine makes the head-major copy the matmul needs anyway.
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let q = split(self.query.forward(x)?)?.affine(scale, 0.)?;
+        let k = split(self.key.forward(x)?)?.contiguous()?;
+        let v = split(self.value.forward(x)?)?.contiguous()?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = if ctx.fused {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        } else {
+            ops::softmax_last_dim(&scores)?
+        };
+        let probs = ctx.dropout(&probs, self.dropout)?;
+        let context = probs.matmul(&v)?;
+        Ok(context.transpose(1, 2)?.reshape((b, s, h))?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    attention: SelfAttention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    act: HiddenAct,
+    dropout: f64,
+}
+
+impl Layer {
+    fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let std = cfg.initializer_range;
+        let att = pb.pp("attention");
+        Ok(Self {
+            attention: SelfAttention::new(&att.pp("self"), cfg)?,
+            attention_output: Linear::new(&att.pp("output").pp("dense"), h, h, std)?,
+            attention_norm: LayerNorm::new(&att.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            intermediate: Linear::new(
+                &pb.pp("intermediate").pp("dense"),
+                h,
+                cfg.intermediate_size,
+                std,
+            )?,
+            output: Linear::new(&pb.pp("output").pp("dense"), cfg.intermediate_size, h, std)?,
+            output_norm: LayerNorm::new(&pb.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            act: cfg.activation()?,
+            dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let a = self.attention.forward(x, mask, ctx)?;
+        let a = self.attention_output.forward(&a)?;
+        let a = ctx.dropout(&a, self.dropout)?;
+        let a = self.attention_norm.forward(&(a + x)?, ctx)?;
+        let i = self.intermediate.forward(&a)?;
+        let i = match self.act {
+            HiddenAct::Gelu if ctx.fused => i.gelu_erf()?,
+            HiddenAct::Gelu => ops::gelu_erf(&i)?,
+            HiddenAct::GeluTanh => i.gelu()?,
+            HiddenAct::Relu => i.relu()?,
+        };
+        let o = self.output.forward(&i)?;
+        let o = ctx.dropout(&o, self.dropout)?;
+        self.output_norm.forward(&(o + a)?, ctx)
+    }
+}
+
+/// A BERT encoder (embeddings, `num_hidden_layers` transformer layers, optional pooler) whose
+/// every weight is a `Var` in the `VarMap` of the [`ParamBuilder`] it was built with.
+///
+/// Parameter names are those of `transformers.BertModel` under the builder's prefix:
+/// `embeddings.word_embeddings.weight`, `encoder.layer.N.attention.self.query.weight`, ...,
+/// `pooler.dense.weight`.
+#[derive(Debug)]
+pub struct BertModel {
+    config: BertConfig,
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Option<Linear>,
+    rng: DropoutRng,
+}
+
+impl BertModel {
+    /// Builds the encoder; with `with_pooler` also `pooler.dense`. Dropout masks come from a
+    /// stream seeded with `dropout_seed`.
+    pub fn new(config: &BertConfig, pb: &ParamBuilder, with_pooler: bool, dropout_seed: u64) -> Result<Self> {
+        config.validate()?;
+        let embeddings = Embeddings::new(&pb.pp("embeddings"), config)?;
+        let enc = pb.pp("encoder").pp("layer");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::new(&enc.pp(i), config))
+            .collect::<Result<Vec<_>>>()?;
+        let pooler = if with_pooler {
+            let h = config.hidden_size;
+            Some(Linear::new(&pb.pp("pooler").pp("dense"), h, h, config.initializer_range)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            config: config.clone(),
+            embeddings,
+            layers,
+            pooler,
+            rng: DropoutRng::new(dropout_seed),
+        })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    pub fn has_pooler(&self) -> bool {
+        self.pooler.is_some()
+    }
+
+    /// Dropout RNG state, to store in a training checkpoint.
+    pub fn dropout_rng_state(&self) -> DropoutRngState {
+        self.rng.state()
+    }
+
+    /// Restores the dropout RNG (seed and number of training forward passes so far).
+    pub fn set_dropout_rng_state(&self, state: DropoutRngState) {
+        self.rng.set_state(state)
+    }
+
+    pub(crate) fn rng(&self) -> &DropoutRng {
+        &self.rng
+    }
+
+    /// Last hidden states `(b, s, hidden)`.
+    ///
+    /// `input_ids` `(b, s)` (u32 or i64), `token_type_ids` `(b, s)` (default all 0),
+    /// `attention_mask` `(b, s)` with 1 for real tokens and 0 for padding (default all 1).
+    /// With `train == true` dropout is active (masks from the model's seeded stream); every op
+    /// is differentiable in both modes.
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let mut ctx = Ctx::new(&self.rng, train);
+        self.forward_ctx(input_ids, token_type_ids, attention_mask, &mut ctx)
+    }
+
+    /// Last hidden states with candle's fused softmax / layer-norm / GELU kernels: faster, same
+    /// values (tested to 1e-5), but **no gradient flows through them**. For scoring only.
+    pub fn forward_inference(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mut ctx = Ctx::inference();
+        self.forward_ctx(input_ids, token_type_ids, attention_mask, &mut ctx)
+    }
+
+    pub(crate) fn forward_ctx(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        if input_ids.dtype().is_float() {
+            return Err(ModelError::Input("input_ids must be an integer tensor".into()));
+        }
+        if s > self.config.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "sequence length {s} exceeds max_position_embeddings {}",
+                self.config.max_position_embeddings
+            )));
+        }
+        for (name, t) in [("token_type_ids", token_type_ids), ("attention_mask", attention_mask)] {
+            if let Some(t) = t {
+                if t.dims() != [b, s] {
+                    return Err(ModelError::Input(format!(
+                        "{name} has shape {:?}, input_ids {:?}",
+                        t.dims(),
+                        input_ids.dims()
+                    )));
+                }
+            }
+        }
+        let dtype = self.embeddings.word.dtype();
+        let mask = match attention_mask {
+            Some(m) => Some(extended_attention_mask(m, dtype)?),
+            None => None,
+        };
+        let mut hidden = self.embeddings.forward(input_ids, token_type_ids, ctx)?;
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden, mask.as_ref(), ctx)?;
+        }
+        Ok(hidden)
+    }
+
+    /// `tanh(pooler.dense(hidden[:, 0]))`, `(b, hidden)`; an error if built without pooler.
+    pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
+        let pooler = self
+            .pooler
+            .as_ref()
+            .ok_or_else(|| ModelError::Config("this model was built without a pooler".into()))?;
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        Ok(pooler.forward(&cls)?.tanh()?)
+    }
+}
+
+/// `(1 - mask) * f32::MIN` shaped `(b, 1, 1, s)`: added to the attention scores, it gives padded
+/// keys zero weight after the softmax (what `transformers` does with `torch.finfo.min`).
+pub fn extended_attention_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let m = mask.to_dtype(dtype)?;
+    let add = ((m.ones_like()? - m)? * f32::MIN as f64)?;
+    Ok(add.reshape((b, 1, 1, s))?)
+}
+
+/// `hidden[:, 0]`: the `[CLS]` state, `(b, hidden)`.
+pub fn cls_state(hidden: &Tensor) -> Result<Tensor> {
+    Ok(hidden.narrow(1, 0, 1)?.squeeze(1)?)
+}
+
+/// The mean of the token states over the attention mask, `(b, hidden)`.
+pub fn mean_pool(hidden: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+    match attention_mask {
+        Some(m) => ops::masked_mean(hidden, m),
+        None => Ok(hidden.mean(1)?),
+    }
+}

@@ -1,0 +1,146 @@
+//! Dropout with masks drawn from our own seeded RNG.
+//!
+//! candle's CPU backend cannot be seeded (`Device::Cpu.set_seed` bails: "cannot seed the CPU rng
+//! with set_seed"; `Tensor::rand` uses `rand::rng()`, the thread RNG), so `candle_nn::ops::dropout`
+//! is not reproducible. Here every training forward pass draws its masks from a ChaCha8 stream
+//! chosen by `(seed, call counter)`: the masks of forward call `k` depend only on the seed and
+//! `k`, never on what earlier calls consumed, so a trainer resumes bit-for-bit by saving and
+//! restoring [`DropoutRngState`]. Masks are generated on the host and uploaded, which makes
+//! them identical on every device.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// The whole state of a [`DropoutRng`]: save it with a checkpoint, restore it on resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropoutRngState {
+    pub seed: u64,
+    /// Number of training forward passes run so far.
+    pub calls: u64,
+}
+
+/// Source of dropout masks: one independent ChaCha8 stream per training forward pass.
+#[derive(Debug)]
+pub struct DropoutRng {
+    seed: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl DropoutRng {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed: AtomicU64::new(seed),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    pub fn state(&self) -> DropoutRngState {
+        DropoutRngState {
+            seed: self.seed.load(Ordering::SeqCst),
+            calls: self.calls.load(Ordering::SeqCst),
+        }
+    }
+
+    pub fn set_state(&self, state: DropoutRngState) {
+        self.seed.store(state.seed, Ordering::SeqCst);
+        self.calls.store(state.calls, Ordering::SeqCst);
+    }
+
+    /// The stream of the next forward pass (and advances the counter).
+    pub(crate) fn next_stream(&self) -> MaskStream {
+        let seed = self.seed.load(Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(call);
+        MaskStream { rng, buf: Vec::new() }
+    }
+}
+
+/// Draws the masks of one forward pass, in the (deterministic) order the layers ask for them.
+pub(crate) struct MaskStream {
+    rng: ChaCha8Rng,
+    buf: Vec<u32>,
+}
+
+impl MaskStream {
+    /// `x * mask / (1 - p)` with `mask ~ Bernoulli(1 - p)` elementwise.
+    pub(crate) fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
+        if p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let mask = self.mask(x.dims(), x.dtype(), x.device(), p)?;
+        Ok((x * mask)?)
+    }
+
+    fn mask(&mut self, dims: &[usize], dtype: DType, device: &Device, p: f64) -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        self.buf.resize(n, 0);
+        self.rng.fill(&mut self.buf[..]);
+        // keep iff u >= p * 2^32, i.e. with probability 1 - p (to 2^-32).
+        let threshold = (p * 4294967296.0).round().min(u32::MAX as f64) as u32;
+        let scale = 1.0 / (1.0 - p);
+        let t = match dtype {
+            DType::F64 => {
+                let v: Vec<f64> = self
+                    .buf
+                    .iter()
+                    .map(|&u| if u >= threshold { scale } else { 0.0 })
+                    .collect();
+                Tensor::from_vec(v, dims, &Device::Cpu)?
+            }
+            _ => {
+                let s = scale as f32;
+                let v: Vec<f32> = self
+                    .buf
+                    .iter()
+                    .map(|&u| if u >= threshold { s } else { 0.0 })
+                    .collect();
+                Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(dtype)?
+            }
+        };
+        Ok(t.to_device(device)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_are_reproducible_per_call_and_scaled() {
+        let x = Tensor::ones((64, 256), DType::F32, &Device::Cpu).unwrap();
+        let rng = DropoutRng::new(7);
+        let a0 = rng.next_stream().dropout(&x, 0.25).unwrap();
+        let a1 = rng.next_stream().dropout(&x, 0.25).unwrap();
+        assert_eq!(rng.state(), DropoutRngState { seed: 7, calls: 2 });
+        let again = DropoutRng::new(7);
+        let b0 = again.next_stream().dropout(&x, 0.25).unwrap();
+        assert_eq!(a0.to_vec2::<f32>().unwrap(), b0.to_vec2::<f32>().unwrap());
+        assert_ne!(a0.to_vec2::<f32>().unwrap(), a1.to_vec2::<f32>().unwrap());
+        // resume at call 1
+        again.set_state(DropoutRngState { seed: 7, calls: 1 });
+        let b1 = again.next_stream().dropout(&x, 0.25).unwrap();
+        assert_eq!(a1.to_vec2::<f32>().unwrap(), b1.to_vec2::<f32>().unwrap());
+
+        let v = a0.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let kept = v.iter().filter(|&&e| e != 0.0).count() as f64 / v.len() as f64;
+        assert!((kept - 0.75).abs() < 0.02, "kept fraction {kept}");
+        assert!(v.iter().all(|&e| e == 0.0 || (e - 1.0 / 0.75).abs() < 1e-6));
+        // E[dropout(x)] = x
+        let mean = v.iter().map(|&e| e as f64).sum::<f64>() / v.len() as f64;
+        assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+    }
+
+    #[test]
+    fn zero_probability_is_identity() {
+        let x = Tensor::ones((3, 4), DType::F32, &Device::Cpu).unwrap();
+        let y = DropoutRng::new(0).next_stream().dropout(&x, 0.0).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), x.to_vec2::<f32>().unwrap());
+    }
+}

@@ -1,1 +1,213 @@
-//! longtail-plot
+//! longtail-plot: small PNG line charts (ROC curves, loss curves, popularity curves).
+//!
+//! Rendering uses plotters' bitmap backend with the DejaVu Sans font compiled
+//! into the binary, so no system fonts are needed.
+
+mod axis;
+mod draw;
+mod font;
+
+use std::path::{Path, PathBuf};
+
+pub use axis::format_tick;
+
+/// Errors from rendering a chart.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("could not load the embedded font")]
+    Font,
+    #[error("image size {width}x{height} is too small (minimum 100x100)")]
+    Size { width: u32, height: u32 },
+    #[error("drawing {path}: {message}")]
+    Draw { path: PathBuf, message: String },
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One named line of a chart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            points,
+        }
+    }
+}
+
+/// Where the legend box goes inside the plotting area.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LegendPosition {
+    #[default]
+    UpperRight,
+    UpperLeft,
+    LowerRight,
+    LowerLeft,
+}
+
+/// A line chart with optional log axes and labelled vertical marker lines.
+///
+/// Points that cannot be shown (non-finite, or <= 0 on a log axis) are
+/// dropped. Axis ranges default to the data extent unless `x_range` /
+/// `y_range` pin them (e.g. `(0.0, 1.0)` for ROC curves).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineChart {
+    pub title: String,
+    /// Optional second line under the title (small font), e.g. a caveat.
+    pub subtitle: Option<String>,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub x_range: Option<(f64, f64)>,
+    pub y_range: Option<(f64, f64)>,
+    pub series: Vec<Series>,
+    /// Vertical dashed marker lines at an x value, each with a text label.
+    pub vlines: Vec<(f64, String)>,
+    pub legend: LegendPosition,
+}
+
+/// Renders `chart` as a `width` x `height` PNG at `path`.
+///
+/// The file is written to a temporary sibling and renamed into place, so a
+/// reader never sees a half-written image.
+pub fn render_png(
+    chart: &LineChart,
+    path: &Path,
+    width: u32,
+    height: u32,
+) -> Result<(), PlotError> {
+    if width < 100 || height < 100 {
+        return Err(PlotError::Size { width, height });
+    }
+    font::ensure_registered()?;
+    let tmp = temp_sibling(path);
+    let drawn = draw::draw_chart(chart, &tmp, (width, height));
+    if let Err(message) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(PlotError::Draw {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+    std::fs::rename(&tmp, path).map_err(|source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `dir/.name.tmp.png`: plotters picks the encoder from the extension, so
+/// the temporary file must keep `.png`.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "chart".to_string());
+    path.with_file_name(format!(".{name}.tmp.png"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+    fn assert_png(path: &Path) {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[..8], &PNG_MAGIC, "not a PNG");
+        assert!(bytes.len() > 5_000, "suspiciously small PNG: {}", bytes.len());
+    }
+
+    fn roc_like() -> LineChart {
+        LineChart {
+            title: "ROC".into(),
+            x_label: "false positive rate".into(),
+            y_label: "true positive rate".into(),
+            x_range: Some((0.0, 1.0)),
+            y_range: Some((0.0, 1.0)),
+            series: vec![
+                Series::new(
+                    "model (AUC 0.83)",
+                    vec![(0.0, 0.0), (0.1, 0.5), (0.3, 0.8), (1.0, 1.0)],
+                ),
+                Series::new("chance", vec![(0.0, 0.0), (1.0, 1.0)]),
+            ],
+            legend: LegendPosition::LowerRight,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn writes_linear_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roc.png");
+        render_png(&roc_like(), &path, 640, 480).unwrap();
+        assert_png(&path);
+        // no temporary file left behind
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn writes_log_log_png_with_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pop.png");
+        let points = (1..=500)
+            .map(|r| (r as f64, 1000.0 / r as f64))
+            .collect::<Vec<_>>();
+        let chart = LineChart {
+            title: "Popularity".into(),
+            subtitle: Some("3 items with 0 interactions not shown".into()),
+            x_label: "rank".into(),
+            y_label: "interactions".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![Series::new("items", points)],
+            vlines: vec![(40.0, "head | tail".into()), (200.0, "cut 2".into())],
+            ..Default::default()
+        };
+        render_png(&chart, &path, 800, 500).unwrap();
+        assert_png(&path);
+    }
+
+    #[test]
+    fn survives_empty_and_unplottable_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.png");
+        let chart = LineChart {
+            title: "nothing".into(),
+            log_y: true,
+            series: vec![Series::new("zeros", vec![(1.0, 0.0), (f64::NAN, 2.0)])],
+            ..Default::default()
+        };
+        render_png(&chart, &path, 300, 200).unwrap();
+        assert_png(&path);
+    }
+
+    #[test]
+    fn rejects_tiny_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = render_png(&roc_like(), &dir.path().join("x.png"), 10, 10).unwrap_err();
+        assert!(matches!(err, PlotError::Size { .. }));
+    }
+
+    #[test]
+    fn reports_unwritable_path() {
+        let err = render_png(
+            &roc_like(),
+            Path::new("/nonexistent-dir/for/sure/x.png"),
+            300,
+            200,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir"), "{err}");
+    }
+}

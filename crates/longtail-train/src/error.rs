@@ -1,0 +1,58 @@
+//! Error type shared by every module of this crate.
+
+use std::path::PathBuf;
+
+/// Errors produced by the training machinery.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor operation failed inside candle.
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    /// A file-system operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON document could not be written or parsed.
+    #[error("JSON error in {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A caller-supplied argument is out of its valid range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Saved optimizer state does not match the optimizer it is loaded into.
+    #[error("optimizer state mismatch: {0}")]
+    StateMismatch(String),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
+        TrainError::Json {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        TrainError::InvalidArgument(msg.into())
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;

@@ -1,0 +1,142 @@
+//! The real all-MiniLM-L6-v2 against PyTorch `transformers` and against candle-transformers.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use longtail_model::{PretrainedBert, PretrainedFiles};
+
+fn load_minilm(dir: &std::path::Path) -> PretrainedBert {
+    let files = PretrainedFiles::from_dir(dir).unwrap();
+    let loaded = PretrainedBert::load(&files, true, DType::F32, &Device::Cpu).unwrap();
+    // The checkpoint has every encoder weight and the pooler, nothing is initialised.
+    assert!(loaded.report.missing.is_empty(), "{:?}", loaded.report.missing);
+    assert_eq!(loaded.report.loaded.len(), 5 + 6 * 16 + 2);
+    assert_eq!(loaded.report.unexpected, vec!["embeddings.position_ids".to_string()]);
+    loaded
+}
+
+#[test]
+fn minilm_matches_pytorch_reference() {
+    let Some(dir) = base_model_dir() else {
+        eprintln!("skipped: base model not found (scripts/fetch_base_model.sh)");
+        return;
+    };
+    let reference = reference_file();
+    if !reference.is_file() {
+        eprintln!(
+            "skipped: {} not found: run python3 scripts/make_reference.py \
+             (needs pip install torch transformers tokenizers safetensors)",
+            reference.display()
+        );
+        return;
+    }
+    let dev = Device::Cpu;
+    let r = candle_core::safetensors::load(&reference, &dev).unwrap();
+    let ids = &r["input_ids"];
+    let mask = &r["attention_mask"];
+    let types = &r["token_type_ids"];
+    let want = &r["last_hidden_state"];
+    assert_eq!(ids.dim(0).unwrap(), 32);
+
+    // Our tokenisation of the same texts gives the same ids as the Python tokenizers package.
+    if let Some(items) = office_items() {
+        let batch = tokenize(&dir.join("tokenizer.json"), &office_texts(&items, 32), &dev);
+        let ours = batch.input_ids.to_dtype(DType::I64).unwrap();
+        assert_eq!(
+            ours.to_vec2::<i64>().unwrap(),
+            ids.to_vec2::<i64>().unwrap(),
+            "tokenisation differs from the reference"
+        );
+    }
+
+    let m = load_minilm(&dir);
+    let got = m.model.forward_t(ids, Some(types), Some(mask), false).unwrap();
+    let diff = max_abs_diff(&got, want);
+    println!(
+        "MiniLM vs PyTorch transformers, last_hidden_state {:?}: max abs diff {diff:.3e}",
+        got.dims()
+    );
+    assert!(diff < 1e-4, "max abs diff {diff}");
+    // The comparison is not vacuous: states are O(1) and differ between texts.
+    assert!(max_abs(want) > 0.5);
+
+    let pooled = m.model.pool(&got).unwrap();
+    let pdiff = max_abs_diff(&pooled, &r["pooler_output"]);
+    println!("MiniLM vs PyTorch transformers, pooler_output: max abs diff {pdiff:.3e}");
+    assert!(pdiff < 1e-4, "pooler max abs diff {pdiff}");
+
+    let fused = m.model.forward_inference(ids, Some(types), Some(mask)).unwrap();
+    let fdiff = max_abs_diff(&fused, want);
+    println!("MiniLM fused inference vs PyTorch: max abs diff {fdiff:.3e}");
+    assert!(fdiff < 1e-4);
+}
+
+fn minilm_inputs(dir: &std::path::Path, dev: &Device) -> (Batch, &'static str) {
+    match office_items() {
+        Some(items) => (
+            tokenize(&dir.join("tokenizer.json"), &office_texts(&items, 32), dev),
+            "32 Office items",
+        ),
+        None => (
+            tokenize(&dir.join("tokenizer.json"), &fallback_texts(), dev),
+            "4 built-in texts (Office data not found)",
+        ),
+    }
+}
+
+#[test]
+fn minilm_matches_candle_transformers() {
+    let Some(dir) = base_model_dir() else {
+        eprintln!("skipped: base model not found (scripts/fetch_base_model.sh)");
+        return;
+    };
+    let dev = Device::Cpu;
+    let (batch, what) = minilm_inputs(&dir, &dev);
+    let cfg: candle_transformers::models::bert::Config =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vb = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &dev)
+            .unwrap()
+    };
+    let theirs = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
+    let want = theirs
+        .forward(&batch.input_ids, &batch.token_type_ids, Some(&batch.attention_mask))
+        .unwrap();
+
+    let m = load_minilm(&dir);
+    let got = m
+        .model
+        .forward_t(&batch.input_ids, Some(&batch.token_type_ids), Some(&batch.attention_mask), false)
+        .unwrap();
+    let diff = max_abs_diff(&got, &want);
+    println!("MiniLM vs candle-transformers BertModel on {what}, {:?}: max abs diff {diff:.3e}", got.dims());
+    assert!(diff < 1e-4, "max abs diff {diff}");
+}
+
+#[test]
+fn minilm_fused_inference_equals_differentiable_forward() {
+    let Some(dir) = base_model_dir() else {
+        eprintln!("skipped: base model not found (scripts/fetch_base_model.sh)");
+        return;
+    };
+    let dev = Device::Cpu;
+    let (batch, _) = minilm_inputs(&dir, &dev);
+    let m = load_minilm(&dir);
+    let slow = m
+        .model
+        .forward_t(&batch.input_ids, Some(&batch.token_type_ids), Some(&batch.attention_mask), false)
+        .unwrap();
+    let fast = m
+        .model
+        .forward_inference(&batch.input_ids, Some(&batch.token_type_ids), Some(&batch.attention_mask))
+        .unwrap();
+    let diff = max_abs_diff(&slow, &fast);
+    println!("MiniLM fused inference vs differentiable forward: max abs diff {diff:.3e}");
+    assert!(diff < 1e-5, "max abs diff {diff}");
+    // no attention mask == all-ones mask
+    let ones = Tensor::ones_like(&batch.attention_mask).unwrap();
+    let a = m.model.forward_t(&batch.input_ids, None, Some(&ones), false).unwrap();
+    let b = m.model.forward_t(&batch.input_ids, None, None, false).unwrap();
+    assert!(max_abs_diff(&a, &b) < 1e-6);
+}

@@ -93,7 +93,9 @@ pub fn majority(
     test_labels: &[bool],
 ) -> Result<Metrics, EvalError> {
     if train_labels.is_empty() {
-        return Err(EvalError::Empty { what: "train labels".into() });
+        return Err(EvalError::Empty {
+            what: "train labels".into(),
+        });
     }
     let prior = train_labels.iter().filter(|&&l| l).count() as f64 / train_labels.len() as f64;
     let constant = |labels: &[bool]| labels.iter().map(|&l| (prior, l)).collect::<Vec<_>>();
@@ -169,8 +171,14 @@ pub fn run(splits: &TextSplits, opts: &BaselineOptions) -> Result<BaselineResult
         &splits.test.labels,
     )?;
     let (tfidf, fit) = tfidf_logreg(splits, opts)?;
-    let metrics = BTreeMap::from([(MAJORITY.to_string(), majority), (TFIDF_LOGREG.to_string(), tfidf)]);
-    Ok(BaselineResults { metrics, tfidf_logreg: fit })
+    let metrics = BTreeMap::from([
+        (MAJORITY.to_string(), majority),
+        (TFIDF_LOGREG.to_string(), tfidf),
+    ]);
+    Ok(BaselineResults {
+        metrics,
+        tfidf_logreg: fit,
+    })
 }
 
 #[cfg(test)]
@@ -206,8 +214,12 @@ mod tests {
 
     #[test]
     fn majority_scores_the_train_prior() {
-        let m = majority(&[true, true, true, false], &[true, false, true], &[false, true, true, true])
-            .unwrap();
+        let m = majority(
+            &[true, true, true, false],
+            &[true, false, true],
+            &[false, true, true, true],
+        )
+        .unwrap();
         assert_eq!(m.auc, 0.5);
         // one tied group: AP = prevalence of the test split
         assert_eq!(m.pr_auc, 0.75);
@@ -245,7 +257,13 @@ mod tests {
             tfidf_logreg(&s, &BaselineOptions::default()),
             Err(EvalError::OneClass { .. })
         ));
-        let opts = BaselineOptions { c_grid: vec![], ..Default::default() };
-        assert!(matches!(tfidf_logreg(&toy(), &opts), Err(EvalError::Option(_))));
+        let opts = BaselineOptions {
+            c_grid: vec![],
+            ..Default::default()
+        };
+        assert!(matches!(
+            tfidf_logreg(&toy(), &opts),
+            Err(EvalError::Option(_))
+        ));
     }
 }

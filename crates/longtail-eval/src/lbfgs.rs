@@ -55,12 +55,21 @@ where
     let mut g_new = vec![0.0; n];
     for iter in 0..opts.max_iter {
         if max_abs(&g) <= opts.gtol {
-            return LbfgsResult { x, f: fx, iterations: iter, converged: true };
+            return LbfgsResult {
+                x,
+                f: fx,
+                iterations: iter,
+                converged: true,
+            };
         }
         let d = direction(&g, &s_hist, &y_hist);
         let slope = dot(&g, &d);
         // first step: no curvature known yet, so keep it short
-        let mut step = if s_hist.is_empty() { 1.0 / dot(&g, &g).sqrt().max(1.0) } else { 1.0 };
+        let mut step = if s_hist.is_empty() {
+            1.0 / dot(&g, &g).sqrt().max(1.0)
+        } else {
+            1.0
+        };
         // rounding slack: near the optimum f changes below its last bit
         let slack = 1e-15 * fx.abs();
         let accepted = loop {
@@ -77,7 +86,12 @@ where
             }
         };
         let Some(f_new) = accepted else {
-            return LbfgsResult { x, f: fx, iterations: iter, converged: false };
+            return LbfgsResult {
+                x,
+                f: fx,
+                iterations: iter,
+                converged: false,
+            };
         };
         let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
@@ -95,7 +109,12 @@ where
         fx = f_new;
     }
     let converged = max_abs(&g) <= opts.gtol;
-    LbfgsResult { x, f: fx, iterations: opts.max_iter, converged }
+    LbfgsResult {
+        x,
+        f: fx,
+        iterations: opts.max_iter,
+        converged,
+    }
 }
 
 /// `-H g` by the two-loop recursion, `H0 = (s'y / y'y) I`.
@@ -158,7 +177,10 @@ mod tests {
         };
         let r = minimize(f, vec![-1.2, 1.0], &LbfgsOptions::default());
         assert!(r.converged, "{r:?}");
-        assert!((r.x[0] - 1.0).abs() < 1e-8 && (r.x[1] - 1.0).abs() < 1e-8, "{r:?}");
+        assert!(
+            (r.x[0] - 1.0).abs() < 1e-8 && (r.x[1] - 1.0).abs() < 1e-8,
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -167,7 +189,10 @@ mod tests {
             g[0] = 2.0 * (x[0] - 3.0);
             (x[0] - 3.0).powi(2)
         };
-        let opts = LbfgsOptions { max_iter: 0, ..Default::default() };
+        let opts = LbfgsOptions {
+            max_iter: 0,
+            ..Default::default()
+        };
         let r = minimize(f, vec![0.0], &opts);
         assert!(!r.converged);
         assert_eq!(r.x, [0.0]);

@@ -25,6 +25,6 @@ pub mod text;
 pub use baselines::{BaselineOptions, BaselineResults, LabelledTexts, TextSplits};
 pub use data::{load_text_splits, text_splits};
 pub use error::EvalError;
+pub use longtail_plot::Series;
 pub use metrics::{evaluate_at, evaluate_scores, Metrics, RocCurve};
 pub use report::{ClassificationReport, Summary};
-pub use longtail_plot::Series;

@@ -32,7 +32,12 @@ fn sigmoid(z: f64) -> f64 {
 
 impl LogisticRegression {
     /// Fits on rows of `x` with labels `y` (`true` = positive class).
-    pub fn fit(x: &CsrMatrix, y: &[bool], c: f64, solver: &LbfgsOptions) -> Result<Self, EvalError> {
+    pub fn fit(
+        x: &CsrMatrix,
+        y: &[bool],
+        c: f64,
+        solver: &LbfgsOptions,
+    ) -> Result<Self, EvalError> {
         if x.n_rows() != y.len() {
             return Err(EvalError::LengthMismatch {
                 what: "logistic regression".into(),
@@ -41,10 +46,14 @@ impl LogisticRegression {
             });
         }
         if y.is_empty() {
-            return Err(EvalError::Empty { what: "logistic regression training set".into() });
+            return Err(EvalError::Empty {
+                what: "logistic regression training set".into(),
+            });
         }
         if !(c > 0.0 && c.is_finite()) {
-            return Err(EvalError::Option(format!("C must be positive and finite, got {c}")));
+            return Err(EvalError::Option(format!(
+                "C must be positive and finite, got {c}"
+            )));
         }
         let d = x.n_cols;
         let n = y.len() as f64;
@@ -71,12 +80,21 @@ impl LogisticRegression {
         let r = minimize(objective, vec![0.0; d + 1], solver);
         let mut coef = r.x;
         let intercept = coef.pop().expect("d + 1 parameters");
-        Ok(Self { coef, intercept, c, iterations: r.iterations, converged: r.converged })
+        Ok(Self {
+            coef,
+            intercept,
+            c,
+            iterations: r.iterations,
+            converged: r.converged,
+        })
     }
 
     /// Probability of the positive class for each row.
     pub fn predict_proba(&self, x: &CsrMatrix) -> Vec<f64> {
-        x.mul_vec(&self.coef).into_iter().map(|z| sigmoid(z + self.intercept)).collect()
+        x.mul_vec(&self.coef)
+            .into_iter()
+            .map(|z| sigmoid(z + self.intercept))
+            .collect()
     }
 }
 
@@ -126,7 +144,10 @@ mod tests {
 
     fn max_diff(a: &[f64], b: &[f64]) -> f64 {
         assert_eq!(a.len(), b.len());
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     #[derive(Deserialize)]
@@ -146,7 +167,10 @@ mod tests {
         let texts: Texts = serde_json::from_str(include_str!("../fixtures/tfidf.json")).unwrap();
         let f: Fixture = serde_json::from_str(include_str!("../fixtures/logreg.json")).unwrap();
         let v = TfidfVectorizer::fit(&texts.train_texts, TfidfOptions::default()).unwrap();
-        let (xtr, xte) = (v.transform(&texts.train_texts), v.transform(&texts.test_texts));
+        let (xtr, xte) = (
+            v.transform(&texts.train_texts),
+            v.transform(&texts.test_texts),
+        );
         assert_eq!(f.fits.len(), 3);
         for fit in &f.fits {
             let m = LogisticRegression::fit(&xtr, &f.train_labels, fit.c, &LbfgsOptions::default())
@@ -169,13 +193,19 @@ mod tests {
     fn rejects_bad_input() {
         let x = CsrMatrix::new(1);
         let opts = LbfgsOptions::default();
-        assert!(matches!(LogisticRegression::fit(&x, &[], 1.0, &opts), Err(EvalError::Empty { .. })));
+        assert!(matches!(
+            LogisticRegression::fit(&x, &[], 1.0, &opts),
+            Err(EvalError::Empty { .. })
+        ));
         let mut x1 = CsrMatrix::new(1);
         x1.push_row([(0, 1.0)]);
         assert!(matches!(
             LogisticRegression::fit(&x1, &[true, false], 1.0, &opts),
             Err(EvalError::LengthMismatch { .. })
         ));
-        assert!(matches!(LogisticRegression::fit(&x1, &[true], 0.0, &opts), Err(EvalError::Option(_))));
+        assert!(matches!(
+            LogisticRegression::fit(&x1, &[true], 0.0, &opts),
+            Err(EvalError::Option(_))
+        ));
     }
 }

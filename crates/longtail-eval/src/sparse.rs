@@ -23,8 +23,10 @@ impl CsrMatrix {
     pub fn push_row(&mut self, entries: impl IntoIterator<Item = (u32, f64)>) {
         for (col, value) in entries {
             debug_assert!((col as usize) < self.n_cols);
-            debug_assert!(self.indices.len() == *self.indptr.last().unwrap()
-                || *self.indices.last().unwrap() < col);
+            debug_assert!(
+                self.indices.len() == *self.indptr.last().unwrap()
+                    || *self.indices.last().unwrap() < col
+            );
             self.indices.push(col);
             self.values.push(value);
         }
@@ -49,7 +51,10 @@ impl CsrMatrix {
         (0..self.n_rows())
             .map(|i| {
                 let (cols, vals) = self.row(i);
-                cols.iter().zip(vals).map(|(&c, &v)| v * w[c as usize]).sum()
+                cols.iter()
+                    .zip(vals)
+                    .map(|(&c, &v)| v * w[c as usize])
+                    .sum()
             })
             .collect()
     }

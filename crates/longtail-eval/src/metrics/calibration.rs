@@ -38,7 +38,11 @@ fn bin_of(conf: f64, bins: usize) -> usize {
     let step = 1.0 / bins as f64;
     (0..bins)
         .find(|&b| {
-            let hi = if b + 1 == bins { 1.0 } else { (b + 1) as f64 * step };
+            let hi = if b + 1 == bins {
+                1.0
+            } else {
+                (b + 1) as f64 * step
+            };
             conf <= hi
         })
         .unwrap_or(bins - 1)
@@ -61,7 +65,10 @@ mod tests {
         // confidence 0.9 right and 0.9 wrong -> |0.5 - 0.9| = 0.4
         let got = expected_calibration_error(&[0.9, 0.1], &[true, true], 15);
         assert!((got - 0.4).abs() < 1e-12, "{got}");
-        assert_eq!(expected_calibration_error(&[1.0, 0.0], &[true, false], 15), 0.0);
+        assert_eq!(
+            expected_calibration_error(&[1.0, 0.0], &[true, false], 15),
+            0.0
+        );
     }
 
     #[test]
@@ -78,7 +85,12 @@ mod tests {
     fn match_numpy_reference() {
         for case in cases() {
             let got = expected_calibration_error(&case.scores, &case.labels, ECE_BINS);
-            assert!((got - case.ece).abs() < 1e-9, "{}: {got} vs {}", case.name, case.ece);
+            assert!(
+                (got - case.ece).abs() < 1e-9,
+                "{}: {got} vs {}",
+                case.name,
+                case.ece
+            );
         }
     }
 }

@@ -177,7 +177,11 @@ mod tests {
     use super::*;
 
     fn pairs(case: &fixture::Case) -> Vec<(f64, bool)> {
-        case.scores.iter().copied().zip(case.labels.iter().copied()).collect()
+        case.scores
+            .iter()
+            .copied()
+            .zip(case.labels.iter().copied())
+            .collect()
     }
 
     #[test]
@@ -185,7 +189,11 @@ mod tests {
         for case in cases() {
             let m = evaluate_at(&pairs(&case), case.threshold).unwrap();
             assert!((m.auc - case.auc).abs() < 1e-9, "{}", case.name);
-            assert!((m.pr_auc - case.average_precision).abs() < 1e-9, "{}", case.name);
+            assert!(
+                (m.pr_auc - case.average_precision).abs() < 1e-9,
+                "{}",
+                case.name
+            );
             assert!((m.macro_f1 - case.macro_f1).abs() < 1e-9, "{}", case.name);
             assert!((m.accuracy - case.accuracy).abs() < 1e-9, "{}", case.name);
             assert!((m.ece - case.ece).abs() < 1e-9, "{}", case.name);
@@ -221,10 +229,23 @@ mod tests {
     fn rejects_degenerate_input() {
         let ok = [(0.2, false), (0.8, true)];
         let empty: [(f64, bool); 0] = [];
-        assert!(matches!(evaluate_scores(&empty, &ok), Err(EvalError::Empty { .. })));
+        assert!(matches!(
+            evaluate_scores(&empty, &ok),
+            Err(EvalError::Empty { .. })
+        ));
         let one_class = [(0.2, true), (0.8, true)];
         let err = evaluate_scores(&ok, &one_class).unwrap_err();
-        assert!(matches!(err, EvalError::OneClass { positives: 2, n: 2, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                EvalError::OneClass {
+                    positives: 2,
+                    n: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         for bad in [f64::NAN, -0.1, 1.5, f64::INFINITY] {
             let scores = [(0.2, false), (bad, true)];
             let err = evaluate_scores(&scores, &ok).unwrap_err();

@@ -120,7 +120,10 @@ mod tests {
         let want = 0.5 + 0.5 * 2.0 / 3.0;
         assert!((average_precision(&s, &l) - want).abs() < 1e-15);
         // one tied group: a single step at precision = prevalence
-        assert_eq!(average_precision(&[0.3; 4], &[true, false, false, false]), 0.25);
+        assert_eq!(
+            average_precision(&[0.3; 4], &[true, false, false, false]),
+            0.25
+        );
     }
 
     #[test]
@@ -136,7 +139,12 @@ mod tests {
     fn match_sklearn_fixtures() {
         for case in cases() {
             let auc = roc_auc(&case.scores, &case.labels);
-            assert!((auc - case.auc).abs() < 1e-9, "{}: auc {auc} vs {}", case.name, case.auc);
+            assert!(
+                (auc - case.auc).abs() < 1e-9,
+                "{}: auc {auc} vs {}",
+                case.name,
+                case.auc
+            );
             let ap = average_precision(&case.scores, &case.labels);
             assert!(
                 (ap - case.average_precision).abs() < 1e-9,
@@ -147,8 +155,16 @@ mod tests {
             let roc = roc_curve(&case.scores, &case.labels);
             assert_eq!(roc.points.len(), case.roc_fpr.len(), "{}", case.name);
             for (k, &(fpr, tpr)) in roc.points.iter().enumerate() {
-                assert!((fpr - case.roc_fpr[k]).abs() < 1e-12, "{} fpr[{k}]", case.name);
-                assert!((tpr - case.roc_tpr[k]).abs() < 1e-12, "{} tpr[{k}]", case.name);
+                assert!(
+                    (fpr - case.roc_fpr[k]).abs() < 1e-12,
+                    "{} fpr[{k}]",
+                    case.name
+                );
+                assert!(
+                    (tpr - case.roc_tpr[k]).abs() < 1e-12,
+                    "{} tpr[{k}]",
+                    case.name
+                );
             }
         }
     }
@@ -156,8 +172,12 @@ mod tests {
     #[test]
     fn auc_ignores_input_order() {
         let case = &cases()[1];
-        let mut pairs: Vec<(f64, bool)> =
-            case.scores.iter().copied().zip(case.labels.iter().copied()).collect();
+        let mut pairs: Vec<(f64, bool)> = case
+            .scores
+            .iter()
+            .copied()
+            .zip(case.labels.iter().copied())
+            .collect();
         pairs.reverse();
         let (s, l): (Vec<f64>, Vec<bool>) = pairs.into_iter().unzip();
         assert!((roc_auc(&s, &l) - case.auc).abs() < 1e-12);

@@ -65,7 +65,13 @@ impl ClassMetrics {
     /// From true positives, false positives and false negatives for this
     /// class. An empty denominator gives 0 (sklearn's `zero_division=0`).
     fn new(tp: u64, fp: u64, fn_: u64) -> Self {
-        let ratio = |num: u64, den: u64| if den == 0 { 0.0 } else { num as f64 / den as f64 };
+        let ratio = |num: u64, den: u64| {
+            if den == 0 {
+                0.0
+            } else {
+                num as f64 / den as f64
+            }
+        };
         Self {
             precision: ratio(tp, tp + fp),
             recall: ratio(tp, tp + fn_),
@@ -151,10 +157,21 @@ mod tests {
         let s = [0.1, 0.4, 0.35, 0.8];
         let l = [false, false, true, true];
         let c = Counts::at(&s, &l, 0.5);
-        assert_eq!(c, Counts { tn: 2, fp: 0, fn_: 1, tp: 1 });
+        assert_eq!(
+            c,
+            Counts {
+                tn: 2,
+                fp: 0,
+                fn_: 1,
+                tp: 1
+            }
+        );
         assert_eq!(c.accuracy(), 0.75);
         let [neg, pos] = c.per_class();
-        assert_eq!((neg.precision, neg.recall, neg.support), (2.0 / 3.0, 1.0, 2));
+        assert_eq!(
+            (neg.precision, neg.recall, neg.support),
+            (2.0 / 3.0, 1.0, 2)
+        );
         assert!((neg.f1 - 0.8).abs() < 1e-15);
         assert_eq!((pos.precision, pos.recall, pos.support), (1.0, 0.5, 2));
         assert!((pos.f1 - 2.0 / 3.0).abs() < 1e-15);
@@ -176,7 +193,10 @@ mod tests {
             assert!((c.accuracy() - case.accuracy).abs() < 1e-12, "{name}");
             assert!((c.macro_f1() - case.macro_f1).abs() < 1e-12, "{name}");
             for (k, m) in c.per_class().iter().enumerate() {
-                assert!((m.precision - case.precision[k]).abs() < 1e-12, "{name} P[{k}]");
+                assert!(
+                    (m.precision - case.precision[k]).abs() < 1e-12,
+                    "{name} P[{k}]"
+                );
                 assert!((m.recall - case.recall[k]).abs() < 1e-12, "{name} R[{k}]");
                 assert!((m.f1 - case.f1[k]).abs() < 1e-12, "{name} F1[{k}]");
                 assert_eq!(m.support, case.support[k], "{name} support[{k}]");

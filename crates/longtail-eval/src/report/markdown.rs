@@ -11,7 +11,8 @@ fn num(x: f64) -> String {
 /// `| name | ROC-AUC | PR-AUC | macro-F1 | accuracy |`, one row per scorer in
 /// the given order.
 pub fn summary_table(rows: &[(&str, Summary)]) -> String {
-    let mut out = String::from("| | ROC-AUC | PR-AUC | macro-F1 | accuracy |\n|---|---:|---:|---:|---:|\n");
+    let mut out =
+        String::from("| | ROC-AUC | PR-AUC | macro-F1 | accuracy |\n|---|---:|---:|---:|---:|\n");
     for (name, s) in rows {
         let _ = writeln!(
             out,
@@ -40,7 +41,11 @@ pub(super) fn render(r: &ClassificationReport) -> String {
     let mut rows = vec![(r.model.as_str(), r.summary())];
     rows.extend(r.baselines.iter().map(|(k, s)| (k.as_str(), *s)));
     out.push_str(&summary_table(&rows));
-    let _ = writeln!(out, "\nExpected calibration error (15 bins, top-label): {}\n", num(r.ece));
+    let _ = writeln!(
+        out,
+        "\nExpected calibration error (15 bins, top-label): {}\n",
+        num(r.ece)
+    );
     out.push_str("| class | precision | recall | F1 | support |\n|---|---:|---:|---:|---:|\n");
     for (class, m) in &r.per_class {
         let _ = writeln!(
@@ -68,7 +73,12 @@ mod tests {
 
     #[test]
     fn table_rows_in_order() {
-        let s = Summary { auc: 0.75, pr_auc: 0.5, macro_f1: 2.0 / 3.0, accuracy: 1.0 };
+        let s = Summary {
+            auc: 0.75,
+            pr_auc: 0.5,
+            macro_f1: 2.0 / 3.0,
+            accuracy: 1.0,
+        };
         let t = summary_table(&[("model", s), ("a|b", s)]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "| | ROC-AUC | PR-AUC | macro-F1 | accuracy |");
@@ -86,7 +96,10 @@ mod tests {
         let majority_row = md.find("| majority | 0.5000 |").expect("majority row");
         let weak_row = md.find("| weak |").expect("weak row");
         assert!(model_row < majority_row && majority_row < weak_row);
-        assert!(md.contains("| tail | 0.7500 | 1.0000 | 0.8571 | 3 |"), "{md}");
+        assert!(
+            md.contains("| tail | 0.7500 | 1.0000 | 0.8571 | 3 |"),
+            "{md}"
+        );
         assert!(md.contains("| head | 2 | 1 |\n| tail | 0 | 3 |"), "{md}");
     }
 }

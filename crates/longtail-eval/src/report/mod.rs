@@ -69,7 +69,10 @@ impl ClassificationReport {
             per_class: metrics.per_class.clone(),
             confusion: metrics.confusion.clone(),
             n: metrics.n,
-            baselines: baselines.iter().map(|(k, m)| (k.clone(), m.into())).collect(),
+            baselines: baselines
+                .iter()
+                .map(|(k, m)| (k.clone(), m.into()))
+                .collect(),
         }
     }
 
@@ -97,14 +100,27 @@ pub(crate) mod tests {
     /// A model, a majority baseline and a weak baseline on a 6-item test set.
     pub fn example() -> (Metrics, BTreeMap<String, Metrics>) {
         let val = [(0.2, false), (0.4, false), (0.6, true), (0.9, true)];
-        let test = [(0.1, false), (0.3, false), (0.55, true), (0.7, false), (0.8, true), (0.95, true)];
+        let test = [
+            (0.1, false),
+            (0.3, false),
+            (0.55, true),
+            (0.7, false),
+            (0.8, true),
+            (0.95, true),
+        ];
         let model = evaluate_scores(&val, &test).unwrap();
         let flat: Vec<(f64, bool)> = test.iter().map(|&(_, l)| (0.5, l)).collect();
         let majority = evaluate_scores(&val.map(|(_, l)| (0.5, l)), &flat).unwrap();
-        let weak: Vec<(f64, bool)> =
-            test.iter().enumerate().map(|(i, &(_, l))| (i as f64 / 10.0, l)).collect();
+        let weak: Vec<(f64, bool)> = test
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, l))| (i as f64 / 10.0, l))
+            .collect();
         let weak = evaluate_scores(&val, &weak).unwrap();
-        let baselines = BTreeMap::from([("majority".to_string(), majority), ("weak".to_string(), weak)]);
+        let baselines = BTreeMap::from([
+            ("majority".to_string(), majority),
+            ("weak".to_string(), weak),
+        ]);
         (model, baselines)
     }
 
@@ -127,14 +143,28 @@ pub(crate) mod tests {
         let r = ClassificationReport::new("m", &model, &baselines);
         let v = serde_json::to_value(&r).unwrap();
         for key in [
-            "auc", "pr_auc", "macro_f1", "accuracy", "ece", "threshold", "per_class", "confusion",
-            "n", "baselines",
+            "auc",
+            "pr_auc",
+            "macro_f1",
+            "accuracy",
+            "ece",
+            "threshold",
+            "per_class",
+            "confusion",
+            "n",
+            "baselines",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["per_class"]["tail"]["support"], 3);
-        assert_eq!(v["confusion"]["labels"], serde_json::json!(["head", "tail"]));
-        assert_eq!(v["confusion"]["matrix"], serde_json::json!([[2, 1], [0, 3]]));
+        assert_eq!(
+            v["confusion"]["labels"],
+            serde_json::json!(["head", "tail"])
+        );
+        assert_eq!(
+            v["confusion"]["matrix"],
+            serde_json::json!([[2, 1], [0, 3]])
+        );
         for key in ["auc", "pr_auc", "macro_f1", "accuracy"] {
             assert!(v["baselines"]["weak"][key].is_number());
         }

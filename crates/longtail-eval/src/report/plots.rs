@@ -29,7 +29,11 @@ pub fn roc_chart(title: &str, curves: &[(&str, &RocCurve, f64)]) -> LineChart {
     }
 }
 
-pub fn write_roc_png(path: &Path, title: &str, curves: &[(&str, &RocCurve, f64)]) -> Result<(), EvalError> {
+pub fn write_roc_png(
+    path: &Path,
+    title: &str,
+    curves: &[(&str, &RocCurve, f64)],
+) -> Result<(), EvalError> {
     Ok(render_png(&roc_chart(title, curves), path, WIDTH, HEIGHT)?)
 }
 
@@ -46,8 +50,18 @@ pub fn training_charts(loss: &[Series], metric_name: &str, metric: &[Series]) ->
         ..Default::default()
     };
     [
-        chart("Training loss".into(), "loss", loss, LegendPosition::UpperRight),
-        chart(format!("Validation {metric_name}"), metric_name, metric, LegendPosition::LowerRight),
+        chart(
+            "Training loss".into(),
+            "loss",
+            loss,
+            LegendPosition::UpperRight,
+        ),
+        chart(
+            format!("Validation {metric_name}"),
+            metric_name,
+            metric,
+            LegendPosition::LowerRight,
+        ),
     ]
 }
 
@@ -70,7 +84,13 @@ pub fn write_training_curves(
     std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
     let safe: String = metric_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let files = TrainingPlots {
         loss_png: dir.join("loss.png"),
@@ -93,10 +113,15 @@ mod tests {
 
     #[test]
     fn roc_chart_has_one_labelled_line_per_scorer_and_chance() {
-        let roc = RocCurve { points: vec![(0.0, 0.0), (0.2, 0.7), (1.0, 1.0)] };
+        let roc = RocCurve {
+            points: vec![(0.0, 0.0), (0.2, 0.7), (1.0, 1.0)],
+        };
         let c = roc_chart("ROC", &[("model", &roc, 0.8125), ("majority", &roc, 0.5)]);
         let names: Vec<&str> = c.series.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["model (AUC 0.812)", "majority (AUC 0.500)", "chance"]);
+        assert_eq!(
+            names,
+            ["model (AUC 0.812)", "majority (AUC 0.500)", "chance"]
+        );
         assert_eq!(c.series[0].points, roc.points);
         assert_eq!(c.x_range, Some((0.0, 1.0)));
     }
@@ -104,14 +129,22 @@ mod tests {
     #[test]
     fn writes_pngs() {
         let dir = tempfile::tempdir().unwrap();
-        let roc = RocCurve { points: vec![(0.0, 0.0), (0.2, 0.7), (1.0, 1.0)] };
+        let roc = RocCurve {
+            points: vec![(0.0, 0.0), (0.2, 0.7), (1.0, 1.0)],
+        };
         let path = dir.path().join("roc.png");
         write_roc_png(&path, "ROC", &[("model", &roc, 0.8)]).unwrap();
         assert_png(&path);
 
-        let loss = Series::new("train", (0..50).map(|s| (s as f64, 1.0 / (1.0 + s as f64))).collect());
+        let loss = Series::new(
+            "train",
+            (0..50)
+                .map(|s| (s as f64, 1.0 / (1.0 + s as f64)))
+                .collect(),
+        );
         let auc = Series::new("validation", vec![(10.0, 0.6), (20.0, 0.7), (40.0, 0.75)]);
-        let files = write_training_curves(&dir.path().join("curves"), &[loss], "ROC-AUC", &[auc]).unwrap();
+        let files =
+            write_training_curves(&dir.path().join("curves"), &[loss], "ROC-AUC", &[auc]).unwrap();
         assert!(files.metric_png.ends_with("curves/validation_roc_auc.png"));
         assert_png(&files.loss_png);
         assert_png(&files.metric_png);

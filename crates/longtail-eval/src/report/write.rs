@@ -40,13 +40,20 @@ pub fn write(
     write_atomic(&files.markdown, report.to_markdown().as_bytes())?;
     let mut curves: Vec<(&str, &RocCurve, f64)> = vec![(model_name, &model.roc, model.auc)];
     curves.extend(baselines.iter().map(|(k, m)| (k.as_str(), &m.roc, m.auc)));
-    write_roc_png(&files.roc_png, &format!("ROC, test split: {model_name} vs baselines"), &curves)?;
+    write_roc_png(
+        &files.roc_png,
+        &format!("ROC, test split: {model_name} vs baselines"),
+        &curves,
+    )?;
     Ok((report, files))
 }
 
 /// Temporary sibling then rename, so a reader never sees half a file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).map_err(EvalError::io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(EvalError::io(path))
@@ -66,7 +73,10 @@ mod tests {
         let back: ClassificationReport =
             serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
         assert_eq!(back, report);
-        assert_eq!(std::fs::read_to_string(&files.markdown).unwrap(), report.to_markdown());
+        assert_eq!(
+            std::fs::read_to_string(&files.markdown).unwrap(),
+            report.to_markdown()
+        );
         assert_eq!(&std::fs::read(&files.roc_png).unwrap()[..4], b"\x89PNG");
         // nothing else left behind
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);

@@ -54,8 +54,10 @@ impl TfidfVectorizer {
                 *df.entry(t).or_default() += 1;
             }
         }
-        let mut kept: Vec<(String, usize)> =
-            df.into_iter().filter(|&(_, d)| d >= options.min_df).collect();
+        let mut kept: Vec<(String, usize)> = df
+            .into_iter()
+            .filter(|&(_, d)| d >= options.min_df)
+            .collect();
         if kept.is_empty() {
             return Err(EvalError::EmptyVocabulary {
                 min_df: options.min_df,
@@ -152,7 +154,11 @@ mod tests {
             let want_cols: Vec<u32> = row.iter().map(|e| e.0).collect();
             assert_eq!(cols, want_cols, "{what} row {i} columns");
             for (k, &(_, v)) in row.iter().enumerate() {
-                assert!((vals[k] - v).abs() < 1e-12, "{what} row {i}: {} vs {v}", vals[k]);
+                assert!(
+                    (vals[k] - v).abs() < 1e-12,
+                    "{what} row {i}: {} vs {v}",
+                    vals[k]
+                );
             }
         }
     }
@@ -192,8 +198,8 @@ mod tests {
 
     #[test]
     fn empty_vocabulary_is_an_error() {
-        let err = TfidfVectorizer::fit(&["one doc", "other words"], TfidfOptions::default())
-            .unwrap_err();
+        let err =
+            TfidfVectorizer::fit(&["one doc", "other words"], TfidfOptions::default()).unwrap_err();
         assert!(matches!(err, EvalError::EmptyVocabulary { min_df: 2 }));
     }
 }

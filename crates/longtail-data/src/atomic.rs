@@ -37,12 +37,10 @@ impl AtomicFile {
 
     pub(crate) fn commit(mut self) -> Result<(), DataError> {
         let writer = self.writer.take().expect("writer present until commit");
-        let file = writer
-            .into_inner()
-            .map_err(|e| DataError::Write {
-                path: self.tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let file = writer.into_inner().map_err(|e| DataError::Write {
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(DataError::write(&self.tmp))?;
         std::fs::rename(&self.tmp, &self.path).map_err(DataError::write(&self.path))
     }

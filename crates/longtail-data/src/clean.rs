@@ -120,7 +120,10 @@ pub fn render_value(v: &Value) -> String {
 }
 
 fn join_non_empty(parts: impl Iterator<Item = String>, sep: &str) -> String {
-    parts.filter(|p| !p.is_empty()).collect::<Vec<_>>().join(sep)
+    parts
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 #[cfg(test)]
@@ -132,7 +135,10 @@ mod tests {
     fn decodes_entities_including_double_escaped() {
         assert_eq!(clean_text("Tom &amp; Jerry"), "Tom & Jerry");
         assert_eq!(clean_text("Tom &amp;amp; Jerry"), "Tom & Jerry");
-        assert_eq!(clean_text("5&quot; binder &#8211; blue &#x2019;"), "5\" binder – blue ’");
+        assert_eq!(
+            clean_text("5&quot; binder &#8211; blue &#x2019;"),
+            "5\" binder – blue ’"
+        );
         assert_eq!(clean_text("AT&T &copy;"), "AT&T ©");
         // at most two passes
         assert_eq!(clean_text("&amp;amp;amp;"), "&amp;");
@@ -140,8 +146,14 @@ mod tests {
 
     #[test]
     fn strips_tags_but_not_lone_angle_brackets() {
-        assert_eq!(clean_text("line one<br>line two<br/>three"), "line one line two three");
-        assert_eq!(clean_text("<p class=\"x\">Para</p><p>Next</p>"), "Para Next");
+        assert_eq!(
+            clean_text("line one<br>line two<br/>three"),
+            "line one line two three"
+        );
+        assert_eq!(
+            clean_text("<p class=\"x\">Para</p><p>Next</p>"),
+            "Para Next"
+        );
         assert_eq!(clean_text("very <b>bold</b>ness"), "very boldness");
         assert_eq!(clean_text("a < b and c > d"), "a < b and c > d");
         assert_eq!(clean_text("x<3 y"), "x<3 y");
@@ -163,7 +175,10 @@ mod tests {
     #[test]
     fn nfkc_keeps_cjk_and_folds_full_width() {
         assert_eq!(clean_text("得力 订书机 12号"), "得力 订书机 12号");
-        assert_eq!(clean_text("ステープラー　ホッチキス"), "ステープラー ホッチキス");
+        assert_eq!(
+            clean_text("ステープラー　ホッチキス"),
+            "ステープラー ホッチキス"
+        );
         assert_eq!(clean_text("ＡＢＣ１２３"), "ABC123");
         // half-width katakana is composed to full-width
         assert_eq!(clean_text("ｶﾞ"), "ガ");
@@ -180,6 +195,9 @@ mod tests {
             render_value(&json!([["Office", "Paper"], ["Office", ""], []])),
             "Office, Paper, Office"
         );
-        assert_eq!(render_value(&json!({"color": "red", "n": 2, "x": null})), "color: red; n: 2");
+        assert_eq!(
+            render_value(&json!({"color": "red", "n": 2, "x": null})),
+            "color: red; n: 2"
+        );
     }
 }

@@ -52,9 +52,18 @@ impl fmt::Display for Label {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum TailRule {
-    Pareto { share: f64, head_share: Option<f64> },
-    Quantile { fraction: f64, head_fraction: Option<f64> },
-    MinCount { min: u64, head_min: Option<u64> },
+    Pareto {
+        share: f64,
+        head_share: Option<f64>,
+    },
+    Quantile {
+        fraction: f64,
+        head_fraction: Option<f64>,
+    },
+    MinCount {
+        min: u64,
+        head_min: Option<u64>,
+    },
 }
 
 impl Default for TailRule {
@@ -105,7 +114,9 @@ impl FromStr for TailRule {
                 head_fraction: params.get(1).map(|p| float(p)).transpose()?,
             },
             "min-count" => TailRule::MinCount {
-                min: int(params.first().ok_or_else(|| invalid(s, "min-count needs N, e.g. min-count:10"))?)?,
+                min: int(params
+                    .first()
+                    .ok_or_else(|| invalid(s, "min-count needs N, e.g. min-count:10"))?)?,
                 head_min: params.get(1).map(|p| int(p)).transpose()?,
             },
             _ => {
@@ -159,7 +170,11 @@ impl TailRule {
     fn check_values(&self) -> Result<(), String> {
         let unit = |x: f64| x > 0.0 && x <= 1.0;
         match *self {
-            TailRule::Pareto { share, head_share } | TailRule::Quantile { fraction: share, head_fraction: head_share } => {
+            TailRule::Pareto { share, head_share }
+            | TailRule::Quantile {
+                fraction: share,
+                head_fraction: head_share,
+            } => {
                 if !unit(share) {
                     return Err(format!("{share} must be in (0, 1]"));
                 }
@@ -323,7 +338,13 @@ pub fn describe(rule: &TailRule, tiers: u8, cut_ranks: &[usize]) -> String {
         (TailRule::Quantile { fraction, .. }, 2) => {
             format!("head = top floor({fraction}*n + 0.5) items with at least one interaction")
         }
-        (TailRule::Quantile { fraction, head_fraction }, _) => format!(
+        (
+            TailRule::Quantile {
+                fraction,
+                head_fraction,
+            },
+            _,
+        ) => format!(
             "head = top floor({h}*n + 0.5) items, torso = up to top floor({fraction}*n + 0.5) \
              (only items with interactions)",
             h = head_fraction.unwrap_or(fraction * fraction)
@@ -356,12 +377,28 @@ mod tests {
 
     #[test]
     fn parses_and_displays_rules() {
-        for s in ["pareto:0.8", "pareto:0.8,0.5", "quantile:0.2", "min-count:10", "min-count:5,50"] {
+        for s in [
+            "pareto:0.8",
+            "pareto:0.8,0.5",
+            "quantile:0.2",
+            "min-count:10",
+            "min-count:5,50",
+        ] {
             assert_eq!(rule(s).to_string(), s);
         }
         assert_eq!(rule("pareto"), TailRule::default());
-        for bad in ["pareto:0", "pareto:1.5", "pareto:x", "pareto:0.8,0.9", "quantile:-1",
-            "min-count", "min-count:0", "min-count:5,5", "zipf:1", "pareto:0.1,0.05,0.01"] {
+        for bad in [
+            "pareto:0",
+            "pareto:1.5",
+            "pareto:x",
+            "pareto:0.8,0.9",
+            "quantile:-1",
+            "min-count",
+            "min-count:0",
+            "min-count:5,5",
+            "zipf:1",
+            "pareto:0.1,0.05,0.01",
+        ] {
             assert!(bad.parse::<TailRule>().is_err(), "{bad} should not parse");
         }
         assert!(rule("pareto:0.8,0.5").validate(2).is_err());
@@ -369,7 +406,10 @@ mod tests {
         assert!(rule("pareto:0.8").validate(4).is_err());
         let json = serde_json::to_string(&rule("quantile:0.2")).unwrap();
         assert_eq!(json, "\"quantile:0.2\"");
-        assert_eq!(serde_json::from_str::<TailRule>(&json).unwrap(), rule("quantile:0.2"));
+        assert_eq!(
+            serde_json::from_str::<TailRule>(&json).unwrap(),
+            rule("quantile:0.2")
+        );
     }
 
     #[test]
@@ -377,10 +417,19 @@ mod tests {
         // total 20; ranked counts 10, 6, 3, 1: cumulative shares .5, .8, .95, 1
         let ids = ["d", "a", "c", "b"];
         let counts = [1, 10, 3, 6];
-        assert_eq!(labels(&ids, &counts, "pareto:0.8", 2), [Tail, Head, Tail, Head]);
+        assert_eq!(
+            labels(&ids, &counts, "pareto:0.8", 2),
+            [Tail, Head, Tail, Head]
+        );
         // 0.81 needs the third item
-        assert_eq!(labels(&ids, &counts, "pareto:0.81", 2), [Tail, Head, Head, Head]);
-        assert_eq!(labels(&ids, &counts, "pareto:0.5", 2), [Tail, Head, Tail, Tail]);
+        assert_eq!(
+            labels(&ids, &counts, "pareto:0.81", 2),
+            [Tail, Head, Head, Head]
+        );
+        assert_eq!(
+            labels(&ids, &counts, "pareto:0.5", 2),
+            [Tail, Head, Tail, Tail]
+        );
     }
 
     #[test]
@@ -388,8 +437,14 @@ mod tests {
         // four items with 5 each: share .25 per item; "B" < "a" < "b" byte-wise
         let ids = ["b", "a", "B", "c"];
         let counts = [5, 5, 5, 5];
-        assert_eq!(labels(&ids, &counts, "pareto:0.5", 2), [Tail, Head, Head, Tail]);
-        assert_eq!(labels(&ids, &counts, "quantile:0.25", 2), [Tail, Tail, Head, Tail]);
+        assert_eq!(
+            labels(&ids, &counts, "pareto:0.5", 2),
+            [Tail, Head, Head, Tail]
+        );
+        assert_eq!(
+            labels(&ids, &counts, "quantile:0.25", 2),
+            [Tail, Tail, Head, Tail]
+        );
         let ranking = assign_labels(&ids, &counts, &rule("pareto:0.5"), 2).ranking;
         assert_eq!(ranking, [2, 1, 0, 3]);
         // numeric-looking ids sort as strings: "10" < "9"
@@ -403,17 +458,27 @@ mod tests {
         assert_eq!(labels(&ids, &counts, "pareto:1", 2), [Head, Tail, Tail]);
         assert_eq!(labels(&ids, &counts, "quantile:1", 2), [Head, Tail, Tail]);
         assert_eq!(labels(&ids, &counts, "min-count:1", 2), [Head, Tail, Tail]);
-        assert_eq!(labels(&ids, &[0, 0, 0], "pareto:0.8", 2), [Tail, Tail, Tail]);
+        assert_eq!(
+            labels(&ids, &[0, 0, 0], "pareto:0.8", 2),
+            [Tail, Tail, Tail]
+        );
     }
 
     #[test]
     fn quantile_rounds_half_up() {
         let ids: Vec<String> = (0..10).map(|i| format!("i{i}")).collect();
         let counts: Vec<u64> = (0..10).map(|i| 20 - i).collect();
-        let head = |r: &str| labels(&ids.iter().map(String::as_str).collect::<Vec<_>>(), &counts, r, 2)
+        let head = |r: &str| {
+            labels(
+                &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+                &counts,
+                r,
+                2,
+            )
             .iter()
             .filter(|l| **l == Head)
-            .count();
+            .count()
+        };
         assert_eq!(head("quantile:0.25"), 3); // 2.5 -> 3
         assert_eq!(head("quantile:0.24"), 2); // 2.4 -> 2
         assert_eq!(head("quantile:0.2"), 2);
@@ -424,8 +489,14 @@ mod tests {
     fn min_count_threshold() {
         let ids = ["a", "b", "c", "d"];
         let counts = [9, 10, 11, 0];
-        assert_eq!(labels(&ids, &counts, "min-count:10", 2), [Tail, Head, Head, Tail]);
-        assert_eq!(labels(&ids, &counts, "min-count:10,11", 3), [Tail, Torso, Head, Tail]);
+        assert_eq!(
+            labels(&ids, &counts, "min-count:10", 2),
+            [Tail, Head, Head, Tail]
+        );
+        assert_eq!(
+            labels(&ids, &counts, "min-count:10,11", 3),
+            [Tail, Torso, Head, Tail]
+        );
     }
 
     #[test]
@@ -438,11 +509,17 @@ mod tests {
         assert_eq!(three, [Head, Head, Torso, Tail, Tail]);
         let two = labels(&ids, &counts, "pareto:0.8", 2);
         assert_eq!(two, [Head, Head, Head, Tail, Tail]);
-        assert_eq!(labels(&ids, &counts, "pareto:0.8,0.5", 3), [Head, Torso, Torso, Tail, Tail]);
+        assert_eq!(
+            labels(&ids, &counts, "pareto:0.8,0.5", 3),
+            [Head, Torso, Torso, Tail, Tail]
+        );
         let l = assign_labels(&ids, &counts, &rule("pareto:0.8,0.5"), 3);
         assert_eq!(l.cut_ranks, [1, 3]);
         // quantile:0.6 of 5 = 3 non-tail; head = floor(0.36*5+0.5) = 2
-        assert_eq!(labels(&ids, &counts, "quantile:0.6", 3), [Head, Head, Torso, Tail, Tail]);
+        assert_eq!(
+            labels(&ids, &counts, "quantile:0.6", 3),
+            [Head, Head, Torso, Tail, Tail]
+        );
     }
 
     #[test]

@@ -126,9 +126,9 @@ impl FromStr for SplitSpec {
                     // the whole day counts as "at or before" the cutoff
                     day * 86_400 + 86_399
                 } else {
-                    cutoff_text.parse::<i64>().map_err(|_| {
-                        invalid(s, "the cutoff must be YYYY-MM-DD or unix seconds")
-                    })?
+                    cutoff_text
+                        .parse::<i64>()
+                        .map_err(|_| invalid(s, "the cutoff must be YYYY-MM-DD or unix seconds"))?
                 };
                 Ok(SplitSpec::Time {
                     cutoff,
@@ -235,18 +235,28 @@ mod tests {
     }
 
     fn items(n_head: usize, n_tail: usize) -> (Vec<String>, Vec<Label>) {
-        let ids: Vec<String> = (0..n_head + n_tail).map(|i| format!("item{i:04}")).collect();
+        let ids: Vec<String> = (0..n_head + n_tail)
+            .map(|i| format!("item{i:04}"))
+            .collect();
         let labels = (0..n_head + n_tail)
             .map(|i| if i < n_head { Label::Head } else { Label::Tail })
             .collect();
         (ids, labels)
     }
 
-    fn inputs<'a>(ids: &'a [String], labels: &[Label], seen: &[Option<i64>]) -> Vec<SplitInput<'a>> {
+    fn inputs<'a>(
+        ids: &'a [String],
+        labels: &[Label],
+        seen: &[Option<i64>],
+    ) -> Vec<SplitInput<'a>> {
         ids.iter()
             .zip(labels)
             .zip(seen)
-            .map(|((id, &label), &first_seen)| SplitInput { id, label, first_seen })
+            .map(|((id, &label), &first_seen)| SplitInput {
+                id,
+                label,
+                first_seen,
+            })
             .collect()
     }
 
@@ -255,19 +265,38 @@ mod tests {
         assert_eq!(spec("random:0.7,0.1,0.2"), SplitSpec::default());
         assert_eq!(spec("random:0.7,0.1,0.2").to_string(), "random:0.7,0.1,0.2");
         match spec("time:2014-01-01") {
-            SplitSpec::Time { cutoff, validation, .. } => {
+            SplitSpec::Time {
+                cutoff, validation, ..
+            } => {
                 assert_eq!(cutoff, 1388534400 + 86_399);
                 assert_eq!(validation, 0.1);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(spec("time:1388534400,0.2"), SplitSpec::Time { cutoff: 1388534400, .. }));
-        for bad in ["random:0.7,0.1", "random:0.7,0.2,0.2", "random:a,b,c", "time:", "time:2014-02-30",
-            "time:2014-01-01,2", "kfold:5", "random:1.5,-0.5,0"] {
+        assert!(matches!(
+            spec("time:1388534400,0.2"),
+            SplitSpec::Time {
+                cutoff: 1388534400,
+                ..
+            }
+        ));
+        for bad in [
+            "random:0.7,0.1",
+            "random:0.7,0.2,0.2",
+            "random:a,b,c",
+            "time:",
+            "time:2014-02-30",
+            "time:2014-01-01,2",
+            "kfold:5",
+            "random:1.5,-0.5,0",
+        ] {
             assert!(bad.parse::<SplitSpec>().is_err(), "{bad} should not parse");
         }
         let json = serde_json::to_string(&spec("time:2014-01-01,0.1")).unwrap();
-        assert_eq!(serde_json::from_str::<SplitSpec>(&json).unwrap(), spec("time:2014-01-01,0.1"));
+        assert_eq!(
+            serde_json::from_str::<SplitSpec>(&json).unwrap(),
+            spec("time:2014-01-01,0.1")
+        );
     }
 
     #[test]
@@ -275,15 +304,39 @@ mod tests {
         for (n_head, n_tail) in [(0, 1), (1, 1), (3, 7), (10, 33), (101, 997)] {
             let (ids, labels) = items(n_head, n_tail);
             let seen = vec![Some(0); ids.len()];
-            for s in ["random:0.7,0.1,0.2", "random:0.8,0.1,0.1", "random:0.5,0.25,0.25", "random:1,0,0"] {
+            for s in [
+                "random:0.7,0.1,0.2",
+                "random:0.8,0.1,0.1",
+                "random:0.5,0.25,0.25",
+                "random:1,0,0",
+            ] {
                 let sp = spec(s);
-                let SplitSpec::Random { train, validation, test } = sp else { unreachable!() };
+                let SplitSpec::Random {
+                    train,
+                    validation,
+                    test,
+                } = sp
+                else {
+                    unreachable!()
+                };
                 let splits = assign_splits(&inputs(&ids, &labels, &seen), &sp, 7);
                 for label in [Label::Head, Label::Tail] {
                     let n = labels.iter().filter(|l| **l == label).count() as f64;
-                    for (split, frac) in [(Split::Train, train), (Split::Validation, validation), (Split::Test, test)] {
-                        let got = splits.iter().zip(&labels).filter(|(s, l)| **s == split && **l == label).count() as f64;
-                        assert!((got - n * frac).abs() <= 1.0, "{s} {label} {split}: {got} vs {}", n * frac);
+                    for (split, frac) in [
+                        (Split::Train, train),
+                        (Split::Validation, validation),
+                        (Split::Test, test),
+                    ] {
+                        let got = splits
+                            .iter()
+                            .zip(&labels)
+                            .filter(|(s, l)| **s == split && **l == label)
+                            .count() as f64;
+                        assert!(
+                            (got - n * frac).abs() <= 1.0,
+                            "{s} {label} {split}: {got} vs {}",
+                            n * frac
+                        );
                     }
                 }
             }

@@ -146,7 +146,10 @@ pub(crate) fn label_stats(labels: &[Label], counts: &[u64]) -> BTreeMap<Label, L
 }
 
 /// Item counts per split and label.
-pub(crate) fn split_counts(splits: &[Split], labels: &[Label]) -> BTreeMap<Split, BTreeMap<Label, u64>> {
+pub(crate) fn split_counts(
+    splits: &[Split],
+    labels: &[Label],
+) -> BTreeMap<Split, BTreeMap<Label, u64>> {
     let mut out: BTreeMap<Split, BTreeMap<Label, u64>> = BTreeMap::new();
     for (&s, &l) in splits.iter().zip(labels) {
         *out.entry(s).or_default().entry(l).or_default() += 1;

@@ -9,7 +9,11 @@ pub fn parse_timestamp(v: &Value) -> Result<i64, String> {
     match v {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 9e15).map(|f| f.floor() as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && f.abs() < 9e15)
+                    .map(|f| f.floor() as i64)
+            })
             .ok_or_else(|| format!("`{n}` is out of range")),
         Value::String(s) => parse_timestamp_str(s.trim()),
         Value::Null => Err("missing timestamp".into()),
@@ -24,20 +28,30 @@ fn parse_timestamp_str(s: &str) -> Result<i64, String> {
     if let Ok(n) = s.parse::<i64>() {
         return Ok(n);
     }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
         if let Ok(f) = s.parse::<f64>() {
             if f.is_finite() && f.abs() < 9e15 {
                 return Ok(f.floor() as i64);
             }
         }
     }
-    parse_datetime(s).ok_or_else(|| format!("cannot parse `{}` as a timestamp", crate::reader::excerpt(s)))
+    parse_datetime(s).ok_or_else(|| {
+        format!(
+            "cannot parse `{}` as a timestamp",
+            crate::reader::excerpt(s)
+        )
+    })
 }
 
 fn parse_datetime(s: &str) -> Option<i64> {
     let (date, time) = match s.get(10..11) {
         None => (s, None),
-        Some("T" | " ") => (&s[..10], Some(s[11..].strip_suffix('Z').unwrap_or(&s[11..]))),
+        Some("T" | " ") => (
+            &s[..10],
+            Some(s[11..].strip_suffix('Z').unwrap_or(&s[11..])),
+        ),
         Some(_) => return None,
     };
     let day = parse_date(date)?;
@@ -48,7 +62,11 @@ fn parse_datetime(s: &str) -> Option<i64> {
             if parts.len() != 3 || parts.iter().any(|p| p.len() != 2) {
                 return None;
             }
-            let num = |p: &str| p.parse::<i64>().ok().filter(|_| p.bytes().all(|b| b.is_ascii_digit()));
+            let num = |p: &str| {
+                p.parse::<i64>()
+                    .ok()
+                    .filter(|_| p.bytes().all(|b| b.is_ascii_digit()))
+            };
             let (h, m, sec) = (num(parts[0])?, num(parts[1])?, num(parts[2])?);
             if h > 23 || m > 59 || sec > 60 {
                 return None;
@@ -67,7 +85,9 @@ pub fn parse_date(s: &str) -> Option<i64> {
     }
     let digits = |r: std::ops::Range<usize>| {
         let part = &s[r];
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse::<i64>().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse::<i64>().ok())?
     };
     let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
     if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
@@ -114,8 +134,14 @@ mod tests {
     fn parses_dates_and_datetimes_as_utc() {
         assert_eq!(parse_timestamp(&json!("1970-01-01")), Ok(0));
         assert_eq!(parse_timestamp(&json!("2000-10-29")), Ok(972777600));
-        assert_eq!(parse_timestamp(&json!("2000-10-29T01:02:03Z")), Ok(972777600 + 3723));
-        assert_eq!(parse_timestamp(&json!("2000-10-29 01:02:03")), Ok(972777600 + 3723));
+        assert_eq!(
+            parse_timestamp(&json!("2000-10-29T01:02:03Z")),
+            Ok(972777600 + 3723)
+        );
+        assert_eq!(
+            parse_timestamp(&json!("2000-10-29 01:02:03")),
+            Ok(972777600 + 3723)
+        );
         assert_eq!(parse_date("2024-02-29"), Some(19782));
         assert_eq!(parse_date("2023-02-29"), None);
         assert_eq!(parse_date("1969-12-31"), Some(-1));
@@ -123,8 +149,17 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [json!(""), json!("abc"), json!("2000-13-01"), json!("2000-1-1"), json!(null),
-            json!([1]), json!("2000-10-29T25:00:00"), json!("1e400"), json!("12:00")] {
+        for bad in [
+            json!(""),
+            json!("abc"),
+            json!("2000-13-01"),
+            json!("2000-1-1"),
+            json!(null),
+            json!([1]),
+            json!("2000-10-29T25:00:00"),
+            json!("1e400"),
+            json!("12:00"),
+        ] {
             assert!(parse_timestamp(&bad).is_err(), "{bad} should not parse");
         }
     }

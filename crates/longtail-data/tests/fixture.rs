@@ -52,7 +52,15 @@ fn tiny_fixture_end_to_end() {
     let out = tmp.path().join("out");
     let s = run(&items, &inter, &out);
 
-    assert_eq!((s.n_items, s.n_items_with_interactions, s.n_users, s.n_interactions), (6, 5, 7, 15));
+    assert_eq!(
+        (
+            s.n_items,
+            s.n_items_with_interactions,
+            s.n_users,
+            s.n_interactions
+        ),
+        (6, 5, 7, 15)
+    );
     assert_eq!(s.empty_text, 1);
     assert_eq!(s.tail_rule.cut_ranks, [3]);
     assert_eq!(s.labels[&Label::Head].items, 3);
@@ -80,19 +88,29 @@ fn tiny_fixture_end_to_end() {
     .collect();
     assert_eq!(rejects(&out), expected_rejects);
     let raw_rejects = read_jsonl(&out.join("rejects.jsonl"));
-    assert_eq!(raw_rejects[0]["file"], items.display().to_string(), "path as given");
+    assert_eq!(
+        raw_rejects[0]["file"],
+        items.display().to_string(),
+        "path as given"
+    );
 
     assert_eq!(label_of(&out), expected_labels());
 
     // cleaned text and fields
     let rows = read_jsonl(&out.join("items.jsonl"));
-    let ids: Vec<&str> = rows.iter().map(|r| r["item_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["item_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["A", "B", "C", "D", "E", "F"], "input order");
     let a = &rows[0];
     assert_eq!(a["fields"]["title"], "Stapler & staples");
     assert_eq!(a["fields"]["categories"], "Office, Staplers");
     assert_eq!(a["fields"]["description"], "Heavy duty stapler");
-    assert_eq!(a["text"], "Stapler & staples | Acme | Office, Staplers | Heavy duty stapler");
+    assert_eq!(
+        a["text"],
+        "Stapler & staples | Acme | Office, Staplers | Heavy duty stapler"
+    );
     assert_eq!(a["n_interactions"], 6);
     assert_eq!(a["first_seen"], 1000);
     assert_eq!(rows[2]["text"], "得力 订书机 12号 | Deli");
@@ -145,12 +163,17 @@ fn identical_runs_give_identical_outputs_and_seed_matters() {
     run(&items, &inter, &a);
     run(&items, &inter, &b);
     for f in ["items.jsonl", "interactions.csv", "rejects.jsonl"] {
-        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
     }
     // stats.json differs only in the recorded output directory
     let stats = |dir: &Path| {
         let mut v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap())
+                .unwrap();
         v["options"]["out_dir"] = serde_json::Value::Null;
         v
     };
@@ -168,7 +191,10 @@ fn identical_runs_give_identical_outputs_and_seed_matters() {
 }
 
 fn gzip(src: &Path, dst: &Path) {
-    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(dst).unwrap(), flate2::Compression::default());
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(dst).unwrap(),
+        flate2::Compression::default(),
+    );
     enc.write_all(&std::fs::read(src).unwrap()).unwrap();
     enc.finish().unwrap();
 }
@@ -179,29 +205,48 @@ fn gzip_inputs_with_and_without_gz_names_give_the_same_result() {
     let tmp = tempfile::tempdir().unwrap();
     let plain = tmp.path().join("plain");
     run(&items, &inter, &plain);
-    let (gi, gc) = (tmp.path().join("items.jsonl.gz"), tmp.path().join("inter.csv.gz"));
+    let (gi, gc) = (
+        tmp.path().join("items.jsonl.gz"),
+        tmp.path().join("inter.csv.gz"),
+    );
     gzip(&items, &gi);
     gzip(&inter, &gc);
     let out = tmp.path().join("gz");
     run(&gi, &gc, &out);
     // gzip content under a plain name is detected by magic bytes
-    let (hi, hc) = (tmp.path().join("hidden.jsonl"), tmp.path().join("hidden.csv"));
+    let (hi, hc) = (
+        tmp.path().join("hidden.jsonl"),
+        tmp.path().join("hidden.csv"),
+    );
     std::fs::copy(&gi, &hi).unwrap();
     std::fs::copy(&gc, &hc).unwrap();
     let hidden = tmp.path().join("hidden");
     run(&hi, &hc, &hidden);
     for out in [&out, &hidden] {
         for f in ["items.jsonl", "interactions.csv"] {
-            assert_eq!(std::fs::read(plain.join(f)).unwrap(), std::fs::read(out.join(f)).unwrap());
+            assert_eq!(
+                std::fs::read(plain.join(f)).unwrap(),
+                std::fs::read(out.join(f)).unwrap()
+            );
         }
-        let line_and_code = |o: &Path| rejects(o).into_iter().map(|(_, l, c)| (l, c)).collect::<Vec<_>>();
+        let line_and_code = |o: &Path| {
+            rejects(o)
+                .into_iter()
+                .map(|(_, l, c)| (l, c))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(line_and_code(out), line_and_code(&plain));
     }
 }
 
 fn write_parquet(path: &Path, cols: Vec<(&str, ArrayRef)>) {
     let batch = RecordBatch::try_from_iter(cols).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -219,23 +264,46 @@ fn parquet_inputs_with_string_and_integer_columns() {
         .collect();
     let text = |k: &str| -> ArrayRef {
         Arc::new(StringArray::from(
-            kept_items.iter().map(|v| v.get(k).map(longtail_data::render_value)).collect::<Vec<_>>(),
+            kept_items
+                .iter()
+                .map(|v| v.get(k).map(longtail_data::render_value))
+                .collect::<Vec<_>>(),
         ))
     };
     let pi = tmp.path().join("items.parquet");
-    write_parquet(&pi, vec![("item_id", text("item_id")), ("title", text("title")), ("brand", text("brand"))]);
+    write_parquet(
+        &pi,
+        vec![
+            ("item_id", text("item_id")),
+            ("title", text("title")),
+            ("brand", text("brand")),
+        ],
+    );
     let csv = std::fs::read_to_string(&inter).unwrap();
     let rows: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
         .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|r| r.len() == 3 && r[2].parse::<i64>().is_ok() && !r[0].is_empty() && r[1] != "ZZZ")
+        .filter(|r| {
+            r.len() == 3 && r[2].parse::<i64>().is_ok() && !r[0].is_empty() && r[1] != "ZZZ"
+        })
         .collect();
     assert_eq!(rows.len(), 15);
     let pc = tmp.path().join("inter.parquet");
-    let col = |i: usize| -> ArrayRef { Arc::new(StringArray::from(rows.iter().map(|r| r[i]).collect::<Vec<_>>())) };
-    let ts: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r[2].parse::<i64>().unwrap()).collect::<Vec<_>>()));
-    write_parquet(&pc, vec![("user_id", col(0)), ("item_id", col(1)), ("timestamp", ts)]);
+    let col = |i: usize| -> ArrayRef {
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r[i]).collect::<Vec<_>>(),
+        ))
+    };
+    let ts: ArrayRef = Arc::new(Int64Array::from(
+        rows.iter()
+            .map(|r| r[2].parse::<i64>().unwrap())
+            .collect::<Vec<_>>(),
+    ));
+    write_parquet(
+        &pc,
+        vec![("user_id", col(0)), ("item_id", col(1)), ("timestamp", ts)],
+    );
 
     let out = tmp.path().join("out");
     let s = run(&pi, &pc, &out);
@@ -247,8 +315,15 @@ fn parquet_inputs_with_string_and_integer_columns() {
     // a required column missing from the parquet schema is fatal
     let bad = tmp.path().join("bad.parquet");
     write_parquet(&bad, vec![("user_id", col(0)), ("item_id", col(1))]);
-    let err = prepare(&PrepareOptions::new(&pi, &bad, tmp.path().join("o2")), &NoProgress).unwrap_err();
-    assert!(matches!(err, DataError::MissingColumn { ref column, .. } if column == "timestamp"), "{err}");
+    let err = prepare(
+        &PrepareOptions::new(&pi, &bad, tmp.path().join("o2")),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DataError::MissingColumn { ref column, .. } if column == "timestamp"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -272,7 +347,10 @@ fn movielens_style_rating_column_is_carried_and_three_tiers_work() {
     let s = prepare(&opts, &NoProgress).unwrap();
     assert_eq!(s.n_interactions, 5);
     let csv = std::fs::read_to_string(out.join("interactions.csv")).unwrap();
-    assert!(csv.starts_with("user_id,item_id,timestamp,rating\n7,1,100,5\n"), "{csv}");
+    assert!(
+        csv.starts_with("user_id,item_id,timestamp,rating\n7,1,100,5\n"),
+        "{csv}"
+    );
     let rows = read_jsonl(&out.join("items.jsonl"));
     assert_eq!(rows[0]["item_id"], "1");
     assert_eq!(rows[0]["text"], "Toy Story | 1995 | Animation Comedy");
@@ -280,7 +358,8 @@ fn movielens_style_rating_column_is_carried_and_three_tiers_work() {
     let labels: Vec<(String, String)> = label_of(&out);
     assert_eq!(
         labels,
-        [("1", "head"), ("10", "torso"), ("2", "tail")].map(|(a, b)| (a.to_string(), b.to_string()))
+        [("1", "head"), ("10", "torso"), ("2", "tail")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     assert_eq!(s.tail_rule.cut_ranks, [1, 2]);
 }
@@ -307,7 +386,10 @@ struct Recorder(std::sync::Mutex<Vec<String>>);
 impl ProgressSink for Recorder {
     fn start(&self, file: &Path, total: Option<u64>) {
         let name = file.file_name().unwrap().to_string_lossy();
-        self.0.lock().unwrap().push(format!("start {name} {}", total.is_some()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("start {name} {}", total.is_some()));
     }
     fn finish(&self, file: &Path, rows: u64) {
         let name = file.file_name().unwrap().to_string_lossy();
@@ -323,7 +405,12 @@ fn progress_is_reported_per_file() {
     prepare(&PrepareOptions::new(&items, &inter, tmp.path()), &rec).unwrap();
     assert_eq!(
         *rec.0.lock().unwrap(),
-        ["start items.jsonl true", "finish items.jsonl 11", "start interactions.csv true", "finish interactions.csv 19"]
+        [
+            "start items.jsonl true",
+            "finish items.jsonl 11",
+            "start interactions.csv true",
+            "finish interactions.csv 19"
+        ]
     );
 }
 
@@ -332,31 +419,47 @@ fn fatal_errors_name_the_file() {
     let (items, inter) = tiny();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let fails = |i: &Path, c: &Path| prepare(&PrepareOptions::new(i, c, &out), &NoProgress).unwrap_err();
+    let fails =
+        |i: &Path, c: &Path| prepare(&PrepareOptions::new(i, c, &out), &NoProgress).unwrap_err();
 
     let missing = tmp.path().join("missing.jsonl");
     let err = fails(&missing, &inter);
-    assert!(matches!(err, DataError::Open { .. }) && err.to_string().contains("missing.jsonl"), "{err}");
+    assert!(
+        matches!(err, DataError::Open { .. }) && err.to_string().contains("missing.jsonl"),
+        "{err}"
+    );
 
     let xlsx = tmp.path().join("items.xlsx");
     std::fs::write(&xlsx, "x").unwrap();
     let err = fails(&xlsx, &inter);
-    assert!(matches!(err, DataError::UnknownFormat { .. }) && err.to_string().contains("items.xlsx"), "{err}");
+    assert!(
+        matches!(err, DataError::UnknownFormat { .. }) && err.to_string().contains("items.xlsx"),
+        "{err}"
+    );
 
     let no_ts = tmp.path().join("no_ts.csv");
     std::fs::write(&no_ts, "user_id,item_id\nu1,A\n").unwrap();
     let err = fails(&items, &no_ts);
-    assert!(err.to_string().contains("no_ts.csv") && err.to_string().contains("timestamp"), "{err}");
+    assert!(
+        err.to_string().contains("no_ts.csv") && err.to_string().contains("timestamp"),
+        "{err}"
+    );
 
     let junk = tmp.path().join("junk.jsonl");
     std::fs::write(&junk, "not json\n\n[1]\n").unwrap();
     let err = fails(&junk, &inter);
-    assert!(matches!(err, DataError::NoUsableRows { .. }) && err.to_string().contains("junk.jsonl"), "{err}");
+    assert!(
+        matches!(err, DataError::NoUsableRows { .. }) && err.to_string().contains("junk.jsonl"),
+        "{err}"
+    );
 
     let unknown_items = tmp.path().join("unknown.csv");
     std::fs::write(&unknown_items, "user_id,item_id,timestamp\nu1,NOPE,1\n").unwrap();
     let err = fails(&items, &unknown_items);
-    assert!(matches!(err, DataError::NoUsableRows { .. }) && err.to_string().contains("unknown.csv"), "{err}");
+    assert!(
+        matches!(err, DataError::NoUsableRows { .. }) && err.to_string().contains("unknown.csv"),
+        "{err}"
+    );
     // a failed run leaves no half-written outputs behind
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -366,12 +469,19 @@ fn fatal_errors_name_the_file() {
 
     let mut bad_tiers = PrepareOptions::new(&items, &inter, &out);
     bad_tiers.tiers = 5;
-    assert!(matches!(prepare(&bad_tiers, &NoProgress).unwrap_err(), DataError::InvalidOption { .. }));
+    assert!(matches!(
+        prepare(&bad_tiers, &NoProgress).unwrap_err(),
+        DataError::InvalidOption { .. }
+    ));
 
     // refusing to overwrite the input
     let dir = tmp.path().join("inplace");
     std::fs::create_dir(&dir).unwrap();
     std::fs::copy(&items, dir.join("items.jsonl")).unwrap();
-    let err = prepare(&PrepareOptions::new(dir.join("items.jsonl"), &inter, &dir), &NoProgress).unwrap_err();
+    let err = prepare(
+        &PrepareOptions::new(dir.join("items.jsonl"), &inter, &dir),
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(matches!(err, DataError::InvalidOption { .. }), "{err}");
 }

@@ -7,7 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use common::{file_counts, labels_and_splits, pareto_labels_from_raw, python_check, read_jsonl, real_data};
+use common::{
+    file_counts, labels_and_splits, pareto_labels_from_raw, python_check, read_jsonl, real_data,
+};
 use longtail_data::{prepare, Label, NoProgress, PrepareOptions, Split};
 
 fn raw_item_ids(items: &std::path::Path) -> Vec<String> {
@@ -32,14 +34,19 @@ fn check_random_split(splits: &HashMap<String, (String, String)>) {
         let n: usize = counts.values().sum();
         for (split, frac) in [("train", 0.7), ("validation", 0.1), ("test", 0.2)] {
             let got = *counts.get(split).unwrap_or(&0) as f64;
-            assert!((got - n as f64 * frac).abs() <= 1.0, "{label}/{split}: {got} of {n}");
+            assert!(
+                (got - n as f64 * frac).abs() <= 1.0,
+                "{label}/{split}: {got} of {n}"
+            );
         }
     }
 }
 
 #[test]
 fn office_prepare_matches_independent_pareto_labels() {
-    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else { return };
+    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else {
+        return;
+    };
     let (items, inter) = (data.join("items.jsonl"), data.join("interactions.csv"));
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -79,7 +86,9 @@ fn office_prepare_matches_independent_pareto_labels() {
 
 #[test]
 fn office_time_split_and_three_tiers() {
-    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else { return };
+    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else {
+        return;
+    };
     let (items, inter) = (data.join("items.jsonl"), data.join("interactions.csv"));
     let tmp = tempfile::tempdir().unwrap();
     let mut opts = PrepareOptions::new(&items, &inter, tmp.path());
@@ -104,14 +113,19 @@ fn office_time_split_and_three_tiers() {
 
 #[test]
 fn movielens_prepare_with_rating_column() {
-    let Some(data) = real_data("LONGTAIL_MOVIELENS", "movielens-100k") else { return };
+    let Some(data) = real_data("LONGTAIL_MOVIELENS", "movielens-100k") else {
+        return;
+    };
     let (items, inter) = (data.join("items.jsonl"), data.join("interactions.csv"));
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let mut opts = PrepareOptions::new(&items, &inter, &out);
     opts.text_fields = vec!["title".into(), "year".into(), "genres".into()];
     let s = prepare(&opts, &NoProgress).unwrap();
-    assert_eq!((s.n_items, s.n_interactions, s.n_users), (1682, 100_000, 943));
+    assert_eq!(
+        (s.n_items, s.n_interactions, s.n_users),
+        (1682, 100_000, 943)
+    );
     assert_eq!(file_counts(&out)["interactions"], (100_000, 100_000, 0));
 
     let csv = std::fs::read_to_string(out.join("interactions.csv")).unwrap();
@@ -130,7 +144,14 @@ fn movielens_prepare_with_rating_column() {
     check_random_split(&got.into_iter().collect());
     let first = &read_jsonl(&out.join("items.jsonl"))[0];
     assert_eq!(first["item_id"], "1");
-    assert!(first["text"].as_str().unwrap().starts_with("Toy Story | 1995 | "));
-    eprintln!("movielens: head {} items, gini {:.4}", s.labels[&Label::Head].items, s.gini);
+    assert!(first["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Toy Story | 1995 | "));
+    eprintln!(
+        "movielens: head {} items, gini {:.4}",
+        s.labels[&Label::Head].items,
+        s.gini
+    );
     python_check(&items, &inter, &out);
 }

@@ -38,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         series: vec![
             Series::new(
                 "train",
-                (1..200).map(|s| (s as f64, 2.0 / (s as f64).sqrt())).collect(),
+                (1..200)
+                    .map(|s| (s as f64, 2.0 / (s as f64).sqrt()))
+                    .collect(),
             ),
             Series::new(
                 "validation",
@@ -65,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect(),
         )],
         vlines: vec![(1003.0, "head | tail (rank 1003)".into())],
+        legend: LegendPosition::LowerLeft,
         ..Default::default()
     };
     render_png(&popularity, &out.join("popularity.png"), 900, 600)?;

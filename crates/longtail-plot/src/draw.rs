@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::axis::{extent, format_tick, plottable};
+use crate::axis::{extent, format_tick, log_ticks, plottable};
 use crate::font::FAMILY;
 use crate::{LegendPosition, LineChart};
 
@@ -39,7 +39,10 @@ pub(crate) fn draw_chart(chart: &LineChart, path: &Path, size: (u32, u32)) -> Re
         chart.x_range,
     );
     let ys = extent(
-        chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1)),
         chart.log_y,
         chart.y_range,
     );
@@ -47,12 +50,17 @@ pub(crate) fn draw_chart(chart: &LineChart, path: &Path, size: (u32, u32)) -> Re
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let body = draw_header(&root, chart, size.1)?;
     let (x, y) = (xs.0..xs.1, ys.0..ys.1);
+    // plotters' own log ticks crowd (…, 80, 90, 100, 200, …): use 1-2-5
+    let log = |r: std::ops::Range<f64>| {
+        let ticks = log_ticks(r.start, r.end);
+        r.log_scale().with_key_points(ticks)
+    };
     // plotters types log and linear axes differently, hence four instantiations
     match (chart.log_x, chart.log_y) {
         (false, false) => draw_body(&body, chart, x, y, size.1),
-        (true, false) => draw_body(&body, chart, x.log_scale(), y, size.1),
-        (false, true) => draw_body(&body, chart, x, y.log_scale(), size.1),
-        (true, true) => draw_body(&body, chart, x.log_scale(), y.log_scale(), size.1),
+        (true, false) => draw_body(&body, chart, log(x), y, size.1),
+        (false, true) => draw_body(&body, chart, x, log(y), size.1),
+        (true, true) => draw_body(&body, chart, log(x), log(y), size.1),
     }?;
     root.present().map_err(|e| e.to_string())
 }
@@ -100,7 +108,7 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let label_px = font_px(height, 36, 11, 20);
-    let tick_px = font_px(height, 45, 10, 16);
+    let tick_px = font_px(height, 40, 11, 16);
     let mut ctx = ChartBuilder::on(area)
         .margin(12)
         .margin_right(24)
@@ -137,13 +145,21 @@ where
             style,
         ))
         .map_err(|e| e.to_string())?;
-        // stagger labels so neighbouring markers do not overwrite each other
+        // stagger labels so neighbouring markers do not overwrite each other;
+        // near the right edge the label goes on the left of its line
         let dy = 4 + i as i32 * (tick_px as i32 + 4);
-        let text = Text::new(
-            label.clone(),
-            (4, dy),
-            TextStyle::from((FAMILY, tick_px)).color(&MARKER_COLOR),
-        );
+        let (px_range, _) = ctx.plotting_area().get_pixel_range();
+        let px = ctx.backend_coord(&(*x, y_top)).0;
+        let right_side = px < px_range.start + (px_range.end - px_range.start) * 2 / 3;
+        let (dx, hpos) = if right_side {
+            (4, HPos::Left)
+        } else {
+            (-4, HPos::Right)
+        };
+        let style = TextStyle::from((FAMILY, tick_px))
+            .color(&MARKER_COLOR)
+            .pos(Pos::new(hpos, VPos::Top));
+        let text = Text::new(label.clone(), (dx, dy), style);
         ctx.plotting_area()
             .draw(&(EmptyElement::at((*x, y_top)) + text))
             .map_err(|e| e.to_string())?;

@@ -124,7 +124,11 @@ mod tests {
     fn assert_png(path: &Path) {
         let bytes = std::fs::read(path).unwrap();
         assert_eq!(&bytes[..8], &PNG_MAGIC, "not a PNG");
-        assert!(bytes.len() > 5_000, "suspiciously small PNG: {}", bytes.len());
+        assert!(
+            bytes.len() > 5_000,
+            "suspiciously small PNG: {}",
+            bytes.len()
+        );
     }
 
     fn roc_like() -> LineChart {

@@ -49,7 +49,11 @@ pub(crate) fn read_catalogue(
                 excerpt(&id),
                 cat.items[first].line
             );
-            return Ok(Err(Reject::new(rec.line, RejectReason::DuplicateId, detail)));
+            return Ok(Err(Reject::new(
+                rec.line,
+                RejectReason::DuplicateId,
+                detail,
+            )));
         }
         let fields: BTreeMap<String, String> = opts
             .text_fields
@@ -98,10 +102,11 @@ mod tests {
     #[test]
     fn join_text_follows_option_order_and_skips_empty() {
         let order: Vec<String> = ["title", "brand", "description"].map(String::from).to_vec();
-        let fields: BTreeMap<String, String> = [("description", "Desc"), ("brand", ""), ("title", "T")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into_iter()
-            .collect();
+        let fields: BTreeMap<String, String> =
+            [("description", "Desc"), ("brand", ""), ("title", "T")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into_iter()
+                .collect();
         assert_eq!(join_text(&order, &fields), "T | Desc");
         let empty: BTreeMap<String, String> = BTreeMap::new();
         assert_eq!(join_text(&order, &empty), "");

@@ -89,8 +89,19 @@ pub fn prepare(
         options: opts.clone(),
     };
 
-    outputs::write_items(&out.join(ITEMS_FILE), &cat, &pop, &labelling.labels, &splits)?;
-    outputs::write_popularity_plot(&out.join(POPULARITY_FILE), &summary, &pop.counts, &labelling)?;
+    outputs::write_items(
+        &out.join(ITEMS_FILE),
+        &cat,
+        &pop,
+        &labelling.labels,
+        &splits,
+    )?;
+    outputs::write_popularity_plot(
+        &out.join(POPULARITY_FILE),
+        &summary,
+        &pop.counts,
+        &labelling,
+    )?;
     outputs::write_json(&out.join(STATS_FILE), &summary)?;
     let meta = PrepareMeta::new(opts, &summary, started.elapsed().as_secs_f64());
     outputs::write_json(&out.join(META_FILE), &meta)?;
@@ -101,13 +112,22 @@ pub fn prepare(
 fn guard_inputs(opts: &PrepareOptions) -> Result<(), DataError> {
     let canon = |p: &Path| std::fs::canonicalize(p).ok();
     for input in [&opts.items, &opts.interactions] {
-        for name in [ITEMS_FILE, INTERACTIONS_FILE, REJECTS_FILE, STATS_FILE, META_FILE] {
+        for name in [
+            ITEMS_FILE,
+            INTERACTIONS_FILE,
+            REJECTS_FILE,
+            STATS_FILE,
+            META_FILE,
+        ] {
             let output = opts.out_dir.join(name);
             if canon(input).is_some() && canon(input) == canon(&output) {
                 return Err(DataError::InvalidOption {
                     what: "output directory",
                     value: opts.out_dir.display().to_string(),
-                    reason: format!("writing {name} there would overwrite the input {}", input.display()),
+                    reason: format!(
+                        "writing {name} there would overwrite the input {}",
+                        input.display()
+                    ),
                 });
             }
         }

@@ -48,7 +48,8 @@ pub(crate) fn write_items(
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DataError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| DataError::write(path)(e.into()))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| DataError::write(path)(e.into()))?;
     bytes.push(b'\n');
     AtomicFile::write_all(path, &bytes)
 }
@@ -153,9 +154,16 @@ impl PrepareMeta {
             invocation: opts.invocation.clone(),
             options: opts.clone(),
             inputs,
-            outputs: [ITEMS_FILE, INTERACTIONS_FILE, STATS_FILE, POPULARITY_FILE, REJECTS_FILE, META_FILE]
-                .map(String::from)
-                .to_vec(),
+            outputs: [
+                ITEMS_FILE,
+                INTERACTIONS_FILE,
+                STATS_FILE,
+                POPULARITY_FILE,
+                REJECTS_FILE,
+                META_FILE,
+            ]
+            .map(String::from)
+            .to_vec(),
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type, Date32Type, Date64Type, Float32Type, Float64Type,
+    Date32Type, Date64Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
@@ -143,20 +143,27 @@ fn value_at(array: &dyn Array, i: usize) -> Value {
         DataType::Timestamp(unit, _) => {
             let (raw, per_second) = match unit {
                 TimeUnit::Second => (array.as_primitive::<TimestampSecondType>().value(i), 1),
-                TimeUnit::Millisecond => {
-                    (array.as_primitive::<TimestampMillisecondType>().value(i), 1_000)
-                }
-                TimeUnit::Microsecond => {
-                    (array.as_primitive::<TimestampMicrosecondType>().value(i), 1_000_000)
-                }
-                TimeUnit::Nanosecond => {
-                    (array.as_primitive::<TimestampNanosecondType>().value(i), 1_000_000_000)
-                }
+                TimeUnit::Millisecond => (
+                    array.as_primitive::<TimestampMillisecondType>().value(i),
+                    1_000,
+                ),
+                TimeUnit::Microsecond => (
+                    array.as_primitive::<TimestampMicrosecondType>().value(i),
+                    1_000_000,
+                ),
+                TimeUnit::Nanosecond => (
+                    array.as_primitive::<TimestampNanosecondType>().value(i),
+                    1_000_000_000,
+                ),
             };
             raw.div_euclid(per_second).into()
         }
         DataType::Date32 => (array.as_primitive::<Date32Type>().value(i) as i64 * 86_400).into(),
-        DataType::Date64 => array.as_primitive::<Date64Type>().value(i).div_euclid(1000).into(),
+        DataType::Date64 => array
+            .as_primitive::<Date64Type>()
+            .value(i)
+            .div_euclid(1000)
+            .into(),
         DataType::List(_) => list(array.as_list::<i32>().value(i).as_ref()),
         DataType::LargeList(_) => list(array.as_list::<i64>().value(i).as_ref()),
         _ => Value::Null,
@@ -221,7 +228,10 @@ mod tests {
         write_parquet(&path, batch);
 
         let mut rows = ParquetRows::open(&path).unwrap();
-        assert_eq!(rows.columns(), ["item_id", "year", "n", "ts", "brand", "categories"]);
+        assert_eq!(
+            rows.columns(),
+            ["item_id", "year", "n", "ts", "brand", "categories"]
+        );
         let mut got = Vec::new();
         while let Some(row) = rows.next_row().unwrap() {
             got.push(row.unwrap());

@@ -119,7 +119,11 @@ impl CsvRows {
                 }
                 Err(e) => {
                     let detail = format!("invalid UTF-8 in a continuation line ({e})");
-                    return Ok(Some(Err(Reject::new(line, RejectReason::InvalidUtf8, detail))));
+                    return Ok(Some(Err(Reject::new(
+                        line,
+                        RejectReason::InvalidUtf8,
+                        detail,
+                    ))));
                 }
             }
             if split_fields(&record, &mut self.fields) == Split::Complete {
@@ -203,7 +207,10 @@ mod tests {
     #[test]
     fn splits_plain_and_quoted_fields() {
         assert_eq!(split("a,b,,c").1, ["a", "b", "", "c"]);
-        assert_eq!(split(r#""a,1","say ""hi""",x"#).1, ["a,1", r#"say "hi""#, "x"]);
+        assert_eq!(
+            split(r#""a,1","say ""hi""",x"#).1,
+            ["a,1", r#"say "hi""#, "x"]
+        );
         assert_eq!(split(r#"ab"c,d"#).1, [r#"ab"c"#, "d"]);
         assert_eq!(split(r#""q"tail,z"#).1, ["qtail", "z"]);
         assert_eq!(split("").1, [""]);
@@ -214,11 +221,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
         std::fs::write(&path, body).unwrap();
-        let mut rows = CsvRows::open(&path, ReadOptions { max_line_bytes: max }).unwrap();
+        let mut rows = CsvRows::open(
+            &path,
+            ReadOptions {
+                max_line_bytes: max,
+            },
+        )
+        .unwrap();
         let mut out = Vec::new();
         while let Some(row) = rows.next_row().unwrap() {
             out.push(match row {
-                Ok(r) => (r.line, format!("{}|{}", r.fields["u"].as_str().unwrap(), r.fields["t"].as_str().unwrap())),
+                Ok(r) => (
+                    r.line,
+                    format!(
+                        "{}|{}",
+                        r.fields["u"].as_str().unwrap(),
+                        r.fields["t"].as_str().unwrap()
+                    ),
+                ),
                 Err(r) => (r.line, r.reason.code().to_string()),
             });
         }
@@ -251,7 +271,10 @@ mod tests {
     #[test]
     fn unterminated_quote_is_rejected_at_its_first_line() {
         let (_, rows) = read_all(b"u,i,t\nU1,A,1\n\"U2,B,2\nU3,C,3\n", 100);
-        assert_eq!(rows, vec![(2, "U1|1".to_string()), (3, "invalid-csv".to_string())]);
+        assert_eq!(
+            rows,
+            vec![(2, "U1|1".to_string()), (3, "invalid-csv".to_string())]
+        );
     }
 
     #[test]

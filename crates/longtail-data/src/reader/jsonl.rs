@@ -94,8 +94,14 @@ mod tests {
 
     #[test]
     fn rejects_each_malformed_kind() {
-        assert_eq!(reason(br#"{"item_id": "A", "title": "tru"#), RejectReason::InvalidJson);
-        assert!(parse_object(1, br#"{"a": "#).unwrap_err().detail.starts_with("truncated"));
+        assert_eq!(
+            reason(br#"{"item_id": "A", "title": "tru"#),
+            RejectReason::InvalidJson
+        );
+        assert!(parse_object(1, br#"{"a": "#)
+            .unwrap_err()
+            .detail
+            .starts_with("truncated"));
         assert_eq!(reason(b"{not json}"), RejectReason::InvalidJson);
         assert_eq!(reason(br#"{"a": 1} trailing"#), RejectReason::InvalidJson);
         assert_eq!(reason(b"[1, 2]"), RejectReason::NotAnObject);
@@ -112,7 +118,13 @@ mod tests {
         let long = format!("{{\"item_id\": \"L\", \"t\": \"{}\"}}", "x".repeat(300));
         let body = format!("{{\"item_id\": \"A\"}}\n\n{long}\n{{\"item_id\": \"B\"}}\n");
         std::fs::write(&path, body).unwrap();
-        let mut rows = JsonlRows::open(&path, ReadOptions { max_line_bytes: 100 }).unwrap();
+        let mut rows = JsonlRows::open(
+            &path,
+            ReadOptions {
+                max_line_bytes: 100,
+            },
+        )
+        .unwrap();
         let mut got = Vec::new();
         while let Some(row) = rows.next_row().unwrap() {
             got.push(match row {
@@ -120,7 +132,12 @@ mod tests {
                 Err(r) => (r.line, r.reason.code().to_string()),
             });
         }
-        let want = [(1, "ok"), (2, "empty-line"), (3, "line-too-long"), (4, "ok")];
+        let want = [
+            (1, "ok"),
+            (2, "empty-line"),
+            (3, "line-too-long"),
+            (4, "ok"),
+        ];
         let want: Vec<_> = want.iter().map(|(l, s)| (*l, s.to_string())).collect();
         assert_eq!(got, want);
         assert!(rows.bytes_read() > 0);

@@ -91,7 +91,10 @@ mod tests {
     use std::io::{BufReader, Cursor};
 
     fn collect(input: &[u8], max: usize, cap: usize) -> Vec<(u64, LineStatus, Vec<u8>)> {
-        let mut lines = BoundedLines::new(BufReader::with_capacity(cap, Cursor::new(input.to_vec())), max);
+        let mut lines = BoundedLines::new(
+            BufReader::with_capacity(cap, Cursor::new(input.to_vec())),
+            max,
+        );
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while let Some((n, s)) = lines.next_line(&mut buf).unwrap() {
@@ -168,7 +171,13 @@ mod text_tests {
         let r = line_text(7, b"ab\xffcd").unwrap_err();
         assert_eq!((r.line, r.reason), (7, RejectReason::InvalidUtf8));
         assert!(r.detail.contains("byte 2"));
-        assert_eq!(line_text(2, b" \t ").unwrap_err().reason, RejectReason::EmptyLine);
-        assert_eq!(line_text(2, b"").unwrap_err().reason, RejectReason::EmptyLine);
+        assert_eq!(
+            line_text(2, b" \t ").unwrap_err().reason,
+            RejectReason::EmptyLine
+        );
+        assert_eq!(
+            line_text(2, b"").unwrap_err().reason,
+            RejectReason::EmptyLine
+        );
     }
 }

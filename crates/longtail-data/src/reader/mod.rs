@@ -6,11 +6,11 @@
 //! The same readers serve `prepare` and any later command that streams raw
 //! catalogue rows.
 
+mod columnar;
 mod delimited;
 mod format;
 mod jsonl;
 mod lines;
-mod columnar;
 mod reject;
 mod source;
 

@@ -114,7 +114,9 @@ mod tests {
         ];
         for r in all {
             let code = r.code();
-            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit()));
+            assert!(code
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit()));
             assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(code));
         }
         let rej = Reject::new(3, RejectReason::EmptyLine, "blank line");

@@ -59,10 +59,16 @@ pub(crate) fn open_text(path: &Path) -> Result<(Box<dyn BufRead>, ByteCounter), 
             counter: counter.clone(),
         },
     );
-    let is_gzip = raw.fill_buf().map_err(DataError::read(path))?.starts_with(&GZIP_MAGIC);
+    let is_gzip = raw
+        .fill_buf()
+        .map_err(DataError::read(path))?
+        .starts_with(&GZIP_MAGIC);
     let reader: Box<dyn BufRead> = if is_gzip {
         // multi-member: `cat a.gz b.gz` is a valid gzip stream
-        Box::new(BufReader::with_capacity(BUF_BYTES, MultiGzDecoder::new(raw)))
+        Box::new(BufReader::with_capacity(
+            BUF_BYTES,
+            MultiGzDecoder::new(raw),
+        ))
     } else {
         Box::new(raw)
     };
@@ -113,6 +119,9 @@ mod tests {
         let err = open_text(&missing).err().unwrap();
         assert!(matches!(err, DataError::Open { .. }));
         assert!(err.to_string().contains("nope.csv"));
-        assert!(matches!(open_text(dir.path()).err().unwrap(), DataError::Open { .. }));
+        assert!(matches!(
+            open_text(dir.path()).err().unwrap(),
+            DataError::Open { .. }
+        ));
     }
 }

@@ -10,18 +10,25 @@ use serde_json::Value;
 /// relative to this crate; `None` (and a printed note) if absent.
 pub fn real_data(env: &str, name: &str) -> Option<PathBuf> {
     let dir = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/datasets")
+            .join(name)
     });
     if dir.join("items.jsonl").is_file() && dir.join("interactions.csv").is_file() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: real data not found at {} (set {env})", dir.display());
+        eprintln!(
+            "SKIPPED: real data not found at {} (set {env})",
+            dir.display()
+        );
         None
     }
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/fixtures")
+        .join(name)
 }
 
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
@@ -57,7 +64,10 @@ pub fn labels_and_splits(out: &Path) -> BTreeMap<String, (String, String)> {
         let id = v["item_id"].as_str().unwrap().to_string();
         let prev = map.insert(
             id.clone(),
-            (v["label"].as_str().unwrap().to_string(), v["split"].as_str().unwrap().to_string()),
+            (
+                v["label"].as_str().unwrap().to_string(),
+                v["split"].as_str().unwrap().to_string(),
+            ),
         );
         assert!(prev.is_none(), "item {id} appears twice in items.jsonl");
     }
@@ -67,7 +77,11 @@ pub fn labels_and_splits(out: &Path) -> BTreeMap<String, (String, String)> {
 /// A second, deliberately naive Pareto implementation: counts from a
 /// `user,item,...` CSV with a header, items ranked by (-count, id), head up
 /// to and including the item whose cumulative share reaches `share`.
-pub fn pareto_labels_from_raw(item_ids: &[String], interactions_csv: &Path, share: f64) -> HashMap<String, String> {
+pub fn pareto_labels_from_raw(
+    item_ids: &[String],
+    interactions_csv: &Path,
+    share: f64,
+) -> HashMap<String, String> {
     let text = std::fs::read_to_string(interactions_csv).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -111,7 +125,10 @@ pub fn python_check(items: &Path, interactions: &Path, out: &Path) {
         Ok(o) => {
             let stdout = String::from_utf8_lossy(&o.stdout);
             let stderr = String::from_utf8_lossy(&o.stderr);
-            assert!(o.status.success(), "check_prepare.py failed:\n{stdout}\n{stderr}");
+            assert!(
+                o.status.success(),
+                "check_prepare.py failed:\n{stdout}\n{stderr}"
+            );
             assert!(stdout.contains("check_prepare: OK"), "{stdout}");
         }
     }
@@ -120,7 +137,8 @@ pub fn python_check(items: &Path, interactions: &Path, out: &Path) {
 /// Asserts read == kept + rejected for each file in `stats.json` and
 /// returns `(read, kept, rejected)` per file role.
 pub fn file_counts(out: &Path) -> HashMap<String, (u64, u64, u64)> {
-    let stats: Value = serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
     let mut map = HashMap::new();
     for f in stats["files"].as_array().unwrap() {
         let (read, kept, rejected) = (
@@ -129,7 +147,10 @@ pub fn file_counts(out: &Path) -> HashMap<String, (u64, u64, u64)> {
             f["rejected"].as_u64().unwrap(),
         );
         assert_eq!(read, kept + rejected, "{f}");
-        map.insert(f["role"].as_str().unwrap().to_string(), (read, kept, rejected));
+        map.insert(
+            f["role"].as_str().unwrap().to_string(),
+            (read, kept, rejected),
+        );
     }
     map
 }

@@ -24,9 +24,7 @@ pub fn num_update_steps_per_epoch(
     gradient_accumulation_steps: usize,
 ) -> Result<usize> {
     check_gas(gradient_accumulation_steps)?;
-    Ok(num_batches
-        .div_ceil(gradient_accumulation_steps)
-        .max(1))
+    Ok(num_batches.div_ceil(gradient_accumulation_steps).max(1))
 }
 
 /// Sizes of the accumulation windows of one epoch: full windows of
@@ -80,7 +78,9 @@ impl GradAccumulator {
     /// previous window still holds gradients that were not taken.
     pub fn begin_window(&mut self, num_micro_batches: usize) -> Result<()> {
         if num_micro_batches == 0 {
-            return Err(TrainError::invalid("an accumulation window needs >= 1 micro-batch"));
+            return Err(TrainError::invalid(
+                "an accumulation window needs >= 1 micro-batch",
+            ));
         }
         if self.seen != 0 {
             return Err(TrainError::invalid(format!(
@@ -209,11 +209,17 @@ mod tests {
         assert!(acc.backward(&loss()).is_err(), "window full");
         assert!(acc.begin_window(1).is_err(), "not taken yet");
         let g = acc.take();
-        assert_eq!(g.get(w.as_tensor()).unwrap().to_vec1::<f32>().unwrap(), [1.0]);
+        assert_eq!(
+            g.get(w.as_tensor()).unwrap().to_vec1::<f32>().unwrap(),
+            [1.0]
+        );
         acc.begin_window(2).unwrap();
         acc.backward(&loss()).unwrap();
         acc.backward(&loss()).unwrap();
         let g = acc.take();
-        assert_eq!(g.get(w.as_tensor()).unwrap().to_vec1::<f32>().unwrap(), [1.0]);
+        assert_eq!(
+            g.get(w.as_tensor()).unwrap().to_vec1::<f32>().unwrap(),
+            [1.0]
+        );
     }
 }

@@ -318,15 +318,7 @@ mod tests {
     }
 
     /// Scalar AdamW in f64, the textbook torch formula, for one parameter.
-    fn reference(
-        mut p: f64,
-        grads: &[f64],
-        lr: f64,
-        wd: f64,
-        b1: f64,
-        b2: f64,
-        eps: f64,
-    ) -> f64 {
+    fn reference(mut p: f64, grads: &[f64], lr: f64, wd: f64, b1: f64, b2: f64, eps: f64) -> f64 {
         let (mut m, mut v) = (0.0, 0.0);
         for (i, g) in grads.iter().enumerate() {
             let t = (i + 1) as f64;
@@ -349,7 +341,10 @@ mod tests {
             ..Default::default()
         };
         let mut opt = AdamW::new(
-            vec![("layer.weight".into(), w.clone()), ("layer.bias".into(), b.clone())],
+            vec![
+                ("layer.weight".into(), w.clone()),
+                ("layer.bias".into(), b.clone()),
+            ],
             cfg,
         )
         .unwrap();
@@ -408,7 +403,10 @@ mod tests {
         let a = var(&[1.0]);
         let b = var(&[1.0]);
         let mut opt = AdamW::new(
-            vec![("a.weight".into(), a.clone()), ("b.weight".into(), b.clone())],
+            vec![
+                ("a.weight".into(), a.clone()),
+                ("b.weight".into(), b.clone()),
+            ],
             AdamWConfig {
                 learning_rate: 0.1,
                 weight_decay: 0.1,
@@ -453,7 +451,10 @@ mod tests {
         assert!(AdamW::new(vec![("a".into(), a.clone())], bad).is_err());
         let mut opt = AdamW::new(vec![("a".into(), a.clone())], AdamWConfig::default()).unwrap();
         let mut g = GradStore::default();
-        g.insert(a.as_tensor(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
+        g.insert(
+            a.as_tensor(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
         assert!(opt.step(&g).is_err());
     }
 }

@@ -204,6 +204,27 @@ mod tests {
     }
 
     #[test]
+    fn floats_round_trip_exactly() {
+        // serde_json's default parser may be off by one ulp; resumable state
+        // (learning rate, best metric) needs `float_roundtrip`.
+        let values = vec![
+            0.043_750_000_000_000_004_f64,
+            1.292_025_707_405_348_3,
+            0.1 + 0.2,
+            1e-8,
+            5e-5 * 0.7,
+            f64::MIN_POSITIVE,
+            123_456.789_012_345_67,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_json_atomic(&p, &values).unwrap();
+        let back: Vec<f64> = read_json(&p).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&values));
+    }
+
+    #[test]
     fn missing_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope").join("x.json");

@@ -96,10 +96,15 @@ mod tests {
         assert!(loss.is_better(0.4, 0.5));
         assert!(!loss.is_better(0.6, 0.5));
 
-        let metrics: BTreeMap<String, f64> =
-            [("eval_macro_f1".to_string(), 0.7), ("eval_loss".to_string(), 1.2)].into();
+        let metrics: BTreeMap<String, f64> = [
+            ("eval_macro_f1".to_string(), 0.7),
+            ("eval_loss".to_string(), 1.2),
+        ]
+        .into();
         assert_eq!(f1.value_in(&metrics), Some(0.7));
         assert_eq!(loss.require_value(&metrics).unwrap(), 1.2);
-        assert!(BestMetricConfig::new("accuracy").require_value(&metrics).is_err());
+        assert!(BestMetricConfig::new("accuracy")
+            .require_value(&metrics)
+            .is_err());
     }
 }

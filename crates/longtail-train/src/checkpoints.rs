@@ -24,7 +24,9 @@ pub fn checkpoint_dir_name(step: u64) -> String {
 
 /// The step of a directory named exactly `checkpoint-<digits>`.
 pub fn parse_checkpoint_step(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(PREFIX_CHECKPOINT_DIR)?.strip_prefix('-')?;
+    let digits = name
+        .strip_prefix(PREFIX_CHECKPOINT_DIR)?
+        .strip_prefix('-')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -169,7 +171,10 @@ mod tests {
     #[test]
     fn sorts_numerically_and_ignores_other_entries() {
         let d = tempfile::tempdir().unwrap();
-        make(d.path(), &["checkpoint-100", "checkpoint-20", "checkpoint-3", "logs"]);
+        make(
+            d.path(),
+            &["checkpoint-100", "checkpoint-20", "checkpoint-3", "logs"],
+        );
         fs::write(d.path().join("checkpoint-5"), b"file, not dir").unwrap();
         fs::create_dir(d.path().join(".checkpoint-200.tmp-1-0")).unwrap();
         assert_eq!(
@@ -180,13 +185,23 @@ mod tests {
             last_checkpoint(d.path()).unwrap().unwrap(),
             d.path().join("checkpoint-100")
         );
-        assert!(sorted_checkpoints(&d.path().join("missing")).unwrap().is_empty());
+        assert!(sorted_checkpoints(&d.path().join("missing"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn keeps_limit_newest_without_best() {
         let d = tempfile::tempdir().unwrap();
-        make(d.path(), &["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"]);
+        make(
+            d.path(),
+            &[
+                "checkpoint-1",
+                "checkpoint-2",
+                "checkpoint-3",
+                "checkpoint-4",
+            ],
+        );
         let deleted = rotate_checkpoints(d.path(), 2, None).unwrap();
         assert_eq!(names(&deleted), ["checkpoint-1", "checkpoint-2"]);
         assert_eq!(remaining(d.path()), ["checkpoint-3", "checkpoint-4"]);
@@ -197,7 +212,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         make(
             d.path(),
-            &["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4", "checkpoint-5"],
+            &[
+                "checkpoint-1",
+                "checkpoint-2",
+                "checkpoint-3",
+                "checkpoint-4",
+                "checkpoint-5",
+            ],
         );
         let best = d.path().join("checkpoint-2");
         rotate_checkpoints(d.path(), 2, Some(&best)).unwrap();
@@ -238,14 +259,25 @@ mod tests {
 
     #[test]
     fn pure_planner_matches_hf_example() {
-        let p: Vec<PathBuf> = (1..=6).map(|i| PathBuf::from(format!("o/checkpoint-{i}"))).collect();
+        let p: Vec<PathBuf> = (1..=6)
+            .map(|i| PathBuf::from(format!("o/checkpoint-{i}")))
+            .collect();
         let best = PathBuf::from("o/checkpoint-4");
         let del = checkpoints_to_delete(&p, 3, Some(&best));
-        assert_eq!(names(&del), ["checkpoint-1", "checkpoint-2", "checkpoint-3"]);
+        assert_eq!(
+            names(&del),
+            ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+        );
         let del = checkpoints_to_delete(&p, 3, None);
-        assert_eq!(names(&del), ["checkpoint-1", "checkpoint-2", "checkpoint-3"]);
+        assert_eq!(
+            names(&del),
+            ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+        );
         let best = PathBuf::from("o/checkpoint-1");
         let del = checkpoints_to_delete(&p, 3, Some(&best));
-        assert_eq!(names(&del), ["checkpoint-2", "checkpoint-3", "checkpoint-4"]);
+        assert_eq!(
+            names(&del),
+            ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
+        );
     }
 }

@@ -37,13 +37,20 @@ mod tests {
             assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
         }
         // weighted counts sum to n_samples: sum_c w_c * count_c = n_samples
-        let total: f64 = w.iter().zip([6, 3, 1]).map(|(w, n)| *w as f64 * n as f64).sum();
+        let total: f64 = w
+            .iter()
+            .zip([6, 3, 1])
+            .map(|(w, n)| *w as f64 * n as f64)
+            .sum();
         assert!((total - 10.0).abs() < 1e-5);
     }
 
     #[test]
     fn balanced_classes_get_weight_one() {
-        assert_eq!(class_weights_inverse_frequency(&[4, 4, 4, 4]).unwrap(), [1.0; 4]);
+        assert_eq!(
+            class_weights_inverse_frequency(&[4, 4, 4, 4]).unwrap(),
+            [1.0; 4]
+        );
     }
 
     #[test]

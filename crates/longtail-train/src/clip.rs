@@ -33,7 +33,7 @@ pub fn global_grad_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
 /// (`error_if_nonfinite=False`), a NaN/inf norm is returned unchanged and
 /// propagates into the gradients; the caller decides whether to skip the step.
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
-    if !(max_norm > 0.0) {
+    if max_norm.is_nan() || max_norm <= 0.0 {
         return Err(TrainError::invalid(format!(
             "max_grad_norm must be > 0 to clip, got {max_norm}"
         )));

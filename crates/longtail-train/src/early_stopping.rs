@@ -56,7 +56,7 @@ impl EarlyStopping {
         if early_stopping_patience == 0 {
             return Err(TrainError::invalid("early_stopping_patience must be >= 1"));
         }
-        if !(early_stopping_threshold >= 0.0) {
+        if early_stopping_threshold.is_nan() || early_stopping_threshold < 0.0 {
             return Err(TrainError::invalid(format!(
                 "early_stopping_threshold must be >= 0, got {early_stopping_threshold}"
             )));
@@ -134,7 +134,10 @@ impl EarlyStopping {
         let s: ExportedState = serde_json::from_value(state.clone()).map_err(|e| {
             TrainError::invalid(format!("bad {EARLY_STOPPING_CALLBACK} state: {e}"))
         })?;
-        let mut es = EarlyStopping::new(s.args.early_stopping_patience, s.args.early_stopping_threshold)?;
+        let mut es = EarlyStopping::new(
+            s.args.early_stopping_patience,
+            s.args.early_stopping_threshold,
+        )?;
         es.early_stopping_patience_counter = s.attributes.early_stopping_patience_counter;
         Ok(es)
     }
@@ -195,7 +198,13 @@ mod tests {
         assert_eq!(es.early_stopping_patience_counter, 0);
         es.check_metric_value(0.1, None, true);
         assert_eq!(es.early_stopping_patience_counter, 0, "no best yet");
-        assert!(run(&[0.5, 0.51, 0.52, 0.53], &cfg, EarlyStopping::new(3, 0.05).unwrap()) == Some(3));
+        assert!(
+            run(
+                &[0.5, 0.51, 0.52, 0.53],
+                &cfg,
+                EarlyStopping::new(3, 0.05).unwrap()
+            ) == Some(3)
+        );
     }
 
     #[test]

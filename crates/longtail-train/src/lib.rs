@@ -55,7 +55,7 @@ pub use early_stopping::{EarlyStopping, EARLY_STOPPING_CALLBACK};
 pub use error::{Result, TrainError};
 pub use optim_state::{OptimizerStateMeta, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS_FILE};
 pub use param_groups::{is_no_decay_param, named_vars, ParamGroup, ParamGroupSpec, Partition};
-pub use schedule::{resolve_warmup_steps, LrSchedule, SchedulerType};
+pub use schedule::{resolve_warmup_steps, resolve_warmup_steps_v5, LrSchedule, SchedulerType};
 pub use shuffle::{epoch_permutation, DataOrder};
 pub use trainer_state::{
     resume_position, LogEntry, ResumePosition, RngState, TrainerState, TRAINER_STATE_FILE,

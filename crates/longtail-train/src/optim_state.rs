@@ -223,7 +223,10 @@ mod tests {
                 let vals: Vec<f32> = (0..len)
                     .map(|j| ((i * 7 + j * 3) as f32 * 0.37).sin())
                     .collect();
-                (n.to_string(), Var::from_slice(&vals, len, &Device::Cpu).unwrap())
+                (
+                    n.to_string(),
+                    Var::from_slice(&vals, len, &Device::Cpu).unwrap(),
+                )
             })
             .collect()
     }
@@ -238,7 +241,12 @@ mod tests {
                 .map(|j| ((t * 5 + i * 3 + j) as f32 * 0.71).cos())
                 .collect();
             let c = Tensor::from_slice(&c, len, &Device::Cpu).unwrap();
-            let term = ((v.as_tensor() - c).unwrap().sqr().unwrap().sum_all().unwrap()
+            let term = ((v.as_tensor() - c)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
                 + (v.as_tensor().sum_all().unwrap() * (0.1 * t as f64)).unwrap())
             .unwrap();
             loss = (loss + term).unwrap();
@@ -247,8 +255,13 @@ mod tests {
     }
 
     fn optimizer(p: Vec<(String, Var)>) -> AdamW {
-        let spec = ParamGroupSpec::new(0.01)
-            .lr_scale(|n| if n.starts_with("classifier") { 1.0 } else { 0.8 });
+        let spec = ParamGroupSpec::new(0.01).lr_scale(|n| {
+            if n.starts_with("classifier") {
+                1.0
+            } else {
+                0.8
+            }
+        });
         AdamW::with_spec(
             p,
             AdamWConfig {
@@ -333,8 +346,9 @@ mod tests {
         run(&mut opt, &p, 0..2);
         let dir = tempfile::tempdir().unwrap();
         opt.save_state(dir.path()).unwrap();
-        let t = candle_core::safetensors::load(dir.path().join(OPTIMIZER_TENSORS_FILE), &Device::Cpu)
-            .unwrap();
+        let t =
+            candle_core::safetensors::load(dir.path().join(OPTIMIZER_TENSORS_FILE), &Device::Cpu)
+                .unwrap();
         let mut keys: Vec<_> = t.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys.len(), 8);

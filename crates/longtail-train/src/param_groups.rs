@@ -297,7 +297,13 @@ mod tests {
             .map(|n| (n.to_string(), var(2)))
             .collect();
         let p = ParamGroupSpec::new(0.1)
-            .lr_scale(|n| if n.starts_with("classifier") { 1.0 } else { 0.5 })
+            .lr_scale(|n| {
+                if n.starts_with("classifier") {
+                    1.0
+                } else {
+                    0.5
+                }
+            })
             .partition(params)
             .unwrap();
         let summary: Vec<_> = p

@@ -8,9 +8,11 @@
 //! rate used by the optimizer update that follows `step` completed updates.
 //! The first update therefore uses `lr_at(0)`, which is 0 whenever there is
 //! warmup (exactly as in HF, where `LambdaLR` starts at `lambda(0)` and
-//! `scheduler.step()` is called after each `optimizer.step()`). After the
-//! update the trainer logs `lr_at(global_step)`, which is what HF's
-//! `get_last_lr()` reports.
+//! `scheduler.step()` is called after each `optimizer.step()`).
+//! transformers 5.x logs as `learning_rate` the rate used by the update
+//! (read before `scheduler.step()`), i.e. `lr_at(global_step - 1)` once
+//! `global_step` has been incremented; 4.x logged `get_last_lr()` after the
+//! scheduler step, i.e. `lr_at(global_step)`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -80,6 +82,22 @@ pub fn resolve_warmup_steps(
         Ok(warmup_steps)
     } else {
         Ok((num_training_steps as f64 * warmup_ratio).ceil() as u64)
+    }
+}
+
+/// transformers 5.x `get_warmup_steps`, where `warmup_steps` is a float:
+/// `int(warmup_steps)` if it is >= 1, else a ratio of the training steps
+/// (`ceil(num_training_steps * warmup_steps)`).
+pub fn resolve_warmup_steps_v5(num_training_steps: u64, warmup_steps: f64) -> Result<u64> {
+    if !warmup_steps.is_finite() || warmup_steps < 0.0 {
+        return Err(TrainError::invalid(format!(
+            "warmup_steps must be finite and >= 0, got {warmup_steps}"
+        )));
+    }
+    if warmup_steps >= 1.0 {
+        Ok(warmup_steps.trunc() as u64)
+    } else {
+        Ok((num_training_steps as f64 * warmup_steps).ceil() as u64)
     }
 }
 
@@ -222,6 +240,18 @@ mod tests {
         assert_eq!(resolve_warmup_steps(100, 0, 0.07).unwrap(), 8);
         assert!(resolve_warmup_steps(10, 0, 1.5).is_err());
         assert!(resolve_warmup_steps(10, 0, -0.1).is_err());
+    }
+
+    #[test]
+    fn v5_float_warmup_steps() {
+        assert_eq!(resolve_warmup_steps_v5(1000, 0.1).unwrap(), 100);
+        assert_eq!(resolve_warmup_steps_v5(100, 0.07).unwrap(), 8);
+        assert_eq!(resolve_warmup_steps_v5(1000, 7.0).unwrap(), 7);
+        assert_eq!(resolve_warmup_steps_v5(1000, 7.9).unwrap(), 7);
+        assert_eq!(resolve_warmup_steps_v5(1000, 1.0).unwrap(), 1);
+        assert_eq!(resolve_warmup_steps_v5(1000, 0.0).unwrap(), 0);
+        assert!(resolve_warmup_steps_v5(1000, -1.0).is_err());
+        assert!(resolve_warmup_steps_v5(1000, f64::NAN).is_err());
     }
 
     #[test]

@@ -166,13 +166,15 @@ impl TrainerState {
         }
     }
 
-    /// HF `_save_checkpoint` bookkeeping: once the checkpoint of
-    /// `best_global_step` exists under `run_dir`, record it as
-    /// `best_model_checkpoint`. Returns the recorded path, if any.
+    /// HF `_save_checkpoint` bookkeeping, to call while saving the
+    /// checkpoint of `global_step` (before writing `trainer_state.json`):
+    /// if the checkpoint of `best_global_step` exists under `run_dir`, or is
+    /// the one being saved now (it may still be in a temporary directory),
+    /// record it as `best_model_checkpoint`. Returns the recorded path.
     pub fn record_best_checkpoint(&mut self, run_dir: &Path) -> Option<PathBuf> {
         let step = self.best_global_step?;
         let dir = run_dir.join(checkpoint_dir_name(step));
-        if dir.is_dir() {
+        if step == self.global_step || dir.is_dir() {
             self.best_model_checkpoint = Some(dir.to_string_lossy().into_owned());
             Some(dir)
         } else {
@@ -279,7 +281,9 @@ mod tests {
         assert_eq!(back.log_history[0].get("loss"), Some(0.69));
         assert_eq!(back.log_history[0].get("grad_norm"), None);
         // NaN does not round-trip (null); everything else does
-        s.log_history[0].values.insert("grad_norm".into(), Value::Null);
+        s.log_history[0]
+            .values
+            .insert("grad_norm".into(), Value::Null);
         assert_eq!(back, s);
     }
 
@@ -306,24 +310,42 @@ mod tests {
     #[test]
     fn best_metric_follows_determine_best_metric() {
         let cfg = BestMetricConfig::new("macro_f1");
-        let mut s = TrainerState::default();
-        s.global_step = 10;
-        assert!(s.update_best_metric(&metrics("eval_macro_f1", 0.4), &cfg).unwrap());
+        let mut s = TrainerState {
+            global_step: 10,
+            ..Default::default()
+        };
+        assert!(s
+            .update_best_metric(&metrics("eval_macro_f1", 0.4), &cfg)
+            .unwrap());
         assert_eq!((s.best_metric, s.best_global_step), (Some(0.4), Some(10)));
         s.global_step = 20;
-        assert!(!s.update_best_metric(&metrics("eval_macro_f1", 0.4), &cfg).unwrap());
-        assert!(!s.update_best_metric(&metrics("eval_macro_f1", 0.3), &cfg).unwrap());
+        assert!(!s
+            .update_best_metric(&metrics("eval_macro_f1", 0.4), &cfg)
+            .unwrap());
+        assert!(!s
+            .update_best_metric(&metrics("eval_macro_f1", 0.3), &cfg)
+            .unwrap());
         assert_eq!(s.best_global_step, Some(10));
         s.global_step = 30;
-        assert!(s.update_best_metric(&metrics("eval_macro_f1", 0.5), &cfg).unwrap());
+        assert!(s
+            .update_best_metric(&metrics("eval_macro_f1", 0.5), &cfg)
+            .unwrap());
         assert_eq!(s.best_global_step, Some(30));
-        assert!(s.update_best_metric(&metrics("eval_loss", 0.5), &cfg).is_err());
+        assert!(s
+            .update_best_metric(&metrics("eval_loss", 0.5), &cfg)
+            .is_err());
 
         let loss = BestMetricConfig::new("loss");
         let mut s = TrainerState::default();
-        assert!(s.update_best_metric(&metrics("eval_loss", 2.0), &loss).unwrap());
-        assert!(s.update_best_metric(&metrics("eval_loss", 1.0), &loss).unwrap());
-        assert!(!s.update_best_metric(&metrics("eval_loss", 1.5), &loss).unwrap());
+        assert!(s
+            .update_best_metric(&metrics("eval_loss", 2.0), &loss)
+            .unwrap());
+        assert!(s
+            .update_best_metric(&metrics("eval_loss", 1.0), &loss)
+            .unwrap());
+        assert!(!s
+            .update_best_metric(&metrics("eval_loss", 1.5), &loss)
+            .unwrap());
         assert_eq!(s.best_metric, Some(1.0));
     }
 
@@ -332,6 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = TrainerState {
             best_global_step: Some(20),
+            global_step: 30,
             ..Default::default()
         };
         assert_eq!(s.record_best_checkpoint(dir.path()), None);
@@ -340,6 +363,13 @@ mod tests {
         let p = s.record_best_checkpoint(dir.path()).unwrap();
         assert_eq!(p, dir.path().join("checkpoint-20"));
         assert_eq!(s.best_model_checkpoint.as_deref(), p.to_str());
+        // the checkpoint being saved right now counts even before it exists
+        s.best_global_step = Some(30);
+        let p = s.record_best_checkpoint(dir.path()).unwrap();
+        assert_eq!(p, dir.path().join("checkpoint-30"));
+        assert!(s.record_best_checkpoint(dir.path()).is_some());
+        s.best_global_step = None;
+        assert_eq!(s.record_best_checkpoint(dir.path()), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod classifier;
 pub mod config;
 pub mod dropout;
 pub mod error;
+mod fused;
 pub mod ops;
 pub mod params;
 pub mod pretrained;

@@ -5,6 +5,10 @@
 //! `candle_nn::LayerNorm` on a contiguous input run fused kernels through `apply_op*_no_bwd`:
 //! the result has no backward op recorded, so no gradient flows through them and nothing
 //! reports it. Nothing on the training path of this crate uses them.
+//!
+//! On CPU (f32/f64) softmax, layer norm and GELU run as one-pass kernels with an exact backward
+//! (`crate::fused`); elsewhere, or through the `*_composite` functions, as compositions of
+//! basic ops. Both give the same values and gradients (tested below).
 
 use candle_core::{DType, Tensor, D};
 
@@ -15,6 +19,14 @@ use crate::error::{ModelError, Result};
 /// The max is detached: softmax is invariant to the shift, so its gradient is exact without
 /// differentiating through the max.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if crate::fused::supported(x) {
+        return Ok(crate::fused::softmax_last_dim(x)?);
+    }
+    softmax_last_dim_composite(x)
+}
+
+/// [`softmax_last_dim`] from basic ops only (any device and dtype).
+pub fn softmax_last_dim_composite(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;
@@ -32,6 +44,14 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// Layer normalisation over the last dimension with the biased variance, as PyTorch's
 /// `nn.LayerNorm`: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    if crate::fused::supported(x) && weight.device().is_cpu() && bias.device().is_cpu() {
+        return Ok(crate::fused::layer_norm(x, weight, bias, eps)?);
+    }
+    layer_norm_composite(x, weight, bias, eps)
+}
+
+/// [`layer_norm`] from basic ops only (any device and dtype).
+pub fn layer_norm_composite(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -46,6 +66,14 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 /// `2/sqrt(pi) exp(-x^2)`) and arithmetic. candle's fused `gelu_erf` has a backward too, but
 /// with a 6-digit constant; this form keeps f64 finite-difference checks tight.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if crate::fused::supported(x) {
+        return Ok(crate::fused::gelu_erf(x)?);
+    }
+    gelu_erf_composite(x)
+}
+
+/// [`gelu_erf`] from basic ops only (any device and dtype).
+pub fn gelu_erf_composite(x: &Tensor) -> Result<Tensor> {
     let cdf = x
         .affine(std::f64::consts::FRAC_1_SQRT_2, 0.)?
         .erf()?
@@ -169,7 +197,7 @@ mod tests {
     fn gelu_matches_candle_gelu_erf_and_has_a_gradient() {
         let dev = Device::Cpu;
         let x = Var::new(&[-3f64, -1., -0.1, 0., 0.5, 2., 4.], &dev).unwrap();
-        let ours = gelu_erf(x.as_tensor()).unwrap();
+        let ours = gelu_erf_composite(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().gelu_erf().unwrap();
         assert!(max_abs_diff(&ours, &theirs) < 1e-12);
         let grads = ours.sum_all().unwrap().backward().unwrap();
@@ -190,6 +218,52 @@ mod tests {
         for i in 0..xs.len() {
             let want = cdf[i] + xs[i] * phi(xs[i]);
             assert!((g[i] - want).abs() < 1e-12, "{i}: {} vs {want}", g[i]);
+        }
+    }
+
+    /// The fused CPU kernels give the composite ops' values and gradients (f64: to 1e-12).
+    #[test]
+    fn fused_kernels_match_composite_values_and_gradients() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F64, DType::F32] {
+            let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+            let x0 = (Tensor::randn(0f64, 2., (3, 5, 17), &dev).unwrap() + 0.3)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let x = Var::from_tensor(&x0).unwrap();
+            let w = Var::from_tensor(&Tensor::randn(1f64, 0.3, 17, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let b = Var::from_tensor(&Tensor::randn(0f64, 0.3, 17, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let c = Tensor::randn(0f64, 1., (3, 5, 17), &dev).unwrap().to_dtype(dtype).unwrap();
+            let check = |f: &dyn Fn(&Tensor) -> Tensor, g: &dyn Fn(&Tensor) -> Tensor, what: &str| {
+                // through a transpose too, so non-contiguous inputs and gradients are covered
+                for transpose in [false, true] {
+                    let prep = |t: &Tensor| if transpose { t.transpose(0, 1).unwrap() } else { t.clone() };
+                    let cc = prep(&c);
+                    let yf = f(&prep(x.as_tensor()));
+                    let yc = g(&prep(x.as_tensor()));
+                    assert!(max_abs_diff(&yf, &yc) < tol, "{what} forward {dtype:?}");
+                    let gf = (yf * &cc).unwrap().sum_all().unwrap().backward().unwrap();
+                    let gc = (yc * &cc).unwrap().sum_all().unwrap().backward().unwrap();
+                    for v in [&x, &w, &b] {
+                        match (gf.get(v.as_tensor()), gc.get(v.as_tensor())) {
+                            (Some(a), Some(bb)) => {
+                                let d = max_abs_diff(a, bb);
+                                assert!(d < tol, "{what} gradient {dtype:?}: {d}")
+                            }
+                            (None, None) => {}
+                            _ => panic!("{what}: gradient present in one version only"),
+                        }
+                    }
+                }
+            };
+            check(&|t| softmax_last_dim(t).unwrap(), &|t| softmax_last_dim_composite(t).unwrap(), "softmax");
+            check(&|t| gelu_erf(t).unwrap(), &|t| gelu_erf_composite(t).unwrap(), "gelu");
+            check(
+                &|t| layer_norm(t, w.as_tensor(), b.as_tensor(), 1e-12).unwrap(),
+                &|t| layer_norm_composite(t, w.as_tensor(), b.as_tensor(), 1e-12).unwrap(),
+                "layer_norm",
+            );
         }
     }
 

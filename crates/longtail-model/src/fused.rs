@@ -1,0 +1,427 @@
+//! CPU kernels for softmax, layer norm and exact GELU as candle `CustomOp`s **with** a backward
+//! pass. candle's own fused kernels have none (`apply_op*_no_bwd`); the composite versions in
+//! [`crate::ops`] are exact but make 5-10 passes over memory, each allocating a tensor, and
+//! their backward graphs are larger still. These run one pass forward and one backward.
+//!
+//! Each op's backward is itself a no-backward custom op (second derivatives are not needed).
+//! Only CPU storage in f32/f64 is handled; [`crate::ops`] falls back to the composite ops on
+//! other devices and dtypes. Equality with the composite ops (values and gradients) is tested.
+
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+    WithDType,
+};
+use candle_core::backend::BackendStorage;
+use rayon::prelude::*;
+
+/// Scalar type of the kernels. Reductions accumulate in f64.
+trait Real: WithDType + Send + Sync {
+    fn exp_(self) -> Self;
+    fn erf_(self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn erf_(self) -> Self {
+        candle_core::cpu::erf::erf_f32(self)
+    }
+}
+
+impl Real for f64 {
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    fn erf_(self) -> Self {
+        candle_core::cpu::erf::erf_f64(self)
+    }
+}
+
+fn slice<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => bail!("{what}: fused kernel needs a contiguous input"),
+    }
+}
+
+/// Rows per parallel task: about 32k elements each.
+fn rows_per_task(n: usize) -> usize {
+    (32768 / n.max(1)).max(1)
+}
+
+fn last_dim(l: &Layout) -> Result<usize> {
+    match l.dims().last() {
+        Some(&n) if n > 0 => Ok(n),
+        _ => bail!("fused kernel on an empty or scalar tensor"),
+    }
+}
+
+macro_rules! dispatch1 {
+    ($s:expr, $l:expr, $name:expr, |$v:ident| $body:expr) => {
+        match $s {
+            CpuStorage::F32(v) => {
+                let $v = slice(v, $l, $name)?;
+                CpuStorage::F32($body)
+            }
+            CpuStorage::F64(v) => {
+                let $v = slice(v, $l, $name)?;
+                CpuStorage::F64($body)
+            }
+            s => bail!("{}: unsupported dtype {:?}", $name, s.dtype()),
+        }
+    };
+}
+
+macro_rules! dispatch2 {
+    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, $name:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                let ($a, $b) = (slice(a, $l1, $name)?, slice(b, $l2, $name)?);
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                let ($a, $b) = (slice(a, $l1, $name)?, slice(b, $l2, $name)?);
+                CpuStorage::F64($body)
+            }
+            (s, _) => bail!("{}: unsupported or mixed dtypes ({:?})", $name, s.dtype()),
+        }
+    };
+}
+
+macro_rules! dispatch3 {
+    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, $s3:expr, $l3:expr, $name:expr, |$a:ident, $b:ident, $c:ident| $body:expr) => {
+        match ($s1, $s2, $s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
+                let ($a, $b, $c) = (slice(a, $l1, $name)?, slice(b, $l2, $name)?, slice(c, $l3, $name)?);
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
+                let ($a, $b, $c) = (slice(a, $l1, $name)?, slice(b, $l2, $name)?, slice(c, $l3, $name)?);
+                CpuStorage::F64($body)
+            }
+            (s, _, _) => bail!("{}: unsupported or mixed dtypes ({:?})", $name, s.dtype()),
+        }
+    };
+}
+
+// ---------------------------------------------------------------- softmax
+
+fn softmax_fwd<T: Real>(x: &[T], n: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(n * rows_per_task(n))
+        .zip(x.par_chunks(n * rows_per_task(n)))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
+                let max = x.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+                let max = T::from_f64(max);
+                let mut sum = 0f64;
+                for (o, &v) in o.iter_mut().zip(x) {
+                    let e = (v - max).exp_();
+                    sum += e.to_f64();
+                    *o = e;
+                }
+                let inv = T::from_f64(1.0 / sum);
+                o.iter_mut().for_each(|v| *v = *v * inv);
+            }
+        });
+    out
+}
+
+/// `dx = y * (g - sum(g * y))` per row.
+fn softmax_bwd<T: Real>(y: &[T], g: &[T], n: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    let c = n * rows_per_task(n);
+    out.par_chunks_mut(c)
+        .zip(y.par_chunks(c).zip(g.par_chunks(c)))
+        .for_each(|(o, (y, g))| {
+            for ((o, y), g) in o.chunks_mut(n).zip(y.chunks(n)).zip(g.chunks(n)) {
+                let dot: f64 = y.iter().zip(g).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
+                let dot = T::from_f64(dot);
+                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                    *o = y * (g - dot);
+                }
+            }
+        });
+    out
+}
+
+struct Softmax;
+struct SoftmaxBwd;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "longtail-softmax"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l)?;
+        Ok((dispatch1!(s, l, self.name(), |x| softmax_fwd(x, n)), l.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(res.apply_op2_no_bwd(&g, &SoftmaxBwd)?))
+    }
+}
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "longtail-softmax-bwd"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l1)?;
+        Ok((
+            dispatch2!(s1, l1, s2, l2, self.name(), |y, g| softmax_bwd(y, g, n)),
+            l1.shape().clone(),
+        ))
+    }
+}
+
+/// Softmax over the last dimension (CPU, f32/f64), differentiable.
+pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+// ---------------------------------------------------------------- layer norm
+
+fn row_stats<T: Real>(x: &[T], eps: f64) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / n;
+    let var = x.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+fn layer_norm_fwd<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let mut out = vec![T::zero(); x.len()];
+    let c = n * rows_per_task(n);
+    out.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(o, x)| {
+        for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
+            let (mean, rstd) = row_stats(x, eps);
+            for i in 0..n {
+                let xh = (x[i].to_f64() - mean) * rstd;
+                o[i] = T::from_f64(xh * w[i].to_f64() + b[i].to_f64());
+            }
+        }
+    });
+    out
+}
+
+/// `dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh))` with `dxh = g * w`.
+fn layer_norm_bwd_dx<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
+    let n = w.len();
+    let mut out = vec![T::zero(); x.len()];
+    let c = n * rows_per_task(n);
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(c).zip(g.par_chunks(c)))
+        .for_each(|(o, (x, g))| {
+            for ((o, x), g) in o.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
+                let (mean, rstd) = row_stats(x, eps);
+                let (mut a, mut b) = (0f64, 0f64);
+                for i in 0..n {
+                    let xh = (x[i].to_f64() - mean) * rstd;
+                    let d = g[i].to_f64() * w[i].to_f64();
+                    a += d;
+                    b += d * xh;
+                }
+                let (a, b) = (a / n as f64, b / n as f64);
+                for i in 0..n {
+                    let xh = (x[i].to_f64() - mean) * rstd;
+                    let d = g[i].to_f64() * w[i].to_f64();
+                    o[i] = T::from_f64(rstd * (d - a - xh * b));
+                }
+            }
+        });
+    out
+}
+
+/// `[dw; db]` = `[sum_rows(g * xh); sum_rows(g)]`, shape `(2, n)`.
+fn layer_norm_bwd_params<T: Real>(x: &[T], g: &[T], n: usize, eps: f64) -> Vec<T> {
+    let c = n * rows_per_task(n);
+    let acc = x
+        .par_chunks(c)
+        .zip(g.par_chunks(c))
+        .map(|(x, g)| {
+            let mut acc = vec![0f64; 2 * n];
+            for (x, g) in x.chunks(n).zip(g.chunks(n)) {
+                let (mean, rstd) = row_stats(x, eps);
+                for i in 0..n {
+                    let gi = g[i].to_f64();
+                    acc[i] += gi * (x[i].to_f64() - mean) * rstd;
+                    acc[n + i] += gi;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![0f64; 2 * n],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    acc.into_iter().map(T::from_f64).collect()
+}
+
+struct LayerNorm {
+    eps: f64,
+}
+struct LayerNormBwdDx {
+    eps: f64,
+}
+struct LayerNormBwdParams {
+    eps: f64,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "longtail-layer-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let eps = self.eps;
+        Ok((
+            dispatch3!(s1, l1, s2, l2, s3, l3, self.name(), |x, w, b| layer_norm_fwd(x, w, b, eps)),
+            l1.shape().clone(),
+        ))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let dx = x.apply_op3_no_bwd(w, &g, &LayerNormBwdDx { eps: self.eps })?;
+        let p = x.apply_op2_no_bwd(&g, &LayerNormBwdParams { eps: self.eps })?;
+        Ok((Some(dx), Some(p.get(0)?), Some(p.get(1)?)))
+    }
+}
+
+impl CustomOp3 for LayerNormBwdDx {
+    fn name(&self) -> &'static str {
+        "longtail-layer-norm-bwd-dx"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let eps = self.eps;
+        Ok((
+            dispatch3!(s1, l1, s2, l2, s3, l3, self.name(), |x, w, g| layer_norm_bwd_dx(x, w, g, eps)),
+            l1.shape().clone(),
+        ))
+    }
+}
+
+impl CustomOp2 for LayerNormBwdParams {
+    fn name(&self) -> &'static str {
+        "longtail-layer-norm-bwd-params"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = last_dim(l1)?;
+        let eps = self.eps;
+        Ok((
+            dispatch2!(s1, l1, s2, l2, self.name(), |x, g| layer_norm_bwd_params(x, g, n, eps)),
+            Shape::from((2, n)),
+        ))
+    }
+}
+
+/// Layer norm over the last dimension (CPU, f32/f64), differentiable in `x`, `w` and `b`.
+pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let n = x.dims().last().copied().unwrap_or(0);
+    if w.dims() != [n] || b.dims() != [n] {
+        bail!("layer_norm: weight {:?} / bias {:?} do not match the last dim {n}", w.dims(), b.dims())
+    }
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNorm { eps })
+}
+
+// ---------------------------------------------------------------- GELU (erf)
+
+const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    let one = T::one();
+    let s = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(32768).zip(x.par_chunks(32768)).for_each(|(o, x)| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = half * v * (one + (v * s).erf_());
+        }
+    });
+    out
+}
+
+/// `g * (Phi(x) + x phi(x))`.
+fn gelu_bwd<T: Real>(x: &[T], g: &[T]) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    let one = T::one();
+    let s = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+    let k = T::from_f64(FRAC_1_SQRT_2PI);
+    let mhalf = T::from_f64(-0.5);
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(32768)
+        .zip(x.par_chunks(32768).zip(g.par_chunks(32768)))
+        .for_each(|(o, (x, g))| {
+            for ((o, &v), &g) in o.iter_mut().zip(x).zip(g) {
+                let cdf = half * (one + (v * s).erf_());
+                let pdf = k * (mhalf * v * v).exp_();
+                *o = g * (cdf + v * pdf);
+            }
+        });
+    out
+}
+
+struct Gelu;
+struct GeluBwd;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "longtail-gelu-erf"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((dispatch1!(s, l, self.name(), |x| gelu_fwd(x)), l.shape().clone()))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&g, &GeluBwd)?))
+    }
+}
+
+impl CustomOp2 for GeluBwd {
+    fn name(&self) -> &'static str {
+        "longtail-gelu-erf-bwd"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((
+            dispatch2!(s1, l1, s2, l2, self.name(), |x, g| gelu_bwd(x, g)),
+            l1.shape().clone(),
+        ))
+    }
+}
+
+/// Exact (erf) GELU (CPU, f32/f64), differentiable.
+pub(crate) fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Gelu)
+}
+
+/// Whether the fused kernels handle this tensor.
+pub(crate) fn supported(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}

@@ -115,13 +115,20 @@ impl AdamW {
     }
 
     /// Custom grouping (frozen parameters, LR multipliers, no-decay rule).
-    /// The spec's weight decay is used for the decay groups.
+    /// The spec's weight decay must equal `config.weight_decay`.
     pub fn with_spec(
         params: Vec<(String, Var)>,
         config: AdamWConfig,
         spec: &ParamGroupSpec,
     ) -> Result<Self> {
         config.validate()?;
+        if spec.weight_decay() != config.weight_decay {
+            return Err(TrainError::invalid(format!(
+                "ParamGroupSpec weight_decay {} differs from AdamWConfig weight_decay {}",
+                spec.weight_decay(),
+                config.weight_decay
+            )));
+        }
         Self::from_partition(spec.partition(params)?, config)
     }
 
@@ -449,6 +456,15 @@ mod tests {
             ..Default::default()
         };
         assert!(AdamW::new(vec![("a".into(), a.clone())], bad).is_err());
+        let inconsistent = AdamW::with_spec(
+            vec![("a".into(), a.clone())],
+            AdamWConfig {
+                weight_decay: 0.01,
+                ..Default::default()
+            },
+            &ParamGroupSpec::new(0.0),
+        );
+        assert!(inconsistent.is_err());
         let mut opt = AdamW::new(vec![("a".into(), a.clone())], AdamWConfig::default()).unwrap();
         let mut g = GradStore::default();
         g.insert(

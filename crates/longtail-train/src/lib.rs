@@ -16,7 +16,7 @@
 //!
 //! Intended use in a trainer loop (one optimizer update):
 //!
-//! ```ignore
+//! ```text
 //! acc.begin_window(window_len)?;
 //! for batch in window { acc.backward(&model.loss(batch)?)?; }
 //! let mut grads = acc.take();

@@ -389,7 +389,11 @@ mod tests {
 
         // different trainable set (classifier frozen)
         let spec = ParamGroupSpec::new(0.01).frozen(|n| n.starts_with("classifier"));
-        let mut frozen = AdamW::with_spec(params(), AdamWConfig::default(), &spec).unwrap();
+        let cfg = AdamWConfig {
+            weight_decay: 0.01,
+            ..Default::default()
+        };
+        let mut frozen = AdamW::with_spec(params(), cfg, &spec).unwrap();
         assert!(matches!(
             frozen.load_state(dir.path()),
             Err(TrainError::StateMismatch(_))

@@ -44,7 +44,8 @@ fn class_counts(labels: &[bool]) -> (usize, usize) {
 }
 
 /// ROC-AUC as the Mann-Whitney statistic with average ranks for ties (equal
-/// to `sklearn.metrics.roc_auc_score`). Callers guarantee both classes occur.
+/// to `sklearn.metrics.roc_auc_score`). NaN unless both classes occur;
+/// [`crate::evaluate_scores`] checks that first.
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
     let (negatives, positives) = class_counts(labels);
     let mut order: Vec<usize> = (0..scores.len()).collect();

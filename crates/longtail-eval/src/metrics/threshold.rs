@@ -89,6 +89,8 @@ impl ClassMetrics {
 /// it is nearer to), the lowest score (everything positive) and the float
 /// just above the highest score (everything negative). Equal macro-F1 is
 /// broken towards the threshold nearest 0.5, then the lower one.
+///
+/// `scores` must be non-empty ([`crate::evaluate_scores`] checks its input).
 pub fn select_threshold(scores: &[f64], labels: &[bool]) -> f64 {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));

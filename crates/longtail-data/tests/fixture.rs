@@ -473,6 +473,10 @@ fn fatal_errors_name_the_file() {
         prepare(&bad_tiers, &NoProgress).unwrap_err(),
         DataError::InvalidOption { .. }
     ));
+    let mut no_bytes = PrepareOptions::new(&items, &inter, &out);
+    no_bytes.max_line_bytes = 0;
+    let err = prepare(&no_bytes, &NoProgress).unwrap_err();
+    assert!(matches!(err, DataError::InvalidOption { .. }), "{err}");
 
     // refusing to overwrite the input
     let dir = tmp.path().join("inplace");

@@ -35,6 +35,13 @@ pub fn prepare(
 ) -> Result<PrepareSummary, DataError> {
     let started = Instant::now();
     opts.tail_rule.validate(opts.tiers)?;
+    if opts.max_line_bytes == 0 {
+        return Err(DataError::InvalidOption {
+            what: "max line bytes",
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
     // fail fast on names before reading anything
     Format::from_path(&opts.items)?;
     Format::from_path(&opts.interactions)?;

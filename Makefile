@@ -48,8 +48,8 @@ test-cli: build
 	rm -rf $(RUNS)/test-office
 	$(LONGTAIL) prepare --items $(LONGTAIL_DATA)/items.jsonl \
 	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/test-office
-	$(PYTHON) scripts/check_prepare.py --items $(LONGTAIL_DATA)/items.jsonl \
-	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/test-office
+	$(PYTHON) scripts/check_prepare.py $(LONGTAIL_DATA)/items.jsonl \
+	    $(LONGTAIL_DATA)/interactions.csv $(RUNS)/test-office
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -21,18 +21,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(5);
     let with_torch = args.iter().any(|a| a == "--with-torch");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var("LONGTAIL_BASE_MODEL")
-        .unwrap_or_else(|_| root.join("checkpoints/base/all-MiniLM-L6-v2").display().to_string());
+    let dir = std::env::var("LONGTAIL_BASE_MODEL").unwrap_or_else(|_| {
+        root.join("checkpoints/base/all-MiniLM-L6-v2")
+            .display()
+            .to_string()
+    });
     let dev = Device::Cpu;
     let threads = candle_core::utils::get_num_threads();
     let opts = ClassifierOptions {
         labels: Some(vec!["head".into(), "tail".into()]),
         ..Default::default()
     };
-    let (model, _) = BertForSequenceClassification::from_pretrained(&dir, &opts, &HubOptions::default(), &dev)?;
+    let (model, _) =
+        BertForSequenceClassification::from_pretrained(&dir, &opts, &HubOptions::default(), &dev)?;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let ids: Vec<u32> = (0..BATCH * SEQ).map(|_| rng.random_range(1000..30000)).collect();
+    let ids: Vec<u32> = (0..BATCH * SEQ)
+        .map(|_| rng.random_range(1000..30000))
+        .collect();
     let ids = Tensor::from_vec(ids, (BATCH, SEQ), &dev)?;
     let mask = Tensor::ones((BATCH, SEQ), DType::U32, &dev)?;
     let labels: Vec<u32> = (0..BATCH).map(|_| rng.random_range(0..2)).collect();

@@ -58,7 +58,9 @@ impl Linear {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
-        let in_dim = *dims.last().ok_or_else(|| ModelError::Input("linear on a scalar".into()))?;
+        let in_dim = *dims
+            .last()
+            .ok_or_else(|| ModelError::Input("linear on a scalar".into()))?;
         let x2 = if dims.len() == 2 {
             x.clone()
         } else {
@@ -120,9 +122,9 @@ impl Embeddings {
     fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
         let std = cfg.initializer_range;
         let h = cfg.hidden_size;
-        let word = pb
-            .pp("word_embeddings")
-            .get(&[cfg.vocab_size, h], "weight", Init::Normal { std })?;
+        let word =
+            pb.pp("word_embeddings")
+                .get(&[cfg.vocab_size, h], "weight", Init::Normal { std })?;
         Ok(Self {
             word,
             position: pb.pp("position_embeddings").get(
@@ -141,14 +143,22 @@ impl Embeddings {
         })
     }
 
-    fn forward(&self, input_ids: &Tensor, token_type_ids: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         let h = self.word.dim(1)?;
         let ids = input_ids.flatten_all()?;
         let mut words = self.word.index_select(&ids, 0)?;
         if !ctx.fused && self.pad_token_id < self.word.dim(0)? {
             // nn.Embedding(padding_idx=pad) semantics: the padding row gets no gradient.
-            let is_pad = ids.eq(self.pad_token_id as u32)?.unsqueeze(1)?.broadcast_as((b * s, h))?;
+            let is_pad = ids
+                .eq(self.pad_token_id as u32)?
+                .unsqueeze(1)?
+                .broadcast_as((b * s, h))?;
             words = is_pad.where_cond(&words.detach(), &words)?;
         }
         let words = words.reshape((b, s, h))?;
@@ -156,7 +166,10 @@ impl Embeddings {
         let mut emb = words.broadcast_add(&positions)?;
         emb = match token_type_ids {
             Some(tt) => {
-                let tt = self.token_type.index_select(&tt.flatten_all()?, 0)?.reshape((b, s, h))?;
+                let tt = self
+                    .token_type
+                    .index_select(&tt.flatten_all()?, 0)?
+                    .reshape((b, s, h))?;
                 (emb + tt)?
             }
             None => emb.broadcast_add(&self.token_type.narrow(0, 0, 1)?)?,
@@ -193,7 +206,10 @@ impl SelfAttention {
     /// `x` `(b, s, h)`, `mask` additive `(b, 1, 1, s)`.
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
-        let split = |t: Tensor| t.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2);
+        let split = |t: Tensor| {
+            t.reshape((b, s, self.heads, self.head_dim))?
+                .transpose(1, 2)
+        };
         // Scaling q by 1/sqrt(d) (instead of the (b, heads, s, s) scores) is the same maths on
         // fewer elements, and the affine makes the head-major copy the matmul needs anyway.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -235,7 +251,11 @@ impl Layer {
         Ok(Self {
             attention: SelfAttention::new(&att.pp("self"), cfg)?,
             attention_output: Linear::new(&att.pp("output").pp("dense"), h, h, std)?,
-            attention_norm: LayerNorm::new(&att.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            attention_norm: LayerNorm::new(
+                &att.pp("output").pp("LayerNorm"),
+                h,
+                cfg.layer_norm_eps,
+            )?,
             intermediate: Linear::new(
                 &pb.pp("intermediate").pp("dense"),
                 h,
@@ -285,7 +305,12 @@ pub struct BertModel {
 impl BertModel {
     /// Builds the encoder; with `with_pooler` also `pooler.dense`. Dropout masks come from a
     /// stream seeded with `dropout_seed`.
-    pub fn new(config: &BertConfig, pb: &ParamBuilder, with_pooler: bool, dropout_seed: u64) -> Result<Self> {
+    pub fn new(
+        config: &BertConfig,
+        pb: &ParamBuilder,
+        with_pooler: bool,
+        dropout_seed: u64,
+    ) -> Result<Self> {
         config.validate()?;
         let embeddings = Embeddings::new(&pb.pp("embeddings"), config)?;
         let enc = pb.pp("encoder").pp("layer");
@@ -294,7 +319,12 @@ impl BertModel {
             .collect::<Result<Vec<_>>>()?;
         let pooler = if with_pooler {
             let h = config.hidden_size;
-            Some(Linear::new(&pb.pp("pooler").pp("dense"), h, h, config.initializer_range)?)
+            Some(Linear::new(
+                &pb.pp("pooler").pp("dense"),
+                h,
+                h,
+                config.initializer_range,
+            )?)
         } else {
             None
         };
@@ -367,7 +397,9 @@ impl BertModel {
     ) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         if input_ids.dtype().is_float() {
-            return Err(ModelError::Input("input_ids must be an integer tensor".into()));
+            return Err(ModelError::Input(
+                "input_ids must be an integer tensor".into(),
+            ));
         }
         if s > self.config.max_position_embeddings {
             return Err(ModelError::Input(format!(
@@ -375,7 +407,10 @@ impl BertModel {
                 self.config.max_position_embeddings
             )));
         }
-        for (name, t) in [("token_type_ids", token_type_ids), ("attention_mask", attention_mask)] {
+        for (name, t) in [
+            ("token_type_ids", token_type_ids),
+            ("attention_mask", attention_mask),
+        ] {
             if let Some(t) = t {
                 if t.dims() != [b, s] {
                     return Err(ModelError::Input(format!(

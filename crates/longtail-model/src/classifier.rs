@@ -64,7 +64,11 @@ pub struct BertForSequenceClassification {
 impl BertForSequenceClassification {
     /// A model with freshly initialised weights (normal(0, initializer_range) for matrices and
     /// embeddings, zero biases, unit LayerNorms, as `transformers` initialises BERT).
-    pub fn new_random(config: &BertConfig, opts: &ClassifierOptions, device: &Device) -> Result<Self> {
+    pub fn new_random(
+        config: &BertConfig,
+        opts: &ClassifierOptions,
+        device: &Device,
+    ) -> Result<Self> {
         Self::build(config, opts, device, None).map(|(m, _)| m)
     }
 
@@ -82,7 +86,11 @@ impl BertForSequenceClassification {
     }
 
     /// As [`Self::from_pretrained`] on already resolved files.
-    pub fn from_files(files: &PretrainedFiles, opts: &ClassifierOptions, device: &Device) -> Result<(Self, LoadReport)> {
+    pub fn from_files(
+        files: &PretrainedFiles,
+        opts: &ClassifierOptions,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let config = files.read_config()?;
         let (model, report) = Self::build(&config, opts, device, Some(files))?;
         Ok((model, report.expect("a report when loading")))
@@ -102,7 +110,9 @@ impl BertForSequenceClassification {
                 .unwrap_or_else(|| vec!["LABEL_0".into(), "LABEL_1".into()]),
         };
         if labels.is_empty() {
-            return Err(ModelError::Config("a classifier needs at least one label".into()));
+            return Err(ModelError::Config(
+                "a classifier needs at least one label".into(),
+            ));
         }
         config.set_labels(&labels);
         let pooling = opts.pooling.or(config.longtail_pooling).unwrap_or_default();
@@ -250,7 +260,10 @@ impl BertForSequenceClassification {
     }
 
     pub fn trainable_vars(&self) -> Vec<Var> {
-        self.named_trainable_vars().into_iter().map(|(_, v)| v).collect()
+        self.named_trainable_vars()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
     }
 
     pub fn dropout_rng_state(&self) -> DropoutRngState {

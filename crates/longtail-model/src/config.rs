@@ -209,19 +209,25 @@ impl BertConfig {
         if self.hidden_size == 0 || self.num_attention_heads == 0 {
             return bad("hidden_size and num_attention_heads must be positive".into());
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if self.hidden_size / self.num_attention_heads * self.num_attention_heads
+            != self.hidden_size
+        {
             return bad(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0
-        {
-            return bad("vocab_size, max_position_embeddings and type_vocab_size must be positive".into());
+        if self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
+            return bad(
+                "vocab_size, max_position_embeddings and type_vocab_size must be positive".into(),
+            );
         }
         for (name, p) in [
             ("hidden_dropout_prob", Some(self.hidden_dropout_prob)),
-            ("attention_probs_dropout_prob", Some(self.attention_probs_dropout_prob)),
+            (
+                "attention_probs_dropout_prob",
+                Some(self.attention_probs_dropout_prob),
+            ),
             ("classifier_dropout", self.classifier_dropout),
         ] {
             if let Some(p) = p {
@@ -270,9 +276,9 @@ impl BertConfig {
         if let Some(map) = &self.id2label {
             let mut pairs = Vec::with_capacity(map.len());
             for (k, v) in map {
-                let id: usize = k
-                    .parse()
-                    .map_err(|_| ModelError::Config(format!("id2label key {k:?} is not an integer")))?;
+                let id: usize = k.parse().map_err(|_| {
+                    ModelError::Config(format!("id2label key {k:?} is not an integer"))
+                })?;
                 pairs.push((id, v.clone()));
             }
             pairs.sort();
@@ -394,7 +400,10 @@ mod tests {
         assert!(BertConfig::from_json_str(&bad).is_err());
         let bad = MINILM.replace("\"absolute\"", "\"relative_key\"");
         assert!(BertConfig::from_json_str(&bad).is_err());
-        let bad = MINILM.replace("\"hidden_dropout_prob\": 0.1", "\"hidden_dropout_prob\": 1.0");
+        let bad = MINILM.replace(
+            "\"hidden_dropout_prob\": 0.1",
+            "\"hidden_dropout_prob\": 1.0",
+        );
         assert!(BertConfig::from_json_str(&bad).is_err());
         let bad = MINILM.replace("\"vocab_size\": 30522", "\"vocab_size\": \"x\"");
         assert!(BertConfig::from_json_str(&bad).is_err());

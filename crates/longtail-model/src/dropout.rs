@@ -58,7 +58,10 @@ impl DropoutRng {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(call);
-        MaskStream { rng, buf: Vec::new() }
+        MaskStream {
+            rng,
+            buf: Vec::new(),
+        }
     }
 }
 

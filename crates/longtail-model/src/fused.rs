@@ -7,15 +7,15 @@
 //! Only CPU storage in f32/f64 is handled; [`crate::ops`] falls back to the composite ops on
 //! other devices and dtypes. Equality with the composite ops (values and gradients) is tested.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
     WithDType,
 };
-use candle_core::backend::BackendStorage;
 use rayon::prelude::*;
 
 /// Scalar type of the kernels. Reductions accumulate in f64.
-trait Real: WithDType + Send + Sync {
+trait Real: WithDType + Send + Sync + std::ops::MulAssign {
     fn exp_(self) -> Self;
     fn erf_(self) -> Self;
 }
@@ -93,11 +93,19 @@ macro_rules! dispatch3 {
     ($s1:expr, $l1:expr, $s2:expr, $l2:expr, $s3:expr, $l3:expr, $name:expr, |$a:ident, $b:ident, $c:ident| $body:expr) => {
         match ($s1, $s2, $s3) {
             (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
-                let ($a, $b, $c) = (slice(a, $l1, $name)?, slice(b, $l2, $name)?, slice(c, $l3, $name)?);
+                let ($a, $b, $c) = (
+                    slice(a, $l1, $name)?,
+                    slice(b, $l2, $name)?,
+                    slice(c, $l3, $name)?,
+                );
                 CpuStorage::F32($body)
             }
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
-                let ($a, $b, $c) = (slice(a, $l1, $name)?, slice(b, $l2, $name)?, slice(c, $l3, $name)?);
+                let ($a, $b, $c) = (
+                    slice(a, $l1, $name)?,
+                    slice(b, $l2, $name)?,
+                    slice(c, $l3, $name)?,
+                );
                 CpuStorage::F64($body)
             }
             (s, _, _) => bail!("{}: unsupported or mixed dtypes ({:?})", $name, s.dtype()),
@@ -122,7 +130,7 @@ fn softmax_fwd<T: Real>(x: &[T], n: usize) -> Vec<T> {
                     *o = e;
                 }
                 let inv = T::from_f64(1.0 / sum);
-                o.iter_mut().for_each(|v| *v = *v * inv);
+                o.iter_mut().for_each(|v| *v *= inv);
             }
         });
     out
@@ -155,7 +163,10 @@ impl CustomOp1 for Softmax {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = last_dim(l)?;
-        Ok((dispatch1!(s, l, self.name(), |x| softmax_fwd(x, n)), l.shape().clone()))
+        Ok((
+            dispatch1!(s, l, self.name(), |x| softmax_fwd(x, n)),
+            l.shape().clone(),
+        ))
     }
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.contiguous()?;
@@ -167,7 +178,13 @@ impl CustomOp2 for SoftmaxBwd {
     fn name(&self) -> &'static str {
         "longtail-softmax-bwd"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let n = last_dim(l1)?;
         Ok((
             dispatch2!(s1, l1, s2, l2, self.name(), |y, g| softmax_bwd(y, g, n)),
@@ -194,15 +211,17 @@ fn layer_norm_fwd<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
     let mut out = vec![T::zero(); x.len()];
     let c = n * rows_per_task(n);
-    out.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(o, x)| {
-        for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
-            let (mean, rstd) = row_stats(x, eps);
-            for i in 0..n {
-                let xh = (x[i].to_f64() - mean) * rstd;
-                o[i] = T::from_f64(xh * w[i].to_f64() + b[i].to_f64());
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(c))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
+                let (mean, rstd) = row_stats(x, eps);
+                for i in 0..n {
+                    let xh = (x[i].to_f64() - mean) * rstd;
+                    o[i] = T::from_f64(xh * w[i].to_f64() + b[i].to_f64());
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -287,7 +306,9 @@ impl CustomOp3 for LayerNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let eps = self.eps;
         Ok((
-            dispatch3!(s1, l1, s2, l2, s3, l3, self.name(), |x, w, b| layer_norm_fwd(x, w, b, eps)),
+            dispatch3!(s1, l1, s2, l2, s3, l3, self.name(), |x, w, b| {
+                layer_norm_fwd(x, w, b, eps)
+            }),
             l1.shape().clone(),
         ))
     }
@@ -321,7 +342,9 @@ impl CustomOp3 for LayerNormBwdDx {
     ) -> Result<(CpuStorage, Shape)> {
         let eps = self.eps;
         Ok((
-            dispatch3!(s1, l1, s2, l2, s3, l3, self.name(), |x, w, g| layer_norm_bwd_dx(x, w, g, eps)),
+            dispatch3!(s1, l1, s2, l2, s3, l3, self.name(), |x, w, g| {
+                layer_norm_bwd_dx(x, w, g, eps)
+            }),
             l1.shape().clone(),
         ))
     }
@@ -331,11 +354,19 @@ impl CustomOp2 for LayerNormBwdParams {
     fn name(&self) -> &'static str {
         "longtail-layer-norm-bwd-params"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let n = last_dim(l1)?;
         let eps = self.eps;
         Ok((
-            dispatch2!(s1, l1, s2, l2, self.name(), |x, g| layer_norm_bwd_params(x, g, n, eps)),
+            dispatch2!(s1, l1, s2, l2, self.name(), |x, g| layer_norm_bwd_params(
+                x, g, n, eps
+            )),
             Shape::from((2, n)),
         ))
     }
@@ -345,7 +376,11 @@ impl CustomOp2 for LayerNormBwdParams {
 pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let n = x.dims().last().copied().unwrap_or(0);
     if w.dims() != [n] || b.dims() != [n] {
-        bail!("layer_norm: weight {:?} / bias {:?} do not match the last dim {n}", w.dims(), b.dims())
+        bail!(
+            "layer_norm: weight {:?} / bias {:?} do not match the last dim {n}",
+            w.dims(),
+            b.dims()
+        )
     }
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNorm { eps })
@@ -360,11 +395,13 @@ fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     let one = T::one();
     let s = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
     let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(32768).zip(x.par_chunks(32768)).for_each(|(o, x)| {
-        for (o, &v) in o.iter_mut().zip(x) {
-            *o = half * v * (one + (v * s).erf_());
-        }
-    });
+    out.par_chunks_mut(32768)
+        .zip(x.par_chunks(32768))
+        .for_each(|(o, x)| {
+            for (o, &v) in o.iter_mut().zip(x) {
+                *o = half * v * (one + (v * s).erf_());
+            }
+        });
     out
 }
 
@@ -396,7 +433,10 @@ impl CustomOp1 for Gelu {
         "longtail-gelu-erf"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((dispatch1!(s, l, self.name(), |x| gelu_fwd(x)), l.shape().clone()))
+        Ok((
+            dispatch1!(s, l, self.name(), |x| gelu_fwd(x)),
+            l.shape().clone(),
+        ))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.contiguous()?;
@@ -408,7 +448,13 @@ impl CustomOp2 for GeluBwd {
     fn name(&self) -> &'static str {
         "longtail-gelu-erf-bwd"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         Ok((
             dispatch2!(s1, l1, s2, l2, self.name(), |x, g| gelu_bwd(x, g)),
             l1.shape().clone(),

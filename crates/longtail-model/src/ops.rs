@@ -51,7 +51,12 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 }
 
 /// [`layer_norm`] from basic ops only (any device and dtype).
-pub fn layer_norm_composite(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+pub fn layer_norm_composite(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -232,33 +237,63 @@ mod tests {
                 .to_dtype(dtype)
                 .unwrap();
             let x = Var::from_tensor(&x0).unwrap();
-            let w = Var::from_tensor(&Tensor::randn(1f64, 0.3, 17, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
-            let b = Var::from_tensor(&Tensor::randn(0f64, 0.3, 17, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
-            let c = Tensor::randn(0f64, 1., (3, 5, 17), &dev).unwrap().to_dtype(dtype).unwrap();
-            let check = |f: &dyn Fn(&Tensor) -> Tensor, g: &dyn Fn(&Tensor) -> Tensor, what: &str| {
-                // through a transpose too, so non-contiguous inputs and gradients are covered
-                for transpose in [false, true] {
-                    let prep = |t: &Tensor| if transpose { t.transpose(0, 1).unwrap() } else { t.clone() };
-                    let cc = prep(&c);
-                    let yf = f(&prep(x.as_tensor()));
-                    let yc = g(&prep(x.as_tensor()));
-                    assert!(max_abs_diff(&yf, &yc) < tol, "{what} forward {dtype:?}");
-                    let gf = (yf * &cc).unwrap().sum_all().unwrap().backward().unwrap();
-                    let gc = (yc * &cc).unwrap().sum_all().unwrap().backward().unwrap();
-                    for v in [&x, &w, &b] {
-                        match (gf.get(v.as_tensor()), gc.get(v.as_tensor())) {
-                            (Some(a), Some(bb)) => {
-                                let d = max_abs_diff(a, bb);
-                                assert!(d < tol, "{what} gradient {dtype:?}: {d}")
+            let w = Var::from_tensor(
+                &Tensor::randn(1f64, 0.3, 17, &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let b = Var::from_tensor(
+                &Tensor::randn(0f64, 0.3, 17, &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let c = Tensor::randn(0f64, 1., (3, 5, 17), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let check =
+                |f: &dyn Fn(&Tensor) -> Tensor, g: &dyn Fn(&Tensor) -> Tensor, what: &str| {
+                    // through a transpose too, so non-contiguous inputs and gradients are covered
+                    for transpose in [false, true] {
+                        let prep = |t: &Tensor| {
+                            if transpose {
+                                t.transpose(0, 1).unwrap()
+                            } else {
+                                t.clone()
                             }
-                            (None, None) => {}
-                            _ => panic!("{what}: gradient present in one version only"),
+                        };
+                        let cc = prep(&c);
+                        let yf = f(&prep(x.as_tensor()));
+                        let yc = g(&prep(x.as_tensor()));
+                        assert!(max_abs_diff(&yf, &yc) < tol, "{what} forward {dtype:?}");
+                        let gf = (yf * &cc).unwrap().sum_all().unwrap().backward().unwrap();
+                        let gc = (yc * &cc).unwrap().sum_all().unwrap().backward().unwrap();
+                        for v in [&x, &w, &b] {
+                            match (gf.get(v.as_tensor()), gc.get(v.as_tensor())) {
+                                (Some(a), Some(bb)) => {
+                                    let d = max_abs_diff(a, bb);
+                                    assert!(d < tol, "{what} gradient {dtype:?}: {d}")
+                                }
+                                (None, None) => {}
+                                _ => panic!("{what}: gradient present in one version only"),
+                            }
                         }
                     }
-                }
-            };
-            check(&|t| softmax_last_dim(t).unwrap(), &|t| softmax_last_dim_composite(t).unwrap(), "softmax");
-            check(&|t| gelu_erf(t).unwrap(), &|t| gelu_erf_composite(t).unwrap(), "gelu");
+                };
+            check(
+                &|t| softmax_last_dim(t).unwrap(),
+                &|t| softmax_last_dim_composite(t).unwrap(),
+                "softmax",
+            );
+            check(
+                &|t| gelu_erf(t).unwrap(),
+                &|t| gelu_erf_composite(t).unwrap(),
+                "gelu",
+            );
             check(
                 &|t| layer_norm(t, w.as_tensor(), b.as_tensor(), 1e-12).unwrap(),
                 &|t| layer_norm_composite(t, w.as_tensor(), b.as_tensor(), 1e-12).unwrap(),
@@ -282,7 +317,12 @@ mod tests {
     fn cross_entropy_plain_matches_closed_form() {
         let dev = Device::Cpu;
         let logits = Tensor::new(
-            &[[2.0f64, -1.0, 0.5], [0.1, 0.2, 0.3], [-2.0, 3.0, 1.0], [0.0, 0.0, 5.0]],
+            &[
+                [2.0f64, -1.0, 0.5],
+                [0.1, 0.2, 0.3],
+                [-2.0, 3.0, 1.0],
+                [0.0, 0.0, 5.0],
+            ],
             &dev,
         )
         .unwrap();

@@ -90,7 +90,13 @@ impl WeightSource {
         out
     }
 
-    fn find(&self, name: &str, dims: &[usize], dtype: DType, device: &Device) -> Result<Option<Tensor>> {
+    fn find(
+        &self,
+        name: &str,
+        dims: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Option<Tensor>> {
         let Some(key) = Self::candidates(name)
             .into_iter()
             .find(|c| self.names.contains(c))
@@ -105,10 +111,11 @@ impl WeightSource {
             .map_err(|e| ModelError::checkpoint(&self.paths[0], format!("{key}: {e}")))?;
         if t.dims() != dims {
             if self.reinit_on_mismatch.iter().any(|p| name.starts_with(p)) {
-                self.events.lock().unwrap().mismatched.push(format!(
-                    "{name}: checkpoint {:?}, model {dims:?}",
-                    t.dims()
-                ));
+                self.events
+                    .lock()
+                    .unwrap()
+                    .mismatched
+                    .push(format!("{name}: checkpoint {:?}, model {dims:?}", t.dims()));
                 return Ok(None);
             }
             return Err(ModelError::checkpoint(
@@ -136,7 +143,8 @@ impl WeightSource {
     pub(crate) fn report(&self) -> LoadReport {
         let mut r = self.events.lock().unwrap().clone();
         let used = self.used.lock().unwrap();
-        let unexpected: BTreeSet<&String> = self.names.iter().filter(|n| !used.contains(*n)).collect();
+        let unexpected: BTreeSet<&String> =
+            self.names.iter().filter(|n| !used.contains(*n)).collect();
         r.unexpected = unexpected.into_iter().cloned().collect();
         r
     }
@@ -302,7 +310,10 @@ mod tests {
         );
         let c = WeightSource::candidates("encoder.layer.0.output.LayerNorm.bias");
         assert!(c.contains(&"bert.encoder.layer.0.output.LayerNorm.beta".to_string()));
-        assert_eq!(WeightSource::candidates("classifier.weight")[0], "classifier.weight");
+        assert_eq!(
+            WeightSource::candidates("classifier.weight")[0],
+            "classifier.weight"
+        );
     }
 
     #[test]
@@ -311,8 +322,14 @@ mod tests {
         let b = VarMap::new();
         let pa = ParamBuilder::new(&a, DType::F32, &Device::Cpu, 3);
         let pb = ParamBuilder::new(&b, DType::F32, &Device::Cpu, 3);
-        let ta = pa.pp("x").get(&[100, 50], "weight", Init::Normal { std: 0.02 }).unwrap();
-        let tb = pb.pp("x").get(&[100, 50], "weight", Init::Normal { std: 0.02 }).unwrap();
+        let ta = pa
+            .pp("x")
+            .get(&[100, 50], "weight", Init::Normal { std: 0.02 })
+            .unwrap();
+        let tb = pb
+            .pp("x")
+            .get(&[100, 50], "weight", Init::Normal { std: 0.02 })
+            .unwrap();
         assert_eq!(ta.to_vec2::<f32>().unwrap(), tb.to_vec2::<f32>().unwrap());
         let v = ta.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let var = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64;
@@ -320,7 +337,10 @@ mod tests {
         assert!(a.data().lock().unwrap().contains_key("x.weight"));
         // asking again returns the same Var
         let again = pa.pp("x").get(&[100, 50], "weight", Init::Zeros).unwrap();
-        assert_eq!(again.to_vec2::<f32>().unwrap(), ta.to_vec2::<f32>().unwrap());
+        assert_eq!(
+            again.to_vec2::<f32>().unwrap(),
+            ta.to_vec2::<f32>().unwrap()
+        );
         assert!(pa.pp("x").get(&[10, 50], "weight", Init::Zeros).is_err());
     }
 }

@@ -49,7 +49,10 @@ impl PretrainedFiles {
         let dir = dir.as_ref();
         let config = dir.join("config.json");
         if !config.is_file() {
-            return Err(ModelError::checkpoint(dir, "no config.json in this directory"));
+            return Err(ModelError::checkpoint(
+                dir,
+                "no config.json in this directory",
+            ));
         }
         let single = dir.join("model.safetensors");
         if single.is_file() {
@@ -61,10 +64,11 @@ impl PretrainedFiles {
         let index = dir.join("model.safetensors.index.json");
         if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-                path: index.clone(),
-                source,
-            })?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                    path: index.clone(),
+                    source,
+                })?;
             let map = v["weight_map"]
                 .as_object()
                 .ok_or_else(|| ModelError::checkpoint(&index, "no weight_map object"))?;
@@ -116,7 +120,9 @@ impl PretrainedFiles {
                 let built = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
                     .with_progress(false)
                     .build()
-                    .map_err(|e| ModelError::Hub(format!("cannot set up the Hugging Face hub client: {e}")))?;
+                    .map_err(|e| {
+                        ModelError::Hub(format!("cannot set up the Hugging Face hub client: {e}"))
+                    })?;
                 api = Some(built);
             }
             let api = api.as_ref().unwrap();
@@ -179,7 +185,10 @@ pub(crate) fn check_missing(report: &LoadReport, allowed: &[&str], path: &Path) 
     ))
 }
 
-pub(crate) fn open_source(files: &PretrainedFiles, reinit: Vec<String>) -> Result<Arc<WeightSource>> {
+pub(crate) fn open_source(
+    files: &PretrainedFiles,
+    reinit: Vec<String>,
+) -> Result<Arc<WeightSource>> {
     Ok(Arc::new(WeightSource::open(&files.weights, reinit)?))
 }
 
@@ -194,7 +203,12 @@ pub struct PretrainedBert {
 impl PretrainedBert {
     /// Loads the encoder (and pooler, if `with_pooler`; a pooler missing from the checkpoint is
     /// initialised and listed in `report.missing`). Missing encoder weights are an error.
-    pub fn load(files: &PretrainedFiles, with_pooler: bool, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        files: &PretrainedFiles,
+        with_pooler: bool,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let config = files.read_config()?;
         let varmap = VarMap::new();
         let source = open_source(files, Vec::new())?;
@@ -202,6 +216,10 @@ impl PretrainedBert {
         let model = BertModel::new(&config, &pb, with_pooler, 0)?;
         let report = source.report();
         check_missing(&report, &["pooler."], &files.weights[0])?;
-        Ok(Self { model, varmap, report })
+        Ok(Self {
+            model,
+            varmap,
+            report,
+        })
     }
 }

@@ -6,8 +6,10 @@ use longtail_model::{cross_entropy, CrossEntropy};
 
 #[test]
 fn matches_pytorch_loss_and_gradient() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cross_entropy_torch.json");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cross_entropy_torch.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
     let dev = Device::Cpu;
@@ -30,12 +32,18 @@ fn matches_pytorch_loss_and_gradient() {
         let loss = cross_entropy(logits.as_tensor(), &labels, &opts).unwrap();
         let got = loss.to_scalar::<f64>().unwrap();
         let want = c["loss"].as_f64().unwrap();
-        assert!((got - want).abs() < 1e-12, "case {i}: {got} vs torch {want}");
+        assert!(
+            (got - want).abs() < 1e-12,
+            "case {i}: {got} vs torch {want}"
+        );
         let g = loss.backward().unwrap();
         let g = g.get(logits.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
         for (r, (a, b)) in g.iter().zip(&grad_want).enumerate() {
             for (k, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!((x - y).abs() < 1e-12, "case {i} grad[{r}][{k}]: {x} vs torch {y}");
+                assert!(
+                    (x - y).abs() < 1e-12,
+                    "case {i} grad[{r}][{k}]: {x} vs torch {y}"
+                );
             }
         }
     }

@@ -4,7 +4,9 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions, DropoutRngState};
+use longtail_model::{
+    BertConfig, BertForSequenceClassification, ClassifierOptions, DropoutRngState,
+};
 
 fn model(dropout_seed: u64) -> BertForSequenceClassification {
     let mut cfg = BertConfig::tiny(40, 16, 2, 4);
@@ -23,7 +25,11 @@ fn model(dropout_seed: u64) -> BertForSequenceClassification {
 }
 
 fn ids() -> Tensor {
-    Tensor::new(&[[2u32, 5, 7, 11, 13, 3], [2, 17, 19, 3, 0, 0]], &Device::Cpu).unwrap()
+    Tensor::new(
+        &[[2u32, 5, 7, 11, 13, 3], [2, 17, 19, 3, 0, 0]],
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn mask() -> Tensor {
@@ -31,7 +37,9 @@ fn mask() -> Tensor {
 }
 
 fn hidden(m: &BertForSequenceClassification, train: bool) -> Tensor {
-    m.bert().forward_t(&ids(), None, Some(&mask()), train).unwrap()
+    m.bert()
+        .forward_t(&ids(), None, Some(&mask()), train)
+        .unwrap()
 }
 
 #[test]
@@ -98,8 +106,14 @@ fn dropout_works_in_f64_models() {
         &Device::Cpu,
     )
     .unwrap();
-    let t = m.bert().forward_t(&ids(), None, Some(&mask()), true).unwrap();
+    let t = m
+        .bert()
+        .forward_t(&ids(), None, Some(&mask()), true)
+        .unwrap();
     assert_eq!(t.dtype(), DType::F64);
-    let e = m.bert().forward_t(&ids(), None, Some(&mask()), false).unwrap();
+    let e = m
+        .bert()
+        .forward_t(&ids(), None, Some(&mask()), false)
+        .unwrap();
     assert!(max_abs_diff(&t, &e) > 1e-3);
 }

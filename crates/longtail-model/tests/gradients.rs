@@ -28,17 +28,29 @@ struct Inputs {
 fn inputs(dev: &Device) -> Inputs {
     Inputs {
         ids: Tensor::new(
-            &[[2u32, 5, 7, 11, 13, 3, 0], [2, 17, 19, 3, 0, 0, 0], [2, 23, 5, 29, 8, 9, 3]],
+            &[
+                [2u32, 5, 7, 11, 13, 3, 0],
+                [2, 17, 19, 3, 0, 0, 0],
+                [2, 23, 5, 29, 8, 9, 3],
+            ],
             dev,
         )
         .unwrap(),
         types: Tensor::new(
-            &[[0u32, 0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1]],
+            &[
+                [0u32, 0, 0, 1, 1, 1, 0],
+                [0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 1, 1, 1],
+            ],
             dev,
         )
         .unwrap(),
         mask: Tensor::new(
-            &[[1u32, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]],
+            &[
+                [1u32, 1, 1, 1, 1, 1, 0],
+                [1, 1, 1, 1, 0, 0, 0],
+                [1, 1, 1, 1, 1, 1, 1],
+            ],
             dev,
         )
         .unwrap(),
@@ -48,7 +60,12 @@ fn inputs(dev: &Device) -> Inputs {
 
 fn ce(dev: &Device, dtype: DType) -> CrossEntropy {
     CrossEntropy {
-        class_weights: Some(Tensor::new(&[1.0f64, 2.0, 0.5], dev).unwrap().to_dtype(dtype).unwrap()),
+        class_weights: Some(
+            Tensor::new(&[1.0f64, 2.0, 0.5], dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        ),
         label_smoothing: 0.1,
     }
 }
@@ -90,7 +107,9 @@ fn every_parameter_gets_a_gradient() {
         let vars = m.named_trainable_vars();
         let expected = 5 + 2 * 16 + 2 + if pooling == Pooling::ClsPooler { 2 } else { 0 };
         assert_eq!(vars.len(), expected, "{pooling}");
-        let logits = m.forward_t(&x.ids, Some(&x.types), Some(&x.mask), true).unwrap();
+        let logits = m
+            .forward_t(&x.ids, Some(&x.types), Some(&x.mask), true)
+            .unwrap();
         let loss = m.loss(&logits, &x.labels, &ce(&dev, DType::F32)).unwrap();
         let grads = loss.backward().unwrap();
         for (name, var) in &vars {
@@ -107,7 +126,10 @@ fn every_parameter_gets_a_gradient() {
             }
         }
         // nn.Embedding(padding_idx=0): the padding row gets no gradient, other used rows do.
-        let (_, we) = vars.iter().find(|(n, _)| n == "bert.embeddings.word_embeddings.weight").unwrap();
+        let (_, we) = vars
+            .iter()
+            .find(|(n, _)| n == "bert.embeddings.word_embeddings.weight")
+            .unwrap();
         let g = grads.get(we.as_tensor()).unwrap();
         assert_eq!(l2(&g.narrow(0, 0, 1).unwrap()), 0.0);
         assert!(l2(&g.narrow(0, 5, 1).unwrap()) > 0.0);
@@ -125,7 +147,9 @@ fn gradients_match_finite_differences() {
     let state = m.dropout_rng_state();
     let loss_fn = || -> (Tensor, f64) {
         m.set_dropout_rng_state(state);
-        let logits = m.forward_t(&x.ids, Some(&x.types), Some(&x.mask), true).unwrap();
+        let logits = m
+            .forward_t(&x.ids, Some(&x.types), Some(&x.mask), true)
+            .unwrap();
         let loss = m.loss(&logits, &x.labels, &ce).unwrap();
         let v = loss.to_scalar::<f64>().unwrap();
         (loss, v)
@@ -154,27 +178,47 @@ fn gradients_match_finite_differences() {
         ("classifier.weight", 4),
         ("classifier.bias", 2),
     ];
-    let vars: std::collections::HashMap<String, Var> = m.named_trainable_vars().into_iter().collect();
+    let vars: std::collections::HashMap<String, Var> =
+        m.named_trainable_vars().into_iter().collect();
     let eps = 1e-5;
     let mut worst: f64 = 0.0;
     for &(name, idx) in checks {
         let var = &vars[name];
-        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()[idx];
-        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let analytic = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()[idx];
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let eval_at = |delta: f64| {
             let mut v = orig.clone();
             v[idx] += delta;
-            var.set(&Tensor::from_vec(v, var.dims(), &dev).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(v, var.dims(), &dev).unwrap())
+                .unwrap();
             loss_fn().1
         };
         let numeric = (eval_at(eps) - eval_at(-eps)) / (2.0 * eps);
-        var.set(&Tensor::from_vec(orig, var.dims(), &dev).unwrap()).unwrap();
+        var.set(&Tensor::from_vec(orig, var.dims(), &dev).unwrap())
+            .unwrap();
         let err = (analytic - numeric).abs();
         let tol = 1e-7 + 1e-6 * numeric.abs();
         println!("{name}[{idx}]: analytic {analytic:+.10e} numeric {numeric:+.10e} err {err:.1e}");
-        assert!(err <= tol, "{name}[{idx}]: analytic {analytic} numeric {numeric}");
+        assert!(
+            err <= tol,
+            "{name}[{idx}]: analytic {analytic} numeric {numeric}"
+        );
         if !name.ends_with("key.bias") {
-            assert!(numeric.abs() > 1e-6, "{name}[{idx}]: pick an element that matters");
+            assert!(
+                numeric.abs() > 1e-6,
+                "{name}[{idx}]: pick an element that matters"
+            );
         }
         worst = worst.max(err);
     }
@@ -205,10 +249,13 @@ fn one_adamw_step_changes_every_trainable_parameter() {
             },
         )
         .unwrap();
-        let logits = m.forward_t(&x.ids, Some(&x.types), Some(&x.mask), true).unwrap();
+        let logits = m
+            .forward_t(&x.ids, Some(&x.types), Some(&x.mask), true)
+            .unwrap();
         let loss = m.loss(&logits, &x.labels, &ce(&dev, DType::F32)).unwrap();
         opt.backward_step(&loss).unwrap();
-        let after: std::collections::HashMap<String, Var> = m.named_trainable_vars().into_iter().collect();
+        let after: std::collections::HashMap<String, Var> =
+            m.named_trainable_vars().into_iter().collect();
         for (name, old) in &before {
             let d = max_abs_diff(old, after[name].as_tensor());
             assert!(d > 0.0, "{pooling}: {name} did not change");
@@ -234,10 +281,17 @@ fn candle_fused_layer_norm_and_softmax_drop_gradients() {
     let beta = Var::zeros(4, DType::F32, &dev).unwrap();
     let h = x.matmul(w.as_tensor()).unwrap();
 
-    let candle_ln = candle_nn::LayerNorm::new(gamma.as_tensor().clone(), beta.as_tensor().clone(), 1e-5);
-    let loss = (candle_ln.forward(&h).unwrap() * &c).unwrap().sum_all().unwrap();
+    let candle_ln =
+        candle_nn::LayerNorm::new(gamma.as_tensor().clone(), beta.as_tensor().clone(), 1e-5);
+    let loss = (candle_ln.forward(&h).unwrap() * &c)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     let g = loss.backward().unwrap();
-    assert!(g.get(w.as_tensor()).is_none(), "candle_nn::LayerNorm passed a gradient");
+    assert!(
+        g.get(w.as_tensor()).is_none(),
+        "candle_nn::LayerNorm passed a gradient"
+    );
     assert!(g.get(gamma.as_tensor()).is_none());
 
     let ours = ops::layer_norm(&h, gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
@@ -245,8 +299,14 @@ fn candle_fused_layer_norm_and_softmax_drop_gradients() {
     assert!(l2(g.get(w.as_tensor()).unwrap()) > 0.0);
     assert!(l2(g.get(gamma.as_tensor()).unwrap()) > 0.0);
 
-    let loss = (candle_nn::ops::softmax_last_dim(&h).unwrap() * &c).unwrap().sum_all().unwrap();
+    let loss = (candle_nn::ops::softmax_last_dim(&h).unwrap() * &c)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     assert!(loss.backward().unwrap().get(w.as_tensor()).is_none());
-    let loss = (ops::softmax_last_dim(&h).unwrap() * &c).unwrap().sum_all().unwrap();
+    let loss = (ops::softmax_last_dim(&h).unwrap() * &c)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     assert!(loss.backward().unwrap().get(w.as_tensor()).is_some());
 }

@@ -10,9 +10,16 @@ fn load_minilm(dir: &std::path::Path) -> PretrainedBert {
     let files = PretrainedFiles::from_dir(dir).unwrap();
     let loaded = PretrainedBert::load(&files, true, DType::F32, &Device::Cpu).unwrap();
     // The checkpoint has every encoder weight and the pooler, nothing is initialised.
-    assert!(loaded.report.missing.is_empty(), "{:?}", loaded.report.missing);
+    assert!(
+        loaded.report.missing.is_empty(),
+        "{:?}",
+        loaded.report.missing
+    );
     assert_eq!(loaded.report.loaded.len(), 5 + 6 * 16 + 2);
-    assert_eq!(loaded.report.unexpected, vec!["embeddings.position_ids".to_string()]);
+    assert_eq!(
+        loaded.report.unexpected,
+        vec!["embeddings.position_ids".to_string()]
+    );
     loaded
 }
 
@@ -51,7 +58,10 @@ fn minilm_matches_pytorch_reference() {
     }
 
     let m = load_minilm(&dir);
-    let got = m.model.forward_t(ids, Some(types), Some(mask), false).unwrap();
+    let got = m
+        .model
+        .forward_t(ids, Some(types), Some(mask), false)
+        .unwrap();
     let diff = max_abs_diff(&got, want);
     println!(
         "MiniLM vs PyTorch transformers, last_hidden_state {:?}: max abs diff {diff:.3e}",
@@ -66,7 +76,10 @@ fn minilm_matches_pytorch_reference() {
     println!("MiniLM vs PyTorch transformers, pooler_output: max abs diff {pdiff:.3e}");
     assert!(pdiff < 1e-4, "pooler max abs diff {pdiff}");
 
-    let fused = m.model.forward_inference(ids, Some(types), Some(mask)).unwrap();
+    let fused = m
+        .model
+        .forward_inference(ids, Some(types), Some(mask))
+        .unwrap();
     let fdiff = max_abs_diff(&fused, want);
     println!("MiniLM fused inference vs PyTorch: max abs diff {fdiff:.3e}");
     assert!(fdiff < 1e-4);
@@ -96,21 +109,37 @@ fn minilm_matches_candle_transformers() {
     let cfg: candle_transformers::models::bert::Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let vb = unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &dev)
-            .unwrap()
+        candle_nn::VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &dev,
+        )
+        .unwrap()
     };
     let theirs = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
     let want = theirs
-        .forward(&batch.input_ids, &batch.token_type_ids, Some(&batch.attention_mask))
+        .forward(
+            &batch.input_ids,
+            &batch.token_type_ids,
+            Some(&batch.attention_mask),
+        )
         .unwrap();
 
     let m = load_minilm(&dir);
     let got = m
         .model
-        .forward_t(&batch.input_ids, Some(&batch.token_type_ids), Some(&batch.attention_mask), false)
+        .forward_t(
+            &batch.input_ids,
+            Some(&batch.token_type_ids),
+            Some(&batch.attention_mask),
+            false,
+        )
         .unwrap();
     let diff = max_abs_diff(&got, &want);
-    println!("MiniLM vs candle-transformers BertModel on {what}, {:?}: max abs diff {diff:.3e}", got.dims());
+    println!(
+        "MiniLM vs candle-transformers BertModel on {what}, {:?}: max abs diff {diff:.3e}",
+        got.dims()
+    );
     assert!(diff < 1e-4, "max abs diff {diff}");
 }
 
@@ -125,18 +154,33 @@ fn minilm_fused_inference_equals_differentiable_forward() {
     let m = load_minilm(&dir);
     let slow = m
         .model
-        .forward_t(&batch.input_ids, Some(&batch.token_type_ids), Some(&batch.attention_mask), false)
+        .forward_t(
+            &batch.input_ids,
+            Some(&batch.token_type_ids),
+            Some(&batch.attention_mask),
+            false,
+        )
         .unwrap();
     let fast = m
         .model
-        .forward_inference(&batch.input_ids, Some(&batch.token_type_ids), Some(&batch.attention_mask))
+        .forward_inference(
+            &batch.input_ids,
+            Some(&batch.token_type_ids),
+            Some(&batch.attention_mask),
+        )
         .unwrap();
     let diff = max_abs_diff(&slow, &fast);
     println!("MiniLM fused inference vs differentiable forward: max abs diff {diff:.3e}");
     assert!(diff < 1e-5, "max abs diff {diff}");
     // no attention mask == all-ones mask
     let ones = Tensor::ones_like(&batch.attention_mask).unwrap();
-    let a = m.model.forward_t(&batch.input_ids, None, Some(&ones), false).unwrap();
-    let b = m.model.forward_t(&batch.input_ids, None, None, false).unwrap();
+    let a = m
+        .model
+        .forward_t(&batch.input_ids, None, Some(&ones), false)
+        .unwrap();
+    let b = m
+        .model
+        .forward_t(&batch.input_ids, None, None, false)
+        .unwrap();
     assert!(max_abs_diff(&a, &b) < 1e-6);
 }

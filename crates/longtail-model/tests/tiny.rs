@@ -13,8 +13,11 @@ use longtail_model::{
 };
 
 fn tiny_expected() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("tiny_bert_expected.safetensors"), &Device::Cpu)
-        .unwrap()
+    candle_core::safetensors::load(
+        fixtures().join("tiny_bert_expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn load_tiny(opts: &ClassifierOptions) -> BertForSequenceClassification {
@@ -38,12 +41,18 @@ fn tiny_fixture_matches_transformers_logits_and_states() {
     assert_eq!(m.labels(), ["head", "torso", "tail"]);
     assert_eq!(m.pooling(), Pooling::ClsPooler);
     let (ids, mask, types) = (&e["input_ids"], &e["attention_mask"], &e["token_type_ids"]);
-    let hidden = m.bert().forward_t(ids, Some(types), Some(mask), false).unwrap();
+    let hidden = m
+        .bert()
+        .forward_t(ids, Some(types), Some(mask), false)
+        .unwrap();
     let hdiff = max_abs_diff(&hidden, &e["last_hidden_state"]);
     let logits = m.forward_t(ids, Some(types), Some(mask), false).unwrap();
     let ldiff = max_abs_diff(&logits, &e["logits"]);
     println!("tiny fixture vs transformers: hidden {hdiff:.2e}, logits {ldiff:.2e}");
-    assert!(hdiff < 1e-5 && ldiff < 1e-5, "hidden {hdiff} logits {ldiff}");
+    assert!(
+        hdiff < 1e-5 && ldiff < 1e-5,
+        "hidden {hdiff} logits {ldiff}"
+    );
     assert!(max_abs(&e["logits"]) > 0.05, "degenerate fixture");
     let fused = m.forward_inference(ids, Some(types), Some(mask)).unwrap();
     assert!(max_abs_diff(&fused, &logits) < 1e-5);
@@ -92,7 +101,10 @@ fn tiny_random_matches_candle_transformers() {
     let types = Tensor::new(&[[0u32, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0]], &dev).unwrap();
     let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], &dev).unwrap();
     let want = theirs.forward(&ids, &types, Some(&mask)).unwrap();
-    let got = m.bert().forward_t(&ids, Some(&types), Some(&mask), false).unwrap();
+    let got = m
+        .bert()
+        .forward_t(&ids, Some(&types), Some(&mask), false)
+        .unwrap();
     let diff = max_abs_diff(&got, &want);
     println!("tiny random vs candle-transformers: max abs diff {diff:.2e}");
     assert!(diff < 1e-5, "{diff}");
@@ -104,8 +116,11 @@ fn tiny_random_matches_candle_transformers() {
 #[test]
 fn loads_unprefixed_and_legacy_layer_norm_names() {
     let e = tiny_expected();
-    let src = candle_core::safetensors::load(fixtures().join("tiny_bert/model.safetensors"), &Device::Cpu)
-        .unwrap();
+    let src = candle_core::safetensors::load(
+        fixtures().join("tiny_bert/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let renamed: HashMap<String, Tensor> = src
         .iter()
         .filter(|(k, _)| !k.starts_with("classifier."))
@@ -120,7 +135,11 @@ fn loads_unprefixed_and_legacy_layer_norm_names() {
     assert!(renamed.contains_key("embeddings.LayerNorm.gamma"));
     let tmp = tempfile::tempdir().unwrap();
     candle_core::safetensors::save(&renamed, tmp.path().join("model.safetensors")).unwrap();
-    std::fs::copy(fixtures().join("tiny_bert/config.json"), tmp.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny_bert/config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
 
     let (m, report) = BertForSequenceClassification::from_pretrained(
         tmp.path().to_str().unwrap(),
@@ -131,26 +150,41 @@ fn loads_unprefixed_and_legacy_layer_norm_names() {
     .unwrap();
     assert_eq!(report.missing, vec!["classifier.weight", "classifier.bias"]);
     assert!(report.unexpected.is_empty());
-    assert!(report
-        .loaded
-        .iter()
-        .any(|(n, k)| n == "bert.embeddings.LayerNorm.weight" && k == "embeddings.LayerNorm.gamma"));
+    assert!(
+        report
+            .loaded
+            .iter()
+            .any(|(n, k)| n == "bert.embeddings.LayerNorm.weight"
+                && k == "embeddings.LayerNorm.gamma")
+    );
     let (ids, mask, types) = (&e["input_ids"], &e["attention_mask"], &e["token_type_ids"]);
-    let hidden = m.bert().forward_t(ids, Some(types), Some(mask), false).unwrap();
+    let hidden = m
+        .bert()
+        .forward_t(ids, Some(types), Some(mask), false)
+        .unwrap();
     assert!(max_abs_diff(&hidden, &e["last_hidden_state"]) < 1e-5);
 
     // The bare encoder loads the prefixed fixture too.
     let files = PretrainedFiles::from_dir(fixtures().join("tiny_bert")).unwrap();
     let enc = PretrainedBert::load(&files, true, DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(enc.report.unexpected, vec!["classifier.bias", "classifier.weight"]);
-    let hidden = enc.model.forward_t(ids, Some(types), Some(mask), false).unwrap();
+    assert_eq!(
+        enc.report.unexpected,
+        vec!["classifier.bias", "classifier.weight"]
+    );
+    let hidden = enc
+        .model
+        .forward_t(ids, Some(types), Some(mask), false)
+        .unwrap();
     assert!(max_abs_diff(&hidden, &e["last_hidden_state"]) < 1e-5);
 }
 
 #[test]
 fn missing_encoder_weights_and_bad_shapes_are_errors() {
-    let src = candle_core::safetensors::load(fixtures().join("tiny_bert/model.safetensors"), &Device::Cpu)
-        .unwrap();
+    let src = candle_core::safetensors::load(
+        fixtures().join("tiny_bert/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let cfg = std::fs::read_to_string(fixtures().join("tiny_bert/config.json")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("config.json"), &cfg).unwrap();
@@ -165,7 +199,11 @@ fn missing_encoder_weights_and_bad_shapes_are_errors() {
     )
     .err()
     .expect("must fail");
-    assert!(err.to_string().contains("bert.encoder.layer.1.output.dense.weight"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("bert.encoder.layer.1.output.dense.weight"),
+        "{err}"
+    );
 
     // more labels than the checkpoint: the classifier is re-initialised, the encoder kept
     candle_core::safetensors::save(&src, tmp.path().join("model.safetensors")).unwrap();
@@ -209,7 +247,8 @@ fn save_pretrained_round_trips_with_hf_layout() {
     m.save_pretrained(tmp.path()).unwrap();
 
     let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
     assert_eq!(cfg["model_type"], "bert");
     assert_eq!(cfg["num_labels"], 3);
@@ -229,7 +268,10 @@ fn save_pretrained_round_trips_with_hf_layout() {
     let mut theirs: Vec<String> = fst.names().into_iter().map(str::to_string).collect();
     theirs.sort();
     assert_eq!(ours, theirs);
-    assert!(st.tensors().iter().all(|(_, t)| t.dtype() == safetensors::Dtype::F32));
+    assert!(st
+        .tensors()
+        .iter()
+        .all(|(_, t)| t.dtype() == safetensors::Dtype::F32));
 
     let (back, report) = BertForSequenceClassification::from_pretrained(
         tmp.path().to_str().unwrap(),
@@ -275,7 +317,10 @@ fn pooling_variants_compute_what_they_say() {
             pooling: Some(pooling),
             ..Default::default()
         });
-        let hidden = m.bert().forward_t(ids, Some(types), Some(mask), false).unwrap();
+        let hidden = m
+            .bert()
+            .forward_t(ids, Some(types), Some(mask), false)
+            .unwrap();
         let pooled = match pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).unwrap().squeeze(1).unwrap(),
             _ => {
@@ -288,23 +333,44 @@ fn pooling_variants_compute_what_they_say() {
                     .map(|(seq, m)| {
                         let n = m.iter().sum::<i64>() as f32;
                         (0..seq[0].len())
-                            .map(|j| seq.iter().zip(m).filter(|(_, &k)| k == 1).map(|(t, _)| t[j]).sum::<f32>() / n)
+                            .map(|j| {
+                                seq.iter()
+                                    .zip(m)
+                                    .filter(|(_, &k)| k == 1)
+                                    .map(|(t, _)| t[j])
+                                    .sum::<f32>()
+                                    / n
+                            })
                             .collect()
                     })
                     .collect();
                 Tensor::new(rows, &Device::Cpu).unwrap()
             }
         };
-        let w = m.varmap().data().lock().unwrap()["classifier.weight"].as_tensor().clone();
-        let b = m.varmap().data().lock().unwrap()["classifier.bias"].as_tensor().clone();
-        let want = pooled.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+        let w = m.varmap().data().lock().unwrap()["classifier.weight"]
+            .as_tensor()
+            .clone();
+        let b = m.varmap().data().lock().unwrap()["classifier.bias"]
+            .as_tensor()
+            .clone();
+        let want = pooled
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
         let got = m.forward_t(ids, Some(types), Some(mask), false).unwrap();
         assert!(max_abs_diff(&got, &want) < 1e-5, "{pooling}");
         // the pooler is not trainable when unused
-        assert!(m.named_trainable_vars().iter().all(|(n, _)| !n.contains("pooler")));
+        assert!(m
+            .named_trainable_vars()
+            .iter()
+            .all(|(n, _)| !n.contains("pooler")));
     }
     let m = load_tiny(&ClassifierOptions::default());
-    assert!(m.named_trainable_vars().iter().any(|(n, _)| n.contains("pooler")));
+    assert!(m
+        .named_trainable_vars()
+        .iter()
+        .any(|(n, _)| n.contains("pooler")));
 }
 
 #[test]
@@ -325,7 +391,10 @@ fn hub_ids_give_a_clear_error_when_offline_and_uncached() {
     .expect("offline and uncached must fail");
     assert!(matches!(err, ModelError::Hub(_)));
     let msg = err.to_string();
-    assert!(msg.contains("offline") && msg.contains("config.json"), "{msg}");
+    assert!(
+        msg.contains("offline") && msg.contains("config.json"),
+        "{msg}"
+    );
 
     // A hub id present in the cache loads without the network.
     let snap = tmp

@@ -28,7 +28,9 @@ pub fn base_model_dir() -> Option<PathBuf> {
 pub fn office_items() -> Option<PathBuf> {
     let p = std::env::var_os("LONGTAIL_OFFICE_ITEMS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/datasets/amazon-office-2014/items.jsonl"));
+        .unwrap_or_else(|| {
+            workspace_root().join("../shared/datasets/amazon-office-2014/items.jsonl")
+        });
     p.is_file().then_some(p)
 }
 

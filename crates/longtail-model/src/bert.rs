@@ -428,6 +428,11 @@ impl BertModel {
         };
         let mut hidden = self.embeddings.forward(input_ids, token_type_ids, ctx)?;
         for layer in &self.layers {
+            if ctx.fused {
+                // Inference: drop the autograd graph (weights are Vars, so every op records
+                // one) so activations of earlier layers are freed as we go.
+                hidden = hidden.detach();
+            }
             hidden = layer.forward(&hidden, mask.as_ref(), ctx)?;
         }
         Ok(hidden)

@@ -19,8 +19,10 @@ export LONGTAIL_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000
 setup: build python-deps
 	bash scripts/fetch_base_model.sh $(BASE_MODEL)
 
+# --all-targets builds the tests too, with the same (dev-dependency-unified) features as
+# `cargo test --release`, so `make test` reuses every artifact instead of rebuilding candle.
 build:
-	$(CARGO) build --release --workspace
+	$(CARGO) build --release --workspace --all-targets
 
 # Python is only for reference checks and benchmarks (the product is Rust).
 python-deps:

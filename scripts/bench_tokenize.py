@@ -6,8 +6,9 @@ their separators dropped) with the same tokenizer.json, truncation to --max-len 
 including special tokens, no padding, --threads threads, one warm-up pass and --repeats timed
 passes. Python times `Tokenizer.encode_batch` on pre-joined strings; the Rust example times
 `ItemTokenizer::encode_batch_parallel` on the JSON rows, template rendering included. The Rust
-side cuts by field priority (description first) and drops a dangling separator, so its token
-total can be a little lower than Python's plain right truncation.
+side cuts by field priority (description first) and drops a dangling separator, so its ids can
+differ slightly from Python's plain right truncation; both print an FNV-1a fingerprint of their
+ids and the summary says whether they are identical.
 
 Usage (from the repository root):
     cargo build --release -p longtail-tokenize --example bench_tokenize
@@ -51,6 +52,17 @@ def parse_args():
     return ap.parse_args()
 
 
+def ids_fingerprint(encodings):
+    """FNV-1a over the id sequences, same as the Rust example's `ids_fnv1a`."""
+    mask, prime = (1 << 64) - 1, 0x100000001B3
+    h = 0xCBF29CE484222325
+    for e in encodings:
+        for i in e.ids:
+            h = ((h ^ i) * prime) & mask
+        h = ((h ^ 0xFFFFFFFFFFFF) * prime) & mask
+    return f"{h:016x}"
+
+
 def bench_python(args):
     # Must be set before tokenizers starts its rayon pool.
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
@@ -67,7 +79,9 @@ def bench_python(args):
             if line.strip():
                 row = json.loads(line)
                 texts.append(" | ".join(row[k] for k in FIELDS if (row.get(k) or "").strip()))
-    per_pass = sum(len(e) for e in tok.encode_batch(texts))  # warm-up
+    warm = tok.encode_batch(texts)
+    per_pass = sum(len(e) for e in warm)
+    ids_hash = ids_fingerprint(warm)
     tokens = 0
     seconds = 0.0
     for _ in range(args.repeats):
@@ -85,6 +99,7 @@ def bench_python(args):
         "tokens": tokens,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds,
+        "ids_fnv1a": ids_hash,
     }
 
 
@@ -110,14 +125,16 @@ def main():
     rust = bench_rust(args)  # first, so the Python side's threads are not around yet
     py = bench_python(args)
     ratio = rust["tokens_per_s"] / py["tokens_per_s"]
+    same = rust.get("ids_fnv1a") == py["ids_fnv1a"]
     if args.json:
-        print(json.dumps({"longtail": rust, "python": py, "ratio_longtail_over_python": ratio}))
+        print(json.dumps({"longtail": rust, "python": py, "ratio_longtail_over_python": ratio, "ids_identical": same}))
         return
     print(
         f"longtail {rust['tokens_per_s']:,.0f} tok/s | {py['impl']} {py['tokens_per_s']:,.0f} tok/s | "
         f"ratio longtail/python {ratio:.2f} "
         f"(threads {args.threads}, max_len {args.max_len}, {rust['texts']} texts x {args.repeats}, "
-        f"tokens/pass rust {rust['tokens'] // args.repeats} python {py['tokens'] // args.repeats})"
+        f"tokens/pass rust {rust['tokens'] // args.repeats} python {py['tokens'] // args.repeats}, "
+        f"ids identical: {'yes' if same else 'no'})"
     )
 
 

@@ -3,8 +3,9 @@
 //! Encodes every item as `{title} | {brand} | {categories} | {description}` with field-priority
 //! truncation at `--max-len` on a dedicated pool of `--threads` threads, `--repeats` times
 //! after one warm-up pass, and prints one JSON line:
-//! `{"impl": "longtail", "texts", "repeats", "threads", "max_len", "tokens", "seconds", "tokens_per_s"}`
-//! where `tokens` and `seconds` are totals over the timed repeats.
+//! `{"impl": "longtail", "texts", "repeats", "threads", "max_len", "tokens", "seconds", "tokens_per_s", "ids_fnv1a"}`
+//! where `tokens` and `seconds` are totals over the timed repeats and `ids_fnv1a` fingerprints
+//! the ids of one pass.
 //!
 //! ```text
 //! cargo run --release -p longtail-tokenize --example bench_tokenize -- \
@@ -63,6 +64,20 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// FNV-1a over the id sequences (row ends folded in), so the Python script can check that
+/// both sides produced identical ids, not just equal counts.
+fn ids_fingerprint<'a>(rows: impl Iterator<Item = &'a [u32]>) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for row in rows {
+        for &id in row {
+            h = (h ^ u64::from(id)).wrapping_mul(PRIME);
+        }
+        h = (h ^ 0xffff_ffff_ffff).wrapping_mul(PRIME);
+    }
+    h
+}
+
 fn main() {
     let args = parse_args().unwrap_or_else(|e| {
         eprintln!("{e}");
@@ -80,6 +95,7 @@ fn main() {
 
     let warm = tok.encode_batch_parallel(&items).expect("encode");
     let per_pass: usize = warm.iter().map(|e| e.len()).sum();
+    let ids_hash = ids_fingerprint(warm.iter().map(|e| e.ids.as_slice()));
     let mut tokens = 0usize;
     let start = Instant::now();
     for _ in 0..args.repeats {
@@ -99,6 +115,7 @@ fn main() {
             "tokens": tokens,
             "seconds": seconds,
             "tokens_per_s": tokens as f64 / seconds,
+            "ids_fnv1a": format!("{ids_hash:016x}"),
         })
     );
 }

@@ -175,6 +175,9 @@ impl TokenCache {
 
     /// Ids for `items` (keyed by `keys`, e.g. item ids): stored rows are reused, missing ones
     /// are tokenized in parallel and the file is rewritten with old + new rows.
+    ///
+    /// # Panics
+    /// If `keys` and `items` differ in length.
     pub fn encode_cached<K, F>(
         &self,
         tokenizer: &ItemTokenizer,

@@ -2,7 +2,7 @@
 //!
 //! Pipeline, one module per stage:
 //! 1. [`template`]: render an item's text from named fields (`{title} | {brand} | ...`);
-//! 2. [`truncation`] (inside [`ItemTokenizer::encode_item`]): cut to `max_len` by field
+//! 2. truncation (inside [`ItemTokenizer::encode_item`]): cut to `max_len` by field
 //!    priority (description first, title last), then add the file's special tokens;
 //! 3. [`bucketing`]: group sequences into length-sorted batches under a token budget;
 //! 4. [`padding`]: pad a batch to its longest row;

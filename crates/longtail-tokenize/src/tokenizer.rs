@@ -320,7 +320,7 @@ impl ItemTokenizer {
         self.config.max_len
     }
 
-    /// Special tokens the post-processor adds to a single sequence ([CLS] + [SEP] = 2 for BERT).
+    /// Special tokens the post-processor adds to a single sequence (`[CLS]` + `[SEP]` = 2 for BERT).
     pub fn num_special_tokens(&self) -> usize {
         self.n_special
     }

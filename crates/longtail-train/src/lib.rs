@@ -39,6 +39,7 @@ pub mod optim_state;
 pub mod param_groups;
 pub mod schedule;
 pub mod shuffle;
+pub mod trainer;
 pub mod trainer_state;
 
 pub use accumulate::{accumulation_windows, num_update_steps_per_epoch, GradAccumulator};

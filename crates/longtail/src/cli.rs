@@ -31,6 +31,18 @@ pub enum Command {
     /// split), interactions.csv (the kept rows), stats.json, popularity.png, rejects.jsonl
     /// (every rejected row with file, line and reason) and prepare.json (how it was made).
     Prepare(PrepareArgs),
+    /// Fine-tune a BERT-family encoder to tell tail items from head items.
+    ///
+    /// Writes to --out: checkpoint-N/ directories (model.safetensors with HF names, config.json
+    /// with id2label, tokenizer.json, optimizer state, trainer_state.json, train_args.toml),
+    /// metrics.jsonl (one line per logging step and evaluation), train_args.toml, and the best
+    /// model (by --metric-for-best-model on validation) copied to the top of --out.
+    Train(TrainArgs),
+    /// Score validation and test with a checkpoint; metrics, baselines, report and plots.
+    ///
+    /// The decision threshold is chosen on validation (max macro-F1). Writes FILE.json,
+    /// FILE.md, and ROC / training-curve PNGs beside --report, and prints the Markdown table.
+    Eval(EvalArgs),
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -123,4 +135,180 @@ pub struct FetchArgs {
     /// Also copy the files into this directory (a local model directory for --model).
     #[arg(long, env = "LONGTAIL_MODEL_DIR")]
     pub to: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Serialize, Deserialize)]
+pub struct TrainArgs {
+    /// Prepared dataset directory (the --out of `longtail prepare`).
+    #[arg(long, env = "LONGTAIL_DATA")]
+    pub data: Option<PathBuf>,
+
+    /// Base model: a local directory (config.json, model.safetensors, tokenizer.json) or a hub id.
+    #[arg(long, env = "LONGTAIL_MODEL")]
+    pub model: Option<String>,
+
+    /// Output directory for checkpoints and the final model.
+    #[arg(long, env = "LONGTAIL_OUT")]
+    pub out: Option<PathBuf>,
+
+    /// TOML file whose [train] table supplies defaults for any flag below (see configs/train.toml).
+    #[arg(long, env = "LONGTAIL_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Peak learning rate of AdamW.
+    #[arg(long, env = "LONGTAIL_LEARNING_RATE", default_value_t = 5e-5)]
+    pub learning_rate: f64,
+
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    #[arg(long, env = "LONGTAIL_WEIGHT_DECAY", default_value_t = 0.01)]
+    pub weight_decay: f64,
+
+    /// Share of the total updates spent warming the learning rate up from 0.
+    #[arg(long, env = "LONGTAIL_WARMUP_RATIO", default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+
+    /// linear, cosine or constant_with_warmup.
+    #[arg(long, env = "LONGTAIL_LR_SCHEDULER_TYPE", default_value = "linear")]
+    pub lr_scheduler_type: String,
+
+    /// Clip the global gradient L2 norm to this value.
+    #[arg(long, env = "LONGTAIL_MAX_GRAD_NORM", default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+
+    /// Micro-batches per optimizer update.
+    #[arg(
+        long,
+        env = "LONGTAIL_GRADIENT_ACCUMULATION_STEPS",
+        default_value_t = 1
+    )]
+    pub gradient_accumulation_steps: usize,
+
+    /// Items per micro-batch.
+    #[arg(
+        long,
+        env = "LONGTAIL_PER_DEVICE_TRAIN_BATCH_SIZE",
+        default_value_t = 16
+    )]
+    pub per_device_train_batch_size: usize,
+
+    /// Items per batch when scoring validation.
+    #[arg(
+        long,
+        env = "LONGTAIL_PER_DEVICE_EVAL_BATCH_SIZE",
+        default_value_t = 64
+    )]
+    pub per_device_eval_batch_size: usize,
+
+    /// Passes over the train split.
+    #[arg(long, env = "LONGTAIL_NUM_TRAIN_EPOCHS", default_value_t = 2)]
+    pub num_train_epochs: u64,
+
+    /// If > 0: total optimizer updates, overriding --num-train-epochs.
+    #[arg(long, env = "LONGTAIL_MAX_STEPS", default_value_t = -1, allow_negative_numbers = true)]
+    pub max_steps: i64,
+
+    /// When to evaluate on validation (and save a checkpoint): epoch, steps or no.
+    #[arg(long, env = "LONGTAIL_EVAL_STRATEGY", default_value = "epoch")]
+    pub eval_strategy: String,
+
+    /// Updates between evaluations with --eval-strategy steps.
+    #[arg(long, env = "LONGTAIL_EVAL_STEPS", default_value_t = 100)]
+    pub eval_steps: u64,
+
+    /// Updates between metrics.jsonl lines.
+    #[arg(long, env = "LONGTAIL_LOGGING_STEPS", default_value_t = 10)]
+    pub logging_steps: u64,
+
+    /// Keep at most this many checkpoints (plus the best); 0 keeps all.
+    #[arg(long, env = "LONGTAIL_SAVE_TOTAL_LIMIT", default_value_t = 2)]
+    pub save_total_limit: usize,
+
+    /// Stop after this many evaluations without improvement; 0 disables early stopping.
+    #[arg(long, env = "LONGTAIL_EARLY_STOPPING_PATIENCE", default_value_t = 0)]
+    pub early_stopping_patience: u32,
+
+    /// Validation metric choosing the best checkpoint: auc (roc_auc) or loss.
+    #[arg(long, env = "LONGTAIL_METRIC_FOR_BEST_MODEL", default_value = "auc")]
+    pub metric_for_best_model: String,
+
+    /// Seed of the classifier initialisation, data order and dropout.
+    #[arg(long, env = "LONGTAIL_SEED", default_value_t = 42)]
+    pub seed: u64,
+
+    /// Maximum tokens per item (fields cut description first, title last).
+    #[arg(long, env = "LONGTAIL_MAX_LEN", default_value_t = 128)]
+    pub max_len: usize,
+
+    /// Sentence representation fed to the classifier: cls_pooler, cls or mean.
+    #[arg(long, env = "LONGTAIL_POOLING", default_value = "mean")]
+    pub pooling: String,
+
+    /// none, or auto (inverse class frequency on the train split).
+    #[arg(long, env = "LONGTAIL_CLASS_WEIGHTS", default_value = "none")]
+    pub class_weights: String,
+
+    /// Label smoothing of the cross-entropy, in [0, 1).
+    #[arg(long, env = "LONGTAIL_LABEL_SMOOTHING", default_value_t = 0.0)]
+    pub label_smoothing: f64,
+
+    /// Freeze the embeddings and the lowest N encoder layers.
+    #[arg(long, env = "LONGTAIL_FREEZE_LAYERS", default_value_t = 0)]
+    pub freeze_layers: usize,
+
+    /// Train only the classification head (and pooler).
+    #[arg(long, env = "LONGTAIL_FREEZE_ENCODER", default_value_t = false)]
+    pub freeze_encoder: bool,
+
+    /// Continue from the last checkpoint in --out (same arguments as the interrupted run).
+    #[arg(long, env = "LONGTAIL_RESUME", default_value_t = false)]
+    pub resume: bool,
+
+    /// Field template rendering an item.
+    #[arg(
+        long,
+        env = "LONGTAIL_TEMPLATE",
+        default_value = "{title} | {brand} | {categories} | {description}"
+    )]
+    pub template: String,
+
+    /// Testing aid: stop as if interrupted after N updates of this invocation (0 = never).
+    #[arg(
+        long,
+        env = "LONGTAIL_STOP_AFTER_STEPS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub stop_after_steps: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Prepared dataset directory.
+    #[arg(long, env = "LONGTAIL_DATA")]
+    pub data: PathBuf,
+
+    /// Checkpoint directory (the --out of `longtail train`, or one of its checkpoint-N).
+    #[arg(long, env = "LONGTAIL_CHECKPOINT")]
+    pub checkpoint: PathBuf,
+
+    /// Split the metrics are reported on (the threshold is always chosen on validation).
+    #[arg(long, env = "LONGTAIL_SPLIT", default_value = "test")]
+    pub split: String,
+
+    /// Report path (FILE.json); FILE.md, FILE.roc.png and training curves go beside it.
+    #[arg(long, env = "LONGTAIL_REPORT")]
+    pub report: PathBuf,
+
+    /// Items per scoring batch.
+    #[arg(long, env = "LONGTAIL_BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
+
+    /// Maximum tokens per item (default: the checkpoint's train_args.toml, else 128).
+    #[arg(long, env = "LONGTAIL_MAX_LEN")]
+    pub max_len: Option<usize>,
+
+    /// Skip the TF-IDF and majority baselines.
+    #[arg(long, env = "LONGTAIL_NO_BASELINES", default_value_t = false)]
+    pub no_baselines: bool,
 }

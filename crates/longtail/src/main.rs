@@ -23,6 +23,8 @@ fn main() {
     let result = match cli.command {
         Command::Prepare(args) => commands::prepare::run(args, sub_matches.expect("subcommand")),
         Command::Model(cmd) => commands::model::run(cmd),
+        Command::Train(args) => commands::train::run(args, sub_matches.expect("subcommand")),
+        Command::Eval(args) => commands::eval::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

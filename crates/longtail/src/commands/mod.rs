@@ -1,2 +1,4 @@
+pub mod eval;
 pub mod model;
 pub mod prepare;
+pub mod train;

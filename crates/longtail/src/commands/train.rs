@@ -1,0 +1,133 @@
+//! `longtail train`: raw arguments (+ the [train] table of --config) -> `TrainConfig` -> the
+//! training loop of longtail-train, with a progress bar (samples/s, loss, ETA).
+
+use crate::cli::TrainArgs;
+use crate::config::merge_config;
+use anyhow::{Context, Result};
+use clap::ArgMatches;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use longtail_train::trainer::{self, Observer, StepInfo, TrainConfig};
+use std::collections::BTreeMap;
+
+pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
+    let config = args.config.clone();
+    let args = merge_config(args, matches, config.as_deref(), "train")?;
+    let cfg = to_config(args)?;
+    let mut bar = Bar::default();
+    let outcome = trainer::train(&cfg, &mut bar)?;
+    if let Some(pb) = bar.pb.take() {
+        pb.finish_and_clear();
+    }
+    println!(
+        "trained {} of {} steps in {:.1}s ({:.1} samples/s, {} train items){}",
+        outcome.global_step,
+        outcome.max_steps,
+        outcome.seconds,
+        outcome.samples_per_second(),
+        outcome.train_samples,
+        if outcome.early_stopped {
+            ", stopped early"
+        } else if outcome.interrupted {
+            ", interrupted (--stop-after-steps)"
+        } else {
+            ""
+        }
+    );
+    if let Some(best) = outcome.best_metric {
+        println!(
+            "best validation {}: {best:.4} at {}",
+            cfg.metric_for_best_model,
+            outcome
+                .best_checkpoint
+                .as_ref()
+                .map_or("?".into(), |p| p.display().to_string())
+        );
+    }
+    if let Some(last) = &outcome.last_checkpoint {
+        println!("last checkpoint: {}", last.display());
+    }
+    if !outcome.interrupted {
+        println!("model: {}", cfg.out.display());
+    }
+    Ok(())
+}
+
+fn to_config(a: TrainArgs) -> Result<TrainConfig> {
+    let required = |v: Option<String>, flag: &str| {
+        v.with_context(|| format!("{flag} is required (on the command line or in the config file)"))
+    };
+    Ok(TrainConfig {
+        data: required(a.data.map(|p| p.to_string_lossy().into_owned()), "--data")?.into(),
+        model: required(a.model, "--model")?,
+        out: required(a.out.map(|p| p.to_string_lossy().into_owned()), "--out")?.into(),
+        learning_rate: a.learning_rate,
+        weight_decay: a.weight_decay,
+        warmup_ratio: a.warmup_ratio,
+        lr_scheduler_type: a.lr_scheduler_type,
+        max_grad_norm: a.max_grad_norm,
+        gradient_accumulation_steps: a.gradient_accumulation_steps,
+        per_device_train_batch_size: a.per_device_train_batch_size,
+        per_device_eval_batch_size: a.per_device_eval_batch_size,
+        num_train_epochs: a.num_train_epochs,
+        max_steps: a.max_steps,
+        eval_strategy: a.eval_strategy,
+        eval_steps: a.eval_steps,
+        logging_steps: a.logging_steps,
+        save_total_limit: a.save_total_limit,
+        early_stopping_patience: a.early_stopping_patience,
+        metric_for_best_model: a.metric_for_best_model,
+        seed: a.seed,
+        max_len: a.max_len,
+        pooling: a.pooling,
+        class_weights: a.class_weights,
+        label_smoothing: a.label_smoothing,
+        freeze_layers: a.freeze_layers,
+        freeze_encoder: a.freeze_encoder,
+        resume: a.resume,
+        template: a.template,
+        stop_after_steps: a.stop_after_steps,
+    })
+}
+
+/// Progress bar over optimizer updates; messages and evaluations are printed above it.
+#[derive(Default)]
+struct Bar {
+    pb: Option<ProgressBar>,
+}
+
+impl Observer for Bar {
+    fn on_start(&mut self, max_steps: u64, start_step: u64) {
+        let pb = ProgressBar::new(max_steps).with_style(
+            ProgressStyle::with_template(
+                "train [{elapsed_precise}] {wide_bar} {pos}/{len} steps ETA {eta} {msg}",
+            )
+            .expect("valid template"),
+        );
+        pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+        pb.set_position(start_step);
+        pb.reset_eta();
+        self.pb = Some(pb);
+    }
+
+    fn on_step(&mut self, info: &StepInfo) {
+        if let Some(pb) = &self.pb {
+            pb.set_position(info.step);
+            pb.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.1} samples/s",
+                info.loss, info.learning_rate, info.samples_per_second
+            ));
+        }
+    }
+
+    fn on_eval(&mut self, step: u64, metrics: &BTreeMap<String, f64>) {
+        let text: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        self.on_message(&format!("step {step}: {}", text.join(", ")));
+    }
+
+    fn on_message(&mut self, message: &str) {
+        match &self.pb {
+            Some(pb) => pb.suspend(|| eprintln!("{message}")),
+            None => eprintln!("{message}"),
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! `longtail train` / `longtail eval` end to end on a tiny random BERT, a tiny WordPiece
+//! tokenizer and a synthetic catalogue prepared by the real `longtail prepare`.
+//! Everything is generated in a temporary directory; nothing touches the real data.
+
+use candle_core::{Device, Tensor};
+use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn longtail() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_longtail"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("LONGTAIL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run longtail");
+    assert!(
+        out.status.success(),
+        "longtail failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+const HEAD_WORDS: [&str; 6] = ["printer", "desk", "chair", "laptop", "stapler", "monitor"];
+const TAIL_WORDS: [&str; 6] = [
+    "refill",
+    "cartridge",
+    "ribbon",
+    "vintage",
+    "spare",
+    "adapter",
+];
+const SHARED: [&str; 6] = ["black", "office", "pack", "new", "large", "quality"];
+
+/// A WordPiece tokenizer.json (BERT normalizer and pre-tokenizer, [CLS] x [SEP]).
+fn write_tokenizer(dir: &Path) -> usize {
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "|", ","]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for w in HEAD_WORDS.iter().chain(&TAIL_WORDS).chain(&SHARED) {
+        vocab.push(w.to_string());
+    }
+    for c in 'a'..='z' {
+        vocab.push(c.to_string());
+        vocab.push(format!("##{c}"));
+    }
+    for d in '0'..='9' {
+        vocab.push(d.to_string());
+        vocab.push(format!("##{d}"));
+    }
+    let vocab_map: serde_json::Map<String, Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    let added: Vec<Value> = vocab[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tok = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true,
+                        "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}},
+                     {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
+            }
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab_map}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    vocab.len()
+}
+
+/// A tiny random BERT (2 layers, hidden 32) with its tokenizer.
+fn tiny_model(root: &Path) -> PathBuf {
+    let dir = root.join("tiny-model");
+    std::fs::create_dir_all(&dir).unwrap();
+    let vocab = write_tokenizer(&dir);
+    let config = BertConfig::tiny(vocab, 32, 2, 4);
+    let opts = ClassifierOptions {
+        init_seed: 7,
+        ..Default::default()
+    };
+    let model = BertForSequenceClassification::new_random(&config, &opts, &Device::Cpu).unwrap();
+    model.save_pretrained(&dir).unwrap();
+    dir
+}
+
+/// 150 items: every third is popular (20 interactions, head words), the rest have one
+/// interaction (tail words); prepared by `longtail prepare` with min-count:5.
+fn prepared(root: &Path) -> PathBuf {
+    let raw = root.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    let mut items = String::new();
+    let mut inter = String::from("user_id,item_id,timestamp\n");
+    let mut user = 0;
+    for i in 0..150usize {
+        let popular = i % 3 == 0;
+        let words = if popular { HEAD_WORDS } else { TAIL_WORDS };
+        let title = format!("{} {} {}", words[i % 6], SHARED[i % 6], words[(i / 6) % 6]);
+        items.push_str(
+            &json!({"item_id": format!("I{i:03}"), "title": title, "brand": SHARED[(i + 1) % 6],
+                    "categories": "office", "description": format!("{} {}", SHARED[(i + 2) % 6], words[(i + 3) % 6])})
+                .to_string(),
+        );
+        items.push('\n');
+        for _ in 0..if popular { 20 } else { 1 } {
+            user += 1;
+            inter.push_str(&format!(
+                "u{},I{i:03},{}\n",
+                user % 97,
+                1_400_000_000 + user
+            ));
+        }
+    }
+    std::fs::write(raw.join("items.jsonl"), items).unwrap();
+    std::fs::write(raw.join("interactions.csv"), inter).unwrap();
+    let out = root.join("prepared");
+    run_ok(
+        longtail()
+            .args(["prepare", "--tail-rule", "min-count:5", "--items"])
+            .arg(raw.join("items.jsonl"))
+            .arg("--interactions")
+            .arg(raw.join("interactions.csv"))
+            .arg("--out")
+            .arg(&out),
+    );
+    out
+}
+
+fn tensors(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+fn same(a: &Tensor, b: &Tensor) -> bool {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+const WORDS: &str = "bert.embeddings.word_embeddings.weight";
+
+fn train(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_ok(
+        longtail()
+            .arg("train")
+            .arg("--data")
+            .arg(data)
+            .arg("--model")
+            .arg(model)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--max-len",
+                "32",
+                "--per-device-train-batch-size",
+                "8",
+                "--learning-rate",
+                "1e-3",
+                "--logging-steps",
+                "2",
+                "--seed",
+                "3",
+            ])
+            .args(extra),
+    )
+}
+
+#[test]
+fn train_updates_weights_writes_hf_checkpoints_and_eval_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let out = tmp.path().join("ckpt");
+    let stdout = train(
+        &data,
+        &model,
+        &out,
+        &[
+            "--num-train-epochs",
+            "3",
+            "--class-weights",
+            "auto",
+            "--label-smoothing",
+            "0.1",
+            "--save-total-limit",
+            "1",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&stdout.stdout);
+    assert!(stdout.contains("samples/s"), "{stdout}");
+
+    // Final model at the top of --out, HF names, labels head/tail.
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "trainer_state.json",
+        "metrics.jsonl",
+        "train_args.toml",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let base = tensors(&model.join("model.safetensors"));
+    let trained = tensors(&out.join("model.safetensors"));
+    assert!(trained
+        .keys()
+        .any(|k| k.starts_with("bert.encoder.layer.1.")));
+    assert!(trained.contains_key("classifier.weight") && trained.contains_key("classifier.bias"));
+    assert!(
+        !same(&base[WORDS], &trained[WORDS]),
+        "word embeddings did not change"
+    );
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["id2label"], json!({"0": "head", "1": "tail"}));
+    assert_eq!(config["label2id"], json!({"head": 0, "tail": 1}));
+
+    // Checkpoints: complete, rotated to the limit (+ the best).
+    let ckpts: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("checkpoint-")
+        })
+        .collect();
+    assert!(!ckpts.is_empty() && ckpts.len() <= 2, "{ckpts:?}");
+    for c in &ckpts {
+        for f in [
+            "model.safetensors",
+            "config.json",
+            "tokenizer.json",
+            "optimizer.safetensors",
+            "optimizer.json",
+            "trainer_state.json",
+            "train_args.toml",
+        ] {
+            assert!(c.join(f).is_file(), "{} lacks {f}", c.display());
+        }
+    }
+    // metrics.jsonl: training loss lines and one evaluation per epoch.
+    let lines: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l.get("loss").is_some()));
+    assert_eq!(
+        lines.iter().filter(|l| l.get("eval_auc").is_some()).count(),
+        3
+    );
+
+    // Eval: report with the documented keys, Markdown, ROC and curves beside it.
+    let report = tmp.path().join("eval/office.json");
+    let ev = run_ok(
+        longtail()
+            .arg("eval")
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(&out)
+            .arg("--report")
+            .arg(&report),
+    );
+    let printed = String::from_utf8_lossy(&ev.stdout);
+    assert!(printed.contains("tfidf"), "{printed}");
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for key in ["auc", "pr_auc", "macro_f1", "accuracy", "ece", "baselines"] {
+        assert!(rep.get(key).is_some(), "report lacks {key}: {rep}");
+    }
+    let auc = rep["auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc));
+    assert!(rep["baselines"].as_object().unwrap().len() >= 2);
+    for f in [
+        "office.md",
+        "office.roc.png",
+        "loss.png",
+        "validation_roc_auc.png",
+    ] {
+        assert!(tmp.path().join("eval").join(f).is_file(), "missing {f}");
+    }
+}
+
+#[test]
+fn freeze_encoder_trains_the_head_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let out = tmp.path().join("ckpt");
+    train(
+        &data,
+        &model,
+        &out,
+        &["--num-train-epochs", "1", "--freeze-encoder"],
+    );
+    let base = tensors(&model.join("model.safetensors"));
+    let trained = tensors(&out.join("model.safetensors"));
+    assert!(
+        same(&base[WORDS], &trained[WORDS]),
+        "frozen word embeddings changed"
+    );
+    let l1 = "bert.encoder.layer.1.output.dense.weight";
+    assert!(same(&base[l1], &trained[l1]));
+    assert!(
+        !same(&base["classifier.weight"], &trained["classifier.weight"]),
+        "head did not train"
+    );
+
+    // --freeze-layers 1: embeddings and layer 0 frozen, layer 1 trained.
+    let out2 = tmp.path().join("ckpt2");
+    train(
+        &data,
+        &model,
+        &out2,
+        &["--num-train-epochs", "1", "--freeze-layers", "1"],
+    );
+    let t2 = tensors(&out2.join("model.safetensors"));
+    let l0 = "bert.encoder.layer.0.output.dense.weight";
+    assert!(same(&base[WORDS], &t2[WORDS]));
+    assert!(same(&base[l0], &t2[l0]));
+    assert!(!same(&base[l1], &t2[l1]));
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_with_identical_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let args = [
+        "--max-steps",
+        "7",
+        "--eval-strategy",
+        "steps",
+        "--eval-steps",
+        "2",
+        "--gradient-accumulation-steps",
+        "2",
+        "--save-total-limit",
+        "0",
+    ];
+    let straight = tmp.path().join("straight");
+    train(&data, &model, &straight, &args);
+
+    let resumed = tmp.path().join("resumed");
+    let mut first: Vec<&str> = args.to_vec();
+    first.extend(["--stop-after-steps", "3"]);
+    train(&data, &model, &resumed, &first);
+    assert!(
+        !resumed.join("model.safetensors").exists(),
+        "interrupted run exported a model"
+    );
+    assert!(resumed.join("checkpoint-2").is_dir());
+    let mut second: Vec<&str> = args.to_vec();
+    second.push("--resume");
+    train(&data, &model, &resumed, &second);
+
+    for file in [
+        "model.safetensors",
+        "checkpoint-7/model.safetensors",
+        "checkpoint-7/optimizer.safetensors",
+    ] {
+        let a = tensors(&straight.join(file));
+        let b = tensors(&resumed.join(file));
+        assert_eq!(a.len(), b.len());
+        for (name, t) in &a {
+            assert!(same(t, &b[name]), "{file}: {name} differs after resume");
+        }
+    }
+    let history = |d: &Path| -> Value {
+        let s: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("trainer_state.json")).unwrap())
+                .unwrap();
+        let mut h = s["log_history"].clone();
+        // Throughput is wall-clock, everything else must match exactly.
+        for e in h.as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().remove("samples_per_second");
+        }
+        h
+    };
+    assert_eq!(history(&straight), history(&resumed));
+    // A base model trained without --resume into a directory with checkpoints is refused.
+    let out = longtail()
+        .arg("train")
+        .arg("--data")
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&resumed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn config_file_supplies_defaults_and_command_line_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let cfg = tmp.path().join("train.toml");
+    std::fs::write(
+        &cfg,
+        "[train]\nmax_steps = 3\nlearning_rate = 0.5\npooling = \"cls\"\neval_strategy = \"no\"\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("ckpt");
+    train(&data, &model, &out, &["--config", cfg.to_str().unwrap()]);
+    let args: toml::Table =
+        toml::from_str(&std::fs::read_to_string(out.join("train_args.toml")).unwrap()).unwrap();
+    assert_eq!(args["max_steps"].as_integer(), Some(3));
+    assert_eq!(
+        args["learning_rate"].as_float(),
+        Some(1e-3),
+        "command line must win"
+    );
+    assert_eq!(args["pooling"].as_str(), Some("cls"));
+    assert!(out.join("checkpoint-3").is_dir());
+    // Unknown keys are an error.
+    std::fs::write(&cfg, "[train]\nlearning_rat = 0.5\n").unwrap();
+    let bad = longtail()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(tmp.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_rat"));
+}

@@ -6,7 +6,8 @@ DATA_ROOT ?= ../shared/datasets
 LONGTAIL_DATA ?= $(DATA_ROOT)/amazon-office-2014
 BASE_MODEL ?= checkpoints/base/all-MiniLM-L6-v2
 RUNS ?= runs
-LONGTAIL := target/release/longtail
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+LONGTAIL := $(TARGET_DIR)/release/longtail
 CARGO ?= cargo
 PYTHON ?= python3
 export LONGTAIL_DATA
@@ -17,7 +18,7 @@ export LONGTAIL_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
-	bash scripts/fetch_base_model.sh $(BASE_MODEL)
+	LONGTAIL=$(LONGTAIL) bash scripts/fetch_base_model.sh $(BASE_MODEL)
 
 # --all-targets builds the tests too, with the same (dev-dependency-unified) features as
 # `cargo test --release`, so `make test` reuses every artifact instead of rebuilding candle.
@@ -61,7 +62,7 @@ lint:
 bench: build python-deps
 	$(CARGO) build --release -p longtail-tokenize --example bench_tokenize
 	$(PYTHON) scripts/bench_tokenize.py --items $(LONGTAIL_DATA)/items.jsonl \
-	    --tokenizer $(BASE_MODEL)/tokenizer.json --rust target/release/examples/bench_tokenize
+	    --tokenizer $(BASE_MODEL)/tokenizer.json --rust $(TARGET_DIR)/release/examples/bench_tokenize
 
 clean-runs:
 	rm -rf $(RUNS)

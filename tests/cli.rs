@@ -1,21 +1,13 @@
 //! Integration tests that run the real `longtail` binary, on small fixtures and (when present)
 //! on the real datasets in ../shared/datasets.
 
+mod common;
+use common::{longtail, run_ok};
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn longtail() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_longtail"));
-    // Tests must not pick up a developer's LONGTAIL_* settings.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LONGTAIL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use std::process::Output;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -23,18 +15,6 @@ fn repo_root() -> PathBuf {
 
 fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(name)
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run longtail");
-    assert!(
-        out.status.success(),
-        "longtail failed: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn read_jsonl(path: &Path) -> Vec<Value> {

@@ -2,34 +2,15 @@
 //! tokenizer and a synthetic catalogue prepared by the real `longtail prepare`.
 //! Everything is generated in a temporary directory; nothing touches the real data.
 
+mod common;
+use common::{longtail, run_ok};
+
 use candle_core::{Device, Tensor};
 use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn longtail() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_longtail"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LONGTAIL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run longtail");
-    assert!(
-        out.status.success(),
-        "longtail failed: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::process::Output;
 
 const HEAD_WORDS: [&str; 6] = ["printer", "desk", "chair", "laptop", "stapler", "monitor"];
 const TAIL_WORDS: [&str; 6] = [

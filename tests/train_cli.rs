@@ -154,29 +154,7 @@ fn same(a: &Tensor, b: &Tensor) -> bool {
 const WORDS: &str = "bert.embeddings.word_embeddings.weight";
 
 fn train(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Output {
-    run_ok(
-        longtail()
-            .arg("train")
-            .arg("--data")
-            .arg(data)
-            .arg("--model")
-            .arg(model)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--max-len",
-                "32",
-                "--per-device-train-batch-size",
-                "8",
-                "--learning-rate",
-                "1e-3",
-                "--logging-steps",
-                "2",
-                "--seed",
-                "3",
-            ])
-            .args(extra),
-    )
+    run_ok(&mut train_command(data, model, out, extra))
 }
 
 #[test]
@@ -337,14 +315,58 @@ fn freeze_encoder_trains_the_head_only() {
     assert!(!same(&base[l1], &t2[l1]));
 }
 
+/// The `longtail train` command line shared by [`train`] and the spawned (killed) run.
+fn train_command(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = longtail();
+    cmd.arg("train")
+        .arg("--data")
+        .arg(data)
+        .arg("--model")
+        .arg(model)
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--max-len",
+            "32",
+            "--per-device-train-batch-size",
+            "8",
+            "--learning-rate",
+            "1e-3",
+            "--logging-steps",
+            "2",
+            "--seed",
+            "3",
+        ])
+        .args(extra);
+    cmd
+}
+
+/// Step of the newest complete `checkpoint-N` in `out` (0 if none).
+fn newest_checkpoint(out: &Path) -> u64 {
+    std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("trainer_state.json").exists())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("checkpoint-")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[test]
-fn interrupted_and_resumed_run_ends_with_identical_weights() {
+fn killed_and_resumed_run_ends_with_identical_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
     let data = prepared(tmp.path());
     let args = [
         "--max-steps",
-        "7",
+        "120",
         "--eval-strategy",
         "steps",
         "--eval-steps",
@@ -352,28 +374,49 @@ fn interrupted_and_resumed_run_ends_with_identical_weights() {
         "--gradient-accumulation-steps",
         "2",
         "--save-total-limit",
-        "0",
+        "2",
     ];
     let straight = tmp.path().join("straight");
     train(&data, &model, &straight, &args);
 
+    // SIGKILL (kill -9) at whatever point the run has reached once a few checkpoints exist:
+    // possibly in the middle of writing one, which the atomic writes must survive.
     let resumed = tmp.path().join("resumed");
-    let mut first: Vec<&str> = args.to_vec();
-    first.extend(["--stop-after-steps", "3"]);
-    train(&data, &model, &resumed, &first);
+    let mut child = train_command(&data, &model, &resumed, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while newest_checkpoint(&resumed) < 10 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no checkpoint-10+ after 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it could be killed"
+    );
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
     assert!(
         !resumed.join("model.safetensors").exists(),
-        "interrupted run exported a model"
+        "the killed run had already exported its final model"
     );
-    assert!(resumed.join("checkpoint-2").is_dir());
     let mut second: Vec<&str> = args.to_vec();
     second.push("--resume");
     train(&data, &model, &resumed, &second);
 
     for file in [
         "model.safetensors",
-        "checkpoint-7/model.safetensors",
-        "checkpoint-7/optimizer.safetensors",
+        "checkpoint-120/model.safetensors",
+        "checkpoint-120/optimizer.safetensors",
     ] {
         let a = tensors(&straight.join(file));
         let b = tensors(&resumed.join(file));
@@ -447,4 +490,120 @@ fn config_file_supplies_defaults_and_command_line_wins() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_rat"));
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let out_dir = tmp.path().join("diverged");
+    // A learning rate this large overflows the weights within a few updates.
+    let out = longtail()
+        .arg("train")
+        .arg("--data")
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&out_dir)
+        .args([
+            "--max-len",
+            "32",
+            "--learning-rate",
+            "1e30",
+            "--warmup-ratio",
+            "0",
+            "--max-steps",
+            "30",
+            "--eval-strategy",
+            "steps",
+            "--eval-steps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a diverged run exited 0: {stderr}");
+    assert!(
+        stderr.contains("stopping") && (stderr.contains("loss is") || stderr.contains("norm is")),
+        "unclear error: {stderr}"
+    );
+    assert!(!out_dir.join("model.safetensors").exists());
+    let good = stderr
+        .split("The last good checkpoint is ")
+        .nth(1)
+        .and_then(|rest| rest.split(". ").next())
+        .map(|p| PathBuf::from(p.trim().trim_end_matches('.')))
+        .unwrap_or_else(|| panic!("no last good checkpoint named: {stderr}"));
+    for (name, t) in tensors(&good.join("model.safetensors")) {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            v.iter().all(|x| x.is_finite()),
+            "{name} is not finite in {good:?}"
+        );
+    }
+}
+
+/// `transformers.AutoModelForSequenceClassification.from_pretrained(CKPT)` on a checkpoint
+/// written by `longtail train` gives longtail's logits to 1e-4. Needs python3 with torch and
+/// transformers (`pip install torch transformers`); skipped with a message otherwise.
+#[test]
+fn transformers_loads_the_trained_checkpoint_with_the_same_logits() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_torch = std::process::Command::new(&python)
+        .args(["-c", "import torch, transformers"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!("skipped: {python} cannot import torch and transformers");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let out = tmp.path().join("ckpt");
+    train(
+        &data,
+        &model,
+        &out,
+        &["--pooling", "cls_pooler", "--max-steps", "4"],
+    );
+    let (trained, _) = BertForSequenceClassification::from_pretrained(
+        &out.to_string_lossy(),
+        &ClassifierOptions::default(),
+        &longtail_model::HubOptions::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ids = Tensor::new(
+        &[[2u32, 7, 19, 25, 3, 0], [2, 8, 11, 4, 9, 3]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mask = Tensor::new(&[[1u32, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]], &Device::Cpu).unwrap();
+    let logits = trained.forward_inference(&ids, None, Some(&mask)).unwrap();
+    let expected: HashMap<String, Tensor> = [
+        (
+            "input_ids".to_string(),
+            ids.to_dtype(candle_core::DType::I64).unwrap(),
+        ),
+        (
+            "attention_mask".to_string(),
+            mask.to_dtype(candle_core::DType::I64).unwrap(),
+        ),
+        ("logits".to_string(), logits),
+    ]
+    .into();
+    candle_core::safetensors::save(&expected, out.join("longtail_expected.safetensors")).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make_reference.py");
+    let check = std::process::Command::new(&python)
+        .arg(script)
+        .arg("--check-saved")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success() && report.contains("OK"), "{report}");
 }

@@ -90,10 +90,15 @@ fn to_config(a: TrainArgs) -> Result<TrainConfig> {
 }
 
 /// Progress bar over optimizer updates; messages and evaluations are printed above it.
+/// When stderr is not a terminal (CI, `nohup`, a log file) the bar is invisible, so a plain
+/// progress line is printed every [`PLAIN_PROGRESS_EVERY`] instead.
 #[derive(Default)]
 struct Bar {
     pb: Option<ProgressBar>,
+    last_plain: Option<std::time::Instant>,
 }
+
+const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Observer for Bar {
     fn on_start(&mut self, max_steps: u64, start_step: u64) {
@@ -110,13 +115,23 @@ impl Observer for Bar {
     }
 
     fn on_step(&mut self, info: &StepInfo) {
-        if let Some(pb) = &self.pb {
-            pb.set_position(info.step);
-            pb.set_message(format!(
-                "loss {:.4} lr {:.2e} {:.1} samples/s",
-                info.loss, info.learning_rate, info.samples_per_second
-            ));
+        let Some(pb) = &self.pb else { return };
+        pb.set_position(info.step);
+        let status = format!(
+            "loss {:.4} lr {:.2e} {:.1} samples/s",
+            info.loss, info.learning_rate, info.samples_per_second
+        );
+        if pb.is_hidden() && self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY) {
+            self.last_plain = Some(std::time::Instant::now());
+            let len = pb.length().unwrap_or(0);
+            eprintln!(
+                "step {}/{len} {status} elapsed {}s ETA {}s",
+                info.step,
+                pb.elapsed().as_secs(),
+                pb.eta().as_secs()
+            );
         }
+        pb.set_message(status);
     }
 
     fn on_eval(&mut self, step: u64, metrics: &BTreeMap<String, f64>) {

@@ -29,11 +29,16 @@ build:
 python-deps:
 	$(PYTHON) -c "import tokenizers" 2>/dev/null || $(PYTHON) -m pip install --quiet tokenizers
 
-## demo: prepare the real Office data and show what came out
+## demo: prepare the real Office data, fine-tune MiniLM with the default recipe, evaluate it
+## against the baselines on the test split and print the table (~15-30 min on 2 CPU cores)
 demo: setup
 	$(LONGTAIL) prepare --items $(LONGTAIL_DATA)/items.jsonl \
 	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/office
-	@echo; echo "outputs in $(RUNS)/office:"; ls -l $(RUNS)/office
+	rm -rf $(RUNS)/office-model
+	$(LONGTAIL) train --data $(RUNS)/office --model $(BASE_MODEL) --out $(RUNS)/office-model \
+	    --config configs/train.toml
+	$(LONGTAIL) eval --data $(RUNS)/office --checkpoint $(RUNS)/office-model \
+	    --report $(RUNS)/office-model/eval/report.json
 
 ## test: unit + integration tests (release profile, sharing setup's build), then prepare on real data
 test: test-rust test-cli
@@ -58,11 +63,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: tokenization throughput, longtail vs the Python tokenizers package, one run side by side
+## bench: longtail vs the Python/PyTorch reference, side by side in one run (ratios, not
+## absolute numbers: the machine is shared): tokenization, then a training step at the default
+## recipe's shape (16 x 64) and at 16 x 128
 bench: build python-deps
-	$(CARGO) build --release -p longtail-tokenize --example bench_tokenize
 	$(PYTHON) scripts/bench_tokenize.py --items $(LONGTAIL_DATA)/items.jsonl \
 	    --tokenizer $(BASE_MODEL)/tokenizer.json --rust $(TARGET_DIR)/release/examples/bench_tokenize
+	@if $(PYTHON) -c "import torch, transformers" 2>/dev/null; then \
+	    for seq in 64 128; do $(PYTHON) scripts/bench_torch.py train \
+	        --rust $(TARGET_DIR)/release/examples/bench_train --batch 16 --seq $$seq || exit 1; done; \
+	else echo "torch/transformers missing: training benchmark skipped (pip install torch transformers)"; fi
 
 clean-runs:
 	rm -rf $(RUNS)

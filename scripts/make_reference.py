@@ -12,9 +12,9 @@ Modes
                        cross-entropy cases (loss and gradient) from torch.nn.functional.
   --check-saved DIR    Loads DIR (written by the Rust `save_pretrained`) with
                        transformers.AutoModelForSequenceClassification and compares its logits with
-                       DIR/longtail_expected.safetensors (written by examples/save_for_hf_check.rs).
-  --bench-train-step   PyTorch forward+backward+AdamW step of MiniLM + classifier, batch 16 x 128,
-                       2 threads; prints samples/s (the counterpart of examples/train_step_speed.rs).
+                       DIR/longtail_expected.safetensors (written by examples/save_for_hf_check.rs
+                       or tests/train_cli.rs).
+Training speed against PyTorch is `make bench` (scripts/bench_torch.py train).
 """
 import argparse
 import hashlib
@@ -187,52 +187,17 @@ def check_saved(d):
     print("OK")
 
 
-def bench_train_step(batch=16, seq=128, steps=5, threads=2):
-    import torch
-    from transformers import BertForSequenceClassification
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(
-        str(MODEL_DIR), num_labels=2, attn_implementation="eager"
-    ).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    ids = torch.randint(1000, 30000, (batch, seq))
-    mask = torch.ones_like(ids)
-    labels = torch.randint(0, 2, (batch,))
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
-        out.loss.backward()
-        opt.step()
-
-    step()  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    dt = (time.perf_counter() - t) / steps
-    print(
-        f"pytorch {torch.__version__} ({threads} threads, eager attention, fp32): "
-        f"train step {batch}x{seq}: {dt * 1000:.0f} ms/step, {batch / dt:.2f} samples/s"
-    )
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--fixtures", action="store_true")
     g.add_argument("--check-saved", metavar="DIR")
-    g.add_argument("--bench-train-step", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("LONGTAIL_MODEL_REFERENCE", DEFAULT_OUT)))
-    ap.add_argument("--steps", type=int, default=5)
     a = ap.parse_args()
     if a.fixtures:
         fixtures()
     elif a.check_saved:
         check_saved(a.check_saved)
-    elif a.bench_train_step:
-        bench_train_step(steps=a.steps)
     else:
         minilm_reference(a.out)
 

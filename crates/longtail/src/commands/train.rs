@@ -13,6 +13,15 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
     let config = args.config.clone();
     let args = merge_config(args, matches, config.as_deref(), "train")?;
     let cfg = to_config(args)?;
+    if cfg.pooling != "cls_pooler" {
+        // transformers' BertForSequenceClassification always pools with the [CLS] pooler.
+        eprintln!(
+            "note: --pooling {}: longtail scores this checkpoint with {} pooling, but \
+             transformers' AutoModelForSequenceClassification would use the [CLS] pooler and \
+             give other logits; train with --pooling cls_pooler for a checkpoint both score alike",
+            cfg.pooling, cfg.pooling
+        );
+    }
     let mut bar = Bar::default();
     let outcome = trainer::train(&cfg, &mut bar)?;
     if let Some(pb) = bar.pb.take() {

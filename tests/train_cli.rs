@@ -315,8 +315,16 @@ fn freeze_encoder_trains_the_head_only() {
     assert!(!same(&base[l1], &t2[l1]));
 }
 
-/// The `longtail train` command line shared by [`train`] and the spawned (killed) run.
+/// The `longtail train` command line of these tests: small defaults for a tiny model, each
+/// replaced when `extra` sets the same flag.
 fn train_command(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
+    let defaults = [
+        ("--max-len", "32"),
+        ("--per-device-train-batch-size", "8"),
+        ("--learning-rate", "1e-3"),
+        ("--logging-steps", "2"),
+        ("--seed", "3"),
+    ];
     let mut cmd = longtail();
     cmd.arg("train")
         .arg("--data")
@@ -324,20 +332,13 @@ fn train_command(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> std::
         .arg("--model")
         .arg(model)
         .arg("--out")
-        .arg(out)
-        .args([
-            "--max-len",
-            "32",
-            "--per-device-train-batch-size",
-            "8",
-            "--learning-rate",
-            "1e-3",
-            "--logging-steps",
-            "2",
-            "--seed",
-            "3",
-        ])
-        .args(extra);
+        .arg(out);
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.args(extra);
     cmd
 }
 
@@ -499,17 +500,11 @@ fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint()
     let data = prepared(tmp.path());
     let out_dir = tmp.path().join("diverged");
     // A learning rate this large overflows the weights within a few updates.
-    let out = longtail()
-        .arg("train")
-        .arg("--data")
-        .arg(&data)
-        .arg("--model")
-        .arg(&model)
-        .arg("--out")
-        .arg(&out_dir)
-        .args([
-            "--max-len",
-            "32",
+    let out = train_command(
+        &data,
+        &model,
+        &out_dir,
+        &[
             "--learning-rate",
             "1e30",
             "--warmup-ratio",
@@ -520,9 +515,10 @@ fn non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint()
             "steps",
             "--eval-steps",
             "1",
-        ])
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a diverged run exited 0: {stderr}");
     assert!(

@@ -130,7 +130,11 @@ impl Observer for Bar {
             "loss {:.4} lr {:.2e} {:.1} samples/s",
             info.loss, info.learning_rate, info.samples_per_second
         );
-        if pb.is_hidden() && self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY) {
+        if pb.is_hidden()
+            && self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY)
+        {
             self.last_plain = Some(std::time::Instant::now());
             let len = pb.length().unwrap_or(0);
             eprintln!(

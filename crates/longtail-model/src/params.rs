@@ -263,9 +263,10 @@ fn normal_samples<R: Rng>(rng: &mut R, n: usize, std: f64) -> Vec<f64> {
 }
 
 /// All parameters of `varmap` by name (a snapshot of the `Var` handles, which share storage
-/// with the model).
+/// with the model), sorted by name so that optimizer groups and saved state have a
+/// deterministic order.
 pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().unwrap();
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
     let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -295,6 +296,23 @@ pub fn save_varmap_safetensors(varmap: &VarMap, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_vars_is_sorted() {
+        let vm = VarMap::new();
+        for n in ["z.weight", "a.bias", "m.weight"] {
+            vm.get(
+                2,
+                n,
+                candle_nn::Init::Const(0.0),
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+        }
+        let names: Vec<_> = named_vars(&vm).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a.bias", "m.weight", "z.weight"]);
+    }
 
     #[test]
     fn candidate_names_cover_prefix_and_legacy_layer_norm() {

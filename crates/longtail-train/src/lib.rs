@@ -54,8 +54,9 @@ pub use class_weights::class_weights_inverse_frequency;
 pub use clip::{clip_grad_norm, global_grad_norm};
 pub use early_stopping::{EarlyStopping, EARLY_STOPPING_CALLBACK};
 pub use error::{Result, TrainError};
+pub use longtail_model::named_vars;
 pub use optim_state::{OptimizerStateMeta, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS_FILE};
-pub use param_groups::{is_no_decay_param, named_vars, ParamGroup, ParamGroupSpec, Partition};
+pub use param_groups::{is_no_decay_param, ParamGroup, ParamGroupSpec, Partition};
 pub use schedule::{resolve_warmup_steps, resolve_warmup_steps_v5, LrSchedule, SchedulerType};
 pub use shuffle::{epoch_permutation, DataOrder};
 pub use trainer_state::{

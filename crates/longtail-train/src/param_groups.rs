@@ -173,15 +173,6 @@ pub struct Partition {
     pub frozen: Vec<String>,
 }
 
-/// Every variable of a `VarMap` as `(name, var)`, sorted by name so that the
-/// order (and hence group order and saved state) is deterministic.
-pub fn named_vars(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-    let mut out: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,16 +328,5 @@ mod tests {
             Var::zeros(1, DType::U32, &Device::Cpu).unwrap(),
         )];
         assert!(ParamGroupSpec::new(0.0).partition(int).is_err());
-    }
-
-    #[test]
-    fn named_vars_is_sorted() {
-        let vm = candle_nn::VarMap::new();
-        for n in ["z.weight", "a.bias", "m.weight"] {
-            vm.get(2, n, candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu)
-                .unwrap();
-        }
-        let names: Vec<_> = named_vars(&vm).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["a.bias", "m.weight", "z.weight"]);
     }
 }

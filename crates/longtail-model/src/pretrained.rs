@@ -35,6 +35,39 @@ impl Default for HubOptions {
     }
 }
 
+/// The local path of `file` of the hub model `repo_id`: from the HF cache, or (unless
+/// `hub.offline`) downloaded into it, with a progress bar on stderr if `progress`.
+pub fn hub_file(repo_id: &str, hub: &HubOptions, file: &str, progress: bool) -> Result<PathBuf> {
+    use hf_hub::{Cache, Repo, RepoType};
+    let cache = match &hub.cache_dir {
+        Some(d) => Cache::new(d.clone()),
+        None => Cache::from_env(),
+    };
+    let revision = hub.revision.clone().unwrap_or_else(|| "main".into());
+    let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.clone());
+    if let Some(p) = cache.repo(repo.clone()).get(file) {
+        return Ok(p);
+    }
+    if hub.offline {
+        return Err(ModelError::Hub(format!(
+            "{repo_id}: {file} is not in the Hugging Face cache {} and hub access is off \
+             (offline). Pass a local directory with config.json and model.safetensors instead",
+            cache.path().display()
+        )));
+    }
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(cache)
+        .with_progress(progress)
+        .build()
+        .map_err(|e| ModelError::Hub(format!("cannot set up the Hugging Face hub client: {e}")))?;
+    api.repo(repo).get(file).map_err(|e| {
+        ModelError::Hub(format!(
+            "could not download {file} of {repo_id}@{revision} from the Hugging Face hub: {e}. \
+             If this machine is offline, copy the model directory here and pass its path \
+             (or set HF_HUB_OFFLINE=1 to use only the cache)"
+        ))
+    })
+}
+
 /// The files of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PretrainedFiles {
@@ -96,46 +129,8 @@ impl PretrainedFiles {
 
     /// Files of a hub model, from the HF cache or (unless offline) downloaded into it.
     pub fn from_hub(repo_id: &str, hub: &HubOptions) -> Result<Self> {
-        use hf_hub::{Cache, Repo, RepoType};
-        let cache = match &hub.cache_dir {
-            Some(d) => Cache::new(d.clone()),
-            None => Cache::from_env(),
-        };
-        let revision = hub.revision.clone().unwrap_or_else(|| "main".into());
-        let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.clone());
-        let cached = cache.repo(repo.clone());
-        let mut api = None;
-        let mut fetch = |file: &str| -> Result<PathBuf> {
-            if let Some(p) = cached.get(file) {
-                return Ok(p);
-            }
-            if hub.offline {
-                return Err(ModelError::Hub(format!(
-                    "{repo_id}: {file} is not in the Hugging Face cache {} and hub access is off \
-                     (offline). Pass a local directory with config.json and model.safetensors instead",
-                    cache.path().display()
-                )));
-            }
-            if api.is_none() {
-                let built = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-                    .with_progress(false)
-                    .build()
-                    .map_err(|e| {
-                        ModelError::Hub(format!("cannot set up the Hugging Face hub client: {e}"))
-                    })?;
-                api = Some(built);
-            }
-            let api = api.as_ref().unwrap();
-            api.repo(repo.clone()).get(file).map_err(|e| {
-                ModelError::Hub(format!(
-                    "could not download {file} of {repo_id}@{revision} from the Hugging Face hub: {e}. \
-                     If this machine is offline, copy the model directory here and pass its path \
-                     (or set HF_HUB_OFFLINE=1 to use only the cache)"
-                ))
-            })
-        };
-        let config = fetch("config.json")?;
-        let weights = fetch("model.safetensors").map_err(|e| match e {
+        let config = hub_file(repo_id, hub, "config.json", false)?;
+        let weights = hub_file(repo_id, hub, "model.safetensors", false).map_err(|e| match e {
             ModelError::Hub(m) => ModelError::Hub(format!(
                 "{m} (only single-file model.safetensors checkpoints are fetched from the hub)"
             )),

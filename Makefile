@@ -14,7 +14,7 @@ export LONGTAIL_DATA
 export LONGTAIL_BASE_MODEL := $(abspath $(BASE_MODEL))
 export LONGTAIL_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000.jsonl)
 
-.PHONY: setup build demo test test-rust test-cli lint bench python-deps clean-runs
+.PHONY: setup build demo test test-rust test-cli lint bench python-deps clean-runs check-eval-rec
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -58,6 +58,15 @@ test-cli: build
 	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/test-office
 	$(PYTHON) scripts/check_prepare.py $(LONGTAIL_DATA)/items.jsonl \
 	    $(LONGTAIL_DATA)/interactions.csv $(RUNS)/test-office
+
+## check-eval-rec: eval-rec baselines on the prepared Office data, re-computed in numpy/scipy
+OFFICE_PREPARED ?= $(RUNS)/office
+check-eval-rec: build
+	@test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
+	    --items $(LONGTAIL_DATA)/items.jsonl --interactions $(LONGTAIL_DATA)/interactions.csv \
+	    --out $(OFFICE_PREPARED)
+	$(LONGTAIL) eval-rec --data $(OFFICE_PREPARED) --report $(RUNS)/eval-rec-office/report.json
+	$(PYTHON) scripts/check_eval_rec.py $(OFFICE_PREPARED) $(RUNS)/eval-rec-office/report.json
 
 lint:
 	$(CARGO) fmt --all -- --check

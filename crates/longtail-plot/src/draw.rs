@@ -11,10 +11,10 @@ use crate::axis::{extent, format_tick, log_ticks, plottable};
 use crate::font::FAMILY;
 use crate::{LegendPosition, LineChart};
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Tableau 10: distinct, colour-blind friendly enough for a handful of lines.
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -48,7 +48,7 @@ pub(crate) fn draw_chart(chart: &LineChart, path: &Path, size: (u32, u32)) -> Re
     );
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let body = draw_header(&root, chart, size.1)?;
+    let body = draw_header(&root, &chart.title, chart.subtitle.as_deref(), size.1)?;
     let (x, y) = (xs.0..xs.1, ys.0..ys.1);
     // plotters' own log ticks crowd (…, 80, 90, 100, 200, …): use 1-2-5
     let log = |r: std::ops::Range<f64>| {
@@ -65,32 +65,37 @@ pub(crate) fn draw_chart(chart: &LineChart, path: &Path, size: (u32, u32)) -> Re
     root.present().map_err(|e| e.to_string())
 }
 
-fn font_px(height: u32, divisor: u32, min: u32, max: u32) -> u32 {
+pub(crate) fn font_px(height: u32, divisor: u32, min: u32, max: u32) -> u32 {
     (height / divisor).clamp(min, max)
 }
 
 /// Title and optional subtitle; returns the remaining area for the plot.
-fn draw_header<'a>(root: &Area<'a>, chart: &LineChart, height: u32) -> Result<Area<'a>, String> {
+pub(crate) fn draw_header<'a>(
+    root: &Area<'a>,
+    title: &str,
+    subtitle: Option<&str>,
+    height: u32,
+) -> Result<Area<'a>, String> {
     let title_px = font_px(height, 26, 13, 28);
     let sub_px = font_px(height, 40, 10, 18);
     let mut header = 8;
-    if !chart.title.is_empty() {
+    if !title.is_empty() {
         header += title_px + 6;
     }
-    if chart.subtitle.is_some() {
+    if subtitle.is_some() {
         header += sub_px + 4;
     }
     let (top, body) = root.split_vertically(header);
     let centre = top.dim_in_pixel().0 as i32 / 2;
     let mut y = 8;
-    if !chart.title.is_empty() {
+    if !title.is_empty() {
         let style = TextStyle::from((FAMILY, title_px).into_font().style(FontStyle::Bold))
             .pos(Pos::new(HPos::Center, VPos::Top));
-        top.draw_text(&chart.title, &style, (centre, y))
+        top.draw_text(title, &style, (centre, y))
             .map_err(|e| e.to_string())?;
         y += title_px as i32 + 6;
     }
-    if let Some(sub) = &chart.subtitle {
+    if let Some(sub) = subtitle {
         let style = TextStyle::from((FAMILY, sub_px).into_font())
             .color(&MARKER_COLOR)
             .pos(Pos::new(HPos::Center, VPos::Top));

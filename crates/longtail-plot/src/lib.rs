@@ -1,9 +1,11 @@
-//! longtail-plot: small PNG line charts (ROC curves, loss curves, popularity curves).
+//! longtail-plot: small PNG line charts (ROC curves, loss curves, popularity curves) and
+//! grouped bar charts.
 //!
 //! Rendering uses plotters' bitmap backend with the DejaVu Sans font compiled
 //! into the binary, so no system fonts are needed.
 
 mod axis;
+mod bar;
 mod draw;
 mod font;
 
@@ -76,6 +78,37 @@ pub struct LineChart {
     pub legend: LegendPosition,
 }
 
+/// One named set of bars, one value per group of a [`BarChart`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BarSeries {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+/// A grouped bar chart: for every group (x category) one bar per series,
+/// side by side, with the value printed above it. The y axis starts at 0.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BarChart {
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub x_label: String,
+    pub y_label: String,
+    pub groups: Vec<String>,
+    pub series: Vec<BarSeries>,
+}
+
+/// Renders a [`BarChart`] like [`render_png`] (same atomic write).
+pub fn render_bar_png(
+    chart: &BarChart,
+    path: &Path,
+    width: u32,
+    height: u32,
+) -> Result<(), PlotError> {
+    render_with(path, width, height, |tmp| {
+        bar::draw_bars(chart, tmp, (width, height))
+    })
+}
+
 /// Renders `chart` as a `width` x `height` PNG at `path`.
 ///
 /// The file is written to a temporary sibling and renamed into place, so a
@@ -86,12 +119,23 @@ pub fn render_png(
     width: u32,
     height: u32,
 ) -> Result<(), PlotError> {
+    render_with(path, width, height, |tmp| {
+        draw::draw_chart(chart, tmp, (width, height))
+    })
+}
+
+fn render_with(
+    path: &Path,
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), PlotError> {
     if width < 100 || height < 100 {
         return Err(PlotError::Size { width, height });
     }
     font::ensure_registered()?;
     let tmp = temp_sibling(path);
-    let drawn = draw::draw_chart(chart, &tmp, (width, height));
+    let drawn = draw(&tmp);
     if let Err(message) = drawn {
         let _ = std::fs::remove_file(&tmp);
         return Err(PlotError::Draw {
@@ -194,6 +238,33 @@ mod tests {
         };
         render_png(&chart, &path, 300, 200).unwrap();
         assert_png(&path);
+    }
+
+    #[test]
+    fn writes_grouped_bar_png_and_rejects_ragged_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chart = BarChart {
+            title: "Recall@10".into(),
+            y_label: "Recall@10".into(),
+            groups: vec!["ease".into(), "item_knn".into(), "popular".into()],
+            series: vec![
+                BarSeries {
+                    name: "head".into(),
+                    values: vec![0.08, 0.06, 0.002],
+                },
+                BarSeries {
+                    name: "tail".into(),
+                    values: vec![0.03, 0.05, 0.0],
+                },
+            ],
+            ..BarChart::default()
+        };
+        let path = dir.path().join("bars.png");
+        render_bar_png(&chart, &path, 800, 500).unwrap();
+        assert_png(&path);
+        chart.series[1].values.pop();
+        let err = render_bar_png(&chart, &dir.path().join("bad.png"), 800, 500).unwrap_err();
+        assert!(err.to_string().contains("2 values for 3 groups"), "{err}");
     }
 
     #[test]

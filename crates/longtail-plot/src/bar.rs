@@ -1,0 +1,109 @@
+//! Grouped bar charts (e.g. head vs tail recall per model).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::axis::format_tick;
+use crate::draw::{draw_header, font_px, PALETTE};
+use crate::font::FAMILY;
+use crate::BarChart;
+
+pub(crate) fn draw_bars(chart: &BarChart, path: &Path, size: (u32, u32)) -> Result<(), String> {
+    let n_groups = chart.groups.len();
+    let n_series = chart.series.len();
+    for s in &chart.series {
+        if s.values.len() != n_groups {
+            return Err(format!(
+                "series `{}` has {} values for {} groups",
+                s.name,
+                s.values.len(),
+                n_groups
+            ));
+        }
+    }
+    let max = chart
+        .series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0f64, f64::max);
+    // headroom for the value labels and the legend box
+    let y_top = if max > 0.0 { max * 1.4 } else { 1.0 };
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let body = draw_header(&root, &chart.title, chart.subtitle.as_deref(), size.1)?;
+    let label_px = font_px(size.1, 36, 11, 20);
+    let tick_px = font_px(size.1, 40, 11, 16);
+    // group g spans x in [g, g + 1); its name is drawn under the centre
+    let x = 0f64..n_groups.max(1) as f64;
+    let mut ctx = ChartBuilder::on(&body)
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(label_px * 3)
+        .y_label_area_size(label_px * 4)
+        .build_cartesian_2d(x, 0f64..y_top)
+        .map_err(|e| e.to_string())?;
+    ctx.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .x_desc(chart.x_label.as_str())
+        .y_desc(chart.y_label.as_str())
+        .axis_desc_style((FAMILY, label_px))
+        .label_style((FAMILY, tick_px))
+        .y_label_formatter(&|v| format_tick(*v))
+        .bold_line_style(BLACK.mix(0.08))
+        .light_line_style(TRANSPARENT)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let name_style = TextStyle::from((FAMILY, tick_px)).pos(Pos::new(HPos::Center, VPos::Top));
+    for (g, name) in chart.groups.iter().enumerate() {
+        // the root area's pixel coordinates are the backend's
+        let (px, py) = ctx.backend_coord(&(g as f64 + 0.5, 0.0));
+        root.draw(&Text::new(name.clone(), (px, py + 6), name_style.clone()))
+            .map_err(|e| e.to_string())?;
+    }
+    // bars fill 80% of a group, side by side
+    let width = 0.8 / n_series.max(1) as f64;
+    for (si, series) in chart.series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let bars = series.values.iter().enumerate().filter_map(|(g, &v)| {
+            v.is_finite().then(|| {
+                let x0 = g as f64 + 0.1 + si as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
+            })
+        });
+        let drawn = ctx.draw_series(bars).map_err(|e| e.to_string())?;
+        drawn
+            .label(series.name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        // value labels above the bars
+        let labels = series.values.iter().enumerate().filter_map(|(g, &v)| {
+            v.is_finite().then(|| {
+                let xc = g as f64 + 0.1 + (si as f64 + 0.46) * width;
+                Text::new(
+                    format!("{v:.3}"),
+                    (xc, v),
+                    TextStyle::from((FAMILY, tick_px.saturating_sub(2).max(9))).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Bottom,
+                        ),
+                    ),
+                )
+            })
+        });
+        ctx.draw_series(labels).map_err(|e| e.to_string())?;
+    }
+    if n_series > 0 {
+        ctx.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FAMILY, tick_px))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}

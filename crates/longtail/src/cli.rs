@@ -43,6 +43,9 @@ pub enum Command {
     /// The decision threshold is chosen on validation (max macro-F1). Writes FILE.json,
     /// FILE.md, and ROC / training-curve PNGs beside --report, and prints the Markdown table.
     Eval(EvalArgs),
+    /// Batch-score a catalogue dump: p_tail and label per row, in input order, resumable and
+    /// shardable (see docs/score.md).
+    Score(crate::commands::score::ScoreArgs),
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),

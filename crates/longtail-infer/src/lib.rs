@@ -21,5 +21,5 @@ pub mod stream;
 
 pub use error::{InferError, Result};
 pub use rows::RowFields;
-pub use scorer::{Scorer, ScorerOptions, Scores};
+pub use scorer::{ForwardStats, Scorer, ScorerOptions, Scores};
 pub use stream::{score_file, OutputFormat, Progress, Shard, StreamOptions, StreamSummary};

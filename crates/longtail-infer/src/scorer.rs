@@ -2,6 +2,8 @@
 //! length-sorted batches under a padded-token budget.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use longtail_model::{
@@ -61,8 +63,30 @@ pub struct Scores {
     pub embeddings: Option<Vec<Vec<f32>>>,
 }
 
+/// What the forward passes did so far: for throughput and GFLOP/s reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ForwardStats {
+    pub batches: u64,
+    pub rows: u64,
+    /// Tokens including padding.
+    pub padded_tokens: u64,
+    /// Real (unpadded) tokens.
+    pub tokens: u64,
+    /// Multiply-adds x 2 of the encoder's matmuls on the padded batches.
+    pub flops: f64,
+    /// Wall time inside forward passes.
+    pub seconds: f64,
+}
+
+impl ForwardStats {
+    pub fn gflops_per_second(&self) -> f64 {
+        self.flops / self.seconds.max(1e-12) / 1e9
+    }
+}
+
 /// A loaded checkpoint ready to score.
 pub struct Scorer {
+    stats: Mutex<ForwardStats>,
     model: BertForSequenceClassification,
     tokenizer: ItemTokenizer,
     tail: usize,
@@ -131,6 +155,7 @@ impl Scorer {
             ));
         }
         Ok(Self {
+            stats: Mutex::new(ForwardStats::default()),
             model,
             tokenizer,
             tail,
@@ -154,6 +179,24 @@ impl Scorer {
 
     pub fn checkpoint(&self) -> &Path {
         &self.checkpoint
+    }
+
+    /// Totals over every forward pass so far.
+    pub fn stats(&self) -> ForwardStats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    /// Encoder matmul FLOPs of one padded `(b, s)` batch: per layer the Q/K/V/output
+    /// projections (4 h^2), the feed-forward (2 h i) and the two attention products (2 s h).
+    pub fn encoder_flops(&self, b: usize, s: usize) -> f64 {
+        let c = self.model.config();
+        let (h, i, l) = (
+            c.hidden_size as f64,
+            c.intermediate_size as f64,
+            c.num_hidden_layers as f64,
+        );
+        let tokens = (b * s) as f64;
+        l * 2.0 * tokens * (4.0 * h * h + 2.0 * h * i + 2.0 * s as f64 * h)
     }
 
     pub fn max_len(&self) -> usize {
@@ -223,8 +266,10 @@ impl Scorer {
         indices: &[usize],
         embeddings: bool,
     ) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>)> {
+        let started = Instant::now();
         let batch = self.tokenizer.pad_batch(encoded, indices)?;
         let shape = batch.shape();
+        let real_tokens: usize = indices.iter().map(|&i| encoded[i].len()).sum();
         let device = self.model.device();
         let ids = Tensor::from_vec(batch.input_ids, shape, device)?;
         let types = Tensor::from_vec(batch.token_type_ids, shape, device)?;
@@ -243,6 +288,13 @@ impl Scorer {
         } else {
             None
         };
+        let mut st = self.stats.lock().expect("stats lock");
+        st.batches += 1;
+        st.rows += shape.0 as u64;
+        st.padded_tokens += (shape.0 * shape.1) as u64;
+        st.tokens += real_tokens as u64;
+        st.flops += self.encoder_flops(shape.0, shape.1);
+        st.seconds += started.elapsed().as_secs_f64();
         Ok((p, e))
     }
 }

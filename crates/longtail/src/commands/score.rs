@@ -128,6 +128,15 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     })
     .with_context(|| format!("scoring {}", args.input.display()))?;
     bar.finish_and_clear();
+    let st = scorer.stats();
+    println!(
+        "encoder: {} batches, {} rows, {:.1}% padding, {:.1} s in forward passes, {:.1} GFLOP/s",
+        st.batches,
+        st.rows,
+        100.0 * (1.0 - st.tokens as f64 / (st.padded_tokens.max(1)) as f64),
+        st.seconds,
+        st.gflops_per_second()
+    );
     println!(
         "scored {}: rows {} (scored {}, rejects {}), {:.1} s, {:.1} rows/s{}; output {}, rejects {}",
         args.input.display(),

@@ -14,7 +14,7 @@ export LONGTAIL_DATA
 export LONGTAIL_BASE_MODEL := $(abspath $(BASE_MODEL))
 export LONGTAIL_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000.jsonl)
 
-.PHONY: setup build demo test test-rust test-cli lint bench python-deps clean-runs check-eval-rec
+.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -82,6 +82,24 @@ bench: build python-deps
 	    for seq in 64 128; do $(PYTHON) scripts/bench_torch.py train \
 	        --rust $(TARGET_DIR)/release/examples/bench_train --batch 16 --seq $$seq || exit 1; done; \
 	else echo "torch/transformers missing: training benchmark skipped (pip install torch transformers)"; fi
+
+## bench-score: `longtail score` vs a transformers reference (same checkpoint, max_len, threads),
+## on the prepared Office catalogue and on a 100k-row resample of its texts; GEMM ceiling too.
+SCORE_CHECKPOINT ?= $(RUNS)/office-ft-default
+SCORE_ITEMS ?= $(RUNS)/office/items.jsonl
+BENCH_THREADS ?= $(shell nproc)
+SCORE_ROWS ?= 100000
+# Rows the (slow) Python side scores of the resampled catalogue; 0 = all of them.
+SCORE_PYTHON_ROWS ?= 0
+bench-score: build
+	@test -f $(SCORE_CHECKPOINT)/model.safetensors || { echo "no checkpoint at $(SCORE_CHECKPOINT): run longtail train (or set SCORE_CHECKPOINT)"; exit 1; }
+	@test -f $(SCORE_ITEMS) || { echo "no $(SCORE_ITEMS): run make demo (or set SCORE_ITEMS)"; exit 1; }
+	$(PYTHON) scripts/bench_torch_score.py --checkpoint $(SCORE_CHECKPOINT) --items $(SCORE_ITEMS) \
+	    --longtail $(LONGTAIL) --threads $(BENCH_THREADS) --out-dir $(RUNS)/bench-score \
+	    --gemm $(TARGET_DIR)/release/examples/gemm_ceiling
+	$(PYTHON) scripts/bench_torch_score.py --checkpoint $(SCORE_CHECKPOINT) --items $(SCORE_ITEMS) \
+	    --longtail $(LONGTAIL) --threads $(BENCH_THREADS) --out-dir $(RUNS)/bench-score \
+	    --rows $(SCORE_ROWS) --python-rows $(SCORE_PYTHON_ROWS)
 
 clean-runs:
 	rm -rf $(RUNS)

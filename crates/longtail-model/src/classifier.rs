@@ -187,7 +187,21 @@ impl BertForSequenceClassification {
         self.forward_ctx(input_ids, token_type_ids, attention_mask, &mut ctx)
     }
 
-    fn forward_ctx(
+    /// `(pooled, logits)` with fused inference kernels: the pooled vector `(b, hidden)` is the
+    /// classifier's input (the item embedding the scorer can export).
+    pub fn forward_inference_pooled(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut ctx = Ctx::inference();
+        let pooled = self.pooled_ctx(input_ids, token_type_ids, attention_mask, &mut ctx)?;
+        let logits = self.classifier.forward(&pooled)?;
+        Ok((pooled, logits))
+    }
+
+    fn pooled_ctx(
         &self,
         input_ids: &Tensor,
         token_type_ids: Option<&Tensor>,
@@ -197,11 +211,21 @@ impl BertForSequenceClassification {
         let hidden = self
             .bert
             .forward_ctx(input_ids, token_type_ids, attention_mask, ctx)?;
-        let pooled = match self.pooling {
-            Pooling::ClsPooler => self.bert.pool(&hidden)?,
-            Pooling::Cls => cls_state(&hidden)?,
-            Pooling::Mean => mean_pool(&hidden, attention_mask)?,
-        };
+        match self.pooling {
+            Pooling::ClsPooler => self.bert.pool(&hidden),
+            Pooling::Cls => cls_state(&hidden),
+            Pooling::Mean => mean_pool(&hidden, attention_mask),
+        }
+    }
+
+    fn forward_ctx(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let pooled = self.pooled_ctx(input_ids, token_type_ids, attention_mask, ctx)?;
         let pooled = ctx.dropout(&pooled, self.classifier_dropout)?;
         self.classifier.forward(&pooled)
     }

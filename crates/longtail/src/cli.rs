@@ -50,6 +50,9 @@ pub enum Command {
     /// (lambda chosen on validation). Writes FILE.json, FILE.md, FILE_head_tail.png and
     /// FILE_tradeoff.png (re-ranking knob vs NDCG@10 on the best baseline).
     EvalRec(EvalRecArgs),
+    /// Batch-score a catalogue dump: p_tail and label per row, in input order, resumable and
+    /// shardable (see docs/score.md).
+    Score(crate::commands::score::ScoreArgs),
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),

@@ -26,6 +26,7 @@ fn main() {
         Command::Train(args) => commands::train::run(args, sub_matches.expect("subcommand")),
         Command::Eval(args) => commands::eval::run(args),
         Command::EvalRec(args) => commands::eval_rec::run(args),
+        Command::Score(args) => commands::score::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

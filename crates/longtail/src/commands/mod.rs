@@ -2,4 +2,5 @@ pub mod eval;
 pub mod eval_rec;
 pub mod model;
 pub mod prepare;
+pub mod score;
 pub mod train;

@@ -1,0 +1,25 @@
+//! longtail-infer: score catalogue rows with a fine-tuned checkpoint.
+//!
+//! - [`Scorer`]: load a `longtail train` output (model, tokenizer, and the template and
+//!   `max_len` it was trained with) and turn texts or records into tail probabilities (and
+//!   pooled embeddings), batching by a padded-token budget with length sorting.
+//! - [`score_file`]: stream a JSONL / CSV / Parquet dump (gzip or not) through a `Scorer` in
+//!   bounded memory, writing output rows in input order in durable chunks, bad rows to a
+//!   rejects file, with resume after a crash and contiguous row-block sharding.
+//!
+//! ```no_run
+//! let scorer = longtail_infer::Scorer::from_checkpoint("runs/office-ft-default")?;
+//! let p = scorer.score(&["HP 12C Financial Calculator | HP | Calculators"])?;
+//! assert!((0.0..=1.0).contains(&p[0]));
+//! # Ok::<(), longtail_infer::InferError>(())
+//! ```
+
+pub mod error;
+pub mod rows;
+pub mod scorer;
+pub mod stream;
+
+pub use error::{InferError, Result};
+pub use rows::RowFields;
+pub use scorer::{ForwardStats, Scorer, ScorerOptions, Scores};
+pub use stream::{score_file, OutputFormat, Progress, Shard, StreamOptions, StreamSummary};

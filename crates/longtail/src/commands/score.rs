@@ -1,0 +1,157 @@
+//! `longtail score`: label every row of a catalogue dump as tail or not, with its probability.
+//! Thin: parses flags, builds a `longtail_infer::Scorer`, streams with `score_file`, shows
+//! progress and a summary line. See docs/score.md.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use longtail_infer::{score_file, OutputFormat, Scorer, ScorerOptions, Shard, StreamOptions};
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Checkpoint directory (the --out of `longtail train`, or one of its checkpoint-N).
+    #[arg(long, env = "LONGTAIL_CHECKPOINT")]
+    pub checkpoint: PathBuf,
+
+    /// Catalogue dump: JSONL, CSV or Parquet, gzip or not; raw catalogue rows or the
+    /// items.jsonl of `longtail prepare`.
+    #[arg(long, env = "LONGTAIL_INPUT")]
+    pub input: PathBuf,
+
+    /// Output file: one row per scored input row, in input order (item_id, p_tail, label).
+    #[arg(long, env = "LONGTAIL_OUTPUT")]
+    pub output: PathBuf,
+
+    /// jsonl, csv or parquet (default: from the --output extension, else jsonl).
+    #[arg(long, env = "LONGTAIL_FORMAT")]
+    pub format: Option<String>,
+
+    /// Rejected rows as {"line", "reason"} (default: OUTPUT.rejects.jsonl).
+    #[arg(long, env = "LONGTAIL_REJECTS")]
+    pub rejects: Option<PathBuf>,
+
+    /// Continue an interrupted run where its durable output ends (OUTPUT.progress.json).
+    #[arg(long, env = "LONGTAIL_RESUME", default_value_t = false)]
+    pub resume: bool,
+
+    /// Score only shard k of N (0-based k; contiguous row blocks).
+    #[arg(long, env = "LONGTAIL_SHARD")]
+    pub shard: Option<String>,
+
+    /// Upper bound on rows x longest row per forward pass.
+    #[arg(long, env = "LONGTAIL_MAX_BATCH_TOKENS", default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+
+    /// Compute threads (GEMM and tokenization); default: all cores.
+    #[arg(long, env = "LONGTAIL_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Tokenization threads (a dedicated pool working ahead of the model).
+    #[arg(long, env = "LONGTAIL_TOKENIZE_THREADS", default_value_t = 1)]
+    pub tokenize_threads: usize,
+
+    /// Also write the pooled embedding of each row.
+    #[arg(long, env = "LONGTAIL_EMBEDDINGS", default_value_t = false)]
+    pub embeddings: bool,
+
+    /// Rows per durable chunk (fsync + progress record; also the length-sorting window).
+    #[arg(long, env = "LONGTAIL_CHUNK_ROWS", default_value_t = 4096)]
+    pub chunk_rows: usize,
+
+    /// `label` is tail when p_tail >= this.
+    #[arg(long, env = "LONGTAIL_THRESHOLD", default_value_t = 0.5)]
+    pub threshold: f32,
+
+    /// Column with the item id.
+    #[arg(long, env = "LONGTAIL_ID_FIELD", default_value = "item_id")]
+    pub id_field: String,
+
+    /// Maximum tokens per item (default: the checkpoint's train_args.toml).
+    #[arg(long, env = "LONGTAIL_MAX_LEN")]
+    pub max_len: Option<usize>,
+}
+
+pub fn run(args: ScoreArgs) -> Result<()> {
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n > 0, "--threads must be >= 1");
+        // candle sizes its GEMM parallelism from RAYON_NUM_THREADS; set it before any pool exists.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    anyhow::ensure!(args.tokenize_threads > 0, "--tokenize-threads must be >= 1");
+    let opts = ScorerOptions {
+        max_len: args.max_len,
+        max_batch_tokens: args.max_batch_tokens,
+        tokenize_threads: Some(args.tokenize_threads),
+        ..Default::default()
+    };
+    let scorer = Scorer::with_options(&args.checkpoint, &opts)
+        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    let mut stream = StreamOptions::new(&args.input, &args.output);
+    if let Some(f) = &args.format {
+        stream.format = OutputFormat::parse(f)?;
+    }
+    stream.rejects = args.rejects.clone();
+    stream.resume = args.resume;
+    if let Some(s) = &args.shard {
+        stream.shard = Shard::parse(s)?;
+    }
+    stream.chunk_rows = args.chunk_rows;
+    stream.embeddings = args.embeddings;
+    stream.threshold = args.threshold;
+    stream.id_field = args.id_field.clone();
+
+    let bar = crate::progress::bar(None, "scoring");
+    let mut sized = false;
+    let summary = score_file(&scorer, &stream, &mut |p| {
+        // Known row total (sharded runs): rows bar with ETA; otherwise input bytes drive the
+        // ETA and the rows count is shown in the message.
+        if !sized {
+            sized = true;
+            match p.rows_total {
+                Some(n) => bar.set_length(n),
+                None if p.bytes_read > 0 => bar.set_length(p.bytes_total),
+                None => {}
+            }
+        }
+        if p.rows_total.is_some() {
+            bar.set_position(p.rows_done);
+        } else if p.bytes_read > 0 {
+            bar.set_position(p.bytes_read);
+        } else {
+            bar.set_position(p.rows_done);
+        }
+        bar.set_message(format!("{} rows, {} rejected", p.rows_done, p.rejected));
+    })
+    .with_context(|| format!("scoring {}", args.input.display()))?;
+    bar.finish_and_clear();
+    let st = scorer.stats();
+    println!(
+        "encoder: {} batches, {} rows, {:.1}% padding, {:.1} s in forward passes, {:.1} GFLOP/s",
+        st.batches,
+        st.rows,
+        100.0 * (1.0 - st.tokens as f64 / (st.padded_tokens.max(1)) as f64),
+        st.seconds,
+        st.gflops_per_second()
+    );
+    println!(
+        "scored {}: rows {} (scored {}, rejects {}), {:.1} s, {:.1} rows/s{}; output {}, rejects {}",
+        args.input.display(),
+        summary.rows,
+        summary.scored,
+        summary.rejected,
+        summary.seconds,
+        summary.rows_per_second(),
+        if summary.resumed_rows > 0 {
+            format!(" (resumed after {} rows)", summary.resumed_rows)
+        } else {
+            String::new()
+        },
+        summary.output.display(),
+        summary.rejects.display()
+    );
+    Ok(())
+}

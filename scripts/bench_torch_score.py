@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Batch scoring throughput: `longtail score` (Rust) vs a PyTorch/transformers reference.
+
+Both sides score the same catalogue with the same checkpoint, the same template and max_len
+(from the checkpoint's train_args.toml) and the same number of threads:
+
+* longtail: `longtail score --threads T` (streaming reader, tokenization overlapped with the
+  forward passes, token-budget batches sorted by length inside a chunk). Its rows/s is the one
+  it prints (model loading excluded), and its encoder GFLOP/s line.
+* Python: transformers `AutoModelForSequenceClassification` from the same directory, the fast
+  tokenizer from its tokenizer.json, batches of --batch-size in input order padded to the
+  longest row (what a `pipeline` does), `torch.inference_mode`, `torch.set_num_threads(T)`.
+  Pooling follows the checkpoint's `longtail_pooling` (mean: masked mean of the last hidden
+  states, then `classifier`; cls_pooler: the model's own logits). Timed from the texts to the
+  probabilities (model loading excluded).
+
+Then it prints the ratio of rows/s and the largest |p_tail difference| over the rows both
+scored, and, with --gemm, this machine's GEMM ceiling (the gemm_ceiling example) so the
+encoder's achieved GFLOP/s can be read against it. One run, side by side: on a shared machine
+only the ratio is meaningful.
+
+Usage (repository root):
+    python3 scripts/bench_torch_score.py --checkpoint runs/office-ft-default \\
+        --items runs/office/items.jsonl --longtail target/release/longtail --threads 2 \\
+        [--rows 100000] [--python-rows 0] [--gemm target/release/examples/gemm_ceiling]
+
+--items takes prepare's items.jsonl (uses its cleaned `fields`) or raw catalogue rows.
+--rows N resamples the real texts (with replacement, --seed) into an N-row catalogue with
+fresh ids. --python-rows M times the Python side on the first M rows only (0 = all).
+Exits 0 with a message when torch/transformers are missing.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = None
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--items", required=True)
+    ap.add_argument("--longtail", default="target/release/longtail")
+    ap.add_argument("--gemm", default=None, help="gemm_ceiling example binary")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rows", type=int, default=0, help="resample to this many rows (0: as is)")
+    ap.add_argument("--python-rows", type=int, default=0, help="score only the first M rows in Python")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out-dir", default="runs/bench-score")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--json", action="store_true")
+    return ap.parse_args(argv)
+
+
+def find_up(ckpt, name):
+    for d in (ckpt, os.path.dirname(os.path.abspath(ckpt))):
+        p = os.path.join(d, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def train_args(ckpt):
+    defaults = {"max_len": 128, "template": "{title} | {brand} | {categories} | {description}"}
+    p = find_up(ckpt, "train_args.toml")
+    if p is None or tomllib is None:
+        return defaults
+    with open(p, "rb") as f:
+        a = tomllib.load(f)
+    return {k: a.get(k, v) for k, v in defaults.items()}
+
+
+def load_rows(path):
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def fields_of(row, names):
+    """The template fields: prepare's cleaned `fields`, else the raw top-level values."""
+    src = row.get("fields") if isinstance(row.get("fields"), dict) else row
+    out = {}
+    for n in names:
+        v = src.get(n)
+        if isinstance(v, list):
+            v = ", ".join(str(x) for x in v)
+        out[n] = "" if v is None else " ".join(str(v).split())
+    return out
+
+
+def render(template, names, fields, text):
+    parts = [fields[n] for n in names if fields[n].strip()]
+    if not parts:
+        return text or ""
+    sep = " | " if " | " in template else " "
+    return sep.join(parts)
+
+
+def run_longtail(args, catalogue, out):
+    cmd = [args.longtail, "score", "--checkpoint", args.checkpoint, "--input", catalogue,
+           "--output", out, "--threads", str(args.threads)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"longtail score failed:\n{proc.stderr}")
+    summary = proc.stdout
+    rps = float(re.search(r"([0-9.]+) rows/s", summary).group(1))
+    gf = re.search(r"([0-9.]+) GFLOP/s", summary)
+    fwd = re.search(r"([0-9.]+) s in forward passes", summary)
+    scores = {}
+    with open(out, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            scores[r["item_id"]] = r["p_tail"]
+    return {"rows_per_s": rps, "wall_s": wall, "gflops": float(gf.group(1)) if gf else None,
+            "forward_s": float(fwd.group(1)) if fwd else None, "scores": scores, "stdout": summary.strip()}
+
+
+def run_python(args, ckpt, ids, texts, max_len):
+    import torch
+    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+    torch.set_num_threads(args.threads)
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(ckpt, "tokenizer.json"),
+                                  pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                                  unk_token="[UNK]", mask_token="[MASK]")
+    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    with open(os.path.join(ckpt, "config.json")) as f:
+        cfg = json.load(f)
+    pooling = cfg.get("longtail_pooling", "cls_pooler")
+    tail = int({v: k for k, v in cfg["id2label"].items()}["tail"])
+    out = {}
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(texts), args.batch_size):
+            enc = tok(texts[s:s + args.batch_size], truncation=True, max_length=max_len,
+                      padding="longest", return_tensors="pt")
+            if pooling == "cls_pooler":
+                logits = model(**enc).logits
+            else:
+                h = model.bert(**enc).last_hidden_state
+                if pooling == "mean":
+                    m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                    pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                else:
+                    pooled = h[:, 0]
+                logits = model.classifier(pooled)
+            p = torch.softmax(logits, dim=-1)[:, tail].tolist()
+            for i, v in zip(ids[s:s + args.batch_size], p):
+                out[i] = v
+    secs = time.perf_counter() - t0
+    return {"rows_per_s": len(texts) / secs, "seconds": secs, "scores": out}
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        print(f"skipping the score benchmark: {e} (pip install torch transformers)")
+        return 0
+    os.makedirs(args.out_dir, exist_ok=True)
+    ta = train_args(args.checkpoint)
+    names = re.findall(r"\{(\w+)\}", ta["template"])
+    src = load_rows(args.items)
+    if args.rows:
+        rng = random.Random(args.seed)
+        picked = [(j, rng.choice(src)) for j in range(args.rows)]
+        rows = [dict(r, item_id=f"{r['item_id']}#{j}") for j, r in picked]
+    else:
+        rows = src
+    name = args.name or (f"resampled {len(rows)}" if args.rows else os.path.basename(args.items))
+    catalogue = os.path.join(args.out_dir, f"catalogue_{len(rows)}.jsonl")
+    with open(catalogue, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+    rust = run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_{len(rows)}.jsonl"))
+    n_py = args.python_rows or len(rows)
+    py_rows = rows[:n_py]
+    ids = [str(r["item_id"]) for r in py_rows]
+    texts = [render(ta["template"], names, fields_of(r, names), r.get("text")) for r in py_rows]
+    py = run_python(args, args.checkpoint, ids, texts, ta["max_len"])
+    diffs = [abs(rust["scores"][i] - p) for i, p in py["scores"].items() if i in rust["scores"]]
+    max_diff = max(diffs) if diffs else float("nan")
+    ceiling = None
+    if args.gemm:
+        g = subprocess.run([args.gemm, "2048", "3"], capture_output=True, text=True,
+                           env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads)))
+        m = re.search(r"ceiling_gflops=([0-9.]+)", g.stdout)
+        ceiling = float(m.group(1)) if m else None
+    result = {
+        "name": name, "rows": len(rows), "python_rows": n_py, "threads": args.threads,
+        "batch_size": args.batch_size, "max_len": ta["max_len"],
+        "longtail_rows_per_s": rust["rows_per_s"], "python_rows_per_s": py["rows_per_s"],
+        "ratio": rust["rows_per_s"] / py["rows_per_s"], "max_abs_diff_p_tail": max_diff,
+        "compared_rows": len(diffs), "encoder_gflops": rust["gflops"], "gemm_ceiling_gflops": ceiling,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"[{name}] {rust['stdout'].splitlines()[0]}")
+        print(f"[{name}] rows={len(rows)} threads={args.threads}: longtail {rust['rows_per_s']:.1f} rows/s, "
+              f"python (transformers, batch {args.batch_size}, {n_py} rows) {py['rows_per_s']:.1f} rows/s, "
+              f"ratio {result['ratio']:.2f}x, max |p_tail diff| {max_diff:.2e} over {len(diffs)} rows")
+        if ceiling and rust["gflops"]:
+            print(f"[{name}] encoder {rust['gflops']:.1f} GFLOP/s vs GEMM ceiling {ceiling:.1f} GFLOP/s "
+                  f"({100 * rust['gflops'] / ceiling:.0f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,458 @@
+//! `longtail score` end to end on a tiny random BERT (head/tail labels) and synthetic
+//! catalogues: injected faults, kill -9 + --resume, sharding, formats, and agreement with the
+//! probabilities `longtail eval` uses (`trainer::predict`).
+
+mod common;
+use common::{longtail, run_ok};
+
+use candle_core::Device;
+use longtail_data::{PreparedDataset, Split};
+use longtail_infer::Scorer;
+use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions, Pooling};
+use longtail_train::trainer::{self, EncodedSplit};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WORDS: [&str; 18] = [
+    "printer",
+    "desk",
+    "chair",
+    "laptop",
+    "stapler",
+    "monitor",
+    "refill",
+    "cartridge",
+    "ribbon",
+    "vintage",
+    "spare",
+    "adapter",
+    "black",
+    "office",
+    "pack",
+    "new",
+    "large",
+    "quality",
+];
+
+/// A WordPiece tokenizer.json (BERT normalizer and pre-tokenizer, [CLS] x [SEP]).
+fn write_tokenizer(dir: &Path) -> usize {
+    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "|", ","]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    vocab.extend(WORDS.iter().map(|w| w.to_string()));
+    for c in ('a'..='z').chain('0'..='9') {
+        vocab.push(c.to_string());
+        vocab.push(format!("##{c}"));
+    }
+    let vocab_map: serde_json::Map<String, Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    let added: Vec<Value> = vocab[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tok = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true,
+                        "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}},
+                     {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
+            "special_tokens": {
+                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
+            }
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab_map}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    vocab.len()
+}
+
+/// A tiny random head/tail classifier saved like a `longtail train` output.
+fn tiny_checkpoint(root: &Path) -> PathBuf {
+    let dir = root.join("ckpt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let vocab = write_tokenizer(&dir);
+    let config = BertConfig::tiny(vocab, 32, 2, 4);
+    let opts = ClassifierOptions {
+        labels: Some(vec!["head".into(), "tail".into()]),
+        pooling: Some(Pooling::Mean),
+        init_seed: 11,
+        ..Default::default()
+    };
+    let model = BertForSequenceClassification::new_random(&config, &opts, &Device::Cpu).unwrap();
+    model.save_pretrained(&dir).unwrap();
+    std::fs::write(
+        dir.join("train_args.toml"),
+        "max_len = 24\ntemplate = \"{title} | {brand} | {categories} | {description}\"\nseed = 1\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Row `i` of a synthetic raw catalogue (varied lengths so batches get sorted).
+fn item(i: usize) -> Value {
+    let w = |k: usize| WORDS[(i * 7 + k * 5) % WORDS.len()];
+    let desc: Vec<&str> = (0..(i % 13)).map(w).collect();
+    json!({"item_id": format!("I{i:06}"), "title": format!("{} {} {}", w(1), w(2), i % 100),
+           "brand": w(3), "categories": [[w(4), w(5)]], "description": desc.join(" ")})
+}
+
+fn catalogue(path: &Path, n: usize) {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&item(i).to_string());
+        s.push('\n');
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn score(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> String {
+    let out = run_ok(
+        longtail()
+            .arg("score")
+            .arg("--checkpoint")
+            .arg(ckpt)
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(output)
+            .args(extra),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn injected_faults_are_rejected_and_no_row_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut faults = Vec::new(); // (line, reason prefix)
+    let mut good = Vec::new();
+    for i in 0..300usize {
+        let line = i as u64 + 1;
+        match i % 37 {
+            5 => {
+                bytes.extend_from_slice(b"{\"item_id\": \"broken\", \"title\": \"unterminated");
+                faults.push((line, "invalid-json"));
+            }
+            11 => faults.push((line, "empty-line")),
+            17 => {
+                bytes.extend_from_slice(b"{\"title\": \"no id here\"}");
+                faults.push((line, "missing-id"));
+            }
+            23 => {
+                bytes.extend_from_slice(b"[1, 2, 3]");
+                faults.push((line, "not-an-object"));
+            }
+            29 => {
+                bytes.extend_from_slice(b"{\"item_id\": \"bad\xff\xfe\", \"title\": \"x\"}");
+                faults.push((line, "invalid-utf8"));
+            }
+            31 => {
+                let long = "z".repeat(1 << 20);
+                bytes.extend_from_slice(
+                    format!("{{\"item_id\": \"L\", \"title\": \"{long}\"}}").as_bytes(),
+                );
+                faults.push((line, "line-too-long"));
+            }
+            _ => {
+                bytes.extend_from_slice(item(i).to_string().as_bytes());
+                good.push(format!("I{i:06}"));
+            }
+        }
+        bytes.push(b'\n');
+    }
+    let input = tmp.path().join("faulty.jsonl");
+    std::fs::write(&input, &bytes).unwrap();
+    let out = tmp.path().join("scores.jsonl");
+    let rejects = tmp.path().join("rejects.jsonl");
+    let stdout = score(
+        &ckpt,
+        &input,
+        &out,
+        &["--rejects", rejects.to_str().unwrap(), "--chunk-rows", "50"],
+    );
+    assert!(
+        stdout.contains("rows 300") && stdout.contains("rows/s"),
+        "{stdout}"
+    );
+
+    let scored = jsonl(&out);
+    let ids: Vec<&str> = scored
+        .iter()
+        .map(|r| r["item_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, good, "every good row scored once, in input order");
+    for r in &scored {
+        let p = r["p_tail"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(r["label"], if p >= 0.5 { "tail" } else { "head" });
+    }
+    let rej = jsonl(&rejects);
+    assert_eq!(rej.len(), faults.len());
+    assert_eq!(scored.len() + rej.len(), 300, "rows in = scored + rejected");
+    for (r, (line, reason)) in rej.iter().zip(&faults) {
+        assert_eq!(r["line"].as_u64().unwrap(), *line, "{r}");
+        assert!(
+            r["reason"].as_str().unwrap().starts_with(reason),
+            "{r} vs {reason}"
+        );
+    }
+}
+
+#[test]
+fn kill_dash_nine_then_resume_is_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    let input = tmp.path().join("big.jsonl");
+    let n = 8_000;
+    catalogue(&input, n);
+    // A few bad rows too, so the rejects file is resumed as well.
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str("not json\n\n");
+    std::fs::write(&input, text).unwrap();
+    let args = ["--chunk-rows", "40"];
+
+    let reference = tmp.path().join("reference.jsonl");
+    score(&ckpt, &input, &reference, &args);
+
+    let out = tmp.path().join("killed.jsonl");
+    let sidecar = tmp.path().join("killed.jsonl.progress.json");
+    let mut child = longtail()
+        .arg("score")
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let consumed = loop {
+        let rows = std::fs::read(&sidecar)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["rows_consumed"].as_u64())
+            .unwrap_or(0);
+        if rows >= 400 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert_eq!(
+        v["complete"], false,
+        "the run must be killed mid-way (consumed {consumed})"
+    );
+
+    let stdout = score(&ckpt, &input, &out, &[&args[..], &["--resume"]].concat());
+    assert!(stdout.contains("resumed after"), "{stdout}");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&reference).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("killed.jsonl.rejects.jsonl")).unwrap(),
+        std::fs::read(tmp.path().join("reference.jsonl.rejects.jsonl")).unwrap()
+    );
+    assert_eq!(jsonl(&out).len(), n);
+}
+
+#[test]
+fn shard_outputs_concatenate_to_the_unsharded_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    // CSV input, gzipped, with a bad row: the shards split rows, rejects included.
+    let mut csv = String::from("item_id,title,brand,categories,description\n");
+    for i in 0..1003usize {
+        let v = item(i);
+        if i == 500 {
+            csv.push_str("only,three,fields\n");
+            continue;
+        }
+        csv.push_str(&format!(
+            "{},{},{},{},\"{}\"\n",
+            v["item_id"].as_str().unwrap(),
+            v["title"].as_str().unwrap(),
+            v["brand"].as_str().unwrap(),
+            "office",
+            v["description"].as_str().unwrap()
+        ));
+    }
+    let input = tmp.path().join("cat.csv.gz");
+    {
+        use std::io::Write;
+        let f = std::fs::File::create(&input).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        gz.write_all(csv.as_bytes()).unwrap();
+        gz.finish().unwrap();
+    }
+    for format in ["csv", "jsonl"] {
+        let whole = tmp.path().join(format!("whole.{format}"));
+        score(
+            &ckpt,
+            &input,
+            &whole,
+            &["--chunk-rows", "64", "--format", format],
+        );
+        let mut cat = Vec::new();
+        let mut rejects = Vec::new();
+        for k in 0..4 {
+            let part = tmp.path().join(format!("part{k}.{format}"));
+            let shard = format!("{k}/4");
+            score(
+                &ckpt,
+                &input,
+                &part,
+                &["--chunk-rows", "64", "--format", format, "--shard", &shard],
+            );
+            cat.extend(std::fs::read(&part).unwrap());
+            rejects.extend(
+                std::fs::read(tmp.path().join(format!("part{k}.{format}.rejects.jsonl"))).unwrap(),
+            );
+        }
+        assert_eq!(cat, std::fs::read(&whole).unwrap(), "{format}");
+        let whole_rejects =
+            std::fs::read(tmp.path().join(format!("whole.{format}.rejects.jsonl"))).unwrap();
+        assert_eq!(rejects, whole_rejects);
+        assert_eq!(String::from_utf8(whole_rejects).unwrap().lines().count(), 1);
+    }
+    let csv_out = std::fs::read_to_string(tmp.path().join("whole.csv")).unwrap();
+    assert!(csv_out.starts_with("item_id,p_tail,label\n"));
+    assert_eq!(csv_out.lines().count(), 1 + 1002);
+
+    // Parquet output, with embeddings: a valid file holding every scored row.
+    let pq = tmp.path().join("whole.parquet");
+    score(&ckpt, &input, &pq, &["--embeddings"]);
+    let file = std::fs::File::open(&pq).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1002);
+    assert!(!tmp.path().join("whole.parquet.spool.jsonl").exists());
+}
+
+#[test]
+fn scorer_and_cli_match_the_probabilities_eval_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    let raw = tmp.path().join("items.jsonl");
+    catalogue(&raw, 120);
+    let mut inter = String::from("user_id,item_id,timestamp\n");
+    for i in 0..120usize {
+        for u in 0..(if i % 3 == 0 { 12 } else { 1 }) {
+            inter.push_str(&format!("u{u},I{i:06},{}\n", 1_400_000_000 + i * 100 + u));
+        }
+    }
+    std::fs::write(tmp.path().join("inter.csv"), inter).unwrap();
+    let prepared = tmp.path().join("prepared");
+    run_ok(
+        longtail()
+            .args(["prepare", "--tail-rule", "min-count:5", "--items"])
+            .arg(&raw)
+            .arg("--interactions")
+            .arg(tmp.path().join("inter.csv"))
+            .arg("--out")
+            .arg(&prepared),
+    );
+    let data = PreparedDataset::load(&prepared).unwrap();
+    let items: Vec<_> = data
+        .split(Split::Validation)
+        .chain(data.split(Split::Test))
+        .collect();
+    assert!(items.len() > 10);
+
+    // What `longtail eval` computes.
+    let (model, tokenizer, _) = trainer::load_model(
+        &ckpt.to_string_lossy(),
+        &ClassifierOptions::default(),
+        24,
+        longtail_tokenize::CATALOGUE_TEMPLATE,
+    )
+    .unwrap();
+    let enc = EncodedSplit::encode(&tokenizer, &items).unwrap();
+    let (expected, _) = trainer::predict(&model, &tokenizer, &enc, 7).unwrap();
+
+    // The library API on the same items.
+    let scorer = Scorer::from_checkpoint(&ckpt).unwrap();
+    let encoded = scorer
+        .tokenizer()
+        .encode_batch_parallel(&enc_sources(&items))
+        .unwrap();
+    assert_eq!(encoded, enc.encoded, "same tokens as eval");
+    let got = scorer.score_encoded(&encoded, false).unwrap().p_tail;
+    let spread = expected.iter().cloned().fold(0.0f64, f64::max)
+        - expected.iter().cloned().fold(1.0f64, f64::min);
+    assert!(spread > 1e-4, "a random model still spreads probabilities");
+    for (g, e) in got.iter().zip(&expected) {
+        assert!((f64::from(*g) - e).abs() < 1e-5, "{g} vs {e}");
+    }
+
+    // The CLI on prepare's items.jsonl and on the raw catalogue gives the same numbers.
+    let by_id = |path: &Path| -> std::collections::HashMap<String, f64> {
+        jsonl(path)
+            .into_iter()
+            .map(|r| {
+                (
+                    r["item_id"].as_str().unwrap().to_string(),
+                    r["p_tail"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let from_prepared = tmp.path().join("prepared_scores.jsonl");
+    score(&ckpt, &prepared.join("items.jsonl"), &from_prepared, &[]);
+    let from_raw = tmp.path().join("raw_scores.jsonl");
+    score(&ckpt, &raw, &from_raw, &[]);
+    let (a, b) = (by_id(&from_prepared), by_id(&from_raw));
+    assert_eq!(a.len(), 120);
+    for (it, e) in items.iter().zip(&expected) {
+        assert!((a[&it.item_id] - e).abs() < 1e-5);
+        assert!((b[&it.item_id] - e).abs() < 1e-5);
+    }
+}
+
+/// Prepared items seen the way the scorer sees an items.jsonl row.
+fn enc_sources(items: &[&longtail_data::PreparedItem]) -> Vec<longtail_infer::RowFields> {
+    items
+        .iter()
+        .map(|it| longtail_infer::RowFields {
+            fields: it.fields.clone(),
+            text: Some(it.text.clone()),
+        })
+        .collect()
+}

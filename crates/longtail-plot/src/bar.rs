@@ -68,31 +68,31 @@ pub(crate) fn draw_bars(chart: &BarChart, path: &Path, size: (u32, u32)) -> Resu
     let width = 0.8 / n_series.max(1) as f64;
     for (si, series) in chart.series.iter().enumerate() {
         let color = PALETTE[si % PALETTE.len()];
-        let bars = series.values.iter().enumerate().filter_map(|(g, &v)| {
-            v.is_finite().then(|| {
-                let x0 = g as f64 + 0.1 + si as f64 * width;
-                Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
-            })
+        let finite = || {
+            series
+                .values
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+        };
+        let bars = finite().map(|(g, v)| {
+            let x0 = g as f64 + 0.1 + si as f64 * width;
+            Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
         });
         let drawn = ctx.draw_series(bars).map_err(|e| e.to_string())?;
         drawn
             .label(series.name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
         // value labels above the bars
-        let labels = series.values.iter().enumerate().filter_map(|(g, &v)| {
-            v.is_finite().then(|| {
-                let xc = g as f64 + 0.1 + (si as f64 + 0.46) * width;
-                Text::new(
-                    format!("{v:.3}"),
-                    (xc, v),
-                    TextStyle::from((FAMILY, tick_px.saturating_sub(2).max(9))).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Bottom,
-                        ),
-                    ),
-                )
-            })
+        let labels = finite().map(|(g, v)| {
+            let xc = g as f64 + 0.1 + (si as f64 + 0.46) * width;
+            Text::new(
+                format!("{v:.3}"),
+                (xc, v),
+                TextStyle::from((FAMILY, tick_px.saturating_sub(2).max(9)))
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
         });
         ctx.draw_series(labels).map_err(|e| e.to_string())?;
     }

@@ -79,9 +79,10 @@ mod tests {
         // G = [[3,1,1],[1,3,0],[1,0,2]], det = 3*6 - 1*2 + 1*(-3) = 13
         // G⁻¹ = adj/13 = [[6,-2,-3],[-2,5,1],[-3,1,8]]/13
         let p = [[6.0, -2.0, -3.0], [-2.0, 5.0, 1.0], [-3.0, 1.0, 8.0]];
-        for i in 0..3 {
-            for j in 0..3 {
-                let want = if i == j { 0.0 } else { -p[i][j] / p[j][j] };
+        let diag = [p[0][0], p[1][1], p[2][2]];
+        for (i, row) in p.iter().enumerate() {
+            for (j, &pij) in row.iter().enumerate() {
+                let want = if i == j { 0.0 } else { -pij / diag[j] };
                 assert!((ease.weight(i, j) as f64 - want).abs() < 1e-6);
             }
         }

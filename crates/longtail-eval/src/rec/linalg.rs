@@ -15,7 +15,7 @@ pub fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, EvalError> {
         let (top, bottom) = l.split_at_mut((j + 1) * n);
         let row_j = &mut top[j * n..];
         let d = a[j * n + j] - dot(&row_j[..j], &row_j[..j]);
-        if !(d > 0.0) || !d.is_finite() {
+        if d <= 0.0 || !d.is_finite() {
             return Err(EvalError::NotPositiveDefinite { row: j, pivot: d });
         }
         let ljj = d.sqrt();

@@ -369,6 +369,8 @@ pub fn score_file(
 
     let (tx, rx) = sync_channel::<Result<Chunk>>(1);
     std::thread::scope(|scope| -> Result<()> {
+        // Owned here so an early error return drops it, unblocking the producer's send.
+        let rx = rx;
         let fields = template_fields.clone();
         let tokenizer = scorer.tokenizer();
         // The reader is not Send (shared byte counter): it lives on the producer thread.

@@ -276,7 +276,8 @@ impl Layer {
         let a = self.attention_norm.forward(&(a + x)?, ctx)?;
         let i = self.intermediate.forward(&a)?;
         let i = match self.act {
-            HiddenAct::Gelu if ctx.fused => i.gelu_erf()?,
+            // Inference: the vectorised parallel erf kernel (candle's is scalar, one thread).
+            HiddenAct::Gelu if ctx.fused => crate::fused::gelu_erf_inference(&i)?,
             HiddenAct::Gelu => ops::gelu_erf(&i)?,
             HiddenAct::GeluTanh => i.gelu()?,
             HiddenAct::Relu => i.relu()?,

@@ -26,6 +26,21 @@ pub enum EvalError {
         positives: usize,
         n: usize,
     },
+    #[error("{path}:{line}: {reason}")]
+    Input {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("{model}: non-finite score {value} for item {item} of user {user}")]
+    NonFiniteScore {
+        model: String,
+        user: u32,
+        item: u32,
+        value: f32,
+    },
+    #[error("matrix is not positive definite (pivot {pivot} at row {row})")]
+    NotPositiveDefinite { row: usize, pivot: f64 },
     #[error("invalid option: {0}")]
     Option(String),
     #[error("no text feature occurs in at least {min_df} training documents")]

@@ -18,6 +18,7 @@ mod error;
 pub mod lbfgs;
 pub mod logreg;
 pub mod metrics;
+pub mod rec;
 pub mod report;
 pub mod sparse;
 pub mod text;

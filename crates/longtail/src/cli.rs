@@ -43,6 +43,13 @@ pub enum Command {
     /// The decision threshold is chosen on validation (max macro-F1). Writes FILE.json,
     /// FILE.md, and ROC / training-curve PNGs beside --report, and prints the Markdown table.
     Eval(EvalArgs),
+    /// Top-K recommendation evaluation, leave-last-out, with a head/tail breakdown.
+    ///
+    /// Ranks every catalogue item for each user's last (test) and second-last (validation)
+    /// interaction, seen items excluded. Baselines: most popular, item-kNN (cosine), EASE
+    /// (lambda chosen on validation). Writes FILE.json, FILE.md, FILE_head_tail.png and
+    /// FILE_tradeoff.png (re-ranking knob vs NDCG@10 on the best baseline).
+    EvalRec(EvalRecArgs),
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -311,4 +318,36 @@ pub struct EvalArgs {
     /// Skip the TF-IDF and majority baselines.
     #[arg(long, env = "LONGTAIL_NO_BASELINES", default_value_t = false)]
     pub no_baselines: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalRecArgs {
+    /// Prepared dataset directory (items.jsonl, interactions.csv, stats.json).
+    #[arg(long, env = "LONGTAIL_DATA")]
+    pub data: PathBuf,
+
+    /// Report path (FILE.json); FILE.md and the PNGs go beside it.
+    #[arg(long, env = "LONGTAIL_REPORT")]
+    pub report: PathBuf,
+
+    /// Interest-model checkpoint to evaluate next to the baselines (needs longtail-interest).
+    #[arg(long, env = "LONGTAIL_CHECKPOINT")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Head/tail rule applied to training interaction counts (pareto:S, quantile:Q, min-count:N).
+    #[arg(long, env = "LONGTAIL_TAIL_RULE", default_value = "pareto:0.8")]
+    pub tail_rule: String,
+
+    /// Share of evaluated users, shortest training histories first, counted as tail users.
+    #[arg(long, env = "LONGTAIL_TAIL_USER_FRACTION", default_value_t = 0.2)]
+    pub tail_user_fraction: f64,
+
+    /// EASE lambda grid searched on validation.
+    #[arg(
+        long,
+        env = "LONGTAIL_EASE_LAMBDAS",
+        value_delimiter = ',',
+        default_value = "10,50,100,200,500,1000,2000,5000"
+    )]
+    pub ease_lambdas: Vec<f64>,
 }

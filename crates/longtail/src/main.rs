@@ -25,6 +25,7 @@ fn main() {
         Command::Model(cmd) => commands::model::run(cmd),
         Command::Train(args) => commands::train::run(args, sub_matches.expect("subcommand")),
         Command::Eval(args) => commands::eval::run(args),
+        Command::EvalRec(args) => commands::eval_rec::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

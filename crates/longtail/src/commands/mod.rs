@@ -1,4 +1,5 @@
 pub mod eval;
+pub mod eval_rec;
 pub mod model;
 pub mod prepare;
 pub mod train;

@@ -1,0 +1,89 @@
+//! EASE (Steck 2019): `B = I - P·diag(1/diag(P))`, `P = (XᵀX + λI)⁻¹`, with
+//! `X` the binary training user-item matrix; `diag(B) = 0`. A user's scores are
+//! `sum over history items h of B[h, :]`.
+//!
+//! Protocol choice: the model is fitted on training interactions only, for
+//! every λ of the grid; λ is the one with the best overall validation
+//! NDCG@10 (ties: smaller λ); the same fit then ranks test targets with the
+//! train + validation history (no refit), exactly like any other model.
+
+use super::itemknn::cooccurrence;
+use super::linalg::spd_inverse;
+use super::scorer::Scorer;
+use super::split::{ItemIdx, RecSplit, UserIdx};
+use crate::EvalError;
+
+/// Default λ grid searched on validation.
+pub const LAMBDA_GRID: [f64; 8] = [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+
+pub struct Ease {
+    n: usize,
+    pub lambda: f64,
+    /// Row-major item x item weights.
+    b: Vec<f32>,
+}
+
+impl Ease {
+    /// Fits on the given Gram matrix `XᵀX` (see [`cooccurrence`]).
+    pub fn fit_gram(gram: &[f64], n: usize, lambda: f64) -> Result<Self, EvalError> {
+        let mut g = gram.to_vec();
+        for i in 0..n {
+            g[i * n + i] += lambda;
+        }
+        let p = spd_inverse(&g, n)?;
+        let mut b = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    b[i * n + j] = (-p[i * n + j] / p[j * n + j]) as f32;
+                }
+            }
+        }
+        Ok(Self { n, lambda, b })
+    }
+
+    pub fn fit(split: &RecSplit, lambda: f64) -> Result<Self, EvalError> {
+        Self::fit_gram(&cooccurrence(split), split.n_items(), lambda)
+    }
+
+    /// Weight `B[i, j]`.
+    pub fn weight(&self, i: usize, j: usize) -> f32 {
+        self.b[i * self.n + j]
+    }
+}
+
+impl Scorer for Ease {
+    fn name(&self) -> &str {
+        "ease"
+    }
+
+    fn scores(&self, _user: UserIdx, history: &[ItemIdx], out: &mut [f32]) {
+        for &h in history {
+            let row = &self.b[h as usize * self.n..(h as usize + 1) * self.n];
+            for (o, &s) in out.iter_mut().zip(row) {
+                *o += s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ease_weights_match_a_direct_inverse() {
+        // X: 3 users x 3 items; XᵀX = [[2,1,1],[1,2,0],[1,0,1]] ; λ = 1
+        let gram = [2.0, 1.0, 1.0, 1.0, 2.0, 0.0, 1.0, 0.0, 1.0];
+        let ease = Ease::fit_gram(&gram, 3, 1.0).unwrap();
+        // G = [[3,1,1],[1,3,0],[1,0,2]], det = 3*6 - 1*2 + 1*(-3) = 13
+        // G⁻¹ = adj/13 = [[6,-2,-3],[-2,5,1],[-3,1,8]]/13
+        let p = [[6.0, -2.0, -3.0], [-2.0, 5.0, 1.0], [-3.0, 1.0, 8.0]];
+        for i in 0..3 {
+            for j in 0..3 {
+                let want = if i == j { 0.0 } else { -p[i][j] / p[j][j] };
+                assert!((ease.weight(i, j) as f64 - want).abs() < 1e-6);
+            }
+        }
+    }
+}

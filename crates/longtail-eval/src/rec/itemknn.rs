@@ -1,0 +1,60 @@
+//! Item-kNN baseline: cosine similarity of items' binary training user
+//! vectors, full neighbourhood (no top-k pruning), self-similarity 0.
+//! A user's score for item j is `sum over history items h of sim(h, j)`.
+//! The similarity matrix is dense (n² f32), fine for catalogues of a few
+//! thousand items.
+
+use super::scorer::Scorer;
+use super::split::{ItemIdx, RecSplit, UserIdx};
+
+pub struct ItemKnn {
+    n: usize,
+    sim: Vec<f32>,
+}
+
+/// Item co-occurrence counts over training histories (diagonal = item count).
+pub fn cooccurrence(split: &RecSplit) -> Vec<f64> {
+    let n = split.n_items();
+    let mut g = vec![0f64; n * n];
+    for items in &split.train {
+        for &a in items {
+            let row = &mut g[a as usize * n..(a as usize + 1) * n];
+            for &b in items {
+                row[b as usize] += 1.0;
+            }
+        }
+    }
+    g
+}
+
+impl ItemKnn {
+    pub fn fit(split: &RecSplit) -> Self {
+        let n = split.n_items();
+        let g = cooccurrence(split);
+        let norm: Vec<f64> = (0..n).map(|i| g[i * n + i].sqrt()).collect();
+        let mut sim = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if i != j && norm[i] > 0.0 && norm[j] > 0.0 {
+                    sim[i * n + j] = (g[i * n + j] / (norm[i] * norm[j])) as f32;
+                }
+            }
+        }
+        Self { n, sim }
+    }
+}
+
+impl Scorer for ItemKnn {
+    fn name(&self) -> &str {
+        "item_knn"
+    }
+
+    fn scores(&self, _user: UserIdx, history: &[ItemIdx], out: &mut [f32]) {
+        for &h in history {
+            let row = &self.sim[h as usize * self.n..(h as usize + 1) * self.n];
+            for (o, &s) in out.iter_mut().zip(row) {
+                *o += s;
+            }
+        }
+    }
+}

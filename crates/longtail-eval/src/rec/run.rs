@@ -1,0 +1,99 @@
+//! The baseline half of `longtail eval-rec`: most popular, item-kNN, EASE
+//! (λ chosen on validation), and the re-ranking trade-off of the best of them.
+
+use longtail_data::TailRule;
+
+use super::ease::{Ease, LAMBDA_GRID};
+use super::itemknn::{cooccurrence, ItemKnn};
+use super::metrics::evaluate;
+use super::popular::MostPopular;
+use super::report::{LambdaSearch, RecReport};
+use super::rerank::{default_knobs, Knob};
+use super::scorer::Scorer;
+use super::segments::Segments;
+use super::split::{RecSplit, Stage};
+use crate::EvalError;
+
+#[derive(Debug, Clone)]
+pub struct RecOptions {
+    pub tail_rule: TailRule,
+    /// Share of evaluated users counted as tail users (shortest histories).
+    pub tail_user_fraction: f64,
+    pub lambda_grid: Vec<f64>,
+    pub knobs: Vec<Knob>,
+}
+
+impl Default for RecOptions {
+    fn default() -> Self {
+        Self {
+            tail_rule: TailRule::default(),
+            tail_user_fraction: 0.2,
+            lambda_grid: LAMBDA_GRID.to_vec(),
+            knobs: default_knobs(),
+        }
+    }
+}
+
+/// Baseline names in the report.
+pub const BASELINES: [&str; 3] = ["most_popular", "item_knn", "ease"];
+
+/// Fits and evaluates the three baselines; `log` receives progress lines.
+/// The trade-off curve is computed for the baseline with the best
+/// validation NDCG@10.
+pub fn run_baselines(
+    split: &RecSplit,
+    segments: &Segments,
+    opts: &RecOptions,
+    log: &dyn Fn(&str),
+) -> Result<RecReport, EvalError> {
+    if split.stats.evaluated_users == 0 {
+        return Err(EvalError::Empty {
+            what: "eval-rec: no user has 3 or more distinct items".into(),
+        });
+    }
+    if opts.lambda_grid.is_empty() {
+        return Err(EvalError::Option("EASE λ grid is empty".into()));
+    }
+    let mut report = RecReport::new(split, segments);
+    let popular = MostPopular::fit(split);
+    report.add_model(split, segments, &popular)?;
+    log("most_popular done");
+    let knn = ItemKnn::fit(split);
+    report.add_model(split, segments, &knn)?;
+    log("item_knn done");
+
+    let gram = cooccurrence(split);
+    let n = split.n_items();
+    let mut best: Option<(Ease, f64)> = None;
+    let mut grid = Vec::new();
+    for &lambda in &opts.lambda_grid {
+        let ease = Ease::fit_gram(&gram, n, lambda)?;
+        let ndcg = evaluate(split, segments, &ease, Stage::Validation)?
+            .overall
+            .ndcg_10;
+        log(&format!("ease λ={lambda}: validation NDCG@10 {ndcg:.4}"));
+        grid.push((lambda, ndcg));
+        if best.as_ref().is_none_or(|(_, b)| ndcg > *b) {
+            best = Some((ease, ndcg));
+        }
+    }
+    let (ease, _) = best.expect("non-empty grid");
+    report.ease_lambda = Some(LambdaSearch {
+        chosen: ease.lambda,
+        grid,
+    });
+    report.add_model(split, segments, &ease)?;
+    log("ease done");
+
+    let scorers: [&dyn Scorer; 3] = [&popular, &knn, &ease];
+    let best_name = report
+        .best_on_validation(&BASELINES)
+        .expect("baselines evaluated");
+    let best = scorers
+        .iter()
+        .find(|s| s.name() == best_name)
+        .expect("named baseline");
+    report.set_tradeoff(split, segments, *best, &opts.knobs)?;
+    log(&format!("re-ranking trade-off on {best_name} done"));
+    Ok(report)
+}

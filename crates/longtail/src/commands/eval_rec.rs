@@ -1,0 +1,70 @@
+//! `longtail eval-rec`: leave-last-out top-K evaluation of the ID baselines (and, once
+//! longtail-interest provides a scorer, of an interest checkpoint) with head/tail segments.
+
+use crate::cli::EvalRecArgs;
+use anyhow::{bail, ensure, Context, Result};
+use longtail_data::TailRule;
+use longtail_eval::rec::{self, RecOptions, RecSplit, Segments};
+use std::time::Instant;
+
+pub fn run(args: EvalRecArgs) -> Result<()> {
+    let started = Instant::now();
+    let tail_rule: TailRule = args
+        .tail_rule
+        .parse()
+        .with_context(|| format!("--tail-rule {}", args.tail_rule))?;
+    tail_rule.validate(2)?;
+    ensure!(
+        args.tail_user_fraction > 0.0 && args.tail_user_fraction <= 1.0,
+        "--tail-user-fraction must be in (0, 1], got {}",
+        args.tail_user_fraction
+    );
+    ensure!(
+        args.ease_lambdas.iter().all(|l| *l > 0.0 && l.is_finite()),
+        "--ease-lambdas must be positive numbers"
+    );
+    if let Some(ckpt) = &args.checkpoint {
+        bail!(
+            "--checkpoint {}: interest checkpoints need longtail-interest, which this build \
+             does not include; run without --checkpoint to evaluate the baselines",
+            ckpt.display()
+        );
+    }
+    eprintln!("no --checkpoint: evaluating the ID baselines only (most_popular, item_knn, ease)");
+    let split = RecSplit::load(&args.data)
+        .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
+    let segments = Segments::new(&split, &tail_rule, args.tail_user_fraction);
+    let s = &split.stats;
+    eprintln!(
+        "split: {} rows, {} users ({} evaluated, {} with <3 items train only), {} items \
+         ({} tail by {tail_rule} on training counts), {} repeated events dropped",
+        s.rows,
+        s.users,
+        s.evaluated_users,
+        s.short_users,
+        s.items,
+        segments.info.tail_items,
+        s.duplicates_dropped
+    );
+    let opts = RecOptions {
+        tail_rule,
+        tail_user_fraction: args.tail_user_fraction,
+        lambda_grid: args.ease_lambdas.clone(),
+        ..RecOptions::default()
+    };
+    let report = rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
+    let files = rec::write_report(&report, &args.report)?;
+    print!("{}", rec::report::markdown_table(&report));
+    eprintln!(
+        "wrote {}, {}, {}{} in {:.1}s",
+        files.json.display(),
+        files.markdown.display(),
+        files.head_tail_png.display(),
+        files
+            .tradeoff_png
+            .as_ref()
+            .map_or(String::new(), |p| format!(", {}", p.display())),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

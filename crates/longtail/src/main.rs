@@ -26,6 +26,10 @@ fn main() {
         Command::Train(args) => commands::train::run(args, sub_matches.expect("subcommand")),
         Command::Eval(args) => commands::eval::run(args),
         Command::EvalRec(args) => commands::eval_rec::run(args),
+        Command::TrainInterest(args) => {
+            commands::train_interest::run(args, sub_matches.expect("subcommand"))
+        }
+        Command::Recommend(args) => commands::recommend::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

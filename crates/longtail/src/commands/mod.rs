@@ -3,3 +3,5 @@ pub mod eval_rec;
 pub mod model;
 pub mod prepare;
 pub mod train;
+pub mod recommend;
+pub mod train_interest;

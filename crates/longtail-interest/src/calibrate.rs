@@ -23,7 +23,9 @@ impl Platt {
     /// Fits `(a, b)` to scores and 0/1 labels (both classes required).
     pub fn fit(scores: &[f64], labels: &[bool]) -> Result<Self> {
         if scores.len() != labels.len() || scores.is_empty() {
-            return Err(InterestError::invalid("calibration needs equal, non-empty inputs"));
+            return Err(InterestError::invalid(
+                "calibration needs equal, non-empty inputs",
+            ));
         }
         let pos = labels.iter().filter(|&&l| l).count();
         if pos == 0 || pos == labels.len() {

@@ -16,6 +16,7 @@ pub mod loss;
 pub mod model;
 pub mod pseudo;
 pub mod recommend;
+pub mod scorer;
 pub mod topk;
 pub mod train;
 

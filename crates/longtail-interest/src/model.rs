@@ -101,7 +101,11 @@ pub struct InterestModel {
 /// A mean-pooled, L2-normalised batch `(b, d)`.
 pub fn pool_normalise(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let pooled = mean_pool(hidden, Some(mask))?;
-    let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    let norm = pooled
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
     Ok(pooled.broadcast_div(&norm)?)
 }
 
@@ -157,7 +161,10 @@ impl InterestModel {
     fn length_batches(encoded: &[Encoded], batch_size: usize) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| encoded[i].len());
-        order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+        order
+            .chunks(batch_size.max(1))
+            .map(|c| c.to_vec())
+            .collect()
     }
 
     /// Unit-norm embeddings of every item, row-major `(n, dim)`, with the fused inference
@@ -196,7 +203,10 @@ impl InterestModel {
                 out[i] = Some(h.get(r)?.narrow(0, 0, encoded[i].len())?.contiguous()?);
             }
         }
-        Ok(out.into_iter().map(|t| t.expect("every item batched")).collect())
+        Ok(out
+            .into_iter()
+            .map(|t| t.expect("every item batched"))
+            .collect())
     }
 
     /// Unit-norm embeddings `(m, d)` of the items `idx` from their cached bottom states,
@@ -208,7 +218,10 @@ impl InterestModel {
         from_layer: usize,
         train: bool,
     ) -> Result<Tensor> {
-        let max = idx.iter().map(|&i| bottom[i].dim(0)).collect::<candle_core::Result<Vec<_>>>()?;
+        let max = idx
+            .iter()
+            .map(|&i| bottom[i].dim(0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let s = max.iter().copied().max().unwrap_or(1);
         let h = self.dim();
         let mut rows = Vec::with_capacity(idx.len());
@@ -216,7 +229,10 @@ impl InterestModel {
         for (&i, &len) in idx.iter().zip(&max) {
             let t = &bottom[i];
             let t = if len < s {
-                Tensor::cat(&[t, &Tensor::zeros((s - len, h), t.dtype(), t.device())?], 0)?
+                Tensor::cat(
+                    &[t, &Tensor::zeros((s - len, h), t.dtype(), t.device())?],
+                    0,
+                )?
             } else {
                 t.clone()
             };

@@ -70,7 +70,10 @@ impl Pseudonymiser {
 
     pub fn apply(&self, user_id: &str) -> String {
         match &self.key {
-            Some(k) => format!("u_{}", hex::encode(&hmac_sha256(k, user_id.as_bytes())[..16])),
+            Some(k) => format!(
+                "u_{}",
+                hex::encode(&hmac_sha256(k, user_id.as_bytes())[..16])
+            ),
             None => user_id.to_string(),
         }
     }

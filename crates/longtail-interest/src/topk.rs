@@ -49,10 +49,7 @@ mod tests {
     #[test]
     fn top_k_excludes_seen_and_orders() {
         let s = [0.1, 0.9, 0.5, 0.9, -1.0, 0.7];
-        assert_eq!(
-            top_k(&s, 3, &[]),
-            vec![(1, 0.9), (3, 0.9), (5, 0.7)]
-        );
+        assert_eq!(top_k(&s, 3, &[]), vec![(1, 0.9), (3, 0.9), (5, 0.7)]);
         assert_eq!(top_k(&s, 3, &[1, 5]), vec![(3, 0.9), (2, 0.5), (0, 0.1)]);
         assert_eq!(top_k(&s, 10, &[0, 1, 2, 3]).len(), 2);
         assert!(top_k(&s, 0, &[]).is_empty());

@@ -14,8 +14,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
 use longtail_train::{
-    clip_grad_norm, epoch_permutation, write_dir_atomic, AdamW, AdamWConfig, LogEntry,
-    LrSchedule, ParamGroupSpec, SchedulerType, TrainerState, TRAINER_STATE_FILE,
+    clip_grad_norm, epoch_permutation, write_dir_atomic, AdamW, AdamWConfig, LogEntry, LrSchedule,
+    ParamGroupSpec, SchedulerType, TrainerState, TRAINER_STATE_FILE,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -233,7 +233,9 @@ pub fn train_interest(
 ) -> Result<TrainInterestOutcome> {
     let start = Instant::now();
     if cfg.batch_size < 2 {
-        return Err(InterestError::invalid("batch_size must be >= 2 (in-batch negatives)"));
+        return Err(InterestError::invalid(
+            "batch_size must be >= 2 (in-batch negatives)",
+        ));
     }
     let data = PreparedDataset::load(&cfg.data)?;
     let item_index: HashMap<String, usize> = data
@@ -325,7 +327,13 @@ pub fn train_interest(
     let total: f64 = counts.iter().sum();
     let log_q: Vec<f32> = counts
         .iter()
-        .map(|&c| if cfg.logq_correction { ((c.max(0.5)) / total).ln() as f32 } else { 0.0 })
+        .map(|&c| {
+            if cfg.logq_correction {
+                ((c.max(0.5)) / total).ln() as f32
+            } else {
+                0.0
+            }
+        })
         .collect();
 
     // Optimizer over the top layers.
@@ -343,8 +351,13 @@ pub fn train_interest(
         }
     }
     let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
-    let schedule =
-        LrSchedule::from_args(scheduler, cfg.learning_rate, cfg.max_steps, 0, cfg.warmup_ratio)?;
+    let schedule = LrSchedule::from_args(
+        scheduler,
+        cfg.learning_rate,
+        cfg.max_steps,
+        0,
+        cfg.warmup_ratio,
+    )?;
 
     let mut state = TrainerState {
         max_steps: step0 + cfg.max_steps,
@@ -416,6 +429,13 @@ pub fn train_interest(
                 max: cfg.max_steps,
                 loss: value,
             });
+            if step % 10 == 0 {
+                progress(Event::Message(&format!(
+                    "step {}: loss {value:.4}, {:.1}s/step",
+                    state.global_step,
+                    t_train.elapsed().as_secs_f64() / step as f64
+                )));
+            }
             let mut entry = LogEntry::new(state.global_step, state.epoch)
                 .with("loss", value)
                 .with("learning_rate", schedule.lr_at(step - 1));
@@ -450,12 +470,21 @@ pub fn train_interest(
             state.log(entry);
         }
     }
-    // Final embeddings (exactly what recommend will compute) and calibration.
-    let emb = model.embed_items(&encoded, cfg.infer_batch_size)?;
+    // Final embeddings: the last step always refreshes `emb` from the bottom cache, which is
+    // what `recommend` would compute with the fused kernels (equal to ~1e-5), so no second
+    // full encoding pass is needed. Without any step, `emb` is the initial encoding.
+    let _ = &encoded;
     let calibration = if cfg.use_all_interactions {
         prev.as_ref().and_then(|p| p.calibration)
     } else {
-        fit_calibration(&inter, &emb, dim, &repr, cfg.calibration_negatives, cfg.seed)
+        fit_calibration(
+            &inter,
+            &emb,
+            dim,
+            &repr,
+            cfg.calibration_negatives,
+            cfg.seed,
+        )
     };
     let meta = InterestMeta {
         format_version: 1,

@@ -210,11 +210,22 @@ pub fn markdown_table(report: &RecReport) -> String {
         );
     }
     if let Some(l) = &report.ease_lambda {
-        let _ = writeln!(s, "\nEASE λ = {} (best validation NDCG@10 of the grid).", l.chosen);
+        let _ = writeln!(
+            s,
+            "\nEASE λ = {} (best validation NDCG@10 of the grid).",
+            l.chosen
+        );
     }
     if let Some(t) = &report.tradeoff {
-        let _ = writeln!(s, "\nRe-ranking trade-off of `{}` (test, top-10):\n", t.model);
-        let _ = writeln!(s, "| knob | value | APLT@10 | NDCG@10 | Recall@10 | tail-item R@10 | coverage@10 |");
+        let _ = writeln!(
+            s,
+            "\nRe-ranking trade-off of `{}` (test, top-10):\n",
+            t.model
+        );
+        let _ = writeln!(
+            s,
+            "| knob | value | APLT@10 | NDCG@10 | Recall@10 | tail-item R@10 | coverage@10 |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|");
         for p in &t.points {
             let _ = writeln!(

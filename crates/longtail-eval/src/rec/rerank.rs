@@ -242,7 +242,10 @@ mod tests {
             assert!(n >= last, "weight {l}: {n} tail < {last}");
             last = n;
         }
-        assert!(last > tails(&top_k(&s, 10), &t), "weights never moved the list");
+        assert!(
+            last > tails(&top_k(&s, 10), &t),
+            "weights never moved the list"
+        );
         let mut last = 0;
         for &share in &SHARE_GRID {
             let list = rerank(&s, &t, 10, Knob::TailShare(share));
@@ -252,7 +255,9 @@ mod tests {
             assert!(n >= last);
             last = n;
             // still in score order
-            assert!(list.windows(2).all(|w| s[w[0] as usize] >= s[w[1] as usize]));
+            assert!(list
+                .windows(2)
+                .all(|w| s[w[0] as usize] >= s[w[1] as usize]));
         }
         assert_eq!(last, 10);
     }

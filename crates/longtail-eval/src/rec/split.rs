@@ -117,11 +117,7 @@ impl RecSplit {
 
     /// Builds the split from events in log order (the row order is the tie
     /// break for equal timestamps).
-    pub fn from_events(
-        item_ids: Vec<String>,
-        user_ids: Vec<String>,
-        events: &[Event],
-    ) -> RecSplit {
+    pub fn from_events(item_ids: Vec<String>, user_ids: Vec<String>, events: &[Event]) -> RecSplit {
         let n_users = user_ids.len();
         let mut per_user: Vec<Vec<(i64, usize, ItemIdx)>> = vec![Vec::new(); n_users];
         for (row, e) in events.iter().enumerate() {

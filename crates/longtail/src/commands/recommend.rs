@@ -139,8 +139,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let (pseudo, key_path) = pseudonymiser(
         args.keep_user_ids,
         args.user_id_key.as_deref(),
@@ -240,8 +239,13 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     );
     match (pseudo.is_keyed(), key_path) {
         (false, _) => println!("user ids kept as-is (--keep-user-ids)"),
-        (true, Some(p)) => println!("user ids pseudonymised with HMAC-SHA256, key in {}", p.display()),
-        (true, None) => println!("user ids pseudonymised with HMAC-SHA256 (key from --user-id-key)"),
+        (true, Some(p)) => println!(
+            "user ids pseudonymised with HMAC-SHA256, key in {}",
+            p.display()
+        ),
+        (true, None) => {
+            println!("user ids pseudonymised with HMAC-SHA256 (key from --user-id-key)")
+        }
     }
     Ok(())
 }

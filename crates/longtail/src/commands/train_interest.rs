@@ -132,7 +132,8 @@ pub fn run(args: TrainInterestArgs, matches: &ArgMatches) -> Result<()> {
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
     let outcome = train_interest(&cfg, &mut |e| match e {
-        Event::Message(m) => pb.println(m),
+        // eprintln, not pb.println: the bar is hidden off a terminal and logs must still show.
+        Event::Message(m) => pb.suspend(|| eprintln!("{m}")),
         Event::Step { step, loss, .. } => {
             pb.set_position(step);
             pb.set_message(format!("loss {loss:.3}"));
@@ -150,7 +151,10 @@ pub fn run(args: TrainInterestArgs, matches: &ArgMatches) -> Result<()> {
         );
     }
     match outcome.calibration {
-        Some(p) => println!("calibration: P(interest) = sigmoid({:.3} * cos + {:.3})", p.a, p.b),
+        Some(p) => println!(
+            "calibration: P(interest) = sigmoid({:.3} * cos + {:.3})",
+            p.a, p.b
+        ),
         None => println!("calibration: not fitted (no validation pairs)"),
     }
     println!("checkpoint: {}", outcome.out.display());

@@ -11,7 +11,7 @@ use longtail_interest::recommend::Recommender;
 use longtail_interest::scorer::{InterestScorer, ZBlend};
 
 /// Blend weights of the interest model tried on validation.
-const BLEND_GRID: [f32; 5] = [0.3, 0.4, 0.5, 0.6, 0.7];
+const BLEND_GRID: [f32; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
 
 pub fn add_interest_models(
     data: &Path,

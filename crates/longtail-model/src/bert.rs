@@ -439,6 +439,66 @@ impl BertModel {
         Ok(hidden)
     }
 
+    /// Hidden states after the embeddings and the first `layers` transformer layers, with the
+    /// fused inference kernels and no graph (detached). With [`Self::forward_layers_t`] this
+    /// splits the encoder so a frozen bottom can be computed once and cached while only the
+    /// top layers are trained.
+    pub fn forward_bottom_inference(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        layers: usize,
+    ) -> Result<Tensor> {
+        if layers > self.layers.len() {
+            return Err(ModelError::Input(format!(
+                "bottom of {layers} layers requested, the model has {}",
+                self.layers.len()
+            )));
+        }
+        let mut ctx = Ctx::inference();
+        let mask = match attention_mask {
+            Some(m) => Some(extended_attention_mask(m, self.embeddings.word.dtype())?),
+            None => None,
+        };
+        let mut hidden = self
+            .embeddings
+            .forward(input_ids, token_type_ids, &mut ctx)?
+            .detach();
+        for layer in &self.layers[..layers] {
+            hidden = layer.forward(&hidden, mask.as_ref(), &mut ctx)?.detach();
+        }
+        Ok(hidden)
+    }
+
+    /// Runs layers `from..` on `hidden` `(b, s, h)` (e.g. from [`Self::forward_bottom_inference`]).
+    /// `train` turns dropout on; every op is differentiable (no fused kernels), so gradients
+    /// reach the parameters of layers `from..` only.
+    pub fn forward_layers_t(
+        &self,
+        hidden: &Tensor,
+        attention_mask: Option<&Tensor>,
+        from: usize,
+        train: bool,
+    ) -> Result<Tensor> {
+        if from > self.layers.len() {
+            return Err(ModelError::Input(format!(
+                "layer {from} requested, the model has {}",
+                self.layers.len()
+            )));
+        }
+        let mut ctx = Ctx::new(&self.rng, train);
+        let mask = match attention_mask {
+            Some(m) => Some(extended_attention_mask(m, hidden.dtype())?),
+            None => None,
+        };
+        let mut hidden = hidden.clone();
+        for layer in &self.layers[from..] {
+            hidden = layer.forward(&hidden, mask.as_ref(), &mut ctx)?;
+        }
+        Ok(hidden)
+    }
+
     /// `tanh(pooler.dense(hidden[:, 0]))`, `(b, hidden)`; an error if built without pooler.
     pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
         let pooler = self

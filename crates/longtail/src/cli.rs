@@ -56,6 +56,14 @@ pub enum Command {
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Train the user-interest bi-encoder (InfoNCE with in-batch negatives and logQ
+    /// correction) on next-item pairs; writes an interest checkpoint (model.safetensors,
+    /// config.json, tokenizer.json, interest.json, optimizer and trainer state, item
+    /// embeddings).
+    TrainInterest(crate::commands::train_interest::TrainInterestArgs),
+    /// Top-K recommendations per user from an interest checkpoint, with head/tail re-ranking,
+    /// calibrated P(interest), an explanation per item and pseudonymised user ids.
+    Recommend(crate::commands::recommend::RecommendArgs),
 }
 
 #[derive(Args, Debug, Serialize, Deserialize)]

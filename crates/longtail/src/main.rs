@@ -27,6 +27,10 @@ fn main() {
         Command::Eval(args) => commands::eval::run(args),
         Command::EvalRec(args) => commands::eval_rec::run(args),
         Command::Score(args) => commands::score::run(args),
+        Command::TrainInterest(args) => {
+            commands::train_interest::run(args, sub_matches.expect("subcommand"))
+        }
+        Command::Recommend(args) => commands::recommend::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -2,7 +2,7 @@
 //! longtail-interest provides a scorer, of an interest checkpoint) with head/tail segments.
 
 use crate::cli::EvalRecArgs;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use longtail_data::TailRule;
 use longtail_eval::rec::{self, RecOptions, RecSplit, Segments};
 use std::time::Instant;
@@ -23,14 +23,11 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         args.ease_lambdas.iter().all(|l| *l > 0.0 && l.is_finite()),
         "--ease-lambdas must be positive numbers"
     );
-    if let Some(ckpt) = &args.checkpoint {
-        bail!(
-            "--checkpoint {}: interest checkpoints need longtail-interest, which this build \
-             does not include; run without --checkpoint to evaluate the baselines",
-            ckpt.display()
+    if args.checkpoint.is_none() {
+        eprintln!(
+            "no --checkpoint: evaluating the ID baselines only (most_popular, item_knn, ease)"
         );
     }
-    eprintln!("no --checkpoint: evaluating the ID baselines only (most_popular, item_knn, ease)");
     let split = RecSplit::load(&args.data)
         .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
     let segments = Segments::new(&split, &tail_rule, args.tail_user_fraction);
@@ -52,7 +49,17 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         lambda_grid: args.ease_lambdas.clone(),
         ..RecOptions::default()
     };
-    let report = rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
+    let mut report = rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
+    if let Some(ckpt) = &args.checkpoint {
+        super::eval_rec_interest::add_interest_models(
+            &args.data,
+            ckpt,
+            &split,
+            &segments,
+            &opts,
+            &mut report,
+        )?;
+    }
     let files = rec::write_report(&report, &args.report)?;
     print!("{}", rec::report::markdown_table(&report));
     eprintln!(

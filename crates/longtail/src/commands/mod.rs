@@ -1,6 +1,9 @@
 pub mod eval;
 pub mod eval_rec;
+pub mod eval_rec_interest;
 pub mod model;
 pub mod prepare;
 pub mod score;
+pub mod recommend;
 pub mod train;
+pub mod train_interest;

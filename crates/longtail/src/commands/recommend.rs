@@ -1,0 +1,251 @@
+//! `longtail recommend`: top-K items per user from an interest checkpoint, with head/tail
+//! re-ranking (longtail-eval's `rerank`), calibrated P(interest), an explanation per item, and
+//! pseudonymised user ids.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use longtail_data::{Label, PreparedDataset};
+use longtail_eval::rec::{rerank, Knob};
+use longtail_interest::recommend::{CacheStatus, Recommender};
+use longtail_interest::{Interactions, Pseudonymiser};
+use serde::Serialize;
+
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    /// Interest checkpoint (the --out of `longtail train-interest`).
+    #[arg(long, env = "LONGTAIL_CHECKPOINT")]
+    pub checkpoint: PathBuf,
+    /// Prepared dataset directory: the catalogue and the users' interaction histories.
+    #[arg(long, env = "LONGTAIL_DATA")]
+    pub data: PathBuf,
+    /// Raw user ids, one per line (default: every user in the interactions).
+    #[arg(long, env = "LONGTAIL_USERS")]
+    pub users: Option<PathBuf>,
+    /// Recommendations per user.
+    #[arg(long, env = "LONGTAIL_K", default_value_t = 10)]
+    pub k: usize,
+    /// Output JSONL, one line per user.
+    #[arg(long, env = "LONGTAIL_OUTPUT")]
+    pub output: PathBuf,
+    /// Re-rank: add L to the z-scored similarity of tail items (0 = pure relevance).
+    #[arg(long, env = "LONGTAIL_TAIL_WEIGHT", conflicts_with = "tail_share")]
+    pub tail_weight: Option<f64>,
+    /// Re-rank: at least this share of each list is tail items (when available), in [0, 1].
+    #[arg(long, env = "LONGTAIL_TAIL_SHARE")]
+    pub tail_share: Option<f64>,
+    /// Write raw user ids instead of keyed pseudonyms.
+    #[arg(long, env = "LONGTAIL_KEEP_USER_IDS", default_value_t = false)]
+    pub keep_user_ids: bool,
+    /// Pseudonymisation key (at least 16 bytes). Default: the hex key in --user-id-key-file.
+    #[arg(long, env = "LONGTAIL_USER_ID_KEY", hide_env_values = true)]
+    pub user_id_key: Option<String>,
+    /// Key file (hex), created with a random key if missing. Default: user_id.key next to
+    /// --output.
+    #[arg(long, env = "LONGTAIL_USER_ID_KEY_FILE")]
+    pub user_id_key_file: Option<PathBuf>,
+    /// Item embedding cache (default: item_embeddings.safetensors in the checkpoint).
+    #[arg(long, env = "LONGTAIL_EMBEDDING_CACHE")]
+    pub embedding_cache: Option<PathBuf>,
+    /// Items per inference batch when the cache must be (re)computed.
+    #[arg(long, env = "LONGTAIL_BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
+}
+
+#[derive(Serialize)]
+struct OutRec<'a> {
+    rank: usize,
+    item_id: &'a str,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p_interest: Option<f64>,
+    tail: bool,
+    because_of: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutLine<'a> {
+    user: String,
+    history_len: usize,
+    recommendations: Vec<OutRec<'a>>,
+}
+
+pub fn pseudonymiser(
+    keep: bool,
+    key: Option<&str>,
+    key_file: Option<PathBuf>,
+    default_dir: &std::path::Path,
+) -> Result<(Pseudonymiser, Option<PathBuf>)> {
+    if keep {
+        return Ok((Pseudonymiser::keep_ids(), None));
+    }
+    if let Some(k) = key {
+        return Ok((Pseudonymiser::keyed(k.as_bytes())?, None));
+    }
+    let path = key_file.unwrap_or_else(|| default_dir.join("user_id.key"));
+    let key = Pseudonymiser::load_or_create_key_file(&path)?;
+    Ok((Pseudonymiser::keyed(&key)?, Some(path)))
+}
+
+pub fn run(args: RecommendArgs) -> Result<()> {
+    if args.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    let knob = match (args.tail_weight, args.tail_share) {
+        (Some(l), _) => {
+            if !l.is_finite() || l < 0.0 {
+                bail!("--tail-weight must be a finite number >= 0, got {l}");
+            }
+            Some(Knob::TailWeight(l))
+        }
+        (None, Some(s)) => {
+            if !(0.0..=1.0).contains(&s) {
+                bail!("--tail-share must be in [0, 1], got {s}");
+            }
+            Some(Knob::TailShare(s))
+        }
+        (None, None) => None,
+    };
+    let data = PreparedDataset::load(&args.data)
+        .with_context(|| format!("loading {}", args.data.display()))?;
+    let index: HashMap<String, usize> = data
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.item_id.clone(), i))
+        .collect();
+    let inter = Interactions::load(&args.data.join(longtail_data::INTERACTIONS_FILE), &index)?;
+    let is_tail: Vec<bool> = data.items.iter().map(|i| i.label == Label::Tail).collect();
+    let (rec, status) = Recommender::load(
+        &args.checkpoint,
+        &data.items,
+        args.embedding_cache.as_deref(),
+        args.batch_size,
+    )
+    .with_context(|| format!("loading checkpoint {}", args.checkpoint.display()))?;
+    eprintln!(
+        "item embeddings: {} ({} items)",
+        match status {
+            CacheStatus::Hit => "cache hit",
+            CacheStatus::Computed => "computed and cached",
+        },
+        rec.num_items()
+    );
+    let out_dir = args
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let (pseudo, key_path) = pseudonymiser(
+        args.keep_user_ids,
+        args.user_id_key.as_deref(),
+        args.user_id_key_file.clone(),
+        &out_dir,
+    )?;
+
+    let user_index: HashMap<&str, usize> = inter
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i))
+        .collect();
+    let wanted: Vec<(String, Option<usize>)> = match &args.users {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|u| (u.to_string(), user_index.get(u).copied()))
+            .collect(),
+        None => inter
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.clone(), Some(i)))
+            .collect(),
+    };
+
+    let mut text = String::new();
+    let (mut written, mut cold) = (0usize, 0usize);
+    let mut tail_slots = 0usize;
+    let mut slots = 0usize;
+    for (raw, u) in &wanted {
+        let history: &[usize] = u.map_or(&[], |u| inter.seqs[u].as_slice());
+        let Some(mut scores) = rec.scores(history) else {
+            // No history: nothing to personalise on; reported, not guessed.
+            cold += 1;
+            let line = OutLine {
+                user: pseudo.apply(raw),
+                history_len: 0,
+                recommendations: Vec::new(),
+            };
+            text.push_str(&serde_json::to_string(&line)?);
+            text.push('\n');
+            continue;
+        };
+        let items: Vec<(usize, f32)> = match knob {
+            None => rec
+                .top_k(&scores, history, history, args.k)
+                .into_iter()
+                .map(|r| (r.item, r.score))
+                .collect(),
+            Some(knob) => {
+                let raw_scores = scores.clone();
+                for &h in history {
+                    scores[h] = f32::NEG_INFINITY;
+                }
+                rerank(&scores, &is_tail, args.k, knob)
+                    .into_iter()
+                    .map(|i| (i as usize, raw_scores[i as usize]))
+                    .collect()
+            }
+        };
+        let recs: Vec<OutRec<'_>> = items
+            .iter()
+            .enumerate()
+            .map(|(r, &(item, score))| OutRec {
+                rank: r + 1,
+                item_id: &data.items[item].item_id,
+                score,
+                p_interest: rec.probability(score),
+                tail: is_tail[item],
+                because_of: rec
+                    .explain(history, item)
+                    .map(|h| data.items[h].item_id.as_str()),
+            })
+            .collect();
+        slots += recs.len();
+        tail_slots += recs.iter().filter(|r| r.tail).count();
+        let line = OutLine {
+            user: pseudo.apply(raw),
+            history_len: history.len(),
+            recommendations: recs,
+        };
+        text.push_str(&serde_json::to_string(&line)?);
+        text.push('\n');
+        written += 1;
+    }
+    longtail_train::write_atomic(&args.output, text.as_bytes())?;
+    println!(
+        "{} users: {written} with recommendations, {cold} without history (empty list); tail \
+         share of recommended slots {:.3}; wrote {}",
+        wanted.len(),
+        tail_slots as f64 / slots.max(1) as f64,
+        args.output.display()
+    );
+    match (pseudo.is_keyed(), key_path) {
+        (false, _) => println!("user ids kept as-is (--keep-user-ids)"),
+        (true, Some(p)) => println!(
+            "user ids pseudonymised with HMAC-SHA256, key in {}",
+            p.display()
+        ),
+        (true, None) => {
+            println!("user ids pseudonymised with HMAC-SHA256 (key from --user-id-key)")
+        }
+    }
+    Ok(())
+}

@@ -84,6 +84,9 @@ impl ForwardStats {
     }
 }
 
+/// Tail probabilities and (when asked) pooled embeddings of one batch, in batch order.
+type BatchOut = (Vec<f32>, Option<Vec<Vec<f32>>>);
+
 /// A loaded checkpoint ready to score.
 pub struct Scorer {
     stats: Mutex<ForwardStats>,
@@ -265,7 +268,7 @@ impl Scorer {
         encoded: &[Encoded],
         indices: &[usize],
         embeddings: bool,
-    ) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>)> {
+    ) -> Result<BatchOut> {
         let started = Instant::now();
         let batch = self.tokenizer.pad_batch(encoded, indices)?;
         let shape = batch.shape();

@@ -85,7 +85,7 @@ bench: build python-deps
 
 ## bench-score: `longtail score` vs a transformers reference (same checkpoint, max_len, threads),
 ## on the prepared Office catalogue and on a 100k-row resample of its texts; GEMM ceiling too.
-SCORE_CHECKPOINT ?= $(RUNS)/office-ft-default
+SCORE_CHECKPOINT ?= $(RUNS)/office-model
 SCORE_ITEMS ?= $(RUNS)/office/items.jsonl
 BENCH_THREADS ?= $(shell nproc)
 SCORE_ROWS ?= 100000

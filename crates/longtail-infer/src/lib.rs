@@ -8,7 +8,7 @@
 //!   rejects file, with resume after a crash and contiguous row-block sharding.
 //!
 //! ```no_run
-//! let scorer = longtail_infer::Scorer::from_checkpoint("runs/office-ft-default")?;
+//! let scorer = longtail_infer::Scorer::from_checkpoint("runs/office-model")?;
 //! let p = scorer.score(&["HP 12C Financial Calculator | HP | Calculators"])?;
 //! assert!((0.0..=1.0).contains(&p[0]));
 //! # Ok::<(), longtail_infer::InferError>(())

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests that run the real `longtail` binary.
 
+pub mod tiny;
+
 use std::process::{Command, Output};
 
 /// The built binary, with any `LONGTAIL_*` settings of the developer's shell removed.

@@ -105,7 +105,7 @@ fn eval_rec_on_the_tiny_fixture_matches_hand_computed_values() {
 }
 
 #[test]
-fn eval_rec_with_a_checkpoint_says_what_is_missing() {
+fn eval_rec_with_a_directory_that_is_no_interest_checkpoint_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("prepared");
     prepare(&data);
@@ -122,7 +122,7 @@ fn eval_rec_with_a_checkpoint_says_what_is_missing() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("interest checkpoints need longtail-interest"),
+        stderr.contains("cannot load interest checkpoint") && stderr.contains("interest.json"),
         "{stderr}"
     );
 }

@@ -6,11 +6,10 @@ mod common;
 use common::tiny::{prepared, tensors, tiny_model};
 use common::{longtail, run_ok};
 
-use candle_core::{Device, Tensor};
-use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions};
-use serde_json::{json, Value};
+use candle_core::Tensor;
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -7,7 +7,7 @@ use common::tiny::{prepared, tensors, tiny_model};
 use common::{longtail, run_ok};
 
 use candle_core::{Device, Tensor};
-use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions};
+use longtail_model::{BertForSequenceClassification, ClassifierOptions};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -23,10 +23,17 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         args.ease_lambdas.iter().all(|l| *l > 0.0 && l.is_finite()),
         "--ease-lambdas must be positive numbers"
     );
-    if args.checkpoint.is_none() {
-        eprintln!(
+    match &args.checkpoint {
+        None => eprintln!(
             "no --checkpoint: evaluating the ID baselines only (most_popular, item_knn, ease)"
-        );
+        ),
+        // Fail before minutes of baselines, not after.
+        Some(ckpt) => ensure!(
+            ckpt.join("interest.json").is_file(),
+            "cannot load interest checkpoint {}: no interest.json (pass the --out of \
+             `longtail train-interest`)",
+            ckpt.display()
+        ),
     }
     let split = RecSplit::load(&args.data)
         .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;

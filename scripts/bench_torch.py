@@ -71,7 +71,7 @@ def train(argv):
     print(f"training step, all-MiniLM-L6-v2 + classifier, batch {a.batch} x {a.seq} tokens, "
           f"{a.threads} threads, fp32, mean of {a.steps} steps after a warm-up")
     for r in (ours, theirs):
-        print(f"  {r['impl']:<16} {r['samples_per_second']:7.2f} samples/s   peak RSS {r['peak_rss_mb']:6.0f} MB")
+        print(f"  {r['impl']:<24} {r['samples_per_second']:7.2f} samples/s   peak RSS {r['peak_rss_mb']:6.0f} MB")
     print(f"  ratio longtail/pytorch: throughput {ours['samples_per_second'] / theirs['samples_per_second']:.2f}x "
           f"(target >= 1.0), peak RSS {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x (target <= 1.0)")
 

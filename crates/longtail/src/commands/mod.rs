@@ -3,7 +3,7 @@ pub mod eval_rec;
 pub mod eval_rec_interest;
 pub mod model;
 pub mod prepare;
-pub mod score;
 pub mod recommend;
+pub mod score;
 pub mod train;
 pub mod train_interest;

@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::scorer::{exclude_history, target_rank, top_k, Scorer};
+use super::scorer::{score_user, target_rank, top_k, Scorer};
 use super::segments::Segments;
 use super::split::{ItemIdx, RecSplit, Stage, UserIdx};
 use crate::EvalError;
@@ -94,11 +94,7 @@ pub fn rank_users(
         .map_init(
             || vec![0f32; n],
             |buf, user| {
-                let target = split.target(user, stage).expect("evaluated user");
-                let history = split.history(user, stage);
-                buf.iter_mut().for_each(|s| *s = 0.0);
-                scorer.scores(user, &history, buf);
-                exclude_history(scorer.name(), user, &history, buf)?;
+                let target = score_user(split, scorer, stage, user, buf)?;
                 Ok(UserOutcome {
                     user,
                     target,

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{list_measures, ndcg_at, recall_at};
-use super::scorer::{exclude_history, rank_cmp, top_k, Scorer};
+use super::scorer::{rank_cmp, score_user, top_k, Scorer};
 use super::segments::Segments;
 use super::split::{ItemIdx, RecSplit, Stage};
 use crate::EvalError;
@@ -139,11 +139,7 @@ pub fn tradeoff_curve(
         .map_init(
             || vec![0f32; n],
             |buf, user| {
-                let target = split.target(user, stage).expect("evaluated user");
-                let history = split.history(user, stage);
-                buf.iter_mut().for_each(|s| *s = 0.0);
-                scorer.scores(user, &history, buf);
-                exclude_history(scorer.name(), user, &history, buf)?;
+                let target = score_user(split, scorer, stage, user, buf)?;
                 let lists = knobs
                     .iter()
                     .map(|&knob| rerank(buf, &segments.is_tail_item, K, knob))

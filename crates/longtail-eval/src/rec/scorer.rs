@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use super::split::{ItemIdx, UserIdx};
+use super::split::{ItemIdx, RecSplit, Stage, UserIdx};
 use crate::EvalError;
 
 /// Anything that scores every catalogue item for a user. Higher is better.
@@ -47,6 +47,23 @@ pub fn exclude_history(
         scores[h as usize] = f32::NEG_INFINITY;
     }
     Ok(())
+}
+
+/// Fills `scores` with `scorer`'s scores for `user` at `stage` (history excluded, all checked
+/// finite) and returns the user's target item: the step every ranking metric starts from.
+pub fn score_user(
+    split: &RecSplit,
+    scorer: &dyn Scorer,
+    stage: Stage,
+    user: UserIdx,
+    scores: &mut [f32],
+) -> Result<ItemIdx, EvalError> {
+    let target = split.target(user, stage).expect("evaluated user");
+    let history = split.history(user, stage);
+    scores.iter_mut().for_each(|s| *s = 0.0);
+    scorer.scores(user, &history, scores);
+    exclude_history(scorer.name(), user, &history, scores)?;
+    Ok(target)
 }
 
 /// 1-based rank of `target` among non-excluded items (scores of excluded

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use longtail_model::{
-    BertForSequenceClassification, ClassifierOptions, HubOptions, PretrainedFiles,
+    BertForSequenceClassification, ClassifierOptions, HubOptions, Pooling, PretrainedFiles,
 };
 use longtail_tokenize::{
     bucket_batches, BucketConfig, Encoded, FieldSource, FieldTemplate, ItemTokenizer,
@@ -189,8 +189,10 @@ impl Scorer {
         *self.stats.lock().expect("stats lock")
     }
 
-    /// Encoder matmul FLOPs of one padded `(b, s)` batch: per layer the Q/K/V/output
+    /// Encoder matmul FLOPs of one padded `(b, s)` batch: per layer and token the Q/K/V/output
     /// projections (4 h^2), the feed-forward (2 h i) and the two attention products (2 s h).
+    /// Under CLS pooling the last layer computes only the first token after its keys and
+    /// values (2 h^2 per token, plus one row of everything else).
     pub fn encoder_flops(&self, b: usize, s: usize) -> f64 {
         let c = self.model.config();
         let (h, i, l) = (
@@ -198,8 +200,14 @@ impl Scorer {
             c.intermediate_size as f64,
             c.num_hidden_layers as f64,
         );
-        let tokens = (b * s) as f64;
-        l * 2.0 * tokens * (4.0 * h * h + 2.0 * h * i + 2.0 * s as f64 * h)
+        let (b, s) = (b as f64, s as f64);
+        let full_row = 4.0 * h * h + 2.0 * h * i + 2.0 * s * h;
+        let last = if self.model.pooling() == Pooling::Mean {
+            b * s * full_row
+        } else {
+            b * (s * 2.0 * h * h + full_row - 2.0 * h * h)
+        };
+        2.0 * ((l - 1.0) * b * s * full_row + last)
     }
 
     pub fn max_len(&self) -> usize {

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 
-use crate::bert::{cls_state, mean_pool, BertModel, Ctx, Linear};
+use crate::bert::{mean_pool, BertModel, Ctx, Linear};
 use crate::config::{BertConfig, Pooling};
 use crate::dropout::DropoutRngState;
 use crate::error::{ModelError, Result};
@@ -208,13 +208,19 @@ impl BertForSequenceClassification {
         attention_mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let hidden = self
-            .bert
-            .forward_ctx(input_ids, token_type_ids, attention_mask, ctx)?;
+        let bert = &self.bert;
         match self.pooling {
-            Pooling::ClsPooler => self.bert.pool(&hidden),
-            Pooling::Cls => cls_state(&hidden),
-            Pooling::Mean => mean_pool(&hidden, attention_mask),
+            Pooling::ClsPooler => bert.pool_cls(&bert.forward_cls_ctx(
+                input_ids,
+                token_type_ids,
+                attention_mask,
+                ctx,
+            )?),
+            Pooling::Cls => bert.forward_cls_ctx(input_ids, token_type_ids, attention_mask, ctx),
+            Pooling::Mean => {
+                let hidden = bert.forward_ctx(input_ids, token_type_ids, attention_mask, ctx)?;
+                mean_pool(&hidden, attention_mask)
+            }
         }
     }
 

@@ -373,6 +373,45 @@ fn pooling_variants_compute_what_they_say() {
         .any(|(n, _)| n.contains("pooler")));
 }
 
+/// CLS pooling runs the last layer for the first token only; it must give what the full last
+/// layer gives, in training mode (differentiable ops) and in the fused inference path.
+#[test]
+fn cls_only_last_layer_equals_the_full_encoder() {
+    let e = tiny_expected();
+    let (ids, mask, types) = (&e["input_ids"], &e["attention_mask"], &e["token_type_ids"]);
+    for pooling in [Pooling::ClsPooler, Pooling::Cls, Pooling::Mean] {
+        let m = load_tiny(&ClassifierOptions {
+            pooling: Some(pooling),
+            ..Default::default()
+        });
+        let hidden = m
+            .bert()
+            .forward_t(ids, Some(types), Some(mask), false)
+            .unwrap();
+        let got = m.forward_t(ids, Some(types), Some(mask), false).unwrap();
+        if pooling == Pooling::ClsPooler {
+            let (w, b) = {
+                let vars = m.varmap().data().lock().unwrap();
+                (
+                    vars["classifier.weight"].as_tensor().clone(),
+                    vars["classifier.bias"].as_tensor().clone(),
+                )
+            };
+            let want = m
+                .bert()
+                .pool(&hidden)
+                .unwrap()
+                .matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            assert!(max_abs_diff(&got, &want) < 1e-5, "{pooling}");
+        }
+        let fused = m.forward_inference(ids, Some(types), Some(mask)).unwrap();
+        assert!(max_abs_diff(&got, &fused) < 1e-5, "{pooling}: inference");
+    }
+}
+
 #[test]
 fn hub_ids_give_a_clear_error_when_offline_and_uncached() {
     let tmp = tempfile::tempdir().unwrap();

@@ -558,10 +558,6 @@ impl BertModel {
 
     /// `tanh(pooler.dense(hidden[:, 0]))`, `(b, hidden)`; an error if built without pooler.
     pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
-        let pooler = self
-            .pooler
-            .as_ref()
-            .ok_or_else(|| ModelError::Config("this model was built without a pooler".into()))?;
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         self.pool_cls(&cls)
     }

@@ -28,6 +28,7 @@
 
 pub mod accumulate;
 pub mod adamw;
+mod adamw_inplace;
 pub mod atomic;
 pub mod best_metric;
 pub mod checkpoints;

@@ -1,5 +1,6 @@
 //! Training throughput and peak memory of MiniLM + classifier on the CPU (random token ids,
-//! full-length sequences, dropout on, AdamW over every parameter).
+//! full-length sequences, dropout on, longtail-train's AdamW (what `longtail train` runs) over
+//! every parameter).
 //!
 //!     target/release/examples/bench_train [--batch 16] [--seq 128] [--steps 5] [--json]
 //!
@@ -10,8 +11,8 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use longtail_model::{BertForSequenceClassification, ClassifierOptions, CrossEntropy, HubOptions};
+use longtail_train::{AdamW, AdamWConfig};
 use rand::{Rng, SeedableRng};
 
 /// Peak resident set size of this process in MB (Linux `VmHWM`), if known.
@@ -70,10 +71,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mask = Tensor::ones((batch, seq), DType::U32, &dev)?;
     let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..2)).collect();
     let labels = Tensor::from_vec(labels, batch, &dev)?;
+    // torch.optim.AdamW's defaults on the PyTorch side: lr 2e-5, weight decay 0.01.
     let mut opt = AdamW::new(
-        model.trainable_vars(),
-        ParamsAdamW {
-            lr: 2e-5,
+        model.named_trainable_vars(),
+        AdamWConfig {
+            learning_rate: 2e-5,
+            weight_decay: 0.01,
             ..Default::default()
         },
     )?;

@@ -228,4 +228,45 @@ fn train_interest_recommend_and_eval_rec() {
             "model {m} missing from the report"
         );
     }
+    let curves: Vec<&str> = r["tradeoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["model"].as_str().unwrap())
+        .collect();
+    assert!(curves.contains(&"longtail") && curves.contains(&"longtail+ease"));
+    // The tail weight was chosen on the validation curve by the stated rule.
+    let choice = &r["tail_weight"];
+    assert_eq!(choice["base"], "longtail+ease");
+    let floor = choice["ndcg_floor"].as_f64().unwrap();
+    let best_baseline = ["most_popular", "item_knn", "ease"]
+        .iter()
+        .map(|m| r["validation"][m]["overall"]["ndcg@10"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(floor, best_baseline);
+    let points = choice["validation"].as_array().unwrap();
+    let qualifying = points
+        .iter()
+        .filter(|p| p["ndcg@10"].as_f64().unwrap() >= floor);
+    let best_tail = qualifying
+        .map(|p| p["tail_recall@10"].as_f64().unwrap())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    match (choice["chosen"].as_f64(), best_tail) {
+        (Some(l), Some(best)) => {
+            let p = points
+                .iter()
+                .find(|p| p["value"].as_f64() == Some(l))
+                .unwrap();
+            assert_eq!(p["tail_recall@10"].as_f64(), Some(best));
+            // The added model ranks exactly like the curve's re-ranking at that weight.
+            let m = &r["validation"]["longtail+ease+tail"]["overall"];
+            let ndcg = m["ndcg@10"].as_f64().unwrap();
+            assert!((ndcg - p["ndcg@10"].as_f64().unwrap()).abs() < 1e-12);
+            assert!(ndcg >= floor);
+            assert!(r["models"]["longtail+ease+tail"].is_object());
+        }
+        (None, None) => assert!(r["models"].get("longtail+ease+tail").is_none()),
+        other => panic!("choice and curve disagree: {other:?}"),
+    }
 }
+

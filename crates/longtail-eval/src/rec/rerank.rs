@@ -47,10 +47,11 @@ impl Knob {
 pub const WEIGHT_GRID: [f64; 11] = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
 pub const SHARE_GRID: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
-/// Tail weights tried when one is chosen on validation: 0, 0.05, ..., 2 (finer than
-/// [`WEIGHT_GRID`], whose steps move APLT@10 by 0.1-0.25 near 0.5).
+/// Tail weights tried when one is chosen on validation: 0, 0.05, ..., 5 (finer than
+/// [`WEIGHT_GRID`], whose steps move APLT@10 by 0.1-0.25 near 0.5; a 0-2 grid was too short:
+/// on Office the choice sat on its edge).
 pub fn selection_grid() -> Vec<f64> {
-    (0..=40).map(|i| f64::from(i) / 20.0).collect()
+    (0..=100).map(|i| f64::from(i) / 20.0).collect()
 }
 
 /// The re-ranked top-`k` list. `scores` has excluded (seen) items at -inf;

@@ -91,7 +91,9 @@ fn eval_rec_on_the_tiny_fixture_matches_hand_computed_values() {
 
     let lambda = r["ease_lambda"]["chosen"].as_f64().unwrap();
     assert!(lambda == 1.0 || lambda == 10.0);
-    assert!(r["tradeoff"]["points"].as_array().unwrap().len() > 10);
+    let curves = r["tradeoffs"].as_array().unwrap();
+    assert_eq!(curves.len(), 1, "baselines only: one curve");
+    assert!(curves[0]["points"].as_array().unwrap().len() > 10);
     for f in ["report.md", "report_head_tail.png", "report_tradeoff.png"] {
         let p = tmp.path().join("rec").join(f);
         assert!(

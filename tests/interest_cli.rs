@@ -228,4 +228,185 @@ fn train_interest_recommend_and_eval_rec() {
             "model {m} missing from the report"
         );
     }
+    let curves: Vec<&str> = r["tradeoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["model"].as_str().unwrap())
+        .collect();
+    assert!(curves.contains(&"longtail") && curves.contains(&"longtail+ease"));
+    // The tail weight was chosen on the validation curve by the stated rule.
+    let choice = &r["tail_weight"];
+    assert_eq!(choice["base"], "longtail+ease");
+    let floor = choice["ndcg_floor"].as_f64().unwrap();
+    let best_baseline = ["most_popular", "item_knn", "ease"]
+        .iter()
+        .map(|m| r["validation"][m]["overall"]["ndcg@10"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(floor, best_baseline);
+    let points = choice["validation"].as_array().unwrap();
+    let qualifying = points
+        .iter()
+        .filter(|p| p["ndcg@10"].as_f64().unwrap() >= floor);
+    let best_tail = qualifying
+        .map(|p| p["tail_recall@10"].as_f64().unwrap())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    match (choice["chosen"].as_f64(), best_tail) {
+        (Some(l), Some(best)) => {
+            let p = points
+                .iter()
+                .find(|p| p["value"].as_f64() == Some(l))
+                .unwrap();
+            assert_eq!(p["tail_recall@10"].as_f64(), Some(best));
+            // The added model ranks exactly like the curve's re-ranking at that weight.
+            let m = &r["validation"]["longtail+ease+tail"]["overall"];
+            let ndcg = m["ndcg@10"].as_f64().unwrap();
+            assert!((ndcg - p["ndcg@10"].as_f64().unwrap()).abs() < 1e-12);
+            assert!(ndcg >= floor);
+            assert!(r["models"]["longtail+ease+tail"].is_object());
+        }
+        (None, None) => assert!(r["models"].get("longtail+ease+tail").is_none()),
+        other => panic!("choice and curve disagree: {other:?}"),
+    }
+}
+
+/// EASE scores of every user, fitted here on the same interactions with longtail-eval's EASE.
+fn ease_scores(data: &Path, lambda: f64) -> HashMap<String, (Vec<f32>, HashSet<usize>)> {
+    use longtail_eval::rec::{Ease, ItemIdx, Scorer};
+    let items: Vec<String> = read_jsonl(&data.join("items.jsonl"))
+        .iter()
+        .map(|v| v["item_id"].as_str().unwrap().to_string())
+        .collect();
+    let index: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let users: Vec<(String, Vec<ItemIdx>)> = histories(data)
+        .into_iter()
+        .map(|(u, set)| {
+            (
+                u,
+                set.iter().map(|i| index[i.as_str()] as ItemIdx).collect(),
+            )
+        })
+        .collect();
+    let lists: Vec<Vec<ItemIdx>> = users.iter().map(|(_, l)| l.clone()).collect();
+    let ease = Ease::fit_lists(&lists, items.len(), lambda).unwrap();
+    users
+        .into_iter()
+        .map(|(u, hist)| {
+            let mut s = vec![0f32; items.len()];
+            ease.scores(0, &hist, &mut s);
+            let seen = hist.iter().map(|&i| i as usize).collect();
+            (u, (s, seen))
+        })
+        .collect()
+}
+
+#[test]
+fn recommend_serves_the_ease_blend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let ckpt = tmp.path().join("interest");
+    train_interest(
+        &data,
+        &ckpt,
+        &["--model", model.to_str().unwrap(), "--max-steps", "0"],
+    );
+    let recs = tmp.path().join("recs.jsonl");
+    let rec = |extra: &[&str]| {
+        run_ok(
+            longtail()
+                .arg("recommend")
+                .arg("--checkpoint")
+                .arg(&ckpt)
+                .arg("--data")
+                .arg(&data)
+                .arg("--output")
+                .arg(&recs)
+                .args(["--k", "5", "--keep-user-ids"])
+                .args(extra),
+        );
+        read_jsonl(&recs)
+    };
+    let ids = |lines: &[Value]| -> Vec<Vec<String>> {
+        lines
+            .iter()
+            .map(|l| {
+                l["recommendations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["item_id"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    let plain = rec(&[]);
+    let pure_ease = rec(&["--ease-weight", "1", "--ease-lambda", "10"]);
+    // The test has power only if EASE and the cosine disagree somewhere.
+    assert_ne!(
+        ids(&plain),
+        ids(&pure_ease),
+        "EASE ignored or identical to cosine"
+    );
+    let items: Vec<String> = read_jsonl(&data.join("items.jsonl"))
+        .iter()
+        .map(|v| v["item_id"].as_str().unwrap().to_string())
+        .collect();
+    let pos: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let ease = ease_scores(&data, 10.0);
+    for line in &pure_ease {
+        let (scores, seen) = &ease[line["user"].as_str().unwrap()];
+        // Weight 1 is pure EASE: the list holds the user's top-5 unseen EASE scores.
+        let mut best: Vec<f32> = (0..scores.len())
+            .filter(|i| !seen.contains(i))
+            .map(|i| scores[i])
+            .collect();
+        best.sort_by(|a, b| b.total_cmp(a));
+        let got: Vec<f32> = line["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| scores[pos[r["item_id"].as_str().unwrap()]])
+            .collect();
+        for (g, b) in got.iter().zip(&best[..5]) {
+            assert!((g - b).abs() < 1e-5, "{got:?} vs {:?}", &best[..5]);
+        }
+        // Ranked by the blend score, cosine kept in `score` for p_interest.
+        let blend: Vec<f64> = line["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["blend_score"].as_f64().unwrap())
+            .collect();
+        assert!(blend.windows(2).all(|w| w[0] >= w[1]));
+    }
+    // Weight 0 is the cosine ranking again; a tail weight still re-ranks the blend.
+    assert_eq!(
+        ids(&rec(&["--ease-weight", "0", "--ease-lambda", "10"])),
+        ids(&plain)
+    );
+    let tail_count = |lines: &[Value]| -> usize {
+        lines
+            .iter()
+            .flat_map(|l| l["recommendations"].as_array().unwrap().clone())
+            .filter(|r| r["tail"].as_bool().unwrap())
+            .count()
+    };
+    let boosted = rec(&[
+        "--ease-weight",
+        "1",
+        "--ease-lambda",
+        "10",
+        "--tail-weight",
+        "3",
+    ]);
+    assert!(tail_count(&boosted) > tail_count(&pure_ease));
 }

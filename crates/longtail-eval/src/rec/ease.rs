@@ -7,7 +7,7 @@
 //! NDCG@10 (ties: smaller λ); the same fit then ranks test targets with the
 //! train + validation history (no refit), exactly like any other model.
 
-use super::itemknn::cooccurrence;
+use super::itemknn::{cooccurrence, cooccurrence_of};
 use super::linalg::spd_inverse;
 use super::scorer::Scorer;
 use super::split::{ItemIdx, RecSplit, UserIdx};
@@ -44,6 +44,11 @@ impl Ease {
 
     pub fn fit(split: &RecSplit, lambda: f64) -> Result<Self, EvalError> {
         Self::fit_gram(&cooccurrence(split), split.n_items(), lambda)
+    }
+
+    /// Fits on arbitrary per-user item sets (e.g. every interaction, for serving).
+    pub fn fit_lists(lists: &[Vec<ItemIdx>], n: usize, lambda: f64) -> Result<Self, EvalError> {
+        Self::fit_gram(&cooccurrence_of(lists, n), n, lambda)
     }
 
     /// Weight `B[i, j]`.
@@ -86,5 +91,15 @@ mod tests {
                 assert!((ease.weight(i, j) as f64 - want).abs() < 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn fit_lists_builds_the_same_gram() {
+        // users {0,1}, {0,2}, {1}: XᵀX = [[2,1,1],[1,2,0],[1,0,1]] as above
+        let lists = vec![vec![0, 1], vec![2, 0], vec![1]];
+        let a = Ease::fit_lists(&lists, 3, 1.0).unwrap();
+        let gram = [2.0, 1.0, 1.0, 1.0, 2.0, 0.0, 1.0, 0.0, 1.0];
+        let b = Ease::fit_gram(&gram, 3, 1.0).unwrap();
+        assert_eq!(a.b, b.b);
     }
 }

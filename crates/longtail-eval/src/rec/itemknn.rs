@@ -14,9 +14,13 @@ pub struct ItemKnn {
 
 /// Item co-occurrence counts over training histories (diagonal = item count).
 pub fn cooccurrence(split: &RecSplit) -> Vec<f64> {
-    let n = split.n_items();
+    cooccurrence_of(&split.train, split.n_items())
+}
+
+/// Co-occurrence counts `XᵀX` of binary item sets over `n` items (each list without repeats).
+pub fn cooccurrence_of(lists: &[Vec<ItemIdx>], n: usize) -> Vec<f64> {
     let mut g = vec![0f64; n * n];
-    for items in &split.train {
+    for items in lists {
         for &a in items {
             let row = &mut g[a as usize * n..(a as usize + 1) * n];
             for &b in items {

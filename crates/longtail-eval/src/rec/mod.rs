@@ -28,8 +28,10 @@ pub use ease::Ease;
 pub use itemknn::ItemKnn;
 pub use metrics::{evaluate, rank_users, ModelMetrics, SegmentMetrics, UserOutcome};
 pub use popular::MostPopular;
-pub use report::{write_report, RecReport, RecReportFiles};
-pub use rerank::{rerank, tradeoff_curve, Knob, TradeoffPoint};
+pub use report::{write_report, RecReport, RecReportFiles, TAIL_WEIGHT_RULE};
+pub use rerank::{
+    choose_tail_weight, rerank, tail_weighted, tradeoff_curve, Knob, TailWeighted, TradeoffPoint,
+};
 pub use run::{run_baselines, RecOptions, BASELINES};
 pub use scorer::Scorer;
 pub use segments::Segments;

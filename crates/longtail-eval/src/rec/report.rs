@@ -12,7 +12,7 @@ use longtail_plot::{
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{evaluate, ModelMetrics};
-use super::rerank::{tradeoff_curve, Knob, TradeoffPoint};
+use super::rerank::{choose_tail_weight, tradeoff_curve, Knob, TailWeighted, TradeoffPoint};
 use super::scorer::Scorer;
 use super::segments::{SegmentInfo, Segments};
 use super::split::{RecSplit, SplitStats, Stage};
@@ -41,6 +41,34 @@ pub struct Tradeoff {
     pub points: Vec<TradeoffPoint>,
 }
 
+/// The validation search of a blend weight (`w` of the first model, `1 - w` of the second).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlendSearch {
+    pub model: String,
+    pub chosen: f64,
+    /// `(w, overall validation NDCG@10)` per grid value.
+    pub grid: Vec<(f64, f64)>,
+}
+
+/// How the tail weight of a re-ranked model was chosen (validation only, never test).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TailWeightChoice {
+    /// The re-ranked model's name in `models` (absent there when nothing met the floor).
+    pub model: String,
+    /// The model whose scores are re-ranked.
+    pub base: String,
+    pub rule: String,
+    /// Validation NDCG@10 of `floor_model`, the best baseline on validation.
+    pub ndcg_floor: f64,
+    pub floor_model: String,
+    pub chosen: Option<f64>,
+    /// The validation curve the choice was made on.
+    pub validation: Vec<TradeoffPoint>,
+}
+
+pub const TAIL_WEIGHT_RULE: &str = "largest validation tail-item Recall@10 among tail weights \
+whose validation NDCG@10 >= the best baseline's validation NDCG@10 (ties: smaller weight)";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecReport {
     /// Test-stage metrics per model (the headline).
@@ -50,8 +78,13 @@ pub struct RecReport {
     pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ease_lambda: Option<LambdaSearch>,
+    /// Test-stage re-ranking trade-off curves, one per model they were computed for.
+    #[serde(default)]
+    pub tradeoffs: Vec<Tradeoff>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub tradeoff: Option<Tradeoff>,
+    pub blend: Option<BlendSearch>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tail_weight: Option<TailWeightChoice>,
 }
 
 pub const PROTOCOL: &str = "leave-last-out per user (order: timestamp, then log row; repeated \
@@ -71,7 +104,9 @@ impl RecReport {
                 segments: segments.info.clone(),
             },
             ease_lambda: None,
-            tradeoff: None,
+            tradeoffs: Vec::new(),
+            blend: None,
+            tail_weight: None,
         }
     }
 
@@ -90,8 +125,8 @@ impl RecReport {
         Ok(())
     }
 
-    /// Computes the test-stage trade-off curve of `scorer` over `knobs`.
-    pub fn set_tradeoff(
+    /// Computes the test-stage trade-off curve of `scorer` over `knobs` and appends it.
+    pub fn add_tradeoff(
         &mut self,
         split: &RecSplit,
         segments: &Segments,
@@ -99,11 +134,51 @@ impl RecReport {
         knobs: &[Knob],
     ) -> Result<(), EvalError> {
         let points = tradeoff_curve(split, segments, scorer, Stage::Test, knobs)?;
-        self.tradeoff = Some(Tradeoff {
+        self.tradeoffs.push(Tradeoff {
             model: scorer.name().to_string(),
             points,
         });
         Ok(())
+    }
+
+    /// Chooses a tail weight for `base` from `grid` on validation by [`TAIL_WEIGHT_RULE`]
+    /// (floor: the best of `baselines` on validation NDCG@10) and, when one qualifies, adds
+    /// `base` re-ranked with it as `name`. Returns the choice.
+    pub fn add_tail_weighted(
+        &mut self,
+        split: &RecSplit,
+        segments: &Segments,
+        base: &dyn Scorer,
+        name: &str,
+        grid: &[f64],
+        baselines: &[&str],
+    ) -> Result<Option<f64>, EvalError> {
+        let floor_model = self
+            .best_on_validation(baselines)
+            .ok_or_else(|| EvalError::Option("no baseline evaluated for the NDCG floor".into()))?;
+        let ndcg_floor = self.validation[floor_model].overall.ndcg_10;
+        let knobs: Vec<Knob> = grid.iter().map(|&l| Knob::TailWeight(l)).collect();
+        let validation = tradeoff_curve(split, segments, base, Stage::Validation, &knobs)?;
+        let chosen = choose_tail_weight(&validation, ndcg_floor);
+        if let Some(weight) = chosen {
+            let reranked = TailWeighted {
+                name: name.to_string(),
+                inner: base,
+                is_tail: &segments.is_tail_item,
+                weight,
+            };
+            self.add_model(split, segments, &reranked)?;
+        }
+        self.tail_weight = Some(TailWeightChoice {
+            model: name.to_string(),
+            base: base.name().to_string(),
+            rule: TAIL_WEIGHT_RULE.to_string(),
+            ndcg_floor,
+            floor_model: floor_model.to_string(),
+            chosen,
+            validation,
+        });
+        Ok(chosen)
     }
 
     /// The model with the best overall validation NDCG@10 among `names`.
@@ -145,13 +220,12 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
     write_atomic(&markdown, markdown_table(report).as_bytes())?;
     let head_tail_png = sibling(json, "_head_tail.png");
     render_bar_png(&head_tail_chart(report), &head_tail_png, 900, 600)?;
-    let tradeoff_png = match &report.tradeoff {
-        Some(t) => {
-            let path = sibling(json, "_tradeoff.png");
-            render_png(&tradeoff_chart(t), &path, 900, 600)?;
-            Some(path)
-        }
-        None => None,
+    let tradeoff_png = if report.tradeoffs.is_empty() {
+        None
+    } else {
+        let path = sibling(json, "_tradeoff.png");
+        render_png(&tradeoff_chart(&report.tradeoffs), &path, 900, 600)?;
+        Some(path)
     };
     Ok(RecReportFiles {
         json: json.to_path_buf(),
@@ -218,32 +292,60 @@ pub fn markdown_table(report: &RecReport) -> String {
             l.chosen
         );
     }
-    if let Some(t) = &report.tradeoff {
+    if let Some(b) = &report.blend {
+        let _ = writeln!(
+            s,
+            "\n`{}`: interest weight w = {} (EASE weight {:.2}; best validation NDCG@10 of the \
+             grid).",
+            b.model,
+            b.chosen,
+            1.0 - b.chosen
+        );
+    }
+    if let Some(c) = &report.tail_weight {
+        let chosen = c
+            .chosen
+            .map_or("none met the floor (model not added)".into(), |l| {
+                l.to_string()
+            });
+        let _ = writeln!(
+            s,
+            "\n`{}` = `{}` re-ranked with tail weight {chosen}, chosen on validation: {}. \
+             Floor: {} validation NDCG@10 {:.4}. Validation curve:\n",
+            c.model, c.base, c.rule, c.floor_model, c.ndcg_floor
+        );
+        points_table(&mut s, &c.validation);
+    }
+    for t in &report.tradeoffs {
         let _ = writeln!(
             s,
             "\nRe-ranking trade-off of `{}` (test, top-10):\n",
             t.model
         );
-        let _ = writeln!(
-            s,
-            "| knob | value | APLT@10 | NDCG@10 | Recall@10 | tail-item R@10 | coverage@10 |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
-        for p in &t.points {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |",
-                p.knob.kind(),
-                p.knob.value(),
-                p.aplt_10,
-                p.ndcg_10,
-                p.recall_10,
-                p.tail_recall_10,
-                p.coverage_10
-            );
-        }
+        points_table(&mut s, &t.points);
     }
     s
+}
+
+fn points_table(s: &mut String, points: &[TradeoffPoint]) {
+    let _ = writeln!(
+        s,
+        "| knob | value | APLT@10 | NDCG@10 | Recall@10 | tail-item R@10 | coverage@10 |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for p in points {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |",
+            p.knob.kind(),
+            p.knob.value(),
+            p.aplt_10,
+            p.ndcg_10,
+            p.recall_10,
+            p.tail_recall_10,
+            p.coverage_10
+        );
+    }
 }
 
 /// Grouped bars: per model, Recall@10 on head-item and on tail-item test
@@ -280,11 +382,12 @@ pub fn head_tail_chart(report: &RecReport) -> BarChart {
     }
 }
 
-/// NDCG@10 against the tail share (APLT@10) of the lists, one line per knob.
-pub fn tradeoff_chart(t: &Tradeoff) -> LineChart {
-    let series = ["tail_weight", "tail_share"]
+/// NDCG@10 against the tail share (APLT@10) of the lists, one line per model and knob.
+pub fn tradeoff_chart(curves: &[Tradeoff]) -> LineChart {
+    let series = curves
         .iter()
-        .filter_map(|&kind| {
+        .flat_map(|t| ["tail_weight", "tail_share"].map(|kind| (t, kind)))
+        .filter_map(|(t, kind)| {
             let pts: Vec<(f64, f64)> = t
                 .points
                 .iter()

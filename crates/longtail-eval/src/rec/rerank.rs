@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics::{list_measures, ndcg_at, recall_at};
 use super::scorer::{rank_cmp, score_user, top_k, Scorer};
 use super::segments::Segments;
-use super::split::{ItemIdx, RecSplit, Stage};
+use super::split::{ItemIdx, RecSplit, Stage, UserIdx};
 use crate::EvalError;
 
 /// How strongly to favour tail items.
@@ -47,35 +47,19 @@ impl Knob {
 pub const WEIGHT_GRID: [f64; 11] = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
 pub const SHARE_GRID: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
+/// Tail weights tried when one is chosen on validation: 0, 0.05, ..., 5 (finer than
+/// [`WEIGHT_GRID`], whose steps move APLT@10 by 0.1-0.25 near 0.5; a 0-2 grid was too short:
+/// on Office the choice sat on its edge).
+pub fn selection_grid() -> Vec<f64> {
+    (0..=100).map(|i| f64::from(i) / 20.0).collect()
+}
+
 /// The re-ranked top-`k` list. `scores` has excluded (seen) items at -inf;
 /// they are never returned.
 pub fn rerank(scores: &[f32], is_tail: &[bool], k: usize, knob: Knob) -> Vec<ItemIdx> {
     assert_eq!(scores.len(), is_tail.len());
     match knob {
-        Knob::TailWeight(l) => {
-            let cand = scores.iter().filter(|s| s.is_finite());
-            let (n, sum, sq) = cand.fold((0usize, 0f64, 0f64), |(n, s, q), &x| {
-                (n + 1, s + x as f64, q + (x as f64) * (x as f64))
-            });
-            if n == 0 {
-                return Vec::new();
-            }
-            let mean = sum / n as f64;
-            let sd = (sq / n as f64 - mean * mean).max(0.0).sqrt();
-            let sd = if sd > 0.0 { sd } else { 1.0 };
-            let adjusted: Vec<f32> = scores
-                .iter()
-                .zip(is_tail)
-                .map(|(&s, &t)| {
-                    if s.is_finite() {
-                        ((s as f64 - mean) / sd + if t { l } else { 0.0 }) as f32
-                    } else {
-                        s
-                    }
-                })
-                .collect();
-            top_k(&adjusted, k)
-        }
+        Knob::TailWeight(l) => top_k(&tail_weighted(scores, is_tail, l), k),
         Knob::TailShare(share) => {
             let want = ((share.clamp(0.0, 1.0) * k as f64).round() as usize).min(k);
             let top = top_k(scores, k);
@@ -104,7 +88,77 @@ pub fn rerank(scores: &[f32], is_tail: &[bool], k: usize, knob: Knob) -> Vec<Ite
     }
 }
 
-/// One point of a trade-off curve (test stage, lists of length 10).
+/// The scores the [`Knob::TailWeight`] ranking sorts by: `z(s) + L` for tail items, `z(s)` for
+/// head items, z-scored over the candidates (finite scores); excluded items stay -inf.
+pub fn tail_weighted(scores: &[f32], is_tail: &[bool], l: f64) -> Vec<f32> {
+    let cand = scores.iter().filter(|s| s.is_finite());
+    let (n, sum, sq) = cand.fold((0usize, 0f64, 0f64), |(n, s, q), &x| {
+        (n + 1, s + x as f64, q + (x as f64) * (x as f64))
+    });
+    let mean = sum / n.max(1) as f64;
+    let sd = (sq / n.max(1) as f64 - mean * mean).max(0.0).sqrt();
+    let sd = if sd > 0.0 { sd } else { 1.0 };
+    scores
+        .iter()
+        .zip(is_tail)
+        .map(|(&s, &t)| {
+            if s.is_finite() {
+                ((s as f64 - mean) / sd + if t { l } else { 0.0 }) as f32
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
+/// A model re-ranked with a fixed tail weight, as a [`Scorer`], so the full metrics (not only
+/// the trade-off curve's) can be reported for it. Its ranking is exactly
+/// `rerank(.., Knob::TailWeight(weight))` of the inner model's scores.
+pub struct TailWeighted<'a> {
+    pub name: String,
+    pub inner: &'a dyn Scorer,
+    pub is_tail: &'a [bool],
+    pub weight: f64,
+}
+
+impl Scorer for TailWeighted<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn scores(&self, user: UserIdx, history: &[ItemIdx], out: &mut [f32]) {
+        self.inner.scores(user, history, out);
+        // z-score over the same candidates as `rerank`: history is not one of them.
+        for &h in history {
+            out[h as usize] = f32::NEG_INFINITY;
+        }
+        let adjusted = tail_weighted(out, self.is_tail, self.weight);
+        out.copy_from_slice(&adjusted);
+        // The evaluator excludes history itself and wants finite scores.
+        for &h in history {
+            out[h as usize] = 0.0;
+        }
+    }
+}
+
+/// The selection rule of a tail weight on a validation curve: the largest tail-item Recall@10
+/// among the points with NDCG@10 >= `ndcg_floor` (ties: the smaller weight). `None` when no
+/// point meets the floor.
+pub fn choose_tail_weight(validation: &[TradeoffPoint], ndcg_floor: f64) -> Option<f64> {
+    validation
+        .iter()
+        .filter_map(|p| match p.knob {
+            Knob::TailWeight(l) if p.ndcg_10 >= ndcg_floor => Some((l, p.tail_recall_10)),
+            _ => None,
+        })
+        .fold(None, |best: Option<(f64, f64)>, (l, r)| match best {
+            Some((bl, br)) if br > r || (br == r && bl <= l) => Some((bl, br)),
+            _ => Some((l, r)),
+        })
+        .map(|(l, _)| l)
+}
+
+/// One point of a trade-off curve (lists of length 10).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TradeoffPoint {
     #[serde(flatten)]
@@ -264,5 +318,78 @@ mod tests {
         let t = vec![false, false, false, true];
         let list = rerank(&s, &t, 3, Knob::TailShare(1.0));
         assert_eq!(list, vec![0, 1, 3]);
+    }
+
+    struct Fixed(Vec<f32>);
+    impl Scorer for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn scores(&self, _u: UserIdx, _h: &[ItemIdx], out: &mut [f32]) {
+            out.copy_from_slice(&self.0);
+        }
+    }
+
+    #[test]
+    fn tail_weighted_scorer_ranks_like_rerank() {
+        let (s, t) = synthetic();
+        // the synthetic user's excluded items are its history
+        let history: Vec<ItemIdx> = (0..s.len() as ItemIdx)
+            .filter(|&i| !s[i as usize].is_finite())
+            .collect();
+        let raw: Vec<f32> = s
+            .iter()
+            .map(|&x| if x.is_finite() { x } else { 9.0 })
+            .collect();
+        let inner = Fixed(raw);
+        for &l in &WEIGHT_GRID {
+            let scorer = TailWeighted {
+                name: "w".into(),
+                inner: &inner,
+                is_tail: &t,
+                weight: l,
+            };
+            let mut out = vec![0f32; s.len()];
+            scorer.scores(0, &history, &mut out);
+            crate::rec::scorer::exclude_history("w", 0, &history, &mut out).unwrap();
+            assert_eq!(
+                top_k(&out, 10),
+                rerank(&s, &t, 10, Knob::TailWeight(l)),
+                "L={l}"
+            );
+        }
+    }
+
+    fn point(l: f64, ndcg: f64, tail: f64) -> TradeoffPoint {
+        TradeoffPoint {
+            knob: Knob::TailWeight(l),
+            aplt_10: 0.0,
+            ndcg_10: ndcg,
+            recall_10: 0.0,
+            tail_recall_10: tail,
+            coverage_10: 0.0,
+        }
+    }
+
+    #[test]
+    fn tail_weight_choice_respects_the_ndcg_floor() {
+        let curve = [
+            point(0.0, 0.050, 0.04),
+            point(0.5, 0.045, 0.07),
+            point(1.0, 0.040, 0.07),
+            point(2.0, 0.030, 0.10),
+        ];
+        // 2.0 has the most tail recall but is below the floor; 0.5 and 1.0 tie: smaller wins.
+        assert_eq!(choose_tail_weight(&curve, 0.035), Some(0.5));
+        assert_eq!(choose_tail_weight(&curve, 0.0), Some(2.0));
+        assert_eq!(choose_tail_weight(&curve, 0.046), Some(0.0));
+        assert_eq!(choose_tail_weight(&curve, 0.06), None);
+        let mut share = point(0.0, 0.09, 0.5);
+        share.knob = Knob::TailShare(0.5);
+        assert_eq!(
+            choose_tail_weight(&[share], 0.0),
+            None,
+            "only tail weights count"
+        );
     }
 }

@@ -93,7 +93,7 @@ pub fn run_baselines(
         .iter()
         .find(|s| s.name() == best_name)
         .expect("named baseline");
-    report.set_tradeoff(split, segments, *best, &opts.knobs)?;
+    report.add_tradeoff(split, segments, *best, &opts.knobs)?;
     log(&format!("re-ranking trade-off on {best_name} done"));
     Ok(report)
 }

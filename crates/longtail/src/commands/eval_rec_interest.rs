@@ -1,17 +1,22 @@
 //! The interest-model half of `longtail eval-rec --checkpoint`: the checkpoint as a `Scorer`
 //! (`longtail`), a z-scored blend with EASE (`longtail+ease`, weight chosen on validation
-//! NDCG@10), and the re-ranking trade-off curve on `longtail`.
+//! NDCG@10), the blend re-ranked with a tail weight chosen on validation
+//! (`longtail+ease+tail`), and the re-ranking trade-off curves of `longtail` and the blend.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use longtail_data::PreparedDataset;
-use longtail_eval::rec::{self, Ease, RecOptions, RecReport, RecSplit, Segments, Stage};
+use longtail_eval::rec::report::BlendSearch;
+use longtail_eval::rec::rerank::selection_grid;
+use longtail_eval::rec::{self, Ease, RecOptions, RecReport, RecSplit, Scorer, Segments, Stage};
 use longtail_interest::recommend::Recommender;
 use longtail_interest::scorer::{InterestScorer, ZBlend};
 
 /// Blend weights of the interest model tried on validation.
-const BLEND_GRID: [f32; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
+const BLEND_GRID: [f64; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
+const BLEND: &str = "longtail+ease";
+const BLEND_TAIL: &str = "longtail+ease+tail";
 
 pub fn add_interest_models(
     data: &Path,
@@ -42,32 +47,65 @@ pub fn add_interest_models(
         .map(|l| l.chosen)
         .context("EASE λ missing from the baseline report")?;
     let ease = Ease::fit(split, lambda)?;
-    let mut best: Option<(f32, f64)> = None;
+    let search = search_blend_weight(split, segments, &interest, &ease)?;
+    let blend = ZBlend {
+        name: BLEND.into(),
+        a: &interest,
+        b: &ease,
+        w: search.chosen as f32,
+    };
+    report.add_model(split, segments, &blend)?;
+    eprintln!("  {BLEND} (w={}) done", search.chosen);
+    report.blend = Some(search);
+
+    let baselines = rec::BASELINES;
+    let chosen = report.add_tail_weighted(
+        split,
+        segments,
+        &blend,
+        BLEND_TAIL,
+        &selection_grid(),
+        &baselines,
+    )?;
+    eprintln!("  {BLEND_TAIL}: tail weight chosen on validation {chosen:?}");
+    report.add_tradeoff(split, segments, &interest, &opts.knobs)?;
+    report.add_tradeoff(split, segments, &blend, &opts.knobs)?;
+    eprintln!("  re-ranking trade-offs on longtail and {BLEND} done");
+    Ok(())
+}
+
+/// The blend weight with the best validation NDCG@10 over [`BLEND_GRID`] (ties: the first).
+fn search_blend_weight(
+    split: &RecSplit,
+    segments: &Segments,
+    interest: &dyn Scorer,
+    ease: &dyn Scorer,
+) -> Result<BlendSearch> {
+    let mut grid = Vec::with_capacity(BLEND_GRID.len());
     for &w in &BLEND_GRID {
         let blend = ZBlend {
-            name: "longtail+ease".into(),
-            a: &interest,
-            b: &ease,
-            w,
+            name: BLEND.into(),
+            a: interest,
+            b: ease,
+            w: w as f32,
         };
         let ndcg = rec::evaluate(split, segments, &blend, Stage::Validation)?
             .overall
             .ndcg_10;
-        eprintln!("  longtail+ease w={w}: validation NDCG@10 {ndcg:.4}");
-        if best.is_none_or(|(_, b)| ndcg > b) {
-            best = Some((w, ndcg));
-        }
+        eprintln!("  {BLEND} w={w}: validation NDCG@10 {ndcg:.4}");
+        grid.push((w, ndcg));
     }
-    let (w, _) = best.expect("non-empty grid");
-    let blend = ZBlend {
-        name: "longtail+ease".into(),
-        a: &interest,
-        b: &ease,
-        w,
-    };
-    report.add_model(split, segments, &blend)?;
-    eprintln!("  longtail+ease (w={w}) done");
-    report.set_tradeoff(split, segments, &interest, &opts.knobs)?;
-    eprintln!("  re-ranking trade-off on longtail done");
-    Ok(())
+    let chosen = grid
+        .iter()
+        .fold(None, |best: Option<(f64, f64)>, &(w, n)| match best {
+            Some((_, b)) if b >= n => best,
+            _ => Some((w, n)),
+        })
+        .map(|(w, _)| w)
+        .context("empty blend grid")?;
+    Ok(BlendSearch {
+        model: BLEND.into(),
+        chosen,
+        grid,
+    })
 }

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use longtail_data::{Label, PreparedDataset};
-use longtail_eval::rec::{rerank, Knob};
+use longtail_eval::rec::scorer::{exclude_history, top_k};
+use longtail_eval::rec::{rerank, Ease, ItemIdx, Knob, Scorer};
 use longtail_interest::recommend::{CacheStatus, Recommender};
+use longtail_interest::scorer::{InterestScorer, ZBlend};
 use longtail_interest::{Interactions, Pseudonymiser};
 use serde::Serialize;
 
@@ -36,6 +38,14 @@ pub struct RecommendArgs {
     /// Re-rank: at least this share of each list is tail items (when available), in [0, 1].
     #[arg(long, env = "LONGTAIL_TAIL_SHARE")]
     pub tail_share: Option<f64>,
+    /// Blend with EASE as `eval-rec`'s `longtail+ease` does: rank by
+    /// `(1 - W) z(cosine) + W z(EASE)`, each z-scored over the user's unseen items; W is
+    /// `1 - w` of the report's blend. EASE is fitted on every interaction of --data.
+    #[arg(long, env = "LONGTAIL_EASE_WEIGHT", requires = "ease_lambda")]
+    pub ease_weight: Option<f64>,
+    /// EASE L2 regularisation λ (use the one eval-rec chose on validation).
+    #[arg(long, env = "LONGTAIL_EASE_LAMBDA", requires = "ease_weight")]
+    pub ease_lambda: Option<f64>,
     /// Write raw user ids instead of keyed pseudonyms.
     #[arg(long, env = "LONGTAIL_KEEP_USER_IDS", default_value_t = false)]
     pub keep_user_ids: bool,
@@ -58,7 +68,11 @@ pub struct RecommendArgs {
 struct OutRec<'a> {
     rank: usize,
     item_id: &'a str,
+    /// Cosine similarity of user and item (what `p_interest` is calibrated on).
     score: f32,
+    /// The blended score the list is ranked by (with --ease-weight).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blend_score: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p_interest: Option<f64>,
     tail: bool,
@@ -89,11 +103,8 @@ pub fn pseudonymiser(
     Ok((Pseudonymiser::keyed(&key)?, Some(path)))
 }
 
-pub fn run(args: RecommendArgs) -> Result<()> {
-    if args.k == 0 {
-        bail!("--k must be at least 1");
-    }
-    let knob = match (args.tail_weight, args.tail_share) {
+fn parse_knob(args: &RecommendArgs) -> Result<Option<Knob>> {
+    Ok(match (args.tail_weight, args.tail_share) {
         (Some(l), _) => {
             if !l.is_finite() || l < 0.0 {
                 bail!("--tail-weight must be a finite number >= 0, got {l}");
@@ -107,7 +118,91 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             Some(Knob::TailShare(s))
         }
         (None, None) => None,
+    })
+}
+
+/// EASE on every user's (deduplicated) interactions, when the blend is asked for.
+fn fit_ease(args: &RecommendArgs, inter: &Interactions, n_items: usize) -> Result<Option<Ease>> {
+    let (Some(w), Some(lambda)) = (args.ease_weight, args.ease_lambda) else {
+        return Ok(None);
     };
+    if !(0.0..=1.0).contains(&w) {
+        bail!("--ease-weight must be in [0, 1], got {w}");
+    }
+    if !(lambda.is_finite() && lambda > 0.0) {
+        bail!("--ease-lambda must be a positive number, got {lambda}");
+    }
+    let lists: Vec<Vec<ItemIdx>> = inter
+        .seqs
+        .iter()
+        .map(|s| s.iter().map(|&i| i as ItemIdx).collect())
+        .collect();
+    let started = std::time::Instant::now();
+    let ease = Ease::fit_lists(&lists, n_items, lambda)?;
+    eprintln!(
+        "EASE (λ={lambda}) fitted on {} users' interactions in {:.1}s; blend weight {w}",
+        lists.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some(ease))
+}
+
+/// The user's list: `ranker`'s scores with the history excluded, re-ranked by `knob` (the
+/// same steps as eval-rec's metrics and trade-off curves). Items with their ranking score.
+fn rank_list(
+    ranker: &dyn Scorer,
+    history: &[usize],
+    is_tail: &[bool],
+    k: usize,
+    knob: Option<Knob>,
+) -> Result<Vec<(usize, f32)>> {
+    let h: Vec<ItemIdx> = history.iter().map(|&i| i as ItemIdx).collect();
+    let mut scores = vec![0f32; is_tail.len()];
+    ranker.scores(0, &h, &mut scores);
+    exclude_history(ranker.name(), 0, &h, &mut scores)?;
+    let list = match knob {
+        Some(knob) => rerank(&scores, is_tail, k, knob),
+        None => top_k(&scores, k),
+    };
+    Ok(list
+        .into_iter()
+        .map(|i| (i as usize, scores[i as usize]))
+        .collect())
+}
+
+/// Raw ids with their user index in the interactions (None: unknown, no history).
+fn wanted_users(
+    args: &RecommendArgs,
+    inter: &Interactions,
+) -> Result<Vec<(String, Option<usize>)>> {
+    let user_index: HashMap<&str, usize> = inter
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i))
+        .collect();
+    Ok(match &args.users {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|u| (u.to_string(), user_index.get(u).copied()))
+            .collect(),
+        None => inter
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.clone(), Some(i)))
+            .collect(),
+    })
+}
+
+pub fn run(args: RecommendArgs) -> Result<()> {
+    if args.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    let knob = parse_knob(&args)?;
     let data = PreparedDataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let index: HashMap<String, usize> = data
@@ -118,6 +213,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         .collect();
     let inter = Interactions::load(&args.data.join(longtail_data::INTERACTIONS_FILE), &index)?;
     let is_tail: Vec<bool> = data.items.iter().map(|i| i.label == Label::Tail).collect();
+    let ease = fit_ease(&args, &inter, data.items.len())?;
     let (rec, status) = Recommender::load(
         &args.checkpoint,
         &data.items,
@@ -133,6 +229,20 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         },
         rec.num_items()
     );
+    let interest = InterestScorer {
+        rec: &rec,
+        name: "longtail".into(),
+    };
+    let blend = ease.as_ref().zip(args.ease_weight).map(|(e, w)| ZBlend {
+        name: "longtail+ease".into(),
+        a: &interest,
+        b: e,
+        w: (1.0 - w) as f32,
+    });
+    let ranker: &dyn Scorer = match &blend {
+        Some(b) => b,
+        None => &interest,
+    };
     let out_dir = args
         .output
         .parent()
@@ -146,28 +256,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         args.user_id_key_file.clone(),
         &out_dir,
     )?;
-
-    let user_index: HashMap<&str, usize> = inter
-        .users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.as_str(), i))
-        .collect();
-    let wanted: Vec<(String, Option<usize>)> = match &args.users {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|u| (u.to_string(), user_index.get(u).copied()))
-            .collect(),
-        None => inter
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.clone(), Some(i)))
-            .collect(),
-    };
+    let wanted = wanted_users(&args, &inter)?;
 
     let mut text = String::new();
     let (mut written, mut cold) = (0usize, 0usize);
@@ -175,7 +264,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let mut slots = 0usize;
     for (raw, u) in &wanted {
         let history: &[usize] = u.map_or(&[], |u| inter.seqs[u].as_slice());
-        let Some(mut scores) = rec.scores(history) else {
+        let Some(cosines) = rec.scores(history) else {
             // No history: nothing to personalise on; reported, not guessed.
             cold += 1;
             let line = OutLine {
@@ -187,31 +276,16 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             text.push('\n');
             continue;
         };
-        let items: Vec<(usize, f32)> = match knob {
-            None => rec
-                .top_k(&scores, history, history, args.k)
-                .into_iter()
-                .map(|r| (r.item, r.score))
-                .collect(),
-            Some(knob) => {
-                let raw_scores = scores.clone();
-                for &h in history {
-                    scores[h] = f32::NEG_INFINITY;
-                }
-                rerank(&scores, &is_tail, args.k, knob)
-                    .into_iter()
-                    .map(|i| (i as usize, raw_scores[i as usize]))
-                    .collect()
-            }
-        };
+        let items = rank_list(ranker, history, &is_tail, args.k, knob)?;
         let recs: Vec<OutRec<'_>> = items
             .iter()
             .enumerate()
-            .map(|(r, &(item, score))| OutRec {
+            .map(|(r, &(item, ranked_by))| OutRec {
                 rank: r + 1,
                 item_id: &data.items[item].item_id,
-                score,
-                p_interest: rec.probability(score),
+                score: cosines[item],
+                blend_score: blend.is_some().then_some(ranked_by),
+                p_interest: rec.probability(cosines[item]),
                 tail: is_tail[item],
                 because_of: rec
                     .explain(history, item)

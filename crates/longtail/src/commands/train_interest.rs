@@ -61,11 +61,12 @@ pub struct TrainInterestArgs {
     /// Disable the logQ popularity correction of the in-batch softmax.
     #[arg(long, env = "LONGTAIL_NO_LOGQ", default_value_t = false)]
     pub no_logq: bool,
-    /// Most recent history items forming the user vector.
-    #[arg(long, env = "LONGTAIL_HISTORY_LEN", default_value_t = 10)]
+    /// Most recent history items forming the user vector (1: the last item, the best of the
+    /// validation comparison in docs/interest.md).
+    #[arg(long, env = "LONGTAIL_HISTORY_LEN", default_value_t = 1)]
     pub history_len: usize,
     /// Weight decay per step back in the history (1 = plain mean).
-    #[arg(long, env = "LONGTAIL_RECENCY_DECAY", default_value_t = 0.8)]
+    #[arg(long, env = "LONGTAIL_RECENCY_DECAY", default_value_t = 1.0)]
     pub recency_decay: f64,
     /// Embeddings and this many bottom layers are frozen (computed once and cached).
     #[arg(long, env = "LONGTAIL_FROZEN_LAYERS", default_value_t = 4)]

@@ -417,6 +417,30 @@ impl BertModel {
         attention_mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
+        self.encode(input_ids, token_type_ids, attention_mask, ctx, false)
+    }
+
+    /// The last hidden state of the first ([CLS]) token only, `(b, hidden)`: the same values as
+    /// row 0 of [`Self::forward_ctx`], but the last layer computes only that row after its
+    /// keys and values (about a seventh of a 6-layer encoder's FLOPs saved), forward and
+    /// backward. What CLS pooling needs.
+    pub(crate) fn forward_cls_ctx(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let h = self.encode(input_ids, token_type_ids, attention_mask, ctx, true)?;
+        Ok(h.squeeze(1)?)
+    }
+
+    fn check_inputs(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<()> {
         let (b, s) = input_ids.dims2()?;
         if input_ids.dtype().is_float() {
             return Err(ModelError::Input(
@@ -443,22 +467,7 @@ impl BertModel {
                 }
             }
         }
-        self.encode(input_ids, token_type_ids, attention_mask, ctx, false)
-    }
-
-    /// The last hidden state of the first ([CLS]) token only, `(b, hidden)`: the same values as
-    /// row 0 of [`Self::forward_ctx`], but the last layer computes only that row after its
-    /// keys and values (about a seventh of a 6-layer encoder's FLOPs saved), forward and
-    /// backward. What CLS pooling needs.
-    pub(crate) fn forward_cls_ctx(
-        &self,
-        input_ids: &Tensor,
-        token_type_ids: Option<&Tensor>,
-        attention_mask: Option<&Tensor>,
-        ctx: &mut Ctx,
-    ) -> Result<Tensor> {
-        let h = self.encode(input_ids, token_type_ids, attention_mask, ctx, true)?;
-        Ok(h.squeeze(1)?)
+        Ok(())
     }
 
     /// Runs every layer; with `cls_only` the last one only for row 0 (output `(b, 1, h)`).
@@ -470,6 +479,7 @@ impl BertModel {
         ctx: &mut Ctx,
         cls_only: bool,
     ) -> Result<Tensor> {
+        self.check_inputs(input_ids, token_type_ids, attention_mask)?;
         let dtype = self.embeddings.word.dtype();
         let mask = match attention_mask {
             Some(m) => Some(extended_attention_mask(m, dtype)?),

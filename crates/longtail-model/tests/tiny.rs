@@ -464,10 +464,12 @@ fn bad_inputs_are_reported() {
     let m = load_tiny(&ClassifierOptions::default());
     let dev = Device::Cpu;
     let too_long = Tensor::zeros((1, 41), DType::U32, &dev).unwrap();
-    assert!(m.forward_t(&too_long, None, None, false).is_err());
+    // The classifier's CLS-only path validates like the full encoder, with the reason.
+    let err = |r: longtail_model::Result<Tensor>| r.unwrap_err().to_string();
+    assert!(err(m.forward_t(&too_long, None, None, false)).contains("max_position_embeddings"));
     let ids = Tensor::zeros((2, 5), DType::U32, &dev).unwrap();
     let mask = Tensor::ones((2, 4), DType::U32, &dev).unwrap();
-    assert!(m.forward_t(&ids, None, Some(&mask), false).is_err());
+    assert!(err(m.forward_t(&ids, None, Some(&mask), false)).contains("attention_mask"));
     let float_ids = Tensor::zeros((2, 5), DType::F32, &dev).unwrap();
-    assert!(m.forward_t(&float_ids, None, None, false).is_err());
+    assert!(err(m.forward_inference(&float_ids, None, None)).contains("integer"));
 }

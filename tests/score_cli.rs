@@ -3,6 +3,7 @@
 //! probabilities `longtail eval` uses (`trainer::predict`).
 
 mod common;
+use common::tiny::write_tokenizer;
 use common::{longtail, run_ok};
 
 use candle_core::Device;
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Catalogue words, all in the shared tiny tokenizer's vocabulary (`common::tiny`).
 const WORDS: [&str; 18] = [
     "printer",
     "desk",
@@ -34,58 +36,6 @@ const WORDS: [&str; 18] = [
     "large",
     "quality",
 ];
-
-/// A WordPiece tokenizer.json (BERT normalizer and pre-tokenizer, [CLS] x [SEP]).
-fn write_tokenizer(dir: &Path) -> usize {
-    let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "|", ","]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    vocab.extend(WORDS.iter().map(|w| w.to_string()));
-    for c in ('a'..='z').chain('0'..='9') {
-        vocab.push(c.to_string());
-        vocab.push(format!("##{c}"));
-    }
-    let vocab_map: serde_json::Map<String, Value> = vocab
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
-    let added: Vec<Value> = vocab[..5]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                   "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    let tok = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": {"type": "BertNormalizer", "clean_text": true,
-                        "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
-                     {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 1}},
-                     {"SpecialToken": {"id": "[SEP]", "type_id": 1}}],
-            "special_tokens": {
-                "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
-                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}
-            }
-        },
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-                  "max_input_chars_per_word": 100, "vocab": vocab_map}
-    });
-    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
-    vocab.len()
-}
 
 /// A tiny random head/tail classifier saved like a `longtail train` output.
 fn tiny_checkpoint(root: &Path) -> PathBuf {

@@ -119,20 +119,7 @@ fn train_interest_recommend_and_eval_rec() {
 
     // Recommend: pseudonymised, seen items excluded, explanations from the history.
     let recs = tmp.path().join("out/recs.jsonl");
-    let rec = |extra: &[&str]| {
-        run_ok(
-            longtail()
-                .arg("recommend")
-                .arg("--checkpoint")
-                .arg(&ckpt)
-                .arg("--data")
-                .arg(&data)
-                .arg("--output")
-                .arg(&recs)
-                .args(["--k", "5"])
-                .args(extra),
-        )
-    };
+    let rec = |extra: &[&str]| recommend(&ckpt, &data, &recs, extra);
     rec(&["--keep-user-ids"]);
     let hist = histories(&data);
     let plain = read_jsonl(&recs);
@@ -270,6 +257,22 @@ fn train_interest_recommend_and_eval_rec() {
     }
 }
 
+/// `longtail recommend --k 5` of `ckpt` on `data` into `out`, plus `extra` flags.
+fn recommend(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    run_ok(
+        longtail()
+            .arg("recommend")
+            .arg("--checkpoint")
+            .arg(ckpt)
+            .arg("--data")
+            .arg(data)
+            .arg("--output")
+            .arg(out)
+            .args(["--k", "5"])
+            .args(extra),
+    )
+}
+
 /// EASE scores of every user, fitted here on the same interactions with longtail-eval's EASE.
 fn ease_scores(data: &Path, lambda: f64) -> HashMap<String, (Vec<f32>, HashSet<usize>)> {
     use longtail_eval::rec::{Ease, ItemIdx, Scorer};
@@ -317,18 +320,7 @@ fn recommend_serves_the_ease_blend() {
     );
     let recs = tmp.path().join("recs.jsonl");
     let rec = |extra: &[&str]| {
-        run_ok(
-            longtail()
-                .arg("recommend")
-                .arg("--checkpoint")
-                .arg(&ckpt)
-                .arg("--data")
-                .arg(&data)
-                .arg("--output")
-                .arg(&recs)
-                .args(["--k", "5", "--keep-user-ids"])
-                .args(extra),
-        );
+        recommend(&ckpt, &data, &recs, &[&["--keep-user-ids"], extra].concat());
         read_jsonl(&recs)
     };
     let ids = |lines: &[Value]| -> Vec<Vec<String>> {

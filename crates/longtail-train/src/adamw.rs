@@ -22,7 +22,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::adamw_inplace;
+use crate::adamw_inplace::{self, Coefficients};
 use crate::error::{Result, TrainError};
 use crate::param_groups::{ParamGroupSpec, Partition};
 
@@ -268,45 +268,22 @@ fn update_param(
     eps: f64,
 ) -> Result<()> {
     p.step += 1;
-    let step = p.step as f64;
+    let c = Coefficients::new(lr, weight_decay, beta1, beta2, eps, p.step);
     let theta = p.var.as_tensor();
-    if adamw_inplace::supported(theta) {
-        let grad = grad.contiguous()?;
-        let m = p.exp_avg.get_or_insert(grad.zeros_like()?);
-        let v = p.exp_avg_sq.get_or_insert(grad.zeros_like()?);
-        let bias_correction1 = 1.0 - beta1.powf(step);
-        let bias_correction2 = 1.0 - beta2.powf(step);
-        adamw_inplace::adamw_step(
-            theta,
-            &grad,
-            m,
-            v,
-            beta1,
-            beta2,
-            1.0 - lr * weight_decay,
-            lr / bias_correction1,
-            bias_correction2.sqrt(),
-            eps,
-        )?;
-        return Ok(());
+    if !adamw_inplace::supported(theta) {
+        return update_param_tensors(p, grad, &c);
     }
-    update_param_tensors(p, grad, lr, weight_decay, beta1, beta2, eps)
+    let grad = grad.contiguous()?;
+    let m = p.exp_avg.get_or_insert(grad.zeros_like()?);
+    let v = p.exp_avg_sq.get_or_insert(grad.zeros_like()?);
+    Ok(adamw_inplace::adamw_step(theta, &grad, m, v, &c)?)
 }
 
 /// The same update from tensor ops (any device and dtype; allocates temporaries).
-fn update_param_tensors(
-    p: &mut ParamState,
-    grad: &Tensor,
-    lr: f64,
-    weight_decay: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-) -> Result<()> {
-    let step = p.step as f64;
+fn update_param_tensors(p: &mut ParamState, grad: &Tensor, c: &Coefficients) -> Result<()> {
     let theta = p.var.as_tensor();
     // param.mul_(1 - lr * weight_decay)
-    let theta = theta.affine(1.0 - lr * weight_decay, 0.0)?;
+    let theta = theta.affine(c.decay, 0.0)?;
     let m = match &p.exp_avg {
         Some(m) => m.clone(),
         None => grad.zeros_like()?,
@@ -316,17 +293,13 @@ fn update_param_tensors(
         None => grad.zeros_like()?,
     };
     // exp_avg.lerp_(grad, 1 - beta1): m + w * (g - m)
-    let m = ((grad - &m)?.affine(1.0 - beta1, 0.0)? + &m)?;
+    let m = ((grad - &m)?.affine(1.0 - c.beta1, 0.0)? + &m)?;
     // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    let v = (v.affine(beta2, 0.0)? + (grad.affine(1.0 - beta2, 0.0)? * grad)?)?;
-    let bias_correction1 = 1.0 - beta1.powf(step);
-    let bias_correction2 = 1.0 - beta2.powf(step);
-    let step_size = lr / bias_correction1;
-    let bias_correction2_sqrt = bias_correction2.sqrt();
+    let v = (v.affine(c.beta2, 0.0)? + (grad.affine(1.0 - c.beta2, 0.0)? * grad)?)?;
     // (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-    let denom = (v.sqrt()? / bias_correction2_sqrt)?.affine(1.0, eps)?;
+    let denom = (v.sqrt()? / c.bias_correction2_sqrt)?.affine(1.0, c.eps)?;
     // param.addcdiv_(exp_avg, denom, value=-step_size)
-    let theta = (theta + (m.affine(-step_size, 0.0)? / &denom)?)?;
+    let theta = (theta + (m.affine(-c.step_size, 0.0)? / &denom)?)?;
     p.var.set(&theta)?;
     p.exp_avg = Some(m);
     p.exp_avg_sq = Some(v);
@@ -407,7 +380,8 @@ mod tests {
                     .unwrap();
                 update_param(&mut pa, &g, 1e-3, 0.01, 0.9, 0.999, 1e-8).unwrap();
                 pb.step += 1;
-                update_param_tensors(&mut pb, &g, 1e-3, 0.01, 0.9, 0.999, 1e-8).unwrap();
+                let c = Coefficients::new(1e-3, 0.01, 0.9, 0.999, 1e-8, pb.step);
+                update_param_tensors(&mut pb, &g, &c).unwrap();
             }
             let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
             assert_eq!(bits(a.as_tensor()), bits(b.as_tensor()), "{dtype:?} params");

@@ -56,16 +56,44 @@ impl Moment {
     }
 }
 
-/// Parameter update: `p = p (1 - lr wd) + (m (-step_size)) / (sqrt(v) (1 / bc2_sqrt) + eps)`
-/// (candle's `tensor / f64` multiplies by the reciprocal; kept so both paths agree bit for bit).
-struct ParamUpdate {
-    decay: f64,
-    step_size: f64,
-    bias_correction2_sqrt: f64,
-    eps: f64,
+/// The scalars of one parameter's update at its step `t`, shared by the in-place kernels and
+/// the tensor-op path. As an in-place op it is the parameter update
+/// `p = p decay + (m (-step_size)) / (sqrt(v) (1 / bc2_sqrt) + eps)` (candle's `tensor / f64`
+/// multiplies by the reciprocal; kept so both paths agree bit for bit).
+pub(crate) struct Coefficients {
+    pub(crate) beta1: f64,
+    pub(crate) beta2: f64,
+    /// `1 - lr * weight_decay` (decoupled weight decay).
+    pub(crate) decay: f64,
+    /// `lr / (1 - beta1^t)`.
+    pub(crate) step_size: f64,
+    /// `sqrt(1 - beta2^t)`.
+    pub(crate) bias_correction2_sqrt: f64,
+    pub(crate) eps: f64,
 }
 
-impl InplaceOp3 for ParamUpdate {
+impl Coefficients {
+    pub(crate) fn new(
+        lr: f64,
+        weight_decay: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        t: u64,
+    ) -> Self {
+        let t = t as f64;
+        Self {
+            beta1,
+            beta2,
+            decay: 1.0 - lr * weight_decay,
+            step_size: lr / (1.0 - beta1.powf(t)),
+            bias_correction2_sqrt: (1.0 - beta2.powf(t)).sqrt(),
+            eps,
+        }
+    }
+}
+
+impl InplaceOp3 for Coefficients {
     fn name(&self) -> &'static str {
         "longtail-adamw-param"
     }
@@ -91,7 +119,7 @@ impl InplaceOp3 for ParamUpdate {
     }
 }
 
-impl ParamUpdate {
+impl Coefficients {
     fn apply<T: Float>(&self, p: &mut [T], m: &[T], v: &[T]) {
         let (decay, step, inv_bc2, eps) = (
             T::of(self.decay),
@@ -111,31 +139,16 @@ impl ParamUpdate {
 
 /// One AdamW update of `param` in place; `exp_avg`/`exp_avg_sq` are updated in place too.
 /// All four tensors must be contiguous CPU f32/f64 of one shape.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn adamw_step(
     param: &Tensor,
     grad: &Tensor,
     exp_avg: &Tensor,
     exp_avg_sq: &Tensor,
-    beta1: f64,
-    beta2: f64,
-    decay: f64,
-    step_size: f64,
-    bias_correction2_sqrt: f64,
-    eps: f64,
+    c: &Coefficients,
 ) -> Result<()> {
-    exp_avg.inplace_op2(grad, &Moment::First { beta1 })?;
-    exp_avg_sq.inplace_op2(grad, &Moment::Second { beta2 })?;
-    param.inplace_op3(
-        exp_avg,
-        exp_avg_sq,
-        &ParamUpdate {
-            decay,
-            step_size,
-            bias_correction2_sqrt,
-            eps,
-        },
-    )
+    exp_avg.inplace_op2(grad, &Moment::First { beta1: c.beta1 })?;
+    exp_avg_sq.inplace_op2(grad, &Moment::Second { beta2: c.beta2 })?;
+    param.inplace_op3(exp_avg, exp_avg_sq, c)
 }
 
 /// Whether [`adamw_step`] handles this parameter (else the tensor-op path runs).

@@ -39,9 +39,10 @@ impl Ctx {
     }
 }
 
-/// `y = x W^T + b` with `W` of shape `(out, in)` (PyTorch layout). Inputs of any rank are
-/// flattened to 2-D so the matmul is one GEMM and its weight gradient one GEMM too (no
-/// broadcast copy of `W` per batch element as `candle_nn::Linear` does for 3-D inputs).
+/// `y = x W^T + b` with `W` of shape `(out, in)` (PyTorch layout). On CPU one fused op
+/// ([`crate::fused_linear`]); elsewhere inputs of any rank are flattened to 2-D so the matmul
+/// is one GEMM and its weight gradient one GEMM too (no broadcast copy of `W` per batch
+/// element as `candle_nn::Linear` does for 3-D inputs).
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     pub(crate) weight: Tensor,
@@ -57,6 +58,9 @@ impl Linear {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if crate::fused::supported(x) && self.weight.device().is_cpu() {
+            return Ok(crate::fused_linear::linear(x, &self.weight, &self.bias)?);
+        }
         let dims = x.dims().to_vec();
         let in_dim = *dims
             .last()

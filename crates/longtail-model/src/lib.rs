@@ -32,6 +32,7 @@ pub mod config;
 pub mod dropout;
 pub mod error;
 mod fused;
+mod fused_linear;
 pub mod ops;
 pub mod params;
 pub mod pretrained;

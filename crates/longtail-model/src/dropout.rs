@@ -78,6 +78,9 @@ impl MaskStream {
             return Ok(x.clone());
         }
         let mask = self.mask(x.dims(), x.dtype(), x.device(), p)?;
+        if crate::fused::supported(x) {
+            return Ok(crate::fused::mask_mul_const(x, &mask)?);
+        }
         Ok((x * mask)?)
     }
 

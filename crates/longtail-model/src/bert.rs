@@ -31,6 +31,16 @@ impl Ctx {
         }
     }
 
+    /// Keep flags for `n` attention probabilities, when dropout is on (training, `p > 0`).
+    fn prob_dropout(&mut self, n: usize, p: f64) -> Option<crate::fused_attention::ProbDropout> {
+        let stream = self.stream.as_mut().filter(|_| p > 0.0)?;
+        let (keep, scale) = stream.keep_flags(n, p);
+        Some(crate::fused_attention::ProbDropout {
+            keep: std::sync::Arc::new(keep),
+            scale,
+        })
+    }
+
     pub(crate) fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
         match &mut self.stream {
             Some(s) => s.dropout(x, p),
@@ -219,6 +229,22 @@ impl SelfAttention {
     ) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let sq = xq.dim(1)?;
+        if crate::fused::supported(x) && self.query.weight.device().is_cpu() {
+            // One op for scores, mask, softmax, dropout and the weighted sum (same maths).
+            let mask = match mask {
+                Some(m) => Some(std::sync::Arc::new(
+                    m.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+                )),
+                None => None,
+            };
+            let dropout = ctx.prob_dropout(b * self.heads * sq * s, self.dropout);
+            let q = self.query.forward(xq)?;
+            let k = self.key.forward(x)?;
+            let v = self.value.forward(x)?;
+            return Ok(crate::fused_attention::attention(
+                &q, &k, &v, self.heads, mask, dropout,
+            )?);
+        }
         let split = |t: Tensor, rows: usize| {
             t.reshape((b, rows, self.heads, self.head_dim))?
                 .transpose(1, 2)

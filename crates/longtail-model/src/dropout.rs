@@ -84,12 +84,27 @@ impl MaskStream {
         Ok((x * mask)?)
     }
 
-    fn mask(&mut self, dims: &[usize], dtype: DType, device: &Device, p: f64) -> Result<Tensor> {
-        let n: usize = dims.iter().product();
+    /// The next `n` keep flags (`true` with probability `1 - p`), as [`Self::dropout`] draws
+    /// them, and the scale `1 / (1 - p)` of kept entries. For kernels that apply dropout
+    /// themselves (fused attention).
+    pub(crate) fn keep_flags(&mut self, n: usize, p: f64) -> (Vec<bool>, f64) {
+        let threshold = self.draw(n, p);
+        (
+            self.buf.iter().map(|&u| u >= threshold).collect(),
+            1.0 / (1.0 - p),
+        )
+    }
+
+    /// Fills `buf` with the next `n` draws; returns the keep threshold for `p`.
+    fn draw(&mut self, n: usize, p: f64) -> u32 {
         self.buf.resize(n, 0);
         self.rng.fill(&mut self.buf[..]);
         // keep iff u >= p * 2^32, i.e. with probability 1 - p (to 2^-32).
-        let threshold = (p * 4294967296.0).round().min(u32::MAX as f64) as u32;
+        (p * 4294967296.0).round().min(u32::MAX as f64) as u32
+    }
+
+    fn mask(&mut self, dims: &[usize], dtype: DType, device: &Device, p: f64) -> Result<Tensor> {
+        let threshold = self.draw(dims.iter().product(), p);
         let scale = 1.0 / (1.0 - p);
         let t = match dtype {
             DType::F64 => {

@@ -15,7 +15,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 /// Scalar type of the kernels. Reductions accumulate in f64.
-trait Real: WithDType + Send + Sync + std::ops::MulAssign {
+pub(crate) trait Real: WithDType + Send + Sync + std::ops::MulAssign {
     fn exp_(self) -> Self;
     fn erf_(self) -> Self;
 }

@@ -32,6 +32,7 @@ pub mod config;
 pub mod dropout;
 pub mod error;
 mod fused;
+mod fused_attention;
 mod fused_linear;
 pub mod ops;
 pub mod params;

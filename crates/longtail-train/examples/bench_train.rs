@@ -41,6 +41,7 @@ fn flag(args: &[String], name: &str, default: usize) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    longtail_model::configure_cpu_runtime();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (batch, seq, steps) = (
         flag(&args, "--batch", 16),

@@ -525,9 +525,24 @@ pub(crate) fn mask_mul_const(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&mask.contiguous()?, MaskMul)
 }
 
+thread_local! {
+    static COMPOSITE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the fused CPU ops switched off on this thread: every op then takes its
+/// composite path, as on devices without fused kernels. For tests that compare the two.
+pub fn with_composite_ops<R>(f: impl FnOnce() -> R) -> R {
+    let before = COMPOSITE_ONLY.with(|c| c.replace(true));
+    let out = f();
+    COMPOSITE_ONLY.with(|c| c.set(before));
+    out
+}
+
 /// Whether the fused kernels handle this tensor.
 pub(crate) fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+    x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && !COMPOSITE_ONLY.with(|c| c.get())
 }
 
 // ---------------------------------------------------------------- inference-only GELU (f32)

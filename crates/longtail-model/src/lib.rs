@@ -43,6 +43,8 @@ pub use classifier::{BertForSequenceClassification, ClassifierOptions};
 pub use config::{BertConfig, HiddenAct, Pooling};
 pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};
+#[doc(hidden)]
+pub use fused::with_composite_ops;
 pub use ops::{cross_entropy, CrossEntropy};
 pub use params::{named_vars, save_varmap_safetensors, Init, LoadReport, ParamBuilder};
 pub use pretrained::{HubOptions, PretrainedBert, PretrainedFiles};

@@ -137,6 +137,45 @@ fn every_parameter_gets_a_gradient() {
     }
 }
 
+/// The fused CPU ops (linear, attention, dropout, softmax, layer norm, GELU) and the
+/// composite path other devices take give the same loss and the same gradient for every
+/// parameter, with dropout on and padding in the batch (f64, every pooling).
+#[test]
+fn fused_and_composite_paths_agree_on_the_whole_model() {
+    let dev = Device::Cpu;
+    let x = inputs(&dev);
+    for pooling in [Pooling::ClsPooler, Pooling::Cls, Pooling::Mean] {
+        let m = model(pooling, DType::F64);
+        let state = m.dropout_rng_state();
+        let run = || {
+            m.set_dropout_rng_state(state);
+            let logits = m
+                .forward_t(&x.ids, Some(&x.types), Some(&x.mask), true)
+                .unwrap();
+            let loss = m.loss(&logits, &x.labels, &ce(&dev, DType::F64)).unwrap();
+            let grads = loss.backward().unwrap();
+            (loss.to_scalar::<f64>().unwrap(), grads)
+        };
+        let (loss_f, grads_f) = run();
+        let (loss_c, grads_c) = longtail_model::with_composite_ops(run);
+        assert!(
+            (loss_f - loss_c).abs() < 1e-12,
+            "{pooling}: loss {loss_f} vs {loss_c}"
+        );
+        for (name, var) in m.named_trainable_vars() {
+            let (a, b) = (
+                grads_f.get(var.as_tensor()).unwrap(),
+                grads_c.get(var.as_tensor()).unwrap(),
+            );
+            let d = l2(&(a - b).unwrap());
+            assert!(
+                d < 1e-10 * (1.0 + l2(b)),
+                "{pooling}: {name} differs by {d}"
+            );
+        }
+    }
+}
+
 /// Central differences in f64, with dropout on (the masks replayed by resetting the RNG state).
 #[test]
 fn gradients_match_finite_differences() {

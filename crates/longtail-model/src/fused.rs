@@ -18,11 +18,18 @@ use rayon::prelude::*;
 pub(crate) trait Real: WithDType + Send + Sync + std::ops::MulAssign {
     fn exp_(self) -> Self;
     fn erf_(self) -> Self;
+    /// `v = exp(v - shift)` for every element (a softmax row).
+    fn exp_shifted(row: &mut [Self], shift: Self) {
+        row.iter_mut().for_each(|v| *v = (*v - shift).exp_());
+    }
 }
 
 impl Real for f32 {
     fn exp_(self) -> Self {
         self.exp()
+    }
+    fn exp_shifted(row: &mut [Self], shift: Self) {
+        exp_shifted_dispatch(row, shift)
     }
     fn erf_(self) -> Self {
         // The rational approximation (within 1e-6 of erf, tested): libm's erff/erfc were 7% of
@@ -124,13 +131,9 @@ fn softmax_fwd<T: Real>(x: &[T], n: usize) -> Vec<T> {
         .for_each(|(o, x)| {
             for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
                 let max = x.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
-                let max = T::from_f64(max);
-                let mut sum = 0f64;
-                for (o, &v) in o.iter_mut().zip(x) {
-                    let e = (v - max).exp_();
-                    sum += e.to_f64();
-                    *o = e;
-                }
+                o.copy_from_slice(x);
+                T::exp_shifted(o, T::from_f64(max));
+                let sum: f64 = o.iter().map(|v| v.to_f64()).sum();
                 let inv = T::from_f64(1.0 / sum);
                 o.iter_mut().for_each(|v| *v *= inv);
             }
@@ -583,6 +586,53 @@ fn erf_fast_f32<const FMA: bool>(x: f32) -> f32 {
     p / q
 }
 
+/// `exp(x)` for f32 as `2^n * p(r)`, `x = n ln2 + r`, `|r| <= ln2 / 2`, with Cephes' degree-6
+/// polynomial (within 2 ulp of libm's `expf`, tested): integer and float arithmetic only, so
+/// a loop of it vectorises, where libm's `expf` is one scalar call per element. Inputs below
+/// -87.3 (masked attention scores among them) give exactly 0.
+#[inline(always)]
+fn exp_fast_f32<const FMA: bool>(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let xc = x.clamp(-87.3, 88.7);
+    let t = madd::<FMA>(xc, std::f32::consts::LOG2_E, MAGIC);
+    let n = t - MAGIC;
+    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    let r = madd::<FMA>(n, -0.693_359_4, xc);
+    let r = madd::<FMA>(n, 2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4;
+    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = madd::<FMA>(p, r, c);
+    }
+    let y = madd::<FMA>(p, r * r, r) + 1.0;
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
+    if x < -87.3 {
+        0.0
+    } else {
+        y * scale
+    }
+}
+
+#[inline(always)]
+fn exp_shifted_chunk<const FMA: bool>(row: &mut [f32], shift: f32) {
+    row.iter_mut()
+        .for_each(|v| *v = exp_fast_f32::<FMA>(*v - shift));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_avx2(row: &mut [f32], shift: f32) {
+    exp_shifted_chunk::<true>(row, shift)
+}
+
+fn exp_shifted_dispatch(row: &mut [f32], shift: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function was compiled for (checked above).
+        return unsafe { exp_shifted_avx2(row, shift) };
+    }
+    exp_shifted_chunk::<false>(row, shift)
+}
+
 #[inline(always)]
 fn gelu_fast_chunk<const FMA: bool>(out: &mut [f32], x: &[f32]) {
     let s = std::f32::consts::FRAC_1_SQRT_2;
@@ -658,6 +708,29 @@ mod fast_gelu_tests {
             worst = worst.max(d).max(d_plain);
         }
         assert!(worst < 1e-6, "max |erf error| {worst}");
+    }
+
+    /// Relative error against f64 `exp` over the range softmax sees, both compilations, and
+    /// exact zeros below the cut-off.
+    #[test]
+    fn fast_exp_matches_exp() {
+        let mut worst = 0f64;
+        for i in -870_000..=880_000 {
+            let x = i as f32 * 1e-4;
+            let exact = (x as f64).exp();
+            for v in [exp_fast_f32::<true>(x), exp_fast_f32::<false>(x)] {
+                worst = worst.max((v as f64 - exact).abs() / exact);
+            }
+        }
+        assert!(worst < 3e-7, "max relative exp error {worst}");
+        assert_eq!(exp_fast_f32::<true>(f32::MIN), 0.0);
+        assert_eq!(exp_fast_f32::<false>(-100.0), 0.0);
+        let mut row = vec![1.0f32, 2.0, -3.0];
+        exp_shifted_dispatch(&mut row, 2.0);
+        let want = [(-1f32).exp(), 1.0, (-5f32).exp()];
+        for (a, b) in row.iter().zip(want) {
+            assert!((a - b).abs() <= 2e-7 * b, "{a} vs {b}");
+        }
     }
 
     #[test]

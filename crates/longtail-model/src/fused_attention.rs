@@ -117,12 +117,8 @@ impl Attention {
                 }
             }
             let max = row.iter().fold(f64::NEG_INFINITY, |a, v| a.max(v.to_f64()));
-            let max = T::from_f64(max);
-            let mut sum = 0f64;
-            for v in row.iter_mut() {
-                *v = (*v - max).exp_();
-                sum += v.to_f64();
-            }
+            T::exp_shifted(row, T::from_f64(max));
+            let sum: f64 = row.iter().map(|v| v.to_f64()).sum();
             let inv = T::from_f64(1.0 / sum);
             row.iter_mut().for_each(|v| *v *= inv);
         }

@@ -74,13 +74,14 @@ lint:
 
 ## bench: longtail vs the Python/PyTorch reference, side by side in one run (ratios, not
 ## absolute numbers: the machine is shared): tokenization, then a training step at the default
-## recipe's shape (16 x 64) and at 16 x 128
+## recipe's shape (16 x 64) and at 16 x 128, then the GEMMs of one step alone (candle vs torch)
 bench: build python-deps
 	$(PYTHON) scripts/bench_tokenize.py --items $(LONGTAIL_DATA)/items.jsonl \
 	    --tokenizer $(BASE_MODEL)/tokenizer.json --rust $(TARGET_DIR)/release/examples/bench_tokenize
 	@if $(PYTHON) -c "import torch, transformers" 2>/dev/null; then \
 	    for seq in 64 128; do $(PYTHON) scripts/bench_torch.py train \
 	        --rust $(TARGET_DIR)/release/examples/bench_train --batch 16 --seq $$seq || exit 1; done; \
+	    $(PYTHON) scripts/bench_gemm_step.py --rust $(TARGET_DIR)/release/examples/gemm_step; \
 	else echo "torch/transformers missing: training benchmark skipped (pip install torch transformers)"; fi
 
 ## bench-score: `longtail score` vs a transformers reference (same checkpoint, max_len, threads),

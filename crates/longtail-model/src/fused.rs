@@ -775,21 +775,8 @@ mod mask_mul_tests {
             ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
-        let go = (ours * &c).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = (theirs * &c)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (a, b) = (
-            go.get(x.as_tensor()).unwrap(),
-            gt.get(x.as_tensor()).unwrap(),
-        );
-        assert_eq!(
-            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-        );
+        // bit-identical gradient
+        let go = crate::test_util::assert_same_grads(ours, theirs, &c, &[&x], 0.0, "mask_mul");
         assert!(go.get(&mask).is_none());
     }
 }

@@ -14,7 +14,9 @@
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -342,10 +344,42 @@ impl Attention {
     }
 }
 
-fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("attention: {what} must be contiguous"),
+type StorageView<'a> = (&'a CpuStorage, &'a Layout);
+
+impl Attention {
+    /// The forward pass, or with the output gradient `g` the backward pass, on CPU storage.
+    fn run_cpu(
+        &self,
+        dims: Dims,
+        q: StorageView,
+        k: StorageView,
+        v: StorageView,
+        g: Option<StorageView>,
+    ) -> Result<CpuStorage> {
+        fn part<'a, T: WithDType>((s, l): StorageView<'a>, what: &str) -> Result<&'a [T]> {
+            let v = s.as_slice::<T>()?;
+            match l.contiguous_offsets() {
+                Some((a, b)) => Ok(&v[a..b]),
+                None => bail!("attention: {what} must be contiguous"),
+            }
+        }
+        fn run<T: Real>(
+            a: &Attention,
+            dims: Dims,
+            (q, k, v): (StorageView, StorageView, StorageView),
+            g: Option<StorageView>,
+        ) -> Result<Vec<T>> {
+            let (q, k, v) = (part(q, "q")?, part(k, "k")?, part(v, "v")?);
+            Ok(match g {
+                None => a.forward(dims, q, k, v),
+                Some(g) => a.backward(dims, q, k, v, part(g, "the gradient")?),
+            })
+        }
+        Ok(match q.0.dtype() {
+            DType::F32 => CpuStorage::F32(run::<f32>(self, dims, (q, k, v), g)?),
+            DType::F64 => CpuStorage::F64(run::<f64>(self, dims, (q, k, v), g)?),
+            dt => bail!("longtail-attention: unsupported dtype {dt:?}"),
+        })
     }
 }
 
@@ -364,29 +398,7 @@ impl CustomOp3 for Attention {
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = self.dims(lq, lk, lv)?;
-        let out = match (sq, sk, sv) {
-            (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                CpuStorage::F32(self.forward(
-                    dims,
-                    contiguous(q, lq, "q")?,
-                    contiguous(k, lk, "k")?,
-                    contiguous(v, lv, "v")?,
-                ))
-            }
-            (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
-                CpuStorage::F64(self.forward(
-                    dims,
-                    contiguous(q, lq, "q")?,
-                    contiguous(k, lk, "k")?,
-                    contiguous(v, lv, "v")?,
-                ))
-            }
-            (s, _, _) => bail!(
-                "{}: unsupported or mixed dtypes ({:?})",
-                self.name(),
-                s.dtype()
-            ),
-        };
+        let out = self.run_cpu(dims, (sq, lq), (sk, lk), (sv, lv), None)?;
         Ok((out, lq.shape().clone()))
     }
 
@@ -444,31 +456,7 @@ impl CustomOp3 for AttentionBwd {
         let Storage::Cpu(gs) = &*gs else {
             bail!("attention backward: gradient not on the CPU")
         };
-        let out = match (sq, sk, sv, gs) {
-            (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v), CpuStorage::F32(g)) => {
-                CpuStorage::F32(a.backward(
-                    dims,
-                    contiguous(q, lq, "q")?,
-                    contiguous(k, lk, "k")?,
-                    contiguous(v, lv, "v")?,
-                    contiguous(g, gl, "the gradient")?,
-                ))
-            }
-            (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v), CpuStorage::F64(g)) => {
-                CpuStorage::F64(a.backward(
-                    dims,
-                    contiguous(q, lq, "q")?,
-                    contiguous(k, lk, "k")?,
-                    contiguous(v, lv, "v")?,
-                    contiguous(g, gl, "the gradient")?,
-                ))
-            }
-            (s, ..) => bail!(
-                "{}: unsupported or mixed dtypes ({:?})",
-                self.name(),
-                s.dtype()
-            ),
-        };
+        let out = a.run_cpu(dims, (sq, lq), (sk, lk), (sv, lv), Some((gs, gl)))?;
         let n = dims.b * dims.hidden * (dims.sq + 2 * dims.s);
         Ok((out, Shape::from(n)))
     }
@@ -499,14 +487,8 @@ pub(crate) fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{assert_same_grads, max_abs_diff};
     use candle_core::{DType, Device, Var, D};
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64))
-            .and_then(|d| d.to_scalar::<f64>())
-            .unwrap()
-    }
 
     /// The same maths from candle's basic ops.
     fn composite(
@@ -609,21 +591,7 @@ mod tests {
                     let what = format!("{dtype:?} sq={sq} dropout={dropout}");
                     assert!(max_abs_diff(&ours, &theirs) < tol, "forward {what}");
                     let c = r(&[b, sq, h]);
-                    let go = (ours * &c).unwrap().sum_all().unwrap().backward().unwrap();
-                    let gt = (theirs * &c)
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .backward()
-                        .unwrap();
-                    for var in [&x, &k, &v] {
-                        let (a, e) = (
-                            go.get(var.as_tensor()).unwrap(),
-                            gt.get(var.as_tensor()).unwrap(),
-                        );
-                        let dd = max_abs_diff(a, e);
-                        assert!(dd < tol, "gradient {what}: {dd}");
-                    }
+                    assert_same_grads(ours, theirs, &c, &[&x, &k, &v], tol, &what);
                 }
             }
         }

@@ -221,14 +221,8 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{assert_same_grads, max_abs_diff};
     use candle_core::{DType, Device, Var};
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64))
-            .and_then(|d| d.to_scalar::<f64>())
-            .unwrap()
-    }
 
     fn composite(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
         let in_dim = w.dim(1).unwrap();
@@ -267,22 +261,8 @@ mod tests {
                 assert_eq!(ours.dims(), theirs.dims());
                 assert!(max_abs_diff(&ours, &theirs) < tol, "forward {dtype:?}");
                 let c = r(ours.dims());
-                let go = (ours * &c).unwrap().sum_all().unwrap().backward().unwrap();
-                let gt = (theirs * &c)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                for v in [var, &w, &b] {
-                    let (a, e) = (
-                        go.get(v.as_tensor()).unwrap(),
-                        gt.get(v.as_tensor()).unwrap(),
-                    );
-                    assert_eq!(a.dims(), e.dims());
-                    let d = max_abs_diff(a, e);
-                    assert!(d < tol, "gradient {dtype:?} {:?}: {d}", a.dims());
-                }
+                let what = format!("{dtype:?}");
+                assert_same_grads(ours, theirs, &c, &[var, &w, &b], tol, &what);
             }
         }
     }

@@ -61,3 +61,43 @@ pub fn configure_cpu_runtime() {
         std::env::set_var(SPIN, "2000");
     }
 }
+
+/// Helpers shared by the unit tests of the kernels.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle_core::backprop::GradStore;
+    use candle_core::{DType, Tensor, Var};
+
+    /// Compares the gradients of `sum(ours * c)` and `sum(theirs * c)` (`c` random, so every
+    /// output element weighs in) for each of `vars`: shapes equal, values within `tol`.
+    /// Returns the gradients of `ours`.
+    pub(crate) fn assert_same_grads(
+        ours: Tensor,
+        theirs: Tensor,
+        c: &Tensor,
+        vars: &[&Var],
+        tol: f64,
+        what: &str,
+    ) -> GradStore {
+        let grads = |y: Tensor| (y * c).unwrap().sum_all().unwrap().backward().unwrap();
+        let (go, gt) = (grads(ours), grads(theirs));
+        for v in vars {
+            let (a, e) = (
+                go.get(v.as_tensor()).unwrap(),
+                gt.get(v.as_tensor()).unwrap(),
+            );
+            assert_eq!(a.dims(), e.dims(), "{what}");
+            let d = max_abs_diff(a, e);
+            assert!(d <= tol, "gradient {what} {:?}: {d}", a.dims());
+        }
+        go
+    }
+
+    /// Largest absolute element-wise difference, as f64.
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64))
+            .and_then(|d| d.to_scalar::<f64>())
+            .unwrap()
+    }
+}

@@ -49,43 +49,86 @@ struct Dims {
     d: usize,
 }
 
-/// `dst (m, n) = beta * lhs (m, k) . rhs (k, n)` on strided views (row stride, column stride),
-/// single-threaded: the caller parallelises over sequences.
-#[allow(clippy::too_many_arguments)]
-unsafe fn small_gemm<T: 'static>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut T,
-    dst_rs: usize,
-    lhs: *const T,
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: *const T,
-    (rhs_rs, rhs_cs): (usize, usize),
+/// A strided matrix inside a slice: element `(i, j)` is `data[offset + i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+struct View<'a, T> {
+    data: &'a [T],
+    offset: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    /// Rows of `data` `rs` apart, starting at column `offset` (a head's columns).
+    fn rows(data: &'a [T], offset: usize, rs: usize) -> Self {
+        Self {
+            data,
+            offset,
+            rs,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether an `(m, n)` matrix from here stays inside `data`.
+    fn fits(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || self.offset + (m - 1) * self.rs + (n - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (m, n) = beta * lhs (m, k) . rhs (k, n)`, `dst` row-major with row stride `dst_rs`
+/// from `dst_off`; single-threaded (callers parallelise over sequences).
+fn small_gemm<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_off, dst_rs): (&mut [T], usize, usize),
+    lhs: View<T>,
+    rhs: View<T>,
     beta: T,
-    zero: T,
 ) {
-    gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        false,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        zero,
-        beta,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    )
+    let dst_fits = m == 0 || n == 0 || dst_off + (m - 1) * dst_rs + n - 1 < dst.len();
+    assert!(
+        dst_fits && lhs.fits(m, k) && rhs.fits(k, n),
+        "attention: view out of bounds"
+    );
+    // SAFETY: the three views were checked to lie inside their slices.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(dst_off),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.data.as_ptr().add(lhs.offset),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.offset),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::zero(),
+            beta,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Dropout in place: kept entries times the scale, dropped ones 0.
+fn apply_keep<T: Real>(v: &mut [T], (keep, scale): (&[bool], f64)) {
+    let scale = T::from_f64(scale);
+    for (x, &k) in v.iter_mut().zip(keep) {
+        *x = if k { *x * scale } else { T::zero() };
+    }
 }
 
 impl Attention {
@@ -94,23 +137,14 @@ impl Attention {
         let Dims {
             sq, s, hidden, d, ..
         } = dims;
-        // SAFETY: q holds (sq, hidden) rows of sequence bi, k (s, hidden); head hd is columns
-        // hd*d..(hd+1)*d; p is (sq, s) contiguous.
-        unsafe {
-            small_gemm(
-                sq,
-                s,
-                d,
-                p.as_mut_ptr(),
-                s,
-                q.as_ptr().add(hd * d),
-                (hidden, 1),
-                k.as_ptr().add(hd * d),
-                (1, hidden),
-                T::from_f64(self.scale),
-                T::zero(),
-            );
-        }
+        // p (sq, s) = scale * q_h (sq, d) . k_h^T (d, s); head hd is columns hd*d..(hd+1)*d.
+        small_gemm(
+            (sq, s, d),
+            (p, 0, s),
+            View::rows(q, hd * d, hidden),
+            View::rows(k, hd * d, hidden).t(),
+            T::from_f64(self.scale),
+        );
         let mask = self.mask.as_ref().map(|m| &m[bi * s..(bi + 1) * s]);
         for row in p.chunks_mut(s) {
             if let Some(m) = mask {
@@ -155,28 +189,17 @@ impl Attention {
                 let mut p = vec![T::zero(); sq * s];
                 for hd in 0..self.heads {
                     self.probs(dims, q, k, bi, hd, &mut p);
-                    if let Some((keep, scale)) = self.keep(dims, bi, hd) {
-                        let scale = T::from_f64(scale);
-                        for (pv, &kp) in p.iter_mut().zip(keep) {
-                            *pv = if kp { *pv * scale } else { T::zero() };
-                        }
+                    if let Some(keep) = self.keep(dims, bi, hd) {
+                        apply_keep(&mut p, keep);
                     }
-                    // SAFETY: out is (sq, hidden), head columns hd*d..; p (sq, s); v (s, hidden).
-                    unsafe {
-                        small_gemm(
-                            sq,
-                            d,
-                            s,
-                            out.as_mut_ptr().add(hd * d),
-                            hidden,
-                            p.as_ptr(),
-                            (s, 1),
-                            v.as_ptr().add(hd * d),
-                            (hidden, 1),
-                            T::one(),
-                            T::zero(),
-                        );
-                    }
+                    // out_h (sq, d) = p (sq, s) . v_h (s, d)
+                    small_gemm(
+                        (sq, d, s),
+                        (out, hd * d, hidden),
+                        View::rows(&p, 0, s),
+                        View::rows(v, hd * d, hidden),
+                        T::one(),
+                    );
                 }
             });
         out
@@ -212,53 +235,29 @@ impl Attention {
                 for hd in 0..self.heads {
                     self.probs(dims, q, k, bi, hd, &mut p);
                     let keep = self.keep(dims, bi, hd);
-                    match keep {
-                        Some((keep, sc)) => {
-                            let sc = T::from_f64(sc);
-                            for ((o, &pv), &kp) in pd.iter_mut().zip(&p).zip(keep) {
-                                *o = if kp { pv * sc } else { T::zero() };
-                            }
-                        }
-                        None => pd.copy_from_slice(&p),
+                    pd.copy_from_slice(&p);
+                    if let Some(keep) = keep {
+                        apply_keep(&mut pd, keep);
                     }
-                    // SAFETY (all four GEMMs): row-major views inside this sequence's slices;
-                    // head hd is columns hd*d..(hd+1)*d of the (rows, hidden) buffers.
-                    unsafe {
-                        // dv (s, d) = pd^T (s, sq) . g (sq, d)
-                        small_gemm(
-                            s,
-                            d,
-                            sq,
-                            dv.as_mut_ptr().add(hd * d),
-                            hidden,
-                            pd.as_ptr(),
-                            (1, s),
-                            g.as_ptr().add(hd * d),
-                            (hidden, 1),
-                            T::one(),
-                            T::zero(),
-                        );
-                        // dp (sq, s) = g (sq, d) . v^T (d, s)
-                        small_gemm(
-                            sq,
-                            s,
-                            d,
-                            dp.as_mut_ptr(),
-                            s,
-                            g.as_ptr().add(hd * d),
-                            (hidden, 1),
-                            v.as_ptr().add(hd * d),
-                            (1, hidden),
-                            T::one(),
-                            T::zero(),
-                        );
-                    }
+                    // dv_h (s, d) = pd^T (s, sq) . g_h (sq, d)
+                    small_gemm(
+                        (s, d, sq),
+                        (dv, hd * d, hidden),
+                        View::rows(&pd, 0, s).t(),
+                        View::rows(g, hd * d, hidden),
+                        T::one(),
+                    );
+                    // dp (sq, s) = g_h (sq, d) . v_h^T (d, s)
+                    small_gemm(
+                        (sq, s, d),
+                        (&mut dp, 0, s),
+                        View::rows(g, hd * d, hidden),
+                        View::rows(v, hd * d, hidden).t(),
+                        T::one(),
+                    );
                     // Through dropout, then softmax: ds = p * (dp - sum(dp * p)), in place.
-                    if let Some((keep, sc)) = keep {
-                        let sc = T::from_f64(sc);
-                        for (x, &kp) in dp.iter_mut().zip(keep) {
-                            *x = if kp { *x * sc } else { T::zero() };
-                        }
+                    if let Some(keep) = keep {
+                        apply_keep(&mut dp, keep);
                     }
                     for (dr, pr) in dp.chunks_mut(s).zip(p.chunks(s)) {
                         let dot: f64 = dr
@@ -271,36 +270,22 @@ impl Attention {
                             *x = pv * (*x - dot);
                         }
                     }
-                    unsafe {
-                        // dq (sq, d) = scale * ds (sq, s) . k (s, d)
-                        small_gemm(
-                            sq,
-                            d,
-                            s,
-                            dq.as_mut_ptr().add(hd * d),
-                            hidden,
-                            dp.as_ptr(),
-                            (s, 1),
-                            k.as_ptr().add(hd * d),
-                            (hidden, 1),
-                            scale,
-                            T::zero(),
-                        );
-                        // dk (s, d) = scale * ds^T (s, sq) . q (sq, d)
-                        small_gemm(
-                            s,
-                            d,
-                            sq,
-                            dk.as_mut_ptr().add(hd * d),
-                            hidden,
-                            dp.as_ptr(),
-                            (1, s),
-                            q.as_ptr().add(hd * d),
-                            (hidden, 1),
-                            scale,
-                            T::zero(),
-                        );
-                    }
+                    // dq_h (sq, d) = scale * ds (sq, s) . k_h (s, d)
+                    small_gemm(
+                        (sq, d, s),
+                        (dq, hd * d, hidden),
+                        View::rows(&dp, 0, s),
+                        View::rows(k, hd * d, hidden),
+                        scale,
+                    );
+                    // dk_h (s, d) = scale * ds^T (s, sq) . q_h (sq, d)
+                    small_gemm(
+                        (s, d, sq),
+                        (dk, hd * d, hidden),
+                        View::rows(&dp, 0, s).t(),
+                        View::rows(q, hd * d, hidden),
+                        scale,
+                    );
                 }
             });
         out

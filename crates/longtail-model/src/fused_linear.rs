@@ -41,8 +41,8 @@ fn matrix_view(l: &Layout, what: &str) -> Result<(usize, usize, isize, isize, us
     }
 }
 
-/// `dst (n, out) = x (n, in) . W^T + b`, W stored `(out, in)` with any strides.
-#[allow(clippy::too_many_arguments)]
+/// `dst (n, out) = x (n, in) . W^T + b`, W stored `(out, in)` with any strides; returns
+/// `dst` and `out`.
 fn linear_fwd<T: candle_core::WithDType>(
     x: &[T],
     xl: &Layout,
@@ -50,7 +50,7 @@ fn linear_fwd<T: candle_core::WithDType>(
     wl: &Layout,
     b: &[T],
     bl: &Layout,
-) -> Result<(Vec<T>, usize, usize)> {
+) -> Result<(Vec<T>, usize)> {
     let (n, k, x_rs, x_cs, x_off) = matrix_view(xl, "linear input")?;
     let wd = wl.dims();
     if wd.len() != 2 || wd[1] != k {
@@ -94,7 +94,7 @@ fn linear_fwd<T: candle_core::WithDType>(
             )
         }
     }
-    Ok((dst, n, out))
+    Ok((dst, out))
 }
 
 struct Linear;
@@ -116,11 +116,11 @@ impl CustomOp3 for Linear {
         let mut dims = l1.dims().to_vec();
         let (storage, out) = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                let (v, _, out) = linear_fwd(x, l1, w, l2, b, l3)?;
+                let (v, out) = linear_fwd(x, l1, w, l2, b, l3)?;
                 (CpuStorage::F32(v), out)
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                let (v, _, out) = linear_fwd(x, l1, w, l2, b, l3)?;
+                let (v, out) = linear_fwd(x, l1, w, l2, b, l3)?;
                 (CpuStorage::F64(v), out)
             }
             (s, _, _) => bail!(

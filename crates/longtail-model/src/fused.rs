@@ -124,19 +124,36 @@ macro_rules! dispatch3 {
 
 // ---------------------------------------------------------------- softmax
 
+/// Softmax of one row, in place (max and sum in f64).
+pub(crate) fn softmax_row<T: Real>(row: &mut [T]) {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+    T::exp_shifted(row, T::from_f64(max));
+    let sum: f64 = row.iter().map(|v| v.to_f64()).sum();
+    let inv = T::from_f64(1.0 / sum);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// Softmax backward of one row, in place: `g` (the output gradient) becomes
+/// `y * (g - sum(g * y))`.
+pub(crate) fn softmax_row_bwd<T: Real>(g: &mut [T], y: &[T]) {
+    let dot: f64 = y
+        .iter()
+        .zip(g.iter())
+        .map(|(a, b)| a.to_f64() * b.to_f64())
+        .sum();
+    let dot = T::from_f64(dot);
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = y * (*g - dot);
+    }
+}
+
 fn softmax_fwd<T: Real>(x: &[T], n: usize) -> Vec<T> {
     let mut out = vec![T::zero(); x.len()];
     out.par_chunks_mut(n * rows_per_task(n))
         .zip(x.par_chunks(n * rows_per_task(n)))
         .for_each(|(o, x)| {
-            for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
-                let max = x.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
-                o.copy_from_slice(x);
-                T::exp_shifted(o, T::from_f64(max));
-                let sum: f64 = o.iter().map(|v| v.to_f64()).sum();
-                let inv = T::from_f64(1.0 / sum);
-                o.iter_mut().for_each(|v| *v *= inv);
-            }
+            o.copy_from_slice(x);
+            o.chunks_mut(n).for_each(softmax_row);
         });
     out
 }
@@ -148,12 +165,9 @@ fn softmax_bwd<T: Real>(y: &[T], g: &[T], n: usize) -> Vec<T> {
     out.par_chunks_mut(c)
         .zip(y.par_chunks(c).zip(g.par_chunks(c)))
         .for_each(|(o, (y, g))| {
-            for ((o, y), g) in o.chunks_mut(n).zip(y.chunks(n)).zip(g.chunks(n)) {
-                let dot: f64 = y.iter().zip(g).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
-                let dot = T::from_f64(dot);
-                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                    *o = y * (g - dot);
-                }
+            o.copy_from_slice(g);
+            for (o, y) in o.chunks_mut(n).zip(y.chunks(n)) {
+                softmax_row_bwd(o, y);
             }
         });
     out

@@ -20,7 +20,7 @@ use candle_core::{
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::fused::Real;
+use crate::fused::{softmax_row, softmax_row_bwd, Real};
 
 /// Dropout on the attention probabilities: a keep flag per `(b, head, query, key)` entry and
 /// the `1 / (1 - p)` scale of kept entries.
@@ -152,11 +152,7 @@ impl Attention {
                     *v += T::from_f64(a);
                 }
             }
-            let max = row.iter().fold(f64::NEG_INFINITY, |a, v| a.max(v.to_f64()));
-            T::exp_shifted(row, T::from_f64(max));
-            let sum: f64 = row.iter().map(|v| v.to_f64()).sum();
-            let inv = T::from_f64(1.0 / sum);
-            row.iter_mut().for_each(|v| *v *= inv);
+            softmax_row(row);
         }
     }
 
@@ -260,15 +256,7 @@ impl Attention {
                         apply_keep(&mut dp, keep);
                     }
                     for (dr, pr) in dp.chunks_mut(s).zip(p.chunks(s)) {
-                        let dot: f64 = dr
-                            .iter()
-                            .zip(pr)
-                            .map(|(a, b)| a.to_f64() * b.to_f64())
-                            .sum();
-                        let dot = T::from_f64(dot);
-                        for (x, &pv) in dr.iter_mut().zip(pr) {
-                            *x = pv * (*x - dot);
-                        }
+                        softmax_row_bwd(dr, pr);
                     }
                     // dq_h (sq, d) = scale * ds (sq, s) . k_h (s, d)
                     small_gemm(

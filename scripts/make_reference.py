@@ -4,9 +4,12 @@
 Needs: pip install torch transformers tokenizers safetensors numpy
 
 Modes
-  (default)            MiniLM last hidden states on the first 32 Office items. The file is derived
-                       from research-only data, so it goes OUTSIDE git: by default
-                       target/reference/minilm_office32.safetensors, or $LONGTAIL_MODEL_REFERENCE.
+  (default)            The committed MiniLM fixture of tests/parity_minilm.rs: all-MiniLM-L6-v2's
+                       last hidden states and pooler output (transformers, eager attention, fp32)
+                       on the texts of crates/longtail-model/tests/fixtures/minilm_texts.json
+                       (written for the test, not catalogue rows), with the ids of the Python
+                       `tokenizers` package, into fixtures/minilm_reference.safetensors (~0.5 MB).
+                       Needs the base model in checkpoints/base/all-MiniLM-L6-v2 (`make setup`).
   --fixtures           Small committed fixtures in crates/longtail-model/tests/fixtures/: a tiny
                        random BertForSequenceClassification with its PyTorch outputs, and
                        cross-entropy cases (loss and gradient) from torch.nn.functional.
@@ -26,21 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "checkpoints/base/all-MiniLM-L6-v2"
-ITEMS = ROOT.parent / "shared/datasets/amazon-office-2014/items.jsonl"
-DEFAULT_OUT = ROOT / "target/reference/minilm_office32.safetensors"
 FIXTURES = ROOT / "crates/longtail-model/tests/fixtures"
-
-
-def office_texts(path, n=32):
-    """title | brand | categories of the first n items (missing fields as empty strings)."""
-    texts = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if len(texts) == n:
-                break
-            d = json.loads(line)
-            texts.append(" | ".join((d.get(k) or "") for k in ("title", "brand", "categories")))
-    return texts
+MINILM_TEXTS = FIXTURES / "minilm_texts.json"
+MINILM_REFERENCE = FIXTURES / "minilm_reference.safetensors"
 
 
 def tokenize(tokenizer_json, texts, max_len=128):
@@ -57,15 +48,17 @@ def tokenize(tokenizer_json, texts, max_len=128):
     )
 
 
-def minilm_reference(out):
+def minilm_reference(model_dir, out):
     import torch
     import transformers
     from safetensors.torch import save_file
     from transformers import BertModel
 
-    texts = office_texts(ITEMS)
-    ids, mask, types = tokenize(MODEL_DIR / "tokenizer.json", texts)
-    model = BertModel.from_pretrained(str(MODEL_DIR), attn_implementation="eager").eval().float()
+    with open(MINILM_TEXTS, encoding="utf-8") as f:
+        texts = json.load(f)["texts"]
+    ids, mask, types = tokenize(model_dir / "tokenizer.json", texts)
+    torch.set_num_threads(1)  # one summation order, whatever the machine
+    model = BertModel.from_pretrained(str(model_dir), attn_implementation="eager").eval().float()
     input_ids = torch.tensor(ids, dtype=torch.int64)
     attention_mask = torch.tensor(mask, dtype=torch.int64)
     token_type_ids = torch.tensor(types, dtype=torch.int64)
@@ -85,7 +78,8 @@ def minilm_reference(out):
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "texts_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-            "source": "first 32 items of amazon-office-2014 (research use only; not for git)",
+            "texts": MINILM_TEXTS.name,
+            "model_sha256": hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest(),
         },
     )
     print(f"wrote {out}: input_ids {tuple(input_ids.shape)}, last_hidden_state {tuple(o.last_hidden_state.shape)}")
@@ -192,14 +186,15 @@ def main():
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--fixtures", action="store_true")
     g.add_argument("--check-saved", metavar="DIR")
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("LONGTAIL_MODEL_REFERENCE", DEFAULT_OUT)))
+    ap.add_argument("--model", type=Path, default=Path(os.environ.get("LONGTAIL_BASE_MODEL", MODEL_DIR)))
+    ap.add_argument("--out", type=Path, default=MINILM_REFERENCE)
     a = ap.parse_args()
     if a.fixtures:
         fixtures()
     elif a.check_saved:
         check_saved(a.check_saved)
     else:
-        minilm_reference(a.out)
+        minilm_reference(a.model, a.out)
 
 
 if __name__ == "__main__":

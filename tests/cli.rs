@@ -284,8 +284,7 @@ fn prepare_real_office_data_with_injected_faults() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("../shared/datasets/amazon-office-2014"));
     if !data.join("items.jsonl").is_file() {
-        eprintln!("skipped: real data not found at {}", data.display());
-        return;
+        return longtail_testutil::skip!("real data not found at {}", data.display());
     }
     let tmp = tempfile::tempdir().unwrap();
     let mut items = std::fs::read(data.join("items.jsonl")).unwrap();

@@ -420,8 +420,9 @@ fn transformers_loads_the_trained_checkpoint_with_the_same_logits() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_torch {
-        eprintln!("skipped: {python} cannot import torch and transformers");
-        return;
+        return longtail_testutil::skip!(
+            "{python} cannot import torch and transformers (run make python-deps)"
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());

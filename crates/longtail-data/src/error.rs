@@ -61,6 +61,24 @@ pub enum DataError {
     Plot(#[from] longtail_plot::PlotError),
 }
 
+/// The durable writes of longtail-fs fail like any other write: `cannot write PATH: ...`.
+impl From<longtail_fs::FsError> for DataError {
+    fn from(e: longtail_fs::FsError) -> Self {
+        use longtail_fs::FsError;
+        match e {
+            FsError::Io { path, source } => DataError::Write { path, source },
+            FsError::Json { path, source } => DataError::Write {
+                path,
+                source: source.into(),
+            },
+            FsError::NoFileName(path) => DataError::Write {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
+            },
+        }
+    }
+}
+
 impl DataError {
     pub(crate) fn write(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();

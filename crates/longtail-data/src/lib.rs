@@ -9,7 +9,8 @@
 //!
 //! Label and split definitions are documented in [`label`] and [`split`].
 
-mod atomic;
+#![forbid(unsafe_code)]
+
 mod clean;
 mod dataset;
 mod error;

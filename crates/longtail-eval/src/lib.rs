@@ -12,6 +12,8 @@
 //!
 //! The positive class is always `tail`.
 
+#![forbid(unsafe_code)]
+
 pub mod baselines;
 pub mod data;
 mod error;

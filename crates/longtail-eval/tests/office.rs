@@ -52,8 +52,7 @@ fn is_default_preparation(ds: &PreparedDataset) -> bool {
 #[test]
 fn office_baselines() {
     let Some((dir, _keep)) = prepared() else {
-        eprintln!("skipped: no runs/office and no Office data under LONGTAIL_DATA");
-        return;
+        return longtail_testutil::skip!("no runs/office and no Office data under LONGTAIL_DATA");
     };
     let ds = PreparedDataset::load(&dir).unwrap();
     let splits = text_splits(&ds);
@@ -92,6 +91,9 @@ fn office_baselines() {
             tfidf.pr_auc
         );
     } else {
-        eprintln!("non-default preparation: sklearn comparison skipped");
+        longtail_testutil::skip!(
+            "sklearn comparison: {} is not the default preparation",
+            dir.display()
+        );
     }
 }

@@ -14,6 +14,8 @@
 //! # Ok::<(), longtail_infer::InferError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod rows;
 pub mod scorer;

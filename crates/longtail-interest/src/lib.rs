@@ -9,6 +9,8 @@
 //! * [`pseudo`]: keyed (HMAC-SHA256) pseudonymisation of user ids;
 //! * [`interactions`]: interaction sequences and the leave-last-out split.
 
+#![forbid(unsafe_code)]
+
 pub mod calibrate;
 pub mod error;
 pub mod interactions;

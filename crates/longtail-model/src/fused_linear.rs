@@ -67,9 +67,19 @@ fn linear_fwd<T: candle_core::WithDType>(
         dst.extend_from_slice(b);
     }
     if n > 0 && out > 0 && k > 0 {
-        // SAFETY: every index gemm touches is inside the slices: x spans (n, k) with strides
-        // (x_rs, x_cs) from x_off, W^T spans (k, out) with strides (w_cs, w_rs) from W's start,
-        // and dst is a contiguous (n, out) buffer.
+        // The strides come from candle's (unsigned) layouts; checked once per call.
+        let last = |off: usize, rs: isize, cs: isize, rows: usize| {
+            off + (rows - 1) * rs as usize + (k - 1) * cs as usize
+        };
+        assert!(
+            last(x_off, x_rs, x_cs, n) < x.len()
+                && last(wl.start_offset(), w_rs, w_cs, out) < w.len()
+                && dst.len() == n * out,
+            "linear: view out of bounds"
+        );
+        // SAFETY: every index gemm touches is inside the slices (asserted above): x spans
+        // (n, k) with strides (x_rs, x_cs) from x_off, W^T spans (k, out) with strides
+        // (w_cs, w_rs) from W's start, and dst is a contiguous (n, out) buffer.
         unsafe {
             gemm::gemm(
                 n,

@@ -1,4 +1,5 @@
-//! The real all-MiniLM-L6-v2 against PyTorch `transformers` and against candle-transformers.
+//! The real all-MiniLM-L6-v2 against PyTorch `transformers` (a committed reference made by
+//! `python3 scripts/make_reference.py`) and against candle-transformers.
 
 mod common;
 
@@ -26,33 +27,23 @@ fn load_minilm(dir: &std::path::Path) -> PretrainedBert {
 #[test]
 fn minilm_matches_pytorch_reference() {
     let Some(dir) = base_model_dir() else {
-        eprintln!("skipped: base model not found (scripts/fetch_base_model.sh)");
         return;
     };
-    let reference = reference_file();
-    if !reference.is_file() {
-        eprintln!(
-            "skipped: {} not found: run python3 scripts/make_reference.py \
-             (needs pip install torch transformers tokenizers safetensors)",
-            reference.display()
-        );
-        return;
-    }
     let dev = Device::Cpu;
-    let r = candle_core::safetensors::load(&reference, &dev).unwrap();
+    let r = candle_core::safetensors::load(minilm_reference_file(), &dev).unwrap();
     let ids = &r["input_ids"];
     let mask = &r["attention_mask"];
     let types = &r["token_type_ids"];
     let want = &r["last_hidden_state"];
-    assert_eq!(ids.dim(0).unwrap(), 32);
+    let texts = minilm_texts();
+    assert_eq!(ids.dim(0).unwrap(), texts.len());
 
     // Our tokenisation of the same texts gives the same ids as the Python tokenizers package.
-    if let Some(items) = office_items() {
-        let batch = tokenize(&dir.join("tokenizer.json"), &office_texts(&items, 32), &dev);
-        let ours = batch.input_ids.to_dtype(DType::I64).unwrap();
+    let batch = tokenize(&dir.join("tokenizer.json"), &texts, &dev);
+    for (ours, theirs) in [(&batch.input_ids, ids), (&batch.attention_mask, mask)] {
         assert_eq!(
-            ours.to_vec2::<i64>().unwrap(),
-            ids.to_vec2::<i64>().unwrap(),
+            ours.to_dtype(DType::I64).unwrap().to_vec2::<i64>().unwrap(),
+            theirs.to_vec2::<i64>().unwrap(),
             "tokenisation differs from the reference"
         );
     }
@@ -85,27 +76,17 @@ fn minilm_matches_pytorch_reference() {
     assert!(fdiff < 1e-4);
 }
 
-fn minilm_inputs(dir: &std::path::Path, dev: &Device) -> (Batch, &'static str) {
-    match office_items() {
-        Some(items) => (
-            tokenize(&dir.join("tokenizer.json"), &office_texts(&items, 32), dev),
-            "32 Office items",
-        ),
-        None => (
-            tokenize(&dir.join("tokenizer.json"), &fallback_texts(), dev),
-            "4 built-in texts (Office data not found)",
-        ),
-    }
+fn minilm_inputs(dir: &std::path::Path, dev: &Device) -> Batch {
+    tokenize(&dir.join("tokenizer.json"), &minilm_texts(), dev)
 }
 
 #[test]
 fn minilm_matches_candle_transformers() {
     let Some(dir) = base_model_dir() else {
-        eprintln!("skipped: base model not found (scripts/fetch_base_model.sh)");
         return;
     };
     let dev = Device::Cpu;
-    let (batch, what) = minilm_inputs(&dir, &dev);
+    let batch = minilm_inputs(&dir, &dev);
     let cfg: candle_transformers::models::bert::Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let vb = unsafe {
@@ -137,7 +118,7 @@ fn minilm_matches_candle_transformers() {
         .unwrap();
     let diff = max_abs_diff(&got, &want);
     println!(
-        "MiniLM vs candle-transformers BertModel on {what}, {:?}: max abs diff {diff:.3e}",
+        "MiniLM vs candle-transformers BertModel, {:?}: max abs diff {diff:.3e}",
         got.dims()
     );
     assert!(diff < 1e-4, "max abs diff {diff}");
@@ -146,11 +127,10 @@ fn minilm_matches_candle_transformers() {
 #[test]
 fn minilm_fused_inference_equals_differentiable_forward() {
     let Some(dir) = base_model_dir() else {
-        eprintln!("skipped: base model not found (scripts/fetch_base_model.sh)");
         return;
     };
     let dev = Device::Cpu;
-    let (batch, _) = minilm_inputs(&dir, &dev);
+    let batch = minilm_inputs(&dir, &dev);
     let m = load_minilm(&dir);
     let slow = m
         .model

@@ -1,7 +1,5 @@
 //! Grouped bar charts (e.g. head vs tail recall per model).
 
-use std::path::Path;
-
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -10,7 +8,8 @@ use crate::draw::{draw_header, font_px, PALETTE};
 use crate::font::FAMILY;
 use crate::BarChart;
 
-pub(crate) fn draw_bars(chart: &BarChart, path: &Path, size: (u32, u32)) -> Result<(), String> {
+/// Draws `chart` into `rgb`, a `size.0 * size.1 * 3` byte RGB buffer.
+pub(crate) fn draw_bars(chart: &BarChart, rgb: &mut [u8], size: (u32, u32)) -> Result<(), String> {
     let n_groups = chart.groups.len();
     let n_series = chart.series.len();
     for s in &chart.series {
@@ -31,7 +30,7 @@ pub(crate) fn draw_bars(chart: &BarChart, path: &Path, size: (u32, u32)) -> Resu
         .fold(0f64, f64::max);
     // headroom for the value labels and the legend box
     let y_top = if max > 0.0 { max * 1.4 } else { 1.0 };
-    let root = BitMapBackend::new(path, size).into_drawing_area();
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let body = draw_header(&root, &chart.title, chart.subtitle.as_deref(), size.1)?;
     let label_px = font_px(size.1, 36, 11, 20);

@@ -1,7 +1,5 @@
 //! Draws a [`LineChart`] onto a bitmap with plotters.
 
-use std::path::Path;
-
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -28,7 +26,12 @@ pub(crate) const PALETTE: [RGBColor; 10] = [
 ];
 const MARKER_COLOR: RGBColor = RGBColor(90, 90, 90);
 
-pub(crate) fn draw_chart(chart: &LineChart, path: &Path, size: (u32, u32)) -> Result<(), String> {
+/// Draws `chart` into `rgb`, a `size.0 * size.1 * 3` byte RGB buffer.
+pub(crate) fn draw_chart(
+    chart: &LineChart,
+    rgb: &mut [u8],
+    size: (u32, u32),
+) -> Result<(), String> {
     let xs = extent(
         chart
             .series
@@ -46,7 +49,7 @@ pub(crate) fn draw_chart(chart: &LineChart, path: &Path, size: (u32, u32)) -> Re
         chart.log_y,
         chart.y_range,
     );
-    let root = BitMapBackend::new(path, size).into_drawing_area();
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let body = draw_header(&root, &chart.title, chart.subtitle.as_deref(), size.1)?;
     let (x, y) = (xs.0..xs.1, ys.0..ys.1);

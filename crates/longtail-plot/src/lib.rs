@@ -4,12 +4,16 @@
 //! Rendering uses plotters' bitmap backend with the DejaVu Sans font compiled
 //! into the binary, so no system fonts are needed.
 
+#![forbid(unsafe_code)]
+
 mod axis;
 mod bar;
 mod draw;
 mod font;
 
 use std::path::{Path, PathBuf};
+
+use image::{codecs::png::PngEncoder, ColorType, ImageEncoder};
 
 pub use axis::format_tick;
 
@@ -104,23 +108,23 @@ pub fn render_bar_png(
     width: u32,
     height: u32,
 ) -> Result<(), PlotError> {
-    render_with(path, width, height, |tmp| {
-        bar::draw_bars(chart, tmp, (width, height))
+    render_with(path, width, height, |rgb| {
+        bar::draw_bars(chart, rgb, (width, height))
     })
 }
 
 /// Renders `chart` as a `width` x `height` PNG at `path`.
 ///
-/// The file is written to a temporary sibling and renamed into place, so a
-/// reader never sees a half-written image.
+/// The image is drawn and encoded in memory, then written with longtail-fs's atomic write, so
+/// a reader never sees a half-written image.
 pub fn render_png(
     chart: &LineChart,
     path: &Path,
     width: u32,
     height: u32,
 ) -> Result<(), PlotError> {
-    render_with(path, width, height, |tmp| {
-        draw::draw_chart(chart, tmp, (width, height))
+    render_with(path, width, height, |rgb| {
+        draw::draw_chart(chart, rgb, (width, height))
     })
 }
 
@@ -128,35 +132,30 @@ fn render_with(
     path: &Path,
     width: u32,
     height: u32,
-    draw: impl FnOnce(&Path) -> Result<(), String>,
+    draw: impl FnOnce(&mut [u8]) -> Result<(), String>,
 ) -> Result<(), PlotError> {
     if width < 100 || height < 100 {
         return Err(PlotError::Size { width, height });
     }
     font::ensure_registered()?;
-    let tmp = temp_sibling(path);
-    let drawn = draw(&tmp);
-    if let Err(message) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(PlotError::Draw {
-            path: path.to_path_buf(),
-            message,
-        });
-    }
-    std::fs::rename(&tmp, path).map_err(|source| PlotError::Io {
+    let draw_err = |message: String| PlotError::Draw {
         path: path.to_path_buf(),
-        source,
+        message,
+    };
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    draw(&mut rgb).map_err(draw_err)?;
+    // the encoder plotters' own `present` uses for a .png path, with its defaults
+    let mut png = Vec::new();
+    PngEncoder::new(&mut png)
+        .write_image(&rgb, width, height, ColorType::Rgb8)
+        .map_err(|e| draw_err(e.to_string()))?;
+    longtail_fs::write_atomic(path, &png).map_err(|e| PlotError::Io {
+        path: path.to_path_buf(),
+        source: match e {
+            longtail_fs::FsError::Io { source, .. } => source,
+            other => std::io::Error::other(other),
+        },
     })
-}
-
-/// `dir/.name.tmp.png`: plotters picks the encoder from the extension, so
-/// the temporary file must keep `.png`.
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "chart".to_string());
-    path.with_file_name(format!(".{name}.tmp.png"))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while loading a tokenizer, encoding items or using the cache.
+/// Everything that can go wrong while loading a tokenizer or encoding items.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
     #[error("failed to load tokenizer from {path}: {message}")]
@@ -29,9 +29,6 @@ pub enum TokenizeError {
 
     #[error("batch index {index} out of range for {len} encoded rows")]
     IndexOutOfRange { index: usize, len: usize },
-
-    #[error("token cache {path}: {message}")]
-    CacheFormat { path: PathBuf, message: String },
 
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -6,8 +6,7 @@
 //!    priority (description first, title last), then add the file's special tokens;
 //! 3. [`bucketing`]: group sequences into length-sorted batches under a token budget;
 //! 4. [`padding`]: pad a batch to its longest row;
-//! 5. [`parallel`]: encode many items on a rayon pool;
-//! 6. [`cache`]: keep token ids on disk keyed by tokenizer + template + `max_len`.
+//! 5. [`parallel`]: encode many items on a rayon pool.
 //!
 //! ```no_run
 //! use longtail_tokenize::{bucket_batches, BucketConfig, ItemTokenizer, TokenizeConfig};
@@ -22,8 +21,9 @@
 //! # Ok::<(), longtail_tokenize::TokenizeError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod bucketing;
-pub mod cache;
 pub mod error;
 pub mod fields;
 pub mod padding;
@@ -33,7 +33,6 @@ pub mod tokenizer;
 mod truncation;
 
 pub use bucketing::{bucket_batches, BucketConfig};
-pub use cache::{CacheStats, CachedIds, TokenCache, CACHE_FORMAT_VERSION};
 pub use error::{Result, TokenizeError};
 pub use fields::{FieldSource, TEXT_FIELD};
 pub use padding::{pad_batch, Batch, PadSpec};

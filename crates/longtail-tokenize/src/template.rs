@@ -205,12 +205,6 @@ impl FieldTemplate {
         self.cut_order.iter().map(|&i| self.fields[i].name.as_str())
     }
 
-    /// Stable text form including the cut order; part of the cache key.
-    pub fn canonical(&self) -> String {
-        let order: Vec<&str> = self.cut_order().collect();
-        format!("{self}\ncut={}", order.join(","))
-    }
-
     /// The text an item renders to (what gets tokenized before truncation), or `None` when the
     /// item has none of the template's fields and no `text` field.
     pub fn render_text<F: FieldSource + ?Sized>(&self, item: &F) -> Option<String> {
@@ -423,7 +417,6 @@ mod tests {
             t.cut_order().collect::<Vec<_>>(),
             ["brand", "description", "title"]
         );
-        assert!(t.canonical().ends_with("cut=brand,description,title"));
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokenizers::{Encoding, PostProcessor, Token, Tokenizer, TruncationDirection};
 use tokenizers::{TruncationParams, TruncationStrategy};
 
-use crate::cache::cache_key;
 use crate::error::{Result, TokenizeError};
 use crate::fields::FieldSource;
 use crate::padding::{pad_batch, Batch, PadSpec};
@@ -91,7 +90,6 @@ pub struct ItemTokenizer {
     config: TokenizeConfig,
     n_special: usize,
     pad: PadSpec,
-    cache_key: String,
     /// Tokenizing a prefix cut before a space gives the same leading tokens as the full text.
     prefix_cut: bool,
     pub(crate) pool: Option<Arc<rayon::ThreadPool>>,
@@ -103,7 +101,6 @@ impl std::fmt::Debug for ItemTokenizer {
             .field("config", &self.config)
             .field("n_special", &self.n_special)
             .field("pad", &self.pad)
-            .field("cache_key", &self.cache_key)
             .finish_non_exhaustive()
     }
 }
@@ -117,7 +114,7 @@ impl ItemTokenizer {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::build(tokenizer, &bytes, config)
+        Self::build(tokenizer, config)
     }
 
     /// From the JSON text of a `tokenizer.json`.
@@ -126,17 +123,15 @@ impl ItemTokenizer {
             path: "<bytes>".into(),
             message: e.to_string(),
         })?;
-        Self::build(tokenizer, bytes, config)
+        Self::build(tokenizer, config)
     }
 
-    /// From a tokenizer built in code; its serialized JSON stands in for the file bytes in
-    /// the cache key.
+    /// From a tokenizer built in code.
     pub fn from_tokenizer(tokenizer: Tokenizer, config: TokenizeConfig) -> Result<Self> {
-        let json = tokenizer.to_string(false).map_err(TokenizeError::tok)?;
-        Self::build(tokenizer, json.as_bytes(), config)
+        Self::build(tokenizer, config)
     }
 
-    fn build(mut tokenizer: Tokenizer, source: &[u8], config: TokenizeConfig) -> Result<Self> {
+    fn build(mut tokenizer: Tokenizer, config: TokenizeConfig) -> Result<Self> {
         let pad = match config.pad_id {
             Some(pad_id) => PadSpec {
                 pad_id,
@@ -178,7 +173,6 @@ impl ItemTokenizer {
             )),
             None => None,
         };
-        let cache_key = cache_key(source, &config.template, config.max_len);
         let prefix_cut = cut_is_exact(&tokenizer);
         Ok(Self {
             prefix_cut,
@@ -187,7 +181,6 @@ impl ItemTokenizer {
             config,
             n_special,
             pad,
-            cache_key,
             pool,
         })
     }
@@ -340,12 +333,6 @@ impl ItemTokenizer {
 
     pub fn vocab_size(&self) -> usize {
         self.full.get_vocab_size(true)
-    }
-
-    /// Hash of (tokenizer.json bytes, template, max_len, cache format version): names the
-    /// [`crate::TokenCache`] directory.
-    pub fn cache_key(&self) -> &str {
-        &self.cache_key
     }
 
     /// The underlying tokenizer, with truncation and padding disabled.
@@ -676,12 +663,11 @@ mod tests {
             std::fs::metadata(&tok_path),
             std::fs::read_to_string(&items_path),
         ) else {
-            eprintln!(
-                "SKIPPED: needs {} and {}",
+            return longtail_testutil::skip!(
+                "needs {} and {}",
                 tok_path.display(),
                 items_path.display()
             );
-            return;
         };
         let rows: Vec<serde_json::Value> = items
             .lines()

@@ -292,7 +292,6 @@ fn unigram_special_tokens_pad_and_parity() {
     let json = raw.to_string(false).unwrap();
     let (from_file, _) = load_json(&json, TokenizeConfig::default());
     assert_eq!(from_file.encode_item(&it).unwrap(), e);
-    assert_eq!(from_file.cache_key(), tok.cache_key());
 }
 
 #[test]
@@ -324,4 +323,40 @@ fn max_len_must_leave_room_for_content() {
             n_special: 2
         }
     ));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Any rows through the byte-level and whitespace BPEs: never a panic, one encoding per
+    /// row (in order, parallel == one by one), never longer than `max_len`.
+    #[test]
+    fn any_rows_encode_one_each_within_max_len(
+        rows in proptest::collection::vec(
+            proptest::collection::hash_map(
+                proptest::sample::select(vec!["title", "brand", "categories", "description", "text"])
+                    .prop_map(str::to_string),
+                proptest::prelude::any::<String>(),
+                0..5,
+            ),
+            0..12,
+        ),
+        max_len in 3usize..40,
+        byte_level in proptest::prelude::any::<bool>(),
+    ) {
+        use proptest::prelude::Strategy as _;
+        let json = if byte_level { byte_level_bpe_json(true) } else { whitespace_bpe_json() };
+        let cfg = TokenizeConfig::new(FieldTemplate::catalogue(), max_len).with_threads(2);
+        let (tok, _) = load_json(&json, cfg);
+        let parallel = tok.encode_batch_parallel(&rows).unwrap();
+        proptest::prop_assert_eq!(parallel.len(), rows.len());
+        for (row, e) in rows.iter().zip(&parallel) {
+            proptest::prop_assert_eq!(e, &tok.encode_item(row).unwrap());
+            proptest::prop_assert!(e.len() <= max_len, "{} > {max_len}", e.len());
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! The reference is produced by `scripts/make_token_reference.py` (see its docstring) and read
 //! from `$LONGTAIL_TOKEN_REFERENCE`, default `<workspace>/target/token-reference/office_titles.jsonl`.
-//! Without the file the test prints how to make it and passes as skipped.
+//! `make test` makes it; without the file the test records a skip that says how to make it.
 
 mod common;
 
@@ -25,14 +25,13 @@ fn reference_path() -> PathBuf {
 fn office_titles_match_python_tokenizers() {
     let path = reference_path();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "SKIPPED python parity: no reference at {}.\n  Produce it with (from the repo root):\n  \
-             python3 scripts/make_token_reference.py --items ../shared/datasets/amazon-office-2014/items.jsonl \
-             --tokenizer checkpoints/base/all-MiniLM-L6-v2/tokenizer.json --out target/token-reference/office_titles.jsonl\n  \
-             (needs `pip install tokenizers`), or point LONGTAIL_TOKEN_REFERENCE at an existing file.",
+        return longtail_testutil::skip!(
+            "no reference at {}: `make test` makes it (or run python3 scripts/make_token_reference.py \
+             --items ../shared/datasets/amazon-office-2014/items.jsonl \
+             --tokenizer checkpoints/base/all-MiniLM-L6-v2/tokenizer.json --out {0}; \
+             needs `pip install tokenizers`), or point LONGTAIL_TOKEN_REFERENCE at an existing file",
             path.display()
         );
-        return;
     };
     let mut lines = text.lines();
     let header: Value = serde_json::from_str(lines.next().expect("header line")).unwrap();

@@ -26,6 +26,8 @@
 //! state.global_step += 1;
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod accumulate;
 pub mod adamw;
 mod adamw_inplace;

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::path::Path;
 
+use longtail_fs::AtomicFile;
 use serde_json::Value;
 
-use crate::atomic::AtomicFile;
 use crate::clean::render_value;
 use crate::options::PrepareOptions;
 use crate::progress::ProgressSink;

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
+use longtail_fs::AtomicFile;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::AtomicFile;
 use crate::dataset::PreparedItem;
 use crate::label::{Label, Labelling};
 use crate::options::PrepareOptions;
@@ -44,14 +44,11 @@ pub(crate) fn write_items(
         serde_json::to_writer(&mut file, &row).map_err(|e| DataError::write(path)(e.into()))?;
         file.write_all(b"\n").map_err(DataError::write(path))?;
     }
-    file.commit()
+    Ok(file.commit()?)
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DataError> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| DataError::write(path)(e.into()))?;
-    bytes.push(b'\n');
-    AtomicFile::write_all(path, &bytes)
+    Ok(longtail_fs::write_json_atomic(path, value)?)
 }
 
 /// Log-log rank/count curve with the tier cuts marked. Items with zero

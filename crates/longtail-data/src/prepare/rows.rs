@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use longtail_fs::AtomicFile;
 use serde::Serialize;
 
-use crate::atomic::AtomicFile;
 use crate::progress::ProgressSink;
 use crate::reader::{Record, RecordReader, Reject};
 use crate::stats::FileSummary;
@@ -46,7 +46,7 @@ impl RejectLog {
     }
 
     pub(crate) fn commit(self) -> Result<(), DataError> {
-        self.file.commit()
+        Ok(self.file.commit()?)
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// `$LONGTAIL_DATA`-style override or `../../../shared/datasets/NAME`
-/// relative to this crate; `None` (and a printed note) if absent.
+/// relative to this crate; `None` (and a recorded skip) if absent.
 pub fn real_data(env: &str, name: &str) -> Option<PathBuf> {
     let dir = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,10 +17,7 @@ pub fn real_data(env: &str, name: &str) -> Option<PathBuf> {
     if dir.join("items.jsonl").is_file() && dir.join("interactions.csv").is_file() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: real data not found at {} (set {env})",
-            dir.display()
-        );
+        longtail_testutil::skip!("real data not found at {} (set {env})", dir.display());
         None
     }
 }
@@ -121,7 +118,7 @@ pub fn python_check(items: &Path, interactions: &Path, out: &Path) {
         .arg(out)
         .output();
     match run {
-        Err(e) => eprintln!("SKIPPED python check: {e}"),
+        Err(e) => longtail_testutil::skip!("python check: cannot run python3: {e}"),
         Ok(o) => {
             let stdout = String::from_utf8_lossy(&o.stdout);
             let stderr = String::from_utf8_lossy(&o.stderr);

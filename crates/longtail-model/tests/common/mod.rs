@@ -13,62 +13,41 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// The real all-MiniLM-L6-v2 (checkpoints/ is not in git: `scripts/fetch_base_model.sh`).
+/// The real all-MiniLM-L6-v2 (checkpoints/ is not in git: `make setup` places it), or `None`
+/// with a recorded skip.
 pub fn base_model_dir() -> Option<PathBuf> {
     let d = std::env::var_os("LONGTAIL_BASE_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("checkpoints/base/all-MiniLM-L6-v2"));
-    ["config.json", "model.safetensors", "tokenizer.json"]
+    let complete = ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
-        .all(|f| d.join(f).is_file())
-        .then_some(d)
+        .all(|f| d.join(f).is_file());
+    if !complete {
+        longtail_testutil::skip!(
+            "base model not found at {} (run make setup or set LONGTAIL_BASE_MODEL)",
+            d.display()
+        );
+    }
+    complete.then_some(d)
 }
 
-/// The real Office items (research use only, read from ../shared).
-pub fn office_items() -> Option<PathBuf> {
-    let p = std::env::var_os("LONGTAIL_OFFICE_ITEMS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            workspace_root().join("../shared/datasets/amazon-office-2014/items.jsonl")
-        });
-    p.is_file().then_some(p)
+/// The committed PyTorch reference for the MiniLM parity test (`python3
+/// scripts/make_reference.py` regenerates it from `minilm_texts.json`).
+pub fn minilm_reference_file() -> PathBuf {
+    fixtures().join("minilm_reference.safetensors")
 }
 
-/// Where scripts/make_reference.py writes the PyTorch reference (outside git).
-pub fn reference_file() -> PathBuf {
-    std::env::var_os("LONGTAIL_MODEL_REFERENCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/reference/minilm_office32.safetensors"))
-}
-
-/// `title | brand | categories` of the first `n` items, as make_reference.py builds them.
-pub fn office_texts(path: &Path, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .take(n)
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            ["title", "brand", "categories"]
-                .iter()
-                .map(|k| v[*k].as_str().unwrap_or("").to_string())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
+/// The inputs of that reference: texts written for the test, not catalogue rows.
+pub fn minilm_texts() -> Vec<String> {
+    let path = fixtures().join("minilm_texts.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
         .collect()
-}
-
-/// Same texts when the data set is absent (so the candle-transformers parity still runs).
-pub fn fallback_texts() -> Vec<String> {
-    [
-        "HP 12C Financial Calculator | HP | Office Electronics, Calculators, Scientific",
-        "Stapler, full strip, 20 sheets | | Office & School Supplies",
-        "A much longer product title that goes on and on about ink, toner, labels, envelopes, \
-         folders, binders, pens, pencils, markers, highlighters and sticky notes | Brand | Office",
-        "x",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }
 
 pub struct Batch {

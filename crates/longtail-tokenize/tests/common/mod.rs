@@ -17,12 +17,12 @@ pub fn base_tokenizer_path() -> PathBuf {
     dir.join("tokenizer.json")
 }
 
-/// The real all-MiniLM-L6-v2 tokenizer, or `None` (with a printed reason) if it is absent.
+/// The real all-MiniLM-L6-v2 tokenizer, or `None` (with a recorded skip) if it is absent.
 pub fn real_tokenizer(config: TokenizeConfig) -> Option<ItemTokenizer> {
     let path = base_tokenizer_path();
     if !path.exists() {
-        eprintln!(
-            "SKIPPED: {} not found (run scripts/fetch_base_model.sh or set LONGTAIL_BASE_MODEL)",
+        longtail_testutil::skip!(
+            "{} not found (run make setup or set LONGTAIL_BASE_MODEL)",
             path.display()
         );
         return None;
@@ -47,14 +47,11 @@ pub fn office_items_path() -> PathBuf {
         })
 }
 
-/// All Office catalogue rows as JSON, or `None` (with a printed reason) if absent.
+/// All Office catalogue rows as JSON, or `None` (with a recorded skip) if absent.
 pub fn office_items() -> Option<Vec<serde_json::Value>> {
     let path = office_items_path();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "SKIPPED: {} not found (set LONGTAIL_OFFICE_ITEMS)",
-            path.display()
-        );
+        longtail_testutil::skip!("{} not found (set LONGTAIL_OFFICE_ITEMS)", path.display());
         return None;
     };
     Some(

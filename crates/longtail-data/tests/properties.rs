@@ -20,7 +20,10 @@ const MAX_LINE: usize = 1024;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases,
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cases),
         // a failure is reported, not stored as a regression file in the source tree
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -220,6 +223,10 @@ proptest! {
             prop_assert_eq!(got, values.iter().map(String::as_str).collect::<Vec<_>>());
             Ok(())
         }, |row| match row {
+            // a blank first line is rejected as blank, whatever the header
+            _ if String::from_utf8_lossy(&csv_line(row)).lines().next().unwrap_or("").trim().is_empty() => {
+                Some(RejectReason::EmptyLine)
+            }
             CsvRow::Record(_) => None,
             CsvRow::WrongCount(_) | CsvRow::Blank => Some(RejectReason::WrongColumnCount),
             CsvRow::BadUtf8 => Some(RejectReason::InvalidUtf8),

@@ -1,6 +1,7 @@
 //! Parquet rows, read batch by batch; column values are looked up by name.
 
 use std::fs::File;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
@@ -12,6 +13,7 @@ use arrow_array::types::{
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
 use serde_json::{Map, Number, Value};
 
 use super::{Record, RowResult};
@@ -37,21 +39,16 @@ impl ParquetRows {
             path: path.to_path_buf(),
             source,
         })?;
-        let parquet_err = |source| DataError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
-        let columns = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let reader = builder
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(parquet_err)?;
+        let (columns, reader) = guard(path, || {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let columns = builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            Ok((columns, builder.with_batch_size(BATCH_ROWS).build()?))
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
             reader,
@@ -74,15 +71,10 @@ impl ParquetRows {
                     break;
                 }
             }
-            match self.reader.next() {
+            let reader = &mut self.reader;
+            match guard(&self.path, || Ok(reader.next().transpose()?))? {
                 None => return Ok(None),
-                Some(Err(e)) => {
-                    return Err(DataError::Parquet {
-                        path: self.path.clone(),
-                        source: e.into(),
-                    })
-                }
-                Some(Ok(batch)) => {
+                Some(batch) => {
                     self.dict_keys = batch
                         .columns()
                         .iter()
@@ -116,6 +108,28 @@ impl ParquetRows {
             line: self.line,
             fields,
         })))
+    }
+}
+
+/// Runs `read` and turns its error, or a panic of the parquet crate (it panics on some damaged
+/// files, e.g. a footer with negative column offsets), into a fatal error naming the file.
+fn guard<T>(path: &Path, read: impl FnOnce() -> Result<T, ParquetError>) -> Result<T, DataError> {
+    let error = |source| DataError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(read)) {
+        Ok(result) => result.map_err(error),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(error(ParquetError::General(format!(
+                "damaged file (the parquet reader panicked: {message})"
+            ))))
+        }
     }
 }
 

@@ -76,8 +76,17 @@ fn minilm_matches_pytorch_reference() {
     assert!(fdiff < 1e-4);
 }
 
-fn minilm_inputs(dir: &std::path::Path, dev: &Device) -> Batch {
-    tokenize(&dir.join("tokenizer.json"), &minilm_texts(), dev)
+fn minilm_inputs(dir: &std::path::Path, dev: &Device) -> (Batch, &'static str) {
+    match office_items() {
+        Some(items) => (
+            tokenize(&dir.join("tokenizer.json"), &office_texts(&items, 32), dev),
+            "32 Office items",
+        ),
+        None => (
+            tokenize(&dir.join("tokenizer.json"), &fallback_texts(), dev),
+            "4 built-in texts (Office data not found)",
+        ),
+    }
 }
 
 #[test]
@@ -86,7 +95,7 @@ fn minilm_matches_candle_transformers() {
         return;
     };
     let dev = Device::Cpu;
-    let batch = minilm_inputs(&dir, &dev);
+    let (batch, what) = minilm_inputs(&dir, &dev);
     let cfg: candle_transformers::models::bert::Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let vb = unsafe {
@@ -118,7 +127,7 @@ fn minilm_matches_candle_transformers() {
         .unwrap();
     let diff = max_abs_diff(&got, &want);
     println!(
-        "MiniLM vs candle-transformers BertModel, {:?}: max abs diff {diff:.3e}",
+        "MiniLM vs candle-transformers BertModel on {what}, {:?}: max abs diff {diff:.3e}",
         got.dims()
     );
     assert!(diff < 1e-4, "max abs diff {diff}");
@@ -130,7 +139,7 @@ fn minilm_fused_inference_equals_differentiable_forward() {
         return;
     };
     let dev = Device::Cpu;
-    let batch = minilm_inputs(&dir, &dev);
+    let (batch, _) = minilm_inputs(&dir, &dev);
     let m = load_minilm(&dir);
     let slow = m
         .model

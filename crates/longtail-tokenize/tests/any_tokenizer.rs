@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use longtail_tokenize::{FieldTemplate, ItemTokenizer, TokenizeConfig, TokenizeError};
+use proptest::strategy::Strategy;
 use serde_json::{json, Value};
 use tokenizers::models::unigram::Unigram;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
@@ -348,7 +349,6 @@ proptest::proptest! {
         max_len in 3usize..40,
         byte_level in proptest::prelude::any::<bool>(),
     ) {
-        use proptest::prelude::Strategy as _;
         let json = if byte_level { byte_level_bpe_json(true) } else { whitespace_bpe_json() };
         let cfg = TokenizeConfig::new(FieldTemplate::catalogue(), max_len).with_threads(2);
         let (tok, _) = load_json(&json, cfg);

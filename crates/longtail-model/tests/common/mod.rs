@@ -50,6 +50,46 @@ pub fn minilm_texts() -> Vec<String> {
         .collect()
 }
 
+/// The real Office items (research use only, read from ../shared).
+pub fn office_items() -> Option<PathBuf> {
+    let p = std::env::var_os("LONGTAIL_OFFICE_ITEMS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace_root().join("../shared/datasets/amazon-office-2014/items.jsonl")
+        });
+    p.is_file().then_some(p)
+}
+
+/// `title | brand | categories` of the first `n` items, as make_reference.py builds them.
+pub fn office_texts(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .take(n)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            ["title", "brand", "categories"]
+                .iter()
+                .map(|k| v[*k].as_str().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
+/// Same texts when the data set is absent (so the candle-transformers parity still runs).
+pub fn fallback_texts() -> Vec<String> {
+    [
+        "HP 12C Financial Calculator | HP | Office Electronics, Calculators, Scientific",
+        "Stapler, full strip, 20 sheets | | Office & School Supplies",
+        "A much longer product title that goes on and on about ink, toner, labels, envelopes, \
+         folders, binders, pens, pencils, markers, highlighters and sticky notes | Brand | Office",
+        "x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 pub struct Batch {
     pub input_ids: Tensor,
     pub attention_mask: Tensor,

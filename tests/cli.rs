@@ -66,7 +66,7 @@ fn help_lists_the_subcommands_and_env_vars() {
         "pareto:0.8",
         "--split",
         "random:0.7,0.1,0.2",
-        "LONGTAIL_TAIL_RULE",
+        "LONGTAIL_PREPARE_TAIL_RULE",
     ] {
         assert!(text.contains(word), "prepare --help lacks {word}:\n{text}");
     }
@@ -203,6 +203,72 @@ fn config_file_supplies_defaults_and_the_command_line_wins() {
         err.contains("tail_rul") && err.contains("prepare.toml"),
         "{err}"
     );
+
+    // A file without a [prepare] table is an error, not silently ignored.
+    std::fs::write(&config, "[train]\nseed = 1\n").unwrap();
+    let out = longtail()
+        .arg("prepare")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&overridden)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no [prepare] table") && err.contains("prepare.toml"),
+        "{err}"
+    );
+
+    // A value of the wrong type names the file and the key.
+    std::fs::write(&config, "[prepare]\ntiers = \"three\"\n").unwrap();
+    let out = longtail()
+        .arg("prepare")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&overridden)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tiers") && err.contains("prepare.toml"),
+        "{err}"
+    );
+}
+
+/// Every command's `--help` shows its allowed values, its defaults and its own variables.
+#[test]
+fn help_lists_allowed_values_defaults_and_env_vars() {
+    for (cmd, words) in [
+        (
+            &["train"][..],
+            &[
+                "cls_pooler",
+                "constant_with_warmup",
+                "[default: cls_pooler]",
+                "LONGTAIL_TRAIN_SEED",
+                "auto",
+            ][..],
+        ),
+        (&["eval"], &["validation", "LONGTAIL_EVAL_SPLIT"]),
+        (&["score"], &["parquet", "LONGTAIL_SCORE_FORMAT"]),
+        (
+            &["train-interest"],
+            &["[default: 1]", "LONGTAIL_TRAIN_INTEREST_HISTORY_LEN"],
+        ),
+        (&["eval-rec"], &["pareto:0.8", "LONGTAIL_EVAL_REC_DATA"]),
+        (&["recommend"], &["LONGTAIL_RECOMMEND_K"]),
+        (&["model", "fetch"], &["LONGTAIL_MODEL_FETCH_REVISION"]),
+    ] {
+        let out = run_ok(longtail().args(cmd).arg("--help"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for word in words {
+            assert!(text.contains(word), "{cmd:?} --help lacks {word}:\n{text}");
+        }
+    }
 }
 
 #[test]

@@ -38,7 +38,13 @@ use crate::scorer::Scorer;
 
 /// Output file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
 pub enum OutputFormat {
+    #[cfg_attr(feature = "clap", value(alias = "json"))]
     Jsonl,
     Csv,
     Parquet,

@@ -48,6 +48,11 @@ impl FromStr for HiddenAct {
 /// How the classification head turns the token states into one vector per sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
 pub enum Pooling {
     /// `tanh(pooler.dense(h[CLS]))`: what `transformers.BertForSequenceClassification` does.
     #[default]

@@ -24,6 +24,11 @@ use crate::error::{Result, TrainError};
 /// `lr_scheduler_type` values supported (HF `SchedulerType` names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
 pub enum SchedulerType {
     /// `linear`: linear warmup then linear decay to 0 at `num_training_steps`.
     Linear,

@@ -1,6 +1,6 @@
 //! `longtail`: find and recommend long-tail products with a pretrained text encoder.
 //!
-//! The binary is thin: it parses arguments (`cli`), merges them with a config file (`config`),
+//! The binary is thin: it parses arguments (`cli`) with a config file merged in (`config`),
 //! and calls the library crates. Errors carry the file and line they concern.
 
 mod cli;
@@ -8,29 +8,30 @@ mod commands;
 mod config;
 mod progress;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use cli::{Cli, Command};
+use config::SettingsError;
 
 fn main() {
     longtail_model::configure_cpu_runtime();
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
+    // Command line, environment, config file and defaults, validated once (config.rs).
+    let matches = match config::parse_args(cli::command(), std::env::args_os()) {
+        Ok(m) => m,
+        Err(SettingsError::Clap(e)) => e.exit(),
+        Err(SettingsError::Config(e)) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
     };
-    // The subcommand's own matches tell which values came from the command line or the
-    // environment, so a config file can fill in only what the user did not set.
-    let sub_matches = matches.subcommand().map(|(_, m)| m);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Prepare(args) => commands::prepare::run(args, sub_matches.expect("subcommand")),
+        Command::Prepare(args) => commands::prepare::run(args),
         Command::Model(cmd) => commands::model::run(cmd),
-        Command::Train(args) => commands::train::run(args, sub_matches.expect("subcommand")),
+        Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::EvalRec(args) => commands::eval_rec::run(args),
         Command::Score(args) => commands::score::run(args),
-        Command::TrainInterest(args) => {
-            commands::train_interest::run(args, sub_matches.expect("subcommand"))
-        }
+        Command::TrainInterest(args) => commands::train_interest::run(args),
         Command::Recommend(args) => commands::recommend::run(args),
     };
     if let Err(err) = result {

@@ -123,7 +123,7 @@ impl Default for TrainConfig {
             metric_for_best_model: "auc".into(),
             seed: 42,
             max_len: 128,
-            pooling: "mean".into(),
+            pooling: "cls_pooler".into(),
             class_weights: "none".into(),
             label_smoothing: 0.0,
             freeze_layers: 0,
@@ -324,7 +324,9 @@ pub fn load_model(
 
 struct Saver<'a> {
     out: &'a Path,
-    tokenizer: &'a Path,
+    /// Read once at the start: a resumed run's tokenizer comes from the checkpoint it resumed
+    /// from, which checkpoint rotation may delete before the next save.
+    tokenizer_json: Vec<u8>,
     args_toml: String,
     save_total_limit: usize,
 }
@@ -346,7 +348,7 @@ impl Saver<'_> {
             model
                 .save_pretrained(tmp)
                 .map_err(|e| TrainError::invalid(format!("saving model: {e}")))?;
-            fs::copy(self.tokenizer, tmp.join(TOKENIZER_FILE))
+            fs::write(tmp.join(TOKENIZER_FILE), &self.tokenizer_json)
                 .map_err(|e| TrainError::io(tmp.join(TOKENIZER_FILE), e))?;
             opt.save_state(tmp)?;
             state.save(&tmp.join(TRAINER_STATE_FILE))?;
@@ -531,7 +533,8 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         .with_context(|| format!("opening {}", metrics_path.display()))?;
     let saver = Saver {
         out: &cfg.out,
-        tokenizer: &tok_path,
+        tokenizer_json: fs::read(&tok_path)
+            .with_context(|| format!("reading {}", tok_path.display()))?,
         args_toml,
         save_total_limit: cfg.save_total_limit,
     };

@@ -4,7 +4,7 @@
 //! checkpoint's metrics.jsonl.
 
 use crate::cli::EvalArgs;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use longtail_data::{PreparedDataset, Split};
 use longtail_eval::report::{self, ReportFiles};
 use longtail_eval::{baselines, evaluate_scores, text_splits, BaselineOptions, Series};
@@ -16,11 +16,7 @@ use std::time::Instant;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let started = Instant::now();
-    let split = match args.split.as_str() {
-        "test" => Split::Test,
-        "validation" => Split::Validation,
-        other => bail!("--split {other}: expected test or validation"),
-    };
+    let split: Split = args.split.into();
     ensure!(args.batch_size > 0, "--batch-size must be >= 1");
     let ckpt = &args.checkpoint;
     ensure!(
@@ -80,7 +76,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else if split != Split::Test {
         eprintln!(
             "baselines are measured on the test split only; skipped for --split {}",
-            args.split
+            crate::cli::value_name(&args.split)
         );
         BTreeMap::new()
     } else {

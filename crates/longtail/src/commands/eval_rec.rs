@@ -3,16 +3,12 @@
 
 use crate::cli::EvalRecArgs;
 use anyhow::{ensure, Context, Result};
-use longtail_data::TailRule;
 use longtail_eval::rec::{self, RecOptions, RecSplit, Segments};
 use std::time::Instant;
 
 pub fn run(args: EvalRecArgs) -> Result<()> {
     let started = Instant::now();
-    let tail_rule: TailRule = args
-        .tail_rule
-        .parse()
-        .with_context(|| format!("--tail-rule {}", args.tail_rule))?;
+    let tail_rule = args.tail_rule;
     tail_rule.validate(2)?;
     ensure!(
         args.tail_user_fraction > 0.0 && args.tail_user_fraction <= 1.0,

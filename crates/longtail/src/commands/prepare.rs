@@ -1,19 +1,15 @@
 //! `longtail prepare`: raw arguments -> validated `PrepareOptions` -> the data crate.
 
 use crate::cli::PrepareArgs;
-use crate::config::merge_config;
 use crate::progress;
-use anyhow::{Context, Result};
-use clap::ArgMatches;
+use anyhow::Result;
 use indicatif::ProgressBar;
 use longtail_data::{prepare, PrepareOptions, PrepareSummary, ProgressSink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
-pub fn run(args: PrepareArgs, matches: &ArgMatches) -> Result<()> {
-    let config = args.config.clone();
-    let args = merge_config(args, matches, config.as_deref(), "prepare")?;
-    let opts = options(args)?;
+pub fn run(args: PrepareArgs) -> Result<()> {
+    let opts = options(args);
     let bars = FileBars::default();
     let summary = prepare(&opts, &bars).map_err(anyhow::Error::from)?;
     bars.finish_all();
@@ -21,40 +17,21 @@ pub fn run(args: PrepareArgs, matches: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// The one place where prepare's raw arguments are checked and turned into options.
-fn options(args: PrepareArgs) -> Result<PrepareOptions> {
-    let required = |value: Option<PathBuf>, flag: &str| {
-        value.with_context(|| {
-            format!("{flag} is required (on the command line or in the config file)")
-        })
-    };
-    let mut opts = PrepareOptions::new(
-        required(args.items, "--items")?,
-        required(args.interactions, "--interactions")?,
-        required(args.out, "--out")?,
-    );
+/// Prepare's typed arguments as the data crate's options.
+fn options(args: PrepareArgs) -> PrepareOptions {
+    let mut opts = PrepareOptions::new(args.items, args.interactions, args.out);
     opts.item_id_field = args.item_id_field;
     opts.text_fields = args.text_fields;
     opts.user_column = args.user_col;
     opts.item_column = args.item_col;
     opts.timestamp_column = args.timestamp_col;
-    opts.tail_rule = args.tail_rule.parse().with_context(|| {
-        format!(
-            "--tail-rule {}: expected pareto:SHARE, quantile:Q or min-count:N",
-            args.tail_rule
-        )
-    })?;
+    opts.tail_rule = args.tail_rule;
     opts.tiers = args.tiers;
-    opts.split = args.split.parse().with_context(|| {
-        format!(
-            "--split {}: expected random:TRAIN,VAL,TEST or time:YYYY-MM-DD",
-            args.split
-        )
-    })?;
+    opts.split = args.split;
     opts.seed = args.seed;
     opts.max_line_bytes = args.max_line_bytes;
     opts.invocation = std::env::args().collect();
-    Ok(opts)
+    opts
 }
 
 /// One progress bar per input file, in bytes read when the size is known.

@@ -17,50 +17,53 @@ use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct RecommendArgs {
+    /// TOML file whose [recommend] table supplies defaults for any flag.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Interest checkpoint (the --out of `longtail train-interest`).
-    #[arg(long, env = "LONGTAIL_CHECKPOINT")]
+    #[arg(long)]
     pub checkpoint: PathBuf,
     /// Prepared dataset directory: the catalogue and the users' interaction histories.
-    #[arg(long, env = "LONGTAIL_DATA")]
+    #[arg(long)]
     pub data: PathBuf,
     /// Raw user ids, one per line (default: every user in the interactions).
-    #[arg(long, env = "LONGTAIL_USERS")]
+    #[arg(long)]
     pub users: Option<PathBuf>,
     /// Recommendations per user.
-    #[arg(long, env = "LONGTAIL_K", default_value_t = 10)]
+    #[arg(long, default_value_t = 10)]
     pub k: usize,
     /// Output JSONL, one line per user.
-    #[arg(long, env = "LONGTAIL_OUTPUT")]
+    #[arg(long)]
     pub output: PathBuf,
     /// Re-rank: add L to the z-scored similarity of tail items (0 = pure relevance).
-    #[arg(long, env = "LONGTAIL_TAIL_WEIGHT", conflicts_with = "tail_share")]
+    #[arg(long, conflicts_with = "tail_share")]
     pub tail_weight: Option<f64>,
     /// Re-rank: at least this share of each list is tail items (when available), in [0, 1].
-    #[arg(long, env = "LONGTAIL_TAIL_SHARE")]
+    #[arg(long)]
     pub tail_share: Option<f64>,
     /// Blend with EASE as `eval-rec`'s `longtail+ease` does: rank by
     /// `(1 - W) z(cosine) + W z(EASE)`, each z-scored over the user's unseen items; W is
     /// `1 - w` of the report's blend. EASE is fitted on every interaction of --data.
-    #[arg(long, env = "LONGTAIL_EASE_WEIGHT", requires = "ease_lambda")]
+    #[arg(long, requires = "ease_lambda")]
     pub ease_weight: Option<f64>,
     /// EASE L2 regularisation λ (use the one eval-rec chose on validation).
-    #[arg(long, env = "LONGTAIL_EASE_LAMBDA", requires = "ease_weight")]
+    #[arg(long, requires = "ease_weight")]
     pub ease_lambda: Option<f64>,
     /// Write raw user ids instead of keyed pseudonyms.
-    #[arg(long, env = "LONGTAIL_KEEP_USER_IDS", default_value_t = false)]
+    #[arg(long, default_value_t = false)]
     pub keep_user_ids: bool,
     /// Pseudonymisation key (at least 16 bytes). Default: the hex key in --user-id-key-file.
-    #[arg(long, env = "LONGTAIL_USER_ID_KEY", hide_env_values = true)]
+    #[arg(long, hide_env_values = true)]
     pub user_id_key: Option<String>,
     /// Key file (hex), created with a random key if missing. Default: user_id.key next to
     /// --output.
-    #[arg(long, env = "LONGTAIL_USER_ID_KEY_FILE")]
+    #[arg(long)]
     pub user_id_key_file: Option<PathBuf>,
     /// Item embedding cache (default: item_embeddings.safetensors in the checkpoint).
-    #[arg(long, env = "LONGTAIL_EMBEDDING_CACHE")]
+    #[arg(long)]
     pub embedding_cache: Option<PathBuf>,
     /// Items per inference batch when the cache must be (re)computed.
-    #[arg(long, env = "LONGTAIL_BATCH_SIZE", default_value_t = 64)]
+    #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
 }
 

@@ -8,67 +8,73 @@ use anyhow::{Context, Result};
 use clap::Args;
 use longtail_infer::{score_file, OutputFormat, Scorer, ScorerOptions, Shard, StreamOptions};
 
+use crate::cli::defaults;
+
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
     /// Checkpoint directory (the --out of `longtail train`, or one of its checkpoint-N).
-    #[arg(long, env = "LONGTAIL_CHECKPOINT")]
+    #[arg(long)]
     pub checkpoint: PathBuf,
 
     /// Catalogue dump: JSONL, CSV or Parquet, gzip or not; raw catalogue rows or the
     /// items.jsonl of `longtail prepare`.
-    #[arg(long, env = "LONGTAIL_INPUT")]
+    #[arg(long)]
     pub input: PathBuf,
 
     /// Output file: one row per scored input row, in input order (item_id, p_tail, label).
-    #[arg(long, env = "LONGTAIL_OUTPUT")]
+    #[arg(long)]
     pub output: PathBuf,
 
-    /// jsonl, csv or parquet (default: from the --output extension, else jsonl).
-    #[arg(long, env = "LONGTAIL_FORMAT")]
-    pub format: Option<String>,
+    /// TOML file whose [score] table supplies defaults for any flag.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Output format (default: from the --output extension, else jsonl).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 
     /// Rejected rows as {"line", "reason"} (default: OUTPUT.rejects.jsonl).
-    #[arg(long, env = "LONGTAIL_REJECTS")]
+    #[arg(long)]
     pub rejects: Option<PathBuf>,
 
     /// Continue an interrupted run where its durable output ends (OUTPUT.progress.json).
-    #[arg(long, env = "LONGTAIL_RESUME", default_value_t = false)]
+    #[arg(long, default_value_t = false)]
     pub resume: bool,
 
     /// Score only shard k of N (0-based k; contiguous row blocks).
-    #[arg(long, env = "LONGTAIL_SHARD")]
-    pub shard: Option<String>,
+    #[arg(long, value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
 
     /// Upper bound on rows x longest row per forward pass.
-    #[arg(long, env = "LONGTAIL_MAX_BATCH_TOKENS", default_value_t = 8192)]
+    #[arg(long, default_value_t = defaults::scorer().max_batch_tokens)]
     pub max_batch_tokens: usize,
 
     /// Compute threads (GEMM and tokenization); default: all cores.
-    #[arg(long, env = "LONGTAIL_THREADS")]
+    #[arg(long)]
     pub threads: Option<usize>,
 
     /// Tokenization threads (a dedicated pool working ahead of the model).
-    #[arg(long, env = "LONGTAIL_TOKENIZE_THREADS", default_value_t = 1)]
+    #[arg(long, default_value_t = 1)]
     pub tokenize_threads: usize,
 
     /// Also write the pooled embedding of each row.
-    #[arg(long, env = "LONGTAIL_EMBEDDINGS", default_value_t = false)]
+    #[arg(long, default_value_t = false)]
     pub embeddings: bool,
 
     /// Rows per durable chunk (fsync + progress record; also the length-sorting window).
-    #[arg(long, env = "LONGTAIL_CHUNK_ROWS", default_value_t = 4096)]
+    #[arg(long, default_value_t = defaults::stream().chunk_rows)]
     pub chunk_rows: usize,
 
     /// `label` is tail when p_tail >= this.
-    #[arg(long, env = "LONGTAIL_THRESHOLD", default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults::stream().threshold)]
     pub threshold: f32,
 
     /// Column with the item id.
-    #[arg(long, env = "LONGTAIL_ID_FIELD", default_value = "item_id")]
+    #[arg(long, default_value_t = defaults::stream().id_field)]
     pub id_field: String,
 
     /// Maximum tokens per item (default: the checkpoint's train_args.toml).
-    #[arg(long, env = "LONGTAIL_MAX_LEN")]
+    #[arg(long)]
     pub max_len: Option<usize>,
 }
 
@@ -105,13 +111,13 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let scorer = Scorer::with_options(&args.checkpoint, &opts)
         .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
     let mut stream = StreamOptions::new(&args.input, &args.output);
-    if let Some(f) = &args.format {
-        stream.format = OutputFormat::parse(f)?;
+    if let Some(f) = args.format {
+        stream.format = f;
     }
     stream.rejects = args.rejects.clone();
     stream.resume = args.resume;
-    if let Some(s) = &args.shard {
-        stream.shard = Shard::parse(s)?;
+    if let Some(s) = args.shard {
+        stream.shard = s;
     }
     stream.chunk_rows = args.chunk_rows;
     stream.embeddings = args.embeddings;

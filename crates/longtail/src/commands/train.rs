@@ -1,18 +1,14 @@
-//! `longtail train`: raw arguments (+ the [train] table of --config) -> `TrainConfig` -> the
-//! training loop of longtail-train, with a progress bar (samples/s, loss, ETA).
+//! `longtail train`: typed arguments -> `TrainConfig` -> the training loop of longtail-train,
+//! with a progress bar (samples/s, loss, ETA).
 
-use crate::cli::TrainArgs;
-use crate::config::merge_config;
-use anyhow::{Context, Result};
-use clap::ArgMatches;
+use crate::cli::{value_name, TrainArgs};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use longtail_train::trainer::{self, Observer, StepInfo, TrainConfig};
 use std::collections::BTreeMap;
 
-pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
-    let config = args.config.clone();
-    let args = merge_config(args, matches, config.as_deref(), "train")?;
-    let cfg = to_config(args)?;
+pub fn run(args: TrainArgs) -> Result<()> {
+    let cfg = to_config(args);
     if cfg.pooling != "cls_pooler" {
         // transformers' BertForSequenceClassification always pools with the [CLS] pooler.
         eprintln!(
@@ -61,41 +57,38 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
-fn to_config(a: TrainArgs) -> Result<TrainConfig> {
-    let required = |v: Option<String>, flag: &str| {
-        v.with_context(|| format!("{flag} is required (on the command line or in the config file)"))
-    };
-    Ok(TrainConfig {
-        data: required(a.data.map(|p| p.to_string_lossy().into_owned()), "--data")?.into(),
-        model: required(a.model, "--model")?,
-        out: required(a.out.map(|p| p.to_string_lossy().into_owned()), "--out")?.into(),
+fn to_config(a: TrainArgs) -> TrainConfig {
+    TrainConfig {
+        data: a.data,
+        model: a.model,
+        out: a.out,
         learning_rate: a.learning_rate,
         weight_decay: a.weight_decay,
         warmup_ratio: a.warmup_ratio,
-        lr_scheduler_type: a.lr_scheduler_type,
+        lr_scheduler_type: value_name(&a.lr_scheduler_type),
         max_grad_norm: a.max_grad_norm,
         gradient_accumulation_steps: a.gradient_accumulation_steps,
         per_device_train_batch_size: a.per_device_train_batch_size,
         per_device_eval_batch_size: a.per_device_eval_batch_size,
         num_train_epochs: a.num_train_epochs,
         max_steps: a.max_steps,
-        eval_strategy: a.eval_strategy,
+        eval_strategy: value_name(&a.eval_strategy),
         eval_steps: a.eval_steps,
         logging_steps: a.logging_steps,
         save_total_limit: a.save_total_limit,
         early_stopping_patience: a.early_stopping_patience,
-        metric_for_best_model: a.metric_for_best_model,
+        metric_for_best_model: value_name(&a.metric_for_best_model),
         seed: a.seed,
         max_len: a.max_len,
-        pooling: a.pooling,
-        class_weights: a.class_weights,
+        pooling: value_name(&a.pooling),
+        class_weights: value_name(&a.class_weights),
         label_smoothing: a.label_smoothing,
         freeze_layers: a.freeze_layers,
         freeze_encoder: a.freeze_encoder,
         resume: a.resume,
         template: a.template,
         stop_after_steps: a.stop_after_steps,
-    })
+    }
 }
 
 /// Progress bar over optimizer updates; messages and evaluations are printed above it.

@@ -1,113 +1,112 @@
-//! `longtail train-interest`: raw arguments (+ the [train-interest] table of --config) ->
-//! `TrainInterestConfig` -> the bi-encoder training loop of longtail-interest.
+//! `longtail train-interest`: typed arguments -> `TrainInterestConfig` -> the bi-encoder
+//! training loop of longtail-interest.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{ArgMatches, Args};
+use clap::Args;
 use longtail_interest::{train_interest, Event, TrainInterestConfig};
-use serde::{Deserialize, Serialize};
+use longtail_train::SchedulerType;
 
-use crate::config::merge_config;
+use crate::cli::{defaults, value_name};
 
-#[derive(Args, Debug, Serialize, Deserialize)]
+#[derive(Args, Debug)]
 pub struct TrainInterestArgs {
     /// TOML file whose [train-interest] table supplies defaults (see configs/interest.toml).
-    #[arg(long, env = "LONGTAIL_CONFIG")]
+    #[arg(long)]
     pub config: Option<PathBuf>,
     /// Prepared dataset directory (items.jsonl, interactions.csv).
-    #[arg(long, env = "LONGTAIL_DATA")]
-    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub data: PathBuf,
     /// Start model: directory (base MiniLM or a `longtail train` checkpoint) or hub id.
-    #[arg(long, env = "LONGTAIL_MODEL")]
+    #[arg(long)]
     pub model: Option<String>,
     /// Output checkpoint directory (written atomically).
-    #[arg(long, env = "LONGTAIL_OUT")]
-    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
     /// Continue from an interest checkpoint on --data (weights, optimizer moments, user
     /// representation and frozen layers come from it; --model is ignored).
-    #[arg(long, env = "LONGTAIL_RESUME_FROM")]
+    #[arg(long)]
     pub resume_from: Option<PathBuf>,
     /// Maximum tokens per item.
-    #[arg(long, env = "LONGTAIL_MAX_LEN", default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::train_interest().max_len)]
     pub max_len: usize,
     /// Field template rendering an item.
-    #[arg(
-        long,
-        env = "LONGTAIL_TEMPLATE",
-        default_value = "{title} | {brand} | {categories} | {description}"
-    )]
+    #[arg(long, default_value_t = defaults::train_interest().template)]
     pub template: String,
     /// Next-item pairs per step (the in-batch negatives are the other pairs' targets).
-    #[arg(long, env = "LONGTAIL_BATCH_SIZE", default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::train_interest().batch_size)]
     pub batch_size: usize,
     /// Optimizer updates.
-    #[arg(long, env = "LONGTAIL_MAX_STEPS", default_value_t = 300)]
+    #[arg(long, default_value_t = defaults::train_interest().max_steps)]
     pub max_steps: u64,
-    #[arg(long, env = "LONGTAIL_LEARNING_RATE", default_value_t = 1e-4)]
+    /// Peak learning rate of AdamW.
+    #[arg(long, default_value_t = defaults::train_interest().learning_rate)]
     pub learning_rate: f64,
-    #[arg(long, env = "LONGTAIL_WEIGHT_DECAY", default_value_t = 0.01)]
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    #[arg(long, default_value_t = defaults::train_interest().weight_decay)]
     pub weight_decay: f64,
-    #[arg(long, env = "LONGTAIL_WARMUP_RATIO", default_value_t = 0.1)]
+    /// Share of --max-steps spent warming the learning rate up from 0.
+    #[arg(long, default_value_t = defaults::train_interest().warmup_ratio)]
     pub warmup_ratio: f64,
-    /// linear, cosine or constant_with_warmup.
-    #[arg(long, env = "LONGTAIL_LR_SCHEDULER_TYPE", default_value = "linear")]
-    pub lr_scheduler_type: String,
-    #[arg(long, env = "LONGTAIL_MAX_GRAD_NORM", default_value_t = 1.0)]
+    /// Learning-rate schedule after warmup.
+    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train_interest().lr_scheduler_type))]
+    pub lr_scheduler_type: SchedulerType,
+    /// Clip the global gradient L2 norm to this value.
+    #[arg(long, default_value_t = defaults::train_interest().max_grad_norm)]
     pub max_grad_norm: f64,
     /// Softmax temperature of the InfoNCE logits (cosine / T).
-    #[arg(long, env = "LONGTAIL_TEMPERATURE", default_value_t = 0.05)]
+    #[arg(long, default_value_t = defaults::train_interest().temperature)]
     pub temperature: f64,
     /// Disable the logQ popularity correction of the in-batch softmax.
-    #[arg(long, env = "LONGTAIL_NO_LOGQ", default_value_t = false)]
+    #[arg(long, default_value_t = !defaults::train_interest().logq_correction)]
     pub no_logq: bool,
     /// Most recent history items forming the user vector (1: the last item, the best of the
     /// validation comparison in docs/interest.md).
-    #[arg(long, env = "LONGTAIL_HISTORY_LEN", default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::train_interest().history_len)]
     pub history_len: usize,
     /// Weight decay per step back in the history (1 = plain mean).
-    #[arg(long, env = "LONGTAIL_RECENCY_DECAY", default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults::train_interest().recency_decay)]
     pub recency_decay: f64,
     /// Embeddings and this many bottom layers are frozen (computed once and cached).
-    #[arg(long, env = "LONGTAIL_FROZEN_LAYERS", default_value_t = 4)]
+    #[arg(long, default_value_t = defaults::train_interest().frozen_layers)]
     pub frozen_layers: usize,
     /// Steps between recomputations of the item embeddings that form user vectors.
-    #[arg(long, env = "LONGTAIL_REFRESH_EVERY", default_value_t = 100)]
+    #[arg(long, default_value_t = defaults::train_interest().refresh_every)]
     pub refresh_every: u64,
     /// Steps between validation Recall@10 measurements (0 = only the initial one).
-    #[arg(long, env = "LONGTAIL_EVAL_EVERY", default_value_t = 100)]
+    #[arg(long, default_value_t = defaults::train_interest().eval_every)]
     pub eval_every: u64,
     /// Validation users scored per measurement (0 = all).
-    #[arg(long, env = "LONGTAIL_EVAL_USERS", default_value_t = 2000)]
+    #[arg(long, default_value_t = defaults::train_interest().eval_users)]
     pub eval_users: usize,
     /// Sampled negatives per validation positive for the Platt calibration.
-    #[arg(long, env = "LONGTAIL_CALIBRATION_NEGATIVES", default_value_t = 20)]
+    #[arg(long, default_value_t = defaults::train_interest().calibration_negatives)]
     pub calibration_negatives: usize,
     /// Train on every interaction (no leave-last-out hold-out; deployment re-fine-tuning).
-    #[arg(long, env = "LONGTAIL_USE_ALL_INTERACTIONS", default_value_t = false)]
+    #[arg(long, default_value_t = defaults::train_interest().use_all_interactions)]
     pub use_all_interactions: bool,
     /// Items per inference batch.
-    #[arg(long, env = "LONGTAIL_INFER_BATCH_SIZE", default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::train_interest().infer_batch_size)]
     pub infer_batch_size: usize,
-    #[arg(long, env = "LONGTAIL_SEED", default_value_t = 42)]
+    /// Seed of the data order, dropout and calibration sampling.
+    #[arg(long, default_value_t = defaults::train_interest().seed)]
     pub seed: u64,
 }
 
-pub fn run(args: TrainInterestArgs, matches: &ArgMatches) -> Result<()> {
-    let config = args.config.clone();
-    let a = merge_config(args, matches, config.as_deref(), "train-interest")?;
-    let required = |v: Option<String>, flag: &str| {
-        v.with_context(|| format!("{flag} is required (on the command line or in the config file)"))
-    };
+pub fn run(a: TrainInterestArgs) -> Result<()> {
     let resume_from = a.resume_from.clone();
     let model = match &resume_from {
         Some(_) => a.model.clone().unwrap_or_default(),
-        None => required(a.model.clone(), "--model")?,
+        None => a.model.clone().context(
+            "--model is required unless --resume-from is given (on the command line, in the \
+             environment or in the config file)",
+        )?,
     };
     let cfg = TrainInterestConfig {
-        data: required(a.data.map(|p| p.to_string_lossy().into_owned()), "--data")?.into(),
+        data: a.data,
         model,
-        out: required(a.out.map(|p| p.to_string_lossy().into_owned()), "--out")?.into(),
+        out: a.out,
         resume_from,
         max_len: a.max_len,
         template: a.template,
@@ -116,7 +115,7 @@ pub fn run(args: TrainInterestArgs, matches: &ArgMatches) -> Result<()> {
         learning_rate: a.learning_rate,
         weight_decay: a.weight_decay,
         warmup_ratio: a.warmup_ratio,
-        lr_scheduler_type: a.lr_scheduler_type,
+        lr_scheduler_type: value_name(&a.lr_scheduler_type),
         max_grad_norm: a.max_grad_norm,
         temperature: a.temperature,
         logq_correction: !a.no_logq,

@@ -4,8 +4,8 @@
 //! The similarity matrix is dense (n² f32), fine for catalogues of a few
 //! thousand items.
 
-use super::scorer::Scorer;
-use super::split::{ItemIdx, RecSplit, UserIdx};
+use crate::scorer::Scorer;
+use crate::{ItemIdx, RecSplit, UserIdx};
 
 pub struct ItemKnn {
     n: usize,

@@ -10,7 +10,8 @@
 //! same fit then ranks test targets with the train + validation history (no refit), exactly
 //! like any other model.
 
-use faer::linalg::solvers::{DenseSolveCore, Side};
+use faer::linalg::solvers::DenseSolveCore;
+use faer::Side;
 use faer::Mat;
 
 use crate::itemknn::{cooccurrence, cooccurrence_of};

@@ -11,10 +11,10 @@
 //! like any other model.
 
 use faer::linalg::solvers::DenseSolveCore;
-use faer::Side;
 use faer::Mat;
+use faer::Side;
 
-use crate::itemknn::{cooccurrence, cooccurrence_of};
+use crate::itemknn::{add_history_rows, cooccurrence, cooccurrence_of};
 use crate::scorer::Scorer;
 use crate::{ItemIdx, RecError, RecSplit, UserIdx};
 
@@ -87,12 +87,7 @@ impl Scorer for Ease {
     }
 
     fn scores(&self, _user: UserIdx, history: &[ItemIdx], out: &mut [f32]) {
-        for &h in history {
-            let row = &self.b[h as usize * self.n..(h as usize + 1) * self.n];
-            for (o, &s) in out.iter_mut().zip(row) {
-                *o += s;
-            }
-        }
+        add_history_rows(&self.b, self.n, history, out);
     }
 }
 

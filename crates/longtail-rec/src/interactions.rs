@@ -384,16 +384,17 @@ mod tests {
         index_of(&["A", "B", "C", "D"].map(String::from))
     }
 
-    #[test]
-    fn loads_sorts_by_time_and_splits_last_two() {
+    /// Loads a log with the rows `rows` (after the header) over [`catalogue`].
+    fn load(rows: &str) -> Result<Interactions, RecError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("i.csv");
-        std::fs::write(
-            &p,
-            "user_id,item_id,timestamp\nu1,B,20\nu1,A,10\nu2,A,5\nu1,C,30\nu1,D,40\nu1,A,50\n",
-        )
-        .unwrap();
-        let it = Interactions::load(&p, &catalogue()).unwrap();
+        std::fs::write(&p, format!("user_id,item_id,timestamp\n{rows}")).unwrap();
+        Interactions::load(&p, &catalogue())
+    }
+
+    #[test]
+    fn loads_sorts_by_time_and_splits_last_two() {
+        let it = load("u1,B,20\nu1,A,10\nu2,A,5\nu1,C,30\nu1,D,40\nu1,A,50\n").unwrap();
         assert_eq!(it.rows, 6);
         assert_eq!(it.duplicates, 1);
         assert_eq!(it.kept(), 5);
@@ -413,15 +414,8 @@ mod tests {
 
     #[test]
     fn unknown_items_are_skipped_counted_and_reported_in_the_split() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.csv");
         // u3's only row has an unknown item: u3 never becomes a user.
-        std::fs::write(
-            &p,
-            "user_id,item_id,timestamp\nu1,A,1\nu1,Z,2\nu1,B,3\nu3,Y,4\nu1,C,5\nu1,B,6\n",
-        )
-        .unwrap();
-        let it = Interactions::load(&p, &catalogue()).unwrap();
+        let it = load("u1,A,1\nu1,Z,2\nu1,B,3\nu3,Y,4\nu1,C,5\nu1,B,6\n").unwrap();
         assert_eq!((it.rows, it.rejected, it.duplicates), (6, 2, 1));
         assert_eq!(it.rows, it.kept() + it.rejected + it.duplicates);
         assert_eq!(it.users, vec!["u1"]);
@@ -436,10 +430,7 @@ mod tests {
 
     #[test]
     fn a_bad_timestamp_names_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.csv");
-        std::fs::write(&p, "user_id,item_id,timestamp\nu1,A,1\nu1,B,soon\n").unwrap();
-        let err = Interactions::load(&p, &catalogue()).unwrap_err();
+        let err = load("u1,A,1\nu1,B,soon\n").unwrap_err();
         assert!(matches!(err, RecError::Input { line: 3, .. }), "{err}");
         assert!(err.to_string().contains("soon"));
     }

@@ -111,12 +111,14 @@ pub fn ndcg_at(rank: u32, k: usize) -> f64 {
     }
 }
 
-/// Ranks every evaluated user's target at `stage` (parallel over users).
-pub fn rank_users(
+/// Scores every evaluated user at `stage` in parallel (one score buffer per thread, history
+/// excluded) and maps each user, target and scores through `f`.
+pub fn map_users<T: Send>(
     split: &RecSplit,
     scorer: &dyn Scorer,
     stage: Stage,
-) -> Result<Vec<UserOutcome>, EvalError> {
+    f: impl Fn(UserIdx, ItemIdx, &[f32]) -> T + Sync,
+) -> Result<Vec<T>, EvalError> {
     let n = split.n_items();
     split
         .eval_users()
@@ -125,15 +127,24 @@ pub fn rank_users(
             || vec![0f32; n],
             |buf, user| {
                 let target = score_user(split, scorer, stage, user, buf)?;
-                Ok(UserOutcome {
-                    user,
-                    target,
-                    rank: target_rank(buf, target),
-                    top: top_k(buf, MAX_K),
-                })
+                Ok(f(user, target, buf))
             },
         )
         .collect()
+}
+
+/// Ranks every evaluated user's target at `stage` (parallel over users).
+pub fn rank_users(
+    split: &RecSplit,
+    scorer: &dyn Scorer,
+    stage: Stage,
+) -> Result<Vec<UserOutcome>, EvalError> {
+    map_users(split, scorer, stage, |user, target, scores| UserOutcome {
+        user,
+        target,
+        rank: target_rank(scores, target),
+        top: top_k(scores, MAX_K),
+    })
 }
 
 fn segment<'a>(outcomes: impl Iterator<Item = &'a UserOutcome>) -> SegmentMetrics {

@@ -2,10 +2,9 @@
 //! and the validation rule that picks a tail weight from such a curve.
 
 use longtail_rec::{rerank, ItemIdx, Knob, RecSplit, Scorer, Stage};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{list_measures, ndcg_at, recall_at, score_user};
+use super::metrics::{list_measures, map_users, ndcg_at, recall_at};
 use super::segments::Segments;
 use crate::EvalError;
 
@@ -64,23 +63,15 @@ pub fn tradeoff_curve(
     knobs: &[Knob],
 ) -> Result<Vec<TradeoffPoint>, EvalError> {
     const K: usize = 10;
-    let n = split.n_items();
     // per user: (target, one list per knob)
-    let per_user: Vec<(ItemIdx, Vec<Vec<ItemIdx>>)> = split
-        .eval_users()
-        .into_par_iter()
-        .map_init(
-            || vec![0f32; n],
-            |buf, user| {
-                let target = score_user(split, scorer, stage, user, buf)?;
-                let lists = knobs
-                    .iter()
-                    .map(|&knob| rerank(buf, &segments.is_tail_item, K, knob))
-                    .collect();
-                Ok((target, lists))
-            },
-        )
-        .collect::<Result<_, EvalError>>()?;
+    let per_user: Vec<(ItemIdx, Vec<Vec<ItemIdx>>)> =
+        map_users(split, scorer, stage, |_, target, scores| {
+            let lists = knobs
+                .iter()
+                .map(|&knob| rerank(scores, &segments.is_tail_item, K, knob))
+                .collect();
+            (target, lists)
+        })?;
     let mut points = Vec::with_capacity(knobs.len());
     for (j, &knob) in knobs.iter().enumerate() {
         let (mut ndcg, mut recall, mut tail_hits, mut tail_users) = (0.0, 0.0, 0.0, 0usize);

@@ -128,3 +128,34 @@ fn eval_rec_with_a_directory_that_is_no_interest_checkpoint_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn eval_rec_counts_and_reports_rows_with_unknown_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("prepared");
+    prepare(&data);
+    let log = data.join("interactions.csv");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("u1,NOT-IN-CATALOGUE,1600000001\nu9,ALSO-UNKNOWN,1600000002\n");
+    std::fs::write(&log, text).unwrap();
+    let report = tmp.path().join("rec/report.json");
+    let out = run_ok(
+        longtail()
+            .arg("eval-rec")
+            .arg("--data")
+            .arg(&data)
+            .arg("--report")
+            .arg(&report)
+            .args(["--ease-lambdas", "1"]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 interaction rows skipped"), "{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let split = &r["protocol"]["split"];
+    assert_eq!(split["unknown_items"], 2);
+    // the rest of the split is the fixture's: u9 never becomes a user
+    assert_eq!(split["evaluated_users"], 7);
+    assert_eq!(split["train_interactions"], 22);
+    let md = std::fs::read_to_string(tmp.path().join("rec/report.md")).unwrap();
+    assert!(md.contains("2 interaction rows skipped"), "{md}");
+}

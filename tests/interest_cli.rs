@@ -273,9 +273,9 @@ fn recommend(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::proce
     )
 }
 
-/// EASE scores of every user, fitted here on the same interactions with longtail-eval's EASE.
+/// EASE scores of every user, fitted here on the same interactions with longtail-rec's EASE.
 fn ease_scores(data: &Path, lambda: f64) -> HashMap<String, (Vec<f32>, HashSet<usize>)> {
-    use longtail_eval::rec::{Ease, ItemIdx, Scorer};
+    use longtail_rec::{Ease, ItemIdx, Scorer};
     let items: Vec<String> = read_jsonl(&data.join("items.jsonl"))
         .iter()
         .map(|v| v["item_id"].as_str().unwrap().to_string())

@@ -26,21 +26,6 @@ pub enum EvalError {
         positives: usize,
         n: usize,
     },
-    #[error("{path}:{line}: {reason}")]
-    Input {
-        path: PathBuf,
-        line: u64,
-        reason: String,
-    },
-    #[error("{model}: non-finite score {value} for item {item} of user {user}")]
-    NonFiniteScore {
-        model: String,
-        user: u32,
-        item: u32,
-        value: f32,
-    },
-    #[error("matrix is not positive definite (pivot {pivot} at row {row})")]
-    NotPositiveDefinite { row: usize, pivot: f64 },
     #[error("invalid option: {0}")]
     Option(String),
     #[error("no text feature occurs in at least {min_df} training documents")]
@@ -57,6 +42,10 @@ pub enum EvalError {
     Plot(#[from] longtail_plot::PlotError),
     #[error(transparent)]
     Data(#[from] longtail_data::DataError),
+    #[error(transparent)]
+    Rec(#[from] longtail_rec::RecError),
+    #[error(transparent)]
+    Fs(#[from] longtail_fs::FsError),
 }
 
 impl EvalError {

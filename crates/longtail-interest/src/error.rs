@@ -23,6 +23,10 @@ pub enum InterestError {
     Data(#[from] longtail_data::DataError),
     #[error(transparent)]
     Tokenize(#[from] longtail_tokenize::TokenizeError),
+    #[error(transparent)]
+    Rec(#[from] longtail_rec::RecError),
+    #[error(transparent)]
+    Fs(#[from] longtail_fs::FsError),
     #[error("tensor op: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -5,26 +5,31 @@
 //! * [`loss`]: InfoNCE with in-batch negatives, temperature and logQ popularity correction;
 //! * [`train`]: the `train-interest` loop (frozen cached bottom, trained top layers);
 //! * [`calibrate`]: Platt scaling of `P(interest | user, item)`;
-//! * [`recommend`]: cached item embeddings, exact top-K with seen items excluded, explanations;
-//! * [`pseudo`]: keyed (HMAC-SHA256) pseudonymisation of user ids;
-//! * [`interactions`]: interaction sequences and the leave-last-out split.
+//! * [`index`]: cached item embeddings, user vectors, cosine scores and explanations;
+//!   [`scorer`]: the model as a longtail-rec `Scorer`;
+//! * [`recommend`]: the serving API ([`Recommender`]): load once, then top-K per request with
+//!   seen items excluded, head/tail re-ranking, the EASE blend and explanations;
+//! * [`pseudo`]: keyed (HMAC-SHA256) pseudonymisation of user ids.
+//!
+//! Interaction sequences and the leave-last-out split are longtail-rec's
+//! ([`longtail_rec::Interactions`]).
 
 #![forbid(unsafe_code)]
 
 pub mod calibrate;
 pub mod error;
-pub mod interactions;
+pub mod index;
 pub mod loss;
 pub mod model;
 pub mod pseudo;
 pub mod recommend;
 pub mod scorer;
-pub mod topk;
 pub mod train;
 
 pub use calibrate::Platt;
 pub use error::{InterestError, Result};
-pub use interactions::{Interactions, Targets};
+pub use index::{CacheStatus, InterestIndex};
 pub use model::{InterestMeta, InterestModel, UserRepr};
 pub use pseudo::Pseudonymiser;
+pub use recommend::{EaseBlend, LoadInfo, Recommendation, Recommender, RecommenderOptions};
 pub use train::{train_interest, Event, TrainInterestConfig, TrainInterestOutcome};

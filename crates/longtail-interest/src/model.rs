@@ -314,7 +314,7 @@ pub fn save_item_embeddings(path: &Path, emb: &[f32], dim: usize, hash: &str) ->
     let meta = std::collections::HashMap::from([("items_hash".to_string(), hash.to_string())]);
     let data = safetensors::serialize([("embeddings", view)], Some(meta))
         .map_err(|e| InterestError::invalid(format!("item embeddings: {e}")))?;
-    longtail_train::write_atomic(path, &data)?;
+    longtail_fs::write_atomic(path, &data)?;
     Ok(())
 }
 

@@ -2,34 +2,22 @@
 //! prefixed `u_`. Stable for a given key, unlinkable to the raw id without it (unlike a plain
 //! hash, which anyone can recompute over a list of candidate ids).
 //!
-//! HMAC is written out here (RFC 2104) on top of `sha2` rather than pulling in another crate;
-//! it is checked against the RFC 4231 test vectors.
+//! HMAC is RustCrypto's `hmac` over `sha2`, checked here against the RFC 4231 test vectors.
 
 use std::path::Path;
 
+use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::error::{InterestError, Result};
 
-const BLOCK: usize = 64;
-
 /// `HMAC-SHA256(key, msg)`.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
+    // HMAC takes keys of any length (longer ones are hashed first), so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 /// Maps user ids to pseudonyms (or leaves them unchanged with `keep`).
@@ -78,8 +66,8 @@ impl Pseudonymiser {
         }
     }
 
-    /// Reads a hex key from `path`, or creates one (32 random bytes, file mode 0600) if it
-    /// does not exist. Returns the key bytes.
+    /// Reads a hex key from `path`, or creates one (32 random bytes, file mode 0600, written
+    /// durably) if it does not exist. Returns the key bytes.
     pub fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>> {
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| InterestError::io(path, e))?;
@@ -92,16 +80,19 @@ impl Pseudonymiser {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| InterestError::io(dir, e))?;
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        use std::io::Write;
-        let mut f = opts.open(path).map_err(|e| InterestError::io(path, e))?;
-        writeln!(f, "{}", hex::encode(&key)).map_err(|e| InterestError::io(path, e))?;
+        longtail_fs::write_atomic_with(path, |tmp| {
+            // Owner-only from the start: the key never exists with wider permissions.
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            use std::io::Write;
+            let mut f = opts.open(tmp).map_err(|e| InterestError::io(tmp, e))?;
+            writeln!(f, "{}", hex::encode(&key)).map_err(|e| InterestError::io(tmp, e))
+        })?;
         Ok(key)
     }
 }
@@ -156,5 +147,13 @@ mod tests {
         let k2 = Pseudonymiser::load_or_create_key_file(&p).unwrap();
         assert_eq!(k1, k2);
         assert_eq!(k1.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // nothing but the key in its directory
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
 }

@@ -1,157 +1,361 @@
-//! Scoring with an interest checkpoint: cached item embeddings, user vectors, exact top-K with
-//! seen items excluded, calibrated probabilities and per-recommendation explanations.
+//! The serving API: load an interest checkpoint and a prepared dir once, then rank any user's
+//! history per request ([`Recommender::recommend`]), as `longtail recommend` does for every
+//! user of the log.
+//!
+//! A list is the interest model's cosine ranking (or its z-scored blend with EASE, as
+//! `eval-rec`'s `longtail+ease`), the user's history excluded, optionally re-ranked towards
+//! tail items by a [`Knob`]: the same steps `eval-rec` measures.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
-use longtail_data::PreparedItem;
-
-use crate::error::Result;
-use crate::model::{
-    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel,
-    INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
+use longtail_data::{Label, PreparedDataset};
+use longtail_rec::interactions::index_of;
+use longtail_rec::{
+    exclude_history, rerank, top_k, Ease, Interactions, ItemIdx, Knob, Scorer, ZBlend,
 };
-use crate::topk::{dot_all, top_k};
 
-/// Where the item embeddings came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    /// Loaded from a cache whose items hash matched.
-    Hit,
-    /// Computed and written to the cache file.
-    Computed,
+use crate::error::{InterestError, Result};
+use crate::index::{CacheStatus, InterestIndex};
+use crate::scorer::InterestScorer;
+
+/// Rank by `(1 - weight) z(cosine) + weight z(EASE)`, EASE fitted with `lambda` on every
+/// interaction of the data (`weight` is `1 - w` of `eval-rec`'s blend report).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EaseBlend {
+    pub weight: f64,
+    pub lambda: f64,
 }
 
-pub struct Recommender {
-    pub meta: InterestMeta,
-    /// Row-major `(n_items, dim)`, unit rows, catalogue order.
-    pub emb: Vec<f32>,
-    pub dim: usize,
+/// How [`Recommender::load`] finds its pieces.
+#[derive(Debug, Clone, Default)]
+pub struct RecommenderOptions<'a> {
+    /// Item embedding cache (default: `item_embeddings.safetensors` in the checkpoint).
+    pub embedding_cache: Option<&'a Path>,
+    /// Items per inference batch when the cache must be (re)computed.
+    pub batch_size: usize,
+    pub ease: Option<EaseBlend>,
 }
 
-/// One recommendation.
+/// What loading did, for the caller to report.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rec {
+pub struct LoadInfo {
+    pub embeddings: CacheStatus,
+    pub ease_fit: Option<EaseFit>,
+}
+
+/// The EASE fit of a blend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EaseFit {
+    pub blend: EaseBlend,
+    /// Users whose interactions it was fitted on.
+    pub users: usize,
+    pub seconds: f64,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    /// Catalogue index (see [`Recommender::item_id`]).
     pub item: usize,
+    /// Cosine similarity of user and item (what `p_interest` is calibrated on).
     pub score: f32,
-    /// The history item with the largest contribution `w_h * cos(h, item)` to the score.
+    /// The blended score the list is ranked by, with an EASE blend.
+    pub blend_score: Option<f32>,
+    /// Calibrated `P(interest)`, if the checkpoint has a calibration.
+    pub p_interest: Option<f64>,
+    /// A tail item of the prepared dir's labels.
+    pub tail: bool,
+    /// The history item contributing most to the cosine score.
     pub because_of: Option<usize>,
 }
 
+/// An interest checkpoint, a catalogue and its users' histories, loaded once.
+pub struct Recommender {
+    index: InterestIndex,
+    item_ids: Vec<String>,
+    is_tail: Vec<bool>,
+    interactions: Interactions,
+    user_index: HashMap<String, usize>,
+    ease: Option<(Ease, f64)>,
+}
+
 impl Recommender {
-    /// Loads `interest.json` and the item embeddings of `items`: from `cache` (default
-    /// `CKPT/item_embeddings.safetensors`) when its items hash matches, else computed with the
-    /// checkpoint's encoder and written to `cache`.
+    /// Loads the prepared dir `data` (catalogue, tail labels, interactions), the checkpoint's
+    /// item embeddings (cached) and, when asked, fits EASE for the blend.
     pub fn load(
         ckpt: &Path,
-        items: &[PreparedItem],
-        cache: Option<&Path>,
-        batch_size: usize,
-    ) -> Result<(Self, CacheStatus)> {
-        let meta: InterestMeta = longtail_train::read_json(&ckpt.join(INTEREST_FILE))?;
-        let hash = items_hash(items, meta.max_len, &meta.template);
-        let default_cache = ckpt.join(ITEM_EMBEDDINGS_FILE);
-        let cache = cache.unwrap_or(&default_cache);
-        if let Some((emb, dim)) = load_item_embeddings(cache, &hash)? {
-            if emb.len() == dim * items.len() {
-                return Ok((Self { meta, emb, dim }, CacheStatus::Hit));
-            }
+        data: &Path,
+        opts: &RecommenderOptions<'_>,
+    ) -> Result<(Self, LoadInfo)> {
+        let dataset = PreparedDataset::load(data)?;
+        let item_ids: Vec<String> = dataset.items.iter().map(|i| i.item_id.clone()).collect();
+        let is_tail: Vec<bool> = dataset
+            .items
+            .iter()
+            .map(|i| i.label == Label::Tail)
+            .collect();
+        let interactions = Interactions::load(
+            &data.join(longtail_data::INTERACTIONS_FILE),
+            &index_of(&item_ids),
+        )?;
+        let (index, embeddings) =
+            InterestIndex::load(ckpt, &dataset.items, opts.embedding_cache, opts.batch_size)?;
+        let (rec, ease_fit) = Self::new(index, item_ids, is_tail, interactions, opts.ease)?;
+        Ok((
+            rec,
+            LoadInfo {
+                embeddings,
+                ease_fit,
+            },
+        ))
+    }
+
+    /// Assembles a recommender from loaded parts; fits EASE on every user's interactions when
+    /// `ease` is given.
+    pub fn new(
+        index: InterestIndex,
+        item_ids: Vec<String>,
+        is_tail: Vec<bool>,
+        interactions: Interactions,
+        ease: Option<EaseBlend>,
+    ) -> Result<(Self, Option<EaseFit>)> {
+        let n = item_ids.len();
+        if index.num_items() != n || is_tail.len() != n {
+            return Err(InterestError::invalid(format!(
+                "{} item embeddings and {} tail labels for a catalogue of {n} items",
+                index.num_items(),
+                is_tail.len()
+            )));
         }
-        let model = InterestModel::load(&ckpt.to_string_lossy(), meta.max_len, &meta.template)?;
-        let encoded = model.encode_items(items)?;
-        let emb = model.embed_items(&encoded, batch_size)?;
-        let dim = model.dim();
-        save_item_embeddings(cache, &emb, dim, &hash)?;
-        Ok((Self { meta, emb, dim }, CacheStatus::Computed))
+        let (ease, ease_fit) = match ease {
+            None => (None, None),
+            Some(blend) => {
+                if !(0.0..=1.0).contains(&blend.weight) {
+                    return Err(InterestError::invalid(format!(
+                        "EASE blend weight must be in [0, 1], got {}",
+                        blend.weight
+                    )));
+                }
+                if !(blend.lambda.is_finite() && blend.lambda > 0.0) {
+                    return Err(InterestError::invalid(format!(
+                        "EASE λ must be a positive number, got {}",
+                        blend.lambda
+                    )));
+                }
+                let lists: Vec<Vec<ItemIdx>> = interactions
+                    .seqs
+                    .iter()
+                    .map(|s| s.iter().map(|&i| i as ItemIdx).collect())
+                    .collect();
+                let started = Instant::now();
+                let model = Ease::fit_lists(&lists, n, blend.lambda)?;
+                let fit = EaseFit {
+                    blend,
+                    users: lists.len(),
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                (Some((model, blend.weight)), Some(fit))
+            }
+        };
+        let user_index = interactions
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.clone(), i))
+            .collect();
+        Ok((
+            Self {
+                index,
+                item_ids,
+                is_tail,
+                interactions,
+                user_index,
+                ease,
+            },
+            ease_fit,
+        ))
     }
 
     pub fn num_items(&self) -> usize {
-        self.emb.len() / self.dim.max(1)
+        self.item_ids.len()
     }
 
-    pub fn user_vector(&self, history: &[usize]) -> Option<Vec<f32>> {
-        self.meta.user.user_vector(&self.emb, self.dim, history)
+    /// The catalogue id of item `item`.
+    pub fn item_id(&self, item: usize) -> &str {
+        &self.item_ids[item]
     }
 
-    /// Cosine similarity of the user to every item; `None` without history.
-    pub fn scores(&self, history: &[usize]) -> Option<Vec<f32>> {
-        self.user_vector(history)
-            .map(|u| dot_all(&self.emb, self.dim, &u))
+    /// The loaded interaction log (users in first-appearance order).
+    pub fn interactions(&self) -> &Interactions {
+        &self.interactions
     }
 
-    /// Calibrated `P(interest)` of a similarity, if the checkpoint has a calibration.
-    pub fn probability(&self, score: f32) -> Option<f64> {
-        self.meta.calibration.map(|p| p.prob(f64::from(score)))
+    /// A known user's whole history (distinct items, time order); `None` for an unknown id.
+    pub fn history(&self, user_id: &str) -> Option<&[usize]> {
+        self.user_index
+            .get(user_id)
+            .map(|&u| self.interactions.seqs[u].as_slice())
     }
 
-    /// The history item contributing most to the user's similarity with `item`.
-    pub fn explain(&self, history: &[usize], item: usize) -> Option<usize> {
-        let row = |i: usize| &self.emb[i * self.dim..(i + 1) * self.dim];
-        let target = row(item);
-        self.meta
-            .user
-            .weights(history)
-            .into_iter()
-            .map(|(h, w)| {
-                let c: f32 = row(h).iter().zip(target).map(|(a, b)| a * b).sum();
-                (h, w * f64::from(c))
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(h, _)| h)
-    }
-
-    /// Exact top-`k` of `scores` excluding `seen`, with explanations from `history`.
-    pub fn top_k(&self, scores: &[f32], history: &[usize], seen: &[usize], k: usize) -> Vec<Rec> {
-        top_k(scores, k, seen)
-            .into_iter()
-            .map(|(item, score)| Rec {
-                item,
-                score,
-                because_of: self.explain(history, item),
-            })
-            .collect()
+    /// The top `k` items for a user with `history` (catalogue indices, oldest first), history
+    /// excluded, re-ranked by `knob` when given. `None` when the history is empty: there is
+    /// nothing to personalise on, and a list is not guessed.
+    pub fn recommend(
+        &self,
+        history: &[usize],
+        k: usize,
+        knob: Option<Knob>,
+    ) -> Result<Option<Vec<Recommendation>>> {
+        let n = self.num_items();
+        if let Some(&bad) = history.iter().find(|&&i| i >= n) {
+            return Err(InterestError::invalid(format!(
+                "history item {bad} is not in the catalogue of {n} items"
+            )));
+        }
+        let Some(cosines) = self.index.scores(history) else {
+            return Ok(None);
+        };
+        let h: Vec<ItemIdx> = history.iter().map(|&i| i as ItemIdx).collect();
+        let (name, mut scores) = match &self.ease {
+            None => ("longtail", cosines.clone()),
+            Some((ease, weight)) => {
+                let interest = InterestScorer {
+                    index: &self.index,
+                    name: "longtail".into(),
+                };
+                let blend = ZBlend {
+                    name: "longtail+ease".into(),
+                    a: &interest,
+                    b: ease,
+                    w: (1.0 - weight) as f32,
+                };
+                let mut s = vec![0f32; n];
+                blend.scores(0, &h, &mut s);
+                ("longtail+ease", s)
+            }
+        };
+        exclude_history(name, 0, &h, &mut scores)?;
+        let list = match knob {
+            Some(knob) => rerank(&scores, &self.is_tail, k, knob),
+            None => top_k(&scores, k),
+        };
+        Ok(Some(
+            list.into_iter()
+                .map(|i| {
+                    let item = i as usize;
+                    Recommendation {
+                        item,
+                        score: cosines[item],
+                        blend_score: self.ease.is_some().then_some(scores[item]),
+                        p_interest: self.index.probability(cosines[item]),
+                        tail: self.is_tail[item],
+                        because_of: self.index.explain(history, item),
+                    }
+                })
+                .collect(),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::UserRepr;
+    use crate::index::tests::index;
 
-    fn rec(emb: Vec<f32>, dim: usize) -> Recommender {
-        Recommender {
-            meta: InterestMeta {
-                format_version: 1,
-                init_model: "x".into(),
-                max_len: 8,
-                template: "t".into(),
-                pooling: "mean".into(),
-                temperature: 0.05,
-                logq_correction: true,
-                user: UserRepr {
-                    history_len: 10,
-                    recency_decay: 1.0,
-                },
-                frozen_layers: 0,
-                calibration: Some(crate::Platt { a: 2.0, b: -1.0 }),
-                calibration_negatives: 1,
-                global_step: 0,
-            },
-            emb,
-            dim,
+    /// Six items on the unit circle: 0-2 near the x axis, 3-5 near the y axis; 2 and 5 are
+    /// tail items. User `a` bought 0 and 3, user `b` bought 1.
+    fn fixture(ease: Option<EaseBlend>) -> Recommender {
+        let angles = [0.0f32, 0.1, 0.2, 1.5, 1.4, 1.3];
+        let emb: Vec<f32> = angles.iter().flat_map(|a| [a.cos(), a.sin()]).collect();
+        let item_ids: Vec<String> = (0..6).map(|i| format!("i{i}")).collect();
+        let is_tail = vec![false, false, true, false, false, true];
+        let inter = Interactions {
+            users: vec!["a".into(), "b".into()],
+            seqs: vec![vec![0, 3], vec![1]],
+            rows: 3,
+            rejected: 0,
+            duplicates: 0,
+        };
+        Recommender::new(index(emb, 2), item_ids, is_tail, inter, ease)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn excludes_history_honours_k_and_explains_with_a_history_item() {
+        let rec = fixture(None);
+        let history = rec.history("a").unwrap().to_vec();
+        assert_eq!(history, vec![0, 3]);
+        for k in [1, 3, 4, 10] {
+            let list = rec.recommend(&history, k, None).unwrap().unwrap();
+            assert_eq!(list.len(), k.min(4), "k={k}");
+            for r in &list {
+                assert!(!history.contains(&r.item));
+                assert!(history.contains(&r.because_of.unwrap()));
+                assert_eq!(r.tail, [2, 5].contains(&r.item));
+                assert!(r.blend_score.is_none());
+                assert!(r.p_interest.is_some());
+            }
+            assert!(list.windows(2).all(|w| w[0].score >= w[1].score));
+        }
+        // Items near the x axis are explained by 0, those near the y axis by 3.
+        let list = rec.recommend(&history, 4, None).unwrap().unwrap();
+        for r in list {
+            let want = if r.item <= 2 { 0 } else { 3 };
+            assert_eq!(r.because_of, Some(want), "item {}", r.item);
         }
     }
 
     #[test]
-    fn explanation_is_the_closest_history_item() {
-        // Items: 0 = x axis, 1 = y axis, 2 = close to x, 3 = close to y.
-        let r = rec(vec![1.0, 0.0, 0.0, 1.0, 0.99, 0.14, 0.14, 0.99], 2);
-        let s = r.scores(&[0, 1]).unwrap();
-        let recs = r.top_k(&s, &[0, 1], &[0, 1], 2);
-        assert_eq!(recs.len(), 2);
-        let by_item: Vec<(usize, Option<usize>)> =
-            recs.iter().map(|x| (x.item, x.because_of)).collect();
-        assert!(by_item.contains(&(2, Some(0))) && by_item.contains(&(3, Some(1))));
-        let p = r.probability(0.5).unwrap();
-        assert!((p - 0.5).abs() < 1e-12);
+    fn empty_history_and_unknown_users_get_no_list_and_bad_items_are_errors() {
+        let rec = fixture(None);
+        assert!(rec.history("nobody").is_none());
+        assert!(rec.recommend(&[], 5, None).unwrap().is_none());
+        assert!(rec.recommend(&[6], 5, None).is_err());
+    }
+
+    #[test]
+    fn a_tail_share_puts_tail_items_in_the_list() {
+        let rec = fixture(None);
+        // b bought 1: plain top-2 is 0 and 2 (the x-axis neighbours); item 2 is tail.
+        let plain = rec.recommend(&[1], 2, None).unwrap().unwrap();
+        let mut items: Vec<usize> = plain.iter().map(|r| r.item).collect();
+        items.sort_unstable();
+        assert_eq!(items, vec![0, 2]);
+        let all_tail = rec
+            .recommend(&[1], 2, Some(Knob::TailShare(1.0)))
+            .unwrap()
+            .unwrap();
+        assert!(all_tail.iter().all(|r| r.tail), "{all_tail:?}");
+    }
+
+    #[test]
+    fn the_ease_blend_reports_the_score_it_ranks_by() {
+        let blend = EaseBlend {
+            weight: 0.5,
+            lambda: 1.0,
+        };
+        let rec = fixture(Some(blend));
+        let list = rec.recommend(&[0, 3], 4, None).unwrap().unwrap();
+        assert_eq!(list.len(), 4);
+        assert!(list.iter().all(|r| r.blend_score.is_some()));
+        let ranked: Vec<f32> = list.iter().map(|r| r.blend_score.unwrap()).collect();
+        assert!(ranked.windows(2).all(|w| w[0] >= w[1]));
+        let bad = EaseBlend {
+            weight: 1.5,
+            lambda: 1.0,
+        };
+        let inter = fixture(None).interactions().clone();
+        let emb = vec![1.0, 0.0];
+        assert!(Recommender::new(
+            index(emb, 2),
+            vec!["x".into()],
+            vec![false],
+            inter,
+            Some(bad)
+        )
+        .is_err());
     }
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
+use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_train::{
     clip_grad_norm, epoch_permutation, write_dir_atomic, AdamW, AdamWConfig, LogEntry, LrSchedule,
     ParamGroupSpec, SchedulerType, TrainerState, TRAINER_STATE_FILE,
@@ -23,13 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
-use crate::interactions::Interactions;
+use crate::index::dot_all;
 use crate::loss::info_nce_logq;
 use crate::model::{
     items_hash, save_item_embeddings, InterestMeta, InterestModel, UserRepr, INTEREST_FILE,
     ITEM_EMBEDDINGS_FILE,
 };
-use crate::topk::{dot_all, top_k};
 
 pub const TRAIN_ARGS_FILE: &str = "train_interest_args.json";
 

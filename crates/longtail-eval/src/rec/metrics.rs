@@ -15,15 +15,45 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::scorer::{score_user, target_rank, top_k, Scorer};
+use longtail_rec::{exclude_history, top_k, ItemIdx, RecSplit, Scorer, Stage, UserIdx};
+
 use super::segments::Segments;
-use super::split::{ItemIdx, RecSplit, Stage, UserIdx};
 use crate::EvalError;
 
 /// The list length of coverage, APLT and Gini.
 pub const LIST_K: usize = 10;
 /// Longest cut-off kept per user.
 pub const MAX_K: usize = 20;
+
+/// Fills `scores` with `scorer`'s scores for `user` at `stage` (history excluded, all checked
+/// finite) and returns the user's target item: the step every ranking metric starts from.
+pub fn score_user(
+    split: &RecSplit,
+    scorer: &dyn Scorer,
+    stage: Stage,
+    user: UserIdx,
+    scores: &mut [f32],
+) -> Result<ItemIdx, EvalError> {
+    let target = split.target(user, stage).expect("evaluated user");
+    let history = split.history(user, stage);
+    scores.iter_mut().for_each(|s| *s = 0.0);
+    scorer.scores(user, &history, scores);
+    exclude_history(scorer.name(), user, &history, scores)?;
+    Ok(target)
+}
+
+/// 1-based rank of `target` among non-excluded items (scores of excluded items are -inf and
+/// never counted).
+pub fn target_rank(scores: &[f32], target: ItemIdx) -> u32 {
+    let t = scores[target as usize];
+    let mut rank = 1u32;
+    for (i, &s) in scores.iter().enumerate() {
+        if s > t || (s == t && (i as ItemIdx) < target && s != f32::NEG_INFINITY) {
+            rank += 1;
+        }
+    }
+    rank
+}
 
 /// What one user's ranking produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,12 +111,14 @@ pub fn ndcg_at(rank: u32, k: usize) -> f64 {
     }
 }
 
-/// Ranks every evaluated user's target at `stage` (parallel over users).
-pub fn rank_users(
+/// Scores every evaluated user at `stage` in parallel (one score buffer per thread, history
+/// excluded) and maps each user, target and scores through `f`.
+pub fn map_users<T: Send>(
     split: &RecSplit,
     scorer: &dyn Scorer,
     stage: Stage,
-) -> Result<Vec<UserOutcome>, EvalError> {
+    f: impl Fn(UserIdx, ItemIdx, &[f32]) -> T + Sync,
+) -> Result<Vec<T>, EvalError> {
     let n = split.n_items();
     split
         .eval_users()
@@ -95,15 +127,24 @@ pub fn rank_users(
             || vec![0f32; n],
             |buf, user| {
                 let target = score_user(split, scorer, stage, user, buf)?;
-                Ok(UserOutcome {
-                    user,
-                    target,
-                    rank: target_rank(buf, target),
-                    top: top_k(buf, MAX_K),
-                })
+                Ok(f(user, target, buf))
             },
         )
         .collect()
+}
+
+/// Ranks every evaluated user's target at `stage` (parallel over users).
+pub fn rank_users(
+    split: &RecSplit,
+    scorer: &dyn Scorer,
+    stage: Stage,
+) -> Result<Vec<UserOutcome>, EvalError> {
+    map_users(split, scorer, stage, |user, target, scores| UserOutcome {
+        user,
+        target,
+        rank: target_rank(scores, target),
+        top: top_k(scores, MAX_K),
+    })
 }
 
 fn segment<'a>(outcomes: impl Iterator<Item = &'a UserOutcome>) -> SegmentMetrics {
@@ -238,6 +279,18 @@ mod tests {
         assert!((m.aplt_10 - (1.0 / 3.0 + 0.5) / 3.0).abs() < 1e-12);
         // exposure [3,2,2,0]: sorted 0,2,2,3; sum (2i-n-1)x = -3*0 -1*2 +1*2 +3*3 = 9; /(4*7)
         assert!((m.gini_10 - 9.0 / 28.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn target_rank_counts_ties_by_index_and_skips_excluded_items() {
+        let mut s = vec![0.5, 0.9, 0.5, 0.1, 0.9, 0.7];
+        exclude_history("m", 0, &[4], &mut s).unwrap();
+        // order: 1 (0.9), 5 (0.7), 0 (0.5), 2 (0.5), 3 (0.1); 4 excluded
+        assert_eq!(target_rank(&s, 1), 1);
+        assert_eq!(target_rank(&s, 0), 3);
+        assert_eq!(target_rank(&s, 2), 4);
+        assert_eq!(target_rank(&s, 3), 5);
+        assert_eq!(top_k(&s, 5).iter().position(|&i| i == 2), Some(3));
     }
 
     #[test]

@@ -1,38 +1,27 @@
-//! Top-K recommendation evaluation with a head/tail breakdown
-//! (`longtail eval-rec`).
+//! Top-K recommendation evaluation with a head/tail breakdown (`longtail eval-rec`). The
+//! models, the split and the re-ranking knobs are longtail-rec's; this module measures them.
 //!
-//! * [`split`]: leave-last-out split of a prepared dir ([`RecSplit`]).
 //! * [`segments`]: tail items (tail rule on training counts) and tail users.
-//! * [`scorer`]: the [`Scorer`] trait any model implements, full ranking.
 //! * [`metrics`]: Recall/NDCG@10/20 per segment, coverage, APLT, Gini.
-//! * [`popular`], [`itemknn`], [`ease`] (+ [`linalg`]): ID baselines.
-//! * [`rerank`]: head/tail re-ranking knobs and the trade-off curve.
-//! * [`report`]: JSON / Markdown / PNG report; [`run`]: the baseline run.
+//! * [`tradeoff`]: the re-ranking trade-off curve and the tail-weight selection rule.
+//! * [`run`]: the baseline run (most popular, item-kNN, EASE with λ chosen on validation);
+//!   [`blend`]: a model, its z-scored blend with EASE (weight chosen on validation) and the
+//!   blend re-ranked with a tail weight chosen on validation.
+//! * [`report`]: JSON / Markdown / PNG report.
 //!
-//! Adding a model: build a [`RecSplit`] and [`Segments`], implement
-//! [`Scorer`], then `report.add_model(&split, &segments, &scorer)`.
+//! Adding a model: build a [`RecSplit`](longtail_rec::RecSplit) and [`Segments`], implement
+//! [`Scorer`](longtail_rec::Scorer), then `report.add_model(&split, &segments, &scorer)`.
 
-pub mod ease;
-pub mod itemknn;
-pub mod linalg;
+pub mod blend;
 pub mod metrics;
-pub mod popular;
 pub mod report;
-pub mod rerank;
 pub mod run;
-pub mod scorer;
 pub mod segments;
-pub mod split;
+pub mod tradeoff;
 
-pub use ease::Ease;
-pub use itemknn::ItemKnn;
+pub use blend::{add_blended_models, search_blend_weight, BLEND_GRID};
 pub use metrics::{evaluate, rank_users, ModelMetrics, SegmentMetrics, UserOutcome};
-pub use popular::MostPopular;
 pub use report::{write_report, RecReport, RecReportFiles, TAIL_WEIGHT_RULE};
-pub use rerank::{
-    choose_tail_weight, rerank, tail_weighted, tradeoff_curve, Knob, TailWeighted, TradeoffPoint,
-};
 pub use run::{run_baselines, RecOptions, BASELINES};
-pub use scorer::Scorer;
 pub use segments::Segments;
-pub use split::{ItemIdx, RecSplit, Stage, UserIdx};
+pub use tradeoff::{choose_tail_weight, selection_grid, tradeoff_curve, TradeoffPoint};

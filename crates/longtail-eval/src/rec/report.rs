@@ -11,11 +11,11 @@ use longtail_plot::{
 };
 use serde::{Deserialize, Serialize};
 
+use longtail_rec::{Knob, RecSplit, Scorer, SplitStats, Stage, TailWeighted};
+
 use super::metrics::{evaluate, ModelMetrics};
-use super::rerank::{choose_tail_weight, tradeoff_curve, Knob, TailWeighted, TradeoffPoint};
-use super::scorer::Scorer;
 use super::segments::{SegmentInfo, Segments};
-use super::split::{RecSplit, SplitStats, Stage};
+use super::tradeoff::{choose_tail_weight, tradeoff_curve, TradeoffPoint};
 use crate::EvalError;
 
 /// How the numbers were produced (the protocol, for readers and checkers).
@@ -215,9 +215,9 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
         std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
     }
     let text = serde_json::to_string_pretty(report)?;
-    write_atomic(json, text.as_bytes())?;
+    longtail_fs::write_atomic(json, text.as_bytes())?;
     let markdown = json.with_extension("md");
-    write_atomic(&markdown, markdown_table(report).as_bytes())?;
+    longtail_fs::write_atomic(&markdown, markdown_table(report).as_bytes())?;
     let head_tail_png = sibling(json, "_head_tail.png");
     render_bar_png(&head_tail_chart(report), &head_tail_png, 900, 600)?;
     let tradeoff_png = if report.tradeoffs.is_empty() {
@@ -233,12 +233,6 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
         head_tail_png,
         tradeoff_png,
     })
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let tmp = sibling(path, ".tmp");
-    std::fs::write(&tmp, bytes).map_err(EvalError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(EvalError::io(path))
 }
 
 /// One row per model, then the protocol counts and the trade-off table.
@@ -284,6 +278,13 @@ pub fn markdown_table(report: &RecReport) -> String {
             p.split.short_users,
             p.split.duplicates_dropped
         );
+        if p.split.unknown_items > 0 {
+            let _ = writeln!(
+                s,
+                "{} interaction rows skipped: item not in the catalogue.",
+                p.split.unknown_items
+            );
+        }
     }
     if let Some(l) = &report.ease_lambda {
         let _ = writeln!(

@@ -3,15 +3,14 @@
 
 use longtail_data::TailRule;
 
-use super::ease::{Ease, LAMBDA_GRID};
-use super::itemknn::{cooccurrence, ItemKnn};
+use longtail_rec::ease::LAMBDA_GRID;
+use longtail_rec::itemknn::cooccurrence;
+use longtail_rec::{Ease, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage};
+
 use super::metrics::evaluate;
-use super::popular::MostPopular;
 use super::report::{LambdaSearch, RecReport};
-use super::rerank::{default_knobs, Knob};
-use super::scorer::Scorer;
 use super::segments::Segments;
-use super::split::{RecSplit, Stage};
+use super::tradeoff::default_knobs;
 use crate::EvalError;
 
 #[derive(Debug, Clone)]

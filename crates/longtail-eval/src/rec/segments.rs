@@ -13,7 +13,7 @@ use longtail_data::label::assign_labels;
 use longtail_data::{Label, TailRule};
 use serde::{Deserialize, Serialize};
 
-use super::split::{ItemIdx, RecSplit, UserIdx};
+use longtail_rec::{ItemIdx, RecSplit, UserIdx};
 
 /// Tail/head items and tail users of one split.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ impl Segments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rec::split::Event;
+    use longtail_rec::Event;
 
     #[test]
     fn tail_items_from_training_counts_and_short_history_users() {

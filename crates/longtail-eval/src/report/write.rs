@@ -36,8 +36,8 @@ pub fn write(
     };
     let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
-    write_atomic(&files.json, json.as_bytes())?;
-    write_atomic(&files.markdown, report.to_markdown().as_bytes())?;
+    longtail_fs::write_atomic(&files.json, json.as_bytes())?;
+    longtail_fs::write_atomic(&files.markdown, report.to_markdown().as_bytes())?;
     let mut curves: Vec<(&str, &RocCurve, f64)> = vec![(model_name, &model.roc, model.auc)];
     curves.extend(baselines.iter().map(|(k, m)| (k.as_str(), &m.roc, m.auc)));
     write_roc_png(
@@ -46,17 +46,6 @@ pub fn write(
         &curves,
     )?;
     Ok((report, files))
-}
-
-/// Temporary sibling then rename, so a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(EvalError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(EvalError::io(path))
 }
 
 #[cfg(test)]

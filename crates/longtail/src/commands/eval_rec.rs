@@ -3,7 +3,8 @@
 
 use crate::cli::EvalRecArgs;
 use anyhow::{ensure, Context, Result};
-use longtail_eval::rec::{self, RecOptions, RecSplit, Segments};
+use longtail_eval::rec::{self, RecOptions, Segments};
+use longtail_rec::RecSplit;
 use std::time::Instant;
 
 pub fn run(args: EvalRecArgs) -> Result<()> {
@@ -46,6 +47,13 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         segments.info.tail_items,
         s.duplicates_dropped
     );
+    if s.unknown_items > 0 {
+        eprintln!(
+            "warning: {} interaction rows skipped: item not in {}",
+            s.unknown_items,
+            args.data.join("items.jsonl").display()
+        );
+    }
     let opts = RecOptions {
         tail_rule,
         tail_user_fraction: args.tail_user_fraction,

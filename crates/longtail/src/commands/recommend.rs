@@ -1,18 +1,15 @@
 //! `longtail recommend`: top-K items per user from an interest checkpoint, with head/tail
-//! re-ranking (longtail-eval's `rerank`), calibrated P(interest), an explanation per item, and
-//! pseudonymised user ids.
+//! re-ranking, calibrated P(interest), an explanation per item, and pseudonymised user ids.
+//! The ranking is longtail-interest's [`Recommender`]; this module parses, calls it per user
+//! and writes the JSONL.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use longtail_data::{Label, PreparedDataset};
-use longtail_eval::rec::scorer::{exclude_history, top_k};
-use longtail_eval::rec::{rerank, Ease, ItemIdx, Knob, Scorer};
-use longtail_interest::recommend::{CacheStatus, Recommender};
-use longtail_interest::scorer::{InterestScorer, ZBlend};
-use longtail_interest::{Interactions, Pseudonymiser};
+use longtail_interest::recommend::{EaseBlend, Recommender, RecommenderOptions};
+use longtail_interest::{CacheStatus, Pseudonymiser};
+use longtail_rec::Knob;
 use serde::Serialize;
 
 #[derive(Args, Debug)]
@@ -124,80 +121,30 @@ fn parse_knob(args: &RecommendArgs) -> Result<Option<Knob>> {
     })
 }
 
-/// EASE on every user's (deduplicated) interactions, when the blend is asked for.
-fn fit_ease(args: &RecommendArgs, inter: &Interactions, n_items: usize) -> Result<Option<Ease>> {
-    let (Some(w), Some(lambda)) = (args.ease_weight, args.ease_lambda) else {
+fn parse_ease(args: &RecommendArgs) -> Result<Option<EaseBlend>> {
+    let (Some(weight), Some(lambda)) = (args.ease_weight, args.ease_lambda) else {
         return Ok(None);
     };
-    if !(0.0..=1.0).contains(&w) {
-        bail!("--ease-weight must be in [0, 1], got {w}");
+    if !(0.0..=1.0).contains(&weight) {
+        bail!("--ease-weight must be in [0, 1], got {weight}");
     }
     if !(lambda.is_finite() && lambda > 0.0) {
         bail!("--ease-lambda must be a positive number, got {lambda}");
     }
-    let lists: Vec<Vec<ItemIdx>> = inter
-        .seqs
-        .iter()
-        .map(|s| s.iter().map(|&i| i as ItemIdx).collect())
-        .collect();
-    let started = std::time::Instant::now();
-    let ease = Ease::fit_lists(&lists, n_items, lambda)?;
-    eprintln!(
-        "EASE (λ={lambda}) fitted on {} users' interactions in {:.1}s; blend weight {w}",
-        lists.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(Some(ease))
+    Ok(Some(EaseBlend { weight, lambda }))
 }
 
-/// The user's list: `ranker`'s scores with the history excluded, re-ranked by `knob` (the
-/// same steps as eval-rec's metrics and trade-off curves). Items with their ranking score.
-fn rank_list(
-    ranker: &dyn Scorer,
-    history: &[usize],
-    is_tail: &[bool],
-    k: usize,
-    knob: Option<Knob>,
-) -> Result<Vec<(usize, f32)>> {
-    let h: Vec<ItemIdx> = history.iter().map(|&i| i as ItemIdx).collect();
-    let mut scores = vec![0f32; is_tail.len()];
-    ranker.scores(0, &h, &mut scores);
-    exclude_history(ranker.name(), 0, &h, &mut scores)?;
-    let list = match knob {
-        Some(knob) => rerank(&scores, is_tail, k, knob),
-        None => top_k(&scores, k),
-    };
-    Ok(list
-        .into_iter()
-        .map(|i| (i as usize, scores[i as usize]))
-        .collect())
-}
-
-/// Raw ids with their user index in the interactions (None: unknown, no history).
-fn wanted_users(
-    args: &RecommendArgs,
-    inter: &Interactions,
-) -> Result<Vec<(String, Option<usize>)>> {
-    let user_index: HashMap<&str, usize> = inter
-        .users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.as_str(), i))
-        .collect();
+/// Raw ids of the users to serve: --users, else every user of the interactions.
+fn wanted_users(args: &RecommendArgs, rec: &Recommender) -> Result<Vec<String>> {
     Ok(match &args.users {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading {}", path.display()))?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
-            .map(|u| (u.to_string(), user_index.get(u).copied()))
+            .map(str::to_string)
             .collect(),
-        None => inter
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.clone(), Some(i)))
-            .collect(),
+        None => rec.interactions().users.clone(),
     })
 }
 
@@ -206,46 +153,33 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         bail!("--k must be at least 1");
     }
     let knob = parse_knob(&args)?;
-    let data = PreparedDataset::load(&args.data)
-        .with_context(|| format!("loading {}", args.data.display()))?;
-    let index: HashMap<String, usize> = data
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| (it.item_id.clone(), i))
-        .collect();
-    let inter = Interactions::load(&args.data.join(longtail_data::INTERACTIONS_FILE), &index)?;
-    let is_tail: Vec<bool> = data.items.iter().map(|i| i.label == Label::Tail).collect();
-    let ease = fit_ease(&args, &inter, data.items.len())?;
-    let (rec, status) = Recommender::load(
-        &args.checkpoint,
-        &data.items,
-        args.embedding_cache.as_deref(),
-        args.batch_size,
-    )
-    .with_context(|| format!("loading checkpoint {}", args.checkpoint.display()))?;
+    let opts = RecommenderOptions {
+        embedding_cache: args.embedding_cache.as_deref(),
+        batch_size: args.batch_size,
+        ease: parse_ease(&args)?,
+    };
+    let (rec, loaded) =
+        Recommender::load(&args.checkpoint, &args.data, &opts).with_context(|| {
+            format!(
+                "loading checkpoint {} with the data in {}",
+                args.checkpoint.display(),
+                args.data.display()
+            )
+        })?;
+    if let Some(fit) = &loaded.ease_fit {
+        eprintln!(
+            "EASE (λ={}) fitted on {} users' interactions in {:.1}s; blend weight {}",
+            fit.blend.lambda, fit.users, fit.seconds, fit.blend.weight
+        );
+    }
     eprintln!(
         "item embeddings: {} ({} items)",
-        match status {
+        match loaded.embeddings {
             CacheStatus::Hit => "cache hit",
             CacheStatus::Computed => "computed and cached",
         },
         rec.num_items()
     );
-    let interest = InterestScorer {
-        rec: &rec,
-        name: "longtail".into(),
-    };
-    let blend = ease.as_ref().zip(args.ease_weight).map(|(e, w)| ZBlend {
-        name: "longtail+ease".into(),
-        a: &interest,
-        b: e,
-        w: (1.0 - w) as f32,
-    });
-    let ranker: &dyn Scorer = match &blend {
-        Some(b) => b,
-        None => &interest,
-    };
     let out_dir = args
         .output
         .parent()
@@ -259,54 +193,52 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         args.user_id_key_file.clone(),
         &out_dir,
     )?;
-    let wanted = wanted_users(&args, &inter)?;
+    let wanted = wanted_users(&args, &rec)?;
 
     let mut text = String::new();
     let (mut written, mut cold) = (0usize, 0usize);
     let mut tail_slots = 0usize;
     let mut slots = 0usize;
-    for (raw, u) in &wanted {
-        let history: &[usize] = u.map_or(&[], |u| inter.seqs[u].as_slice());
-        let Some(cosines) = rec.scores(history) else {
+    for raw in &wanted {
+        let history = rec.history(raw).unwrap_or(&[]);
+        let line = match rec.recommend(history, args.k, knob)? {
             // No history: nothing to personalise on; reported, not guessed.
-            cold += 1;
-            let line = OutLine {
-                user: pseudo.apply(raw),
-                history_len: 0,
-                recommendations: Vec::new(),
-            };
-            text.push_str(&serde_json::to_string(&line)?);
-            text.push('\n');
-            continue;
-        };
-        let items = rank_list(ranker, history, &is_tail, args.k, knob)?;
-        let recs: Vec<OutRec<'_>> = items
-            .iter()
-            .enumerate()
-            .map(|(r, &(item, ranked_by))| OutRec {
-                rank: r + 1,
-                item_id: &data.items[item].item_id,
-                score: cosines[item],
-                blend_score: blend.is_some().then_some(ranked_by),
-                p_interest: rec.probability(cosines[item]),
-                tail: is_tail[item],
-                because_of: rec
-                    .explain(history, item)
-                    .map(|h| data.items[h].item_id.as_str()),
-            })
-            .collect();
-        slots += recs.len();
-        tail_slots += recs.iter().filter(|r| r.tail).count();
-        let line = OutLine {
-            user: pseudo.apply(raw),
-            history_len: history.len(),
-            recommendations: recs,
+            None => {
+                cold += 1;
+                OutLine {
+                    user: pseudo.apply(raw),
+                    history_len: 0,
+                    recommendations: Vec::new(),
+                }
+            }
+            Some(list) => {
+                let recs: Vec<OutRec<'_>> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(r, x)| OutRec {
+                        rank: r + 1,
+                        item_id: rec.item_id(x.item),
+                        score: x.score,
+                        blend_score: x.blend_score,
+                        p_interest: x.p_interest,
+                        tail: x.tail,
+                        because_of: x.because_of.map(|h| rec.item_id(h)),
+                    })
+                    .collect();
+                slots += recs.len();
+                tail_slots += recs.iter().filter(|r| r.tail).count();
+                written += 1;
+                OutLine {
+                    user: pseudo.apply(raw),
+                    history_len: history.len(),
+                    recommendations: recs,
+                }
+            }
         };
         text.push_str(&serde_json::to_string(&line)?);
         text.push('\n');
-        written += 1;
     }
-    longtail_train::write_atomic(&args.output, text.as_bytes())?;
+    longtail_fs::write_atomic(&args.output, text.as_bytes())?;
     println!(
         "{} users: {written} with recommendations, {cold} without history (empty list); tail \
          share of recommended slots {:.3}; wrote {}",

@@ -1,7 +1,7 @@
 //! Most-popular baseline: every user gets items by training interaction count.
 
-use super::scorer::Scorer;
-use super::split::{ItemIdx, RecSplit, UserIdx};
+use crate::scorer::Scorer;
+use crate::{ItemIdx, RecSplit, UserIdx};
 
 pub struct MostPopular {
     counts: Vec<f32>,

@@ -1,24 +1,18 @@
-//! Head/tail re-ranking of one user's scores, and the tail-share vs accuracy
-//! trade-off as the knob moves.
+//! Head/tail re-ranking of one user's scores.
 //!
 //! Two knobs:
-//! * [`Knob::TailWeight`] `L`: scores are z-scored over the candidate
-//!   (non-excluded) items, tail items get `+L`, and the top `k` of the
-//!   adjusted scores is the list (in adjusted order). `L = 0` is the plain
-//!   ranking; a larger `L` never removes a tail item from the list.
-//! * [`Knob::TailShare`] `S`: greedy fill of the `k` slots in score order
-//!   that reserves slots so the list holds at least `round(S·k)` tail items
-//!   when that many candidates exist; the list stays in score order. A list
-//!   that already has enough tail items is unchanged.
+//! * [`Knob::TailWeight`] `L`: scores are z-scored over the candidate (non-excluded) items,
+//!   tail items get `+L`, and the top `k` of the adjusted scores is the list (in adjusted
+//!   order). `L = 0` is the plain ranking; a larger `L` never removes a tail item from the
+//!   list.
+//! * [`Knob::TailShare`] `S`: greedy fill of the `k` slots in score order that reserves slots
+//!   so the list holds at least `round(S·k)` tail items when that many candidates exist; the
+//!   list stays in score order. A list that already has enough tail items is unchanged.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{list_measures, ndcg_at, recall_at};
-use super::scorer::{rank_cmp, score_user, top_k, Scorer};
-use super::segments::Segments;
-use super::split::{ItemIdx, RecSplit, Stage, UserIdx};
-use crate::EvalError;
+use crate::scorer::{rank_cmp, top_k, Scorer};
+use crate::{ItemIdx, UserIdx};
 
 /// How strongly to favour tail items.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -43,19 +37,8 @@ impl Knob {
     }
 }
 
-/// Default grids for the trade-off curves.
-pub const WEIGHT_GRID: [f64; 11] = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
-pub const SHARE_GRID: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
-
-/// Tail weights tried when one is chosen on validation: 0, 0.05, ..., 5 (finer than
-/// [`WEIGHT_GRID`], whose steps move APLT@10 by 0.1-0.25 near 0.5; a 0-2 grid was too short:
-/// on Office the choice sat on its edge).
-pub fn selection_grid() -> Vec<f64> {
-    (0..=100).map(|i| f64::from(i) / 20.0).collect()
-}
-
-/// The re-ranked top-`k` list. `scores` has excluded (seen) items at -inf;
-/// they are never returned.
+/// The re-ranked top-`k` list. `scores` has excluded (seen) items at -inf; they are never
+/// returned.
 pub fn rerank(scores: &[f32], is_tail: &[bool], k: usize, knob: Knob) -> Vec<ItemIdx> {
     assert_eq!(scores.len(), is_tail.len());
     match knob {
@@ -74,8 +57,8 @@ pub fn rerank(scores: &[f32], is_tail: &[bool], k: usize, knob: Knob) -> Vec<Ite
                 .map(|(&s, &t)| if t { s } else { f32::NEG_INFINITY })
                 .collect();
             let tails = top_k(&tail_only, want);
-            // remaining slots: best head items of the plain list (all tail items
-            // of the plain list are among `tails`, see module docs)
+            // remaining slots: best head items of the plain list (all tail items of the plain
+            // list are among `tails`, see module docs)
             let heads = top
                 .iter()
                 .copied()
@@ -141,116 +124,16 @@ impl Scorer for TailWeighted<'_> {
     }
 }
 
-/// The selection rule of a tail weight on a validation curve: the largest tail-item Recall@10
-/// among the points with NDCG@10 >= `ndcg_floor` (ties: the smaller weight). `None` when no
-/// point meets the floor.
-pub fn choose_tail_weight(validation: &[TradeoffPoint], ndcg_floor: f64) -> Option<f64> {
-    validation
-        .iter()
-        .filter_map(|p| match p.knob {
-            Knob::TailWeight(l) if p.ndcg_10 >= ndcg_floor => Some((l, p.tail_recall_10)),
-            _ => None,
-        })
-        .fold(None, |best: Option<(f64, f64)>, (l, r)| match best {
-            Some((bl, br)) if br > r || (br == r && bl <= l) => Some((bl, br)),
-            _ => Some((l, r)),
-        })
-        .map(|(l, _)| l)
-}
-
-/// One point of a trade-off curve (lists of length 10).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TradeoffPoint {
-    #[serde(flatten)]
-    pub knob: Knob,
-    #[serde(rename = "aplt@10")]
-    pub aplt_10: f64,
-    #[serde(rename = "ndcg@10")]
-    pub ndcg_10: f64,
-    #[serde(rename = "recall@10")]
-    pub recall_10: f64,
-    #[serde(rename = "tail_recall@10")]
-    pub tail_recall_10: f64,
-    #[serde(rename = "coverage@10")]
-    pub coverage_10: f64,
-}
-
-/// Re-ranks every evaluated user's scores with each knob; scores are
-/// computed once per user.
-pub fn tradeoff_curve(
-    split: &RecSplit,
-    segments: &Segments,
-    scorer: &dyn Scorer,
-    stage: Stage,
-    knobs: &[Knob],
-) -> Result<Vec<TradeoffPoint>, EvalError> {
-    const K: usize = 10;
-    let n = split.n_items();
-    // per user: (target, one list per knob)
-    let per_user: Vec<(ItemIdx, Vec<Vec<ItemIdx>>)> = split
-        .eval_users()
-        .into_par_iter()
-        .map_init(
-            || vec![0f32; n],
-            |buf, user| {
-                let target = score_user(split, scorer, stage, user, buf)?;
-                let lists = knobs
-                    .iter()
-                    .map(|&knob| rerank(buf, &segments.is_tail_item, K, knob))
-                    .collect();
-                Ok((target, lists))
-            },
-        )
-        .collect::<Result<_, EvalError>>()?;
-    let mut points = Vec::with_capacity(knobs.len());
-    for (j, &knob) in knobs.iter().enumerate() {
-        let (mut ndcg, mut recall, mut tail_hits, mut tail_users) = (0.0, 0.0, 0.0, 0usize);
-        for (target, lists) in &per_user {
-            let rank = lists[j]
-                .iter()
-                .position(|i| i == target)
-                .map_or(u32::MAX, |p| p as u32 + 1);
-            ndcg += ndcg_at(rank, K);
-            recall += recall_at(rank, K);
-            if segments.item_is_tail(*target) {
-                tail_users += 1;
-                tail_hits += recall_at(rank, K);
-            }
-        }
-        let users = per_user.len().max(1) as f64;
-        let (coverage, aplt, _) = list_measures(
-            per_user.iter().map(|(_, l)| l[j].as_slice()),
-            &segments.is_tail_item,
-            K,
-        );
-        points.push(TradeoffPoint {
-            knob,
-            aplt_10: aplt,
-            ndcg_10: ndcg / users,
-            recall_10: recall / users,
-            tail_recall_10: tail_hits / tail_users.max(1) as f64,
-            coverage_10: coverage,
-        });
-    }
-    Ok(points)
-}
-
-/// Both default curves: tail weight over [`WEIGHT_GRID`], tail share over
-/// [`SHARE_GRID`].
-pub fn default_knobs() -> Vec<Knob> {
-    WEIGHT_GRID
-        .iter()
-        .map(|&l| Knob::TailWeight(l))
-        .chain(SHARE_GRID.iter().map(|&s| Knob::TailShare(s)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorer::exclude_history;
 
-    /// A deterministic synthetic user: 40 items, tail items score lower on
-    /// average, a few excluded.
+    const WEIGHTS: [f64; 11] = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
+    const SHARES: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+    /// A deterministic synthetic user: 40 items, tail items score lower on average, a few
+    /// excluded.
     fn synthetic() -> (Vec<f32>, Vec<bool>) {
         let n = 40;
         let is_tail: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
@@ -284,7 +167,7 @@ mod tests {
     fn tail_share_is_monotone_in_both_knobs_and_never_returns_excluded_items() {
         let (s, t) = synthetic();
         let mut last = 0;
-        for &l in &WEIGHT_GRID {
+        for &l in &WEIGHTS {
             let list = rerank(&s, &t, 10, Knob::TailWeight(l));
             assert_eq!(list.len(), 10);
             assert!(list.iter().all(|&i| s[i as usize].is_finite()));
@@ -297,7 +180,7 @@ mod tests {
             "weights never moved the list"
         );
         let mut last = 0;
-        for &share in &SHARE_GRID {
+        for &share in &SHARES {
             let list = rerank(&s, &t, 10, Knob::TailShare(share));
             assert_eq!(list.len(), 10);
             let n = tails(&list, &t);
@@ -342,7 +225,7 @@ mod tests {
             .map(|&x| if x.is_finite() { x } else { 9.0 })
             .collect();
         let inner = Fixed(raw);
-        for &l in &WEIGHT_GRID {
+        for &l in &WEIGHTS {
             let scorer = TailWeighted {
                 name: "w".into(),
                 inner: &inner,
@@ -351,45 +234,12 @@ mod tests {
             };
             let mut out = vec![0f32; s.len()];
             scorer.scores(0, &history, &mut out);
-            crate::rec::scorer::exclude_history("w", 0, &history, &mut out).unwrap();
+            exclude_history("w", 0, &history, &mut out).unwrap();
             assert_eq!(
                 top_k(&out, 10),
                 rerank(&s, &t, 10, Knob::TailWeight(l)),
                 "L={l}"
             );
         }
-    }
-
-    fn point(l: f64, ndcg: f64, tail: f64) -> TradeoffPoint {
-        TradeoffPoint {
-            knob: Knob::TailWeight(l),
-            aplt_10: 0.0,
-            ndcg_10: ndcg,
-            recall_10: 0.0,
-            tail_recall_10: tail,
-            coverage_10: 0.0,
-        }
-    }
-
-    #[test]
-    fn tail_weight_choice_respects_the_ndcg_floor() {
-        let curve = [
-            point(0.0, 0.050, 0.04),
-            point(0.5, 0.045, 0.07),
-            point(1.0, 0.040, 0.07),
-            point(2.0, 0.030, 0.10),
-        ];
-        // 2.0 has the most tail recall but is below the floor; 0.5 and 1.0 tie: smaller wins.
-        assert_eq!(choose_tail_weight(&curve, 0.035), Some(0.5));
-        assert_eq!(choose_tail_weight(&curve, 0.0), Some(2.0));
-        assert_eq!(choose_tail_weight(&curve, 0.046), Some(0.0));
-        assert_eq!(choose_tail_weight(&curve, 0.06), None);
-        let mut share = point(0.0, 0.09, 0.5);
-        share.knob = Knob::TailShare(0.5);
-        assert_eq!(
-            choose_tail_weight(&[share], 0.0),
-            None,
-            "only tail weights count"
-        );
     }
 }

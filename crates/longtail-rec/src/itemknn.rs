@@ -4,8 +4,8 @@
 //! The similarity matrix is dense (n² f32), fine for catalogues of a few
 //! thousand items.
 
-use super::scorer::Scorer;
-use super::split::{ItemIdx, RecSplit, UserIdx};
+use crate::scorer::Scorer;
+use crate::{ItemIdx, RecSplit, UserIdx};
 
 pub struct ItemKnn {
     n: usize,
@@ -31,6 +31,17 @@ pub fn cooccurrence_of(lists: &[Vec<ItemIdx>], n: usize) -> Vec<f64> {
     g
 }
 
+/// `out += sum over h in history of row h` of a row-major `n x n` item-item matrix: the
+/// scores of item-item models (item-kNN, EASE).
+pub(crate) fn add_history_rows(m: &[f32], n: usize, history: &[ItemIdx], out: &mut [f32]) {
+    for &h in history {
+        let row = &m[h as usize * n..(h as usize + 1) * n];
+        for (o, &s) in out.iter_mut().zip(row) {
+            *o += s;
+        }
+    }
+}
+
 impl ItemKnn {
     pub fn fit(split: &RecSplit) -> Self {
         let n = split.n_items();
@@ -54,11 +65,6 @@ impl Scorer for ItemKnn {
     }
 
     fn scores(&self, _user: UserIdx, history: &[ItemIdx], out: &mut [f32]) {
-        for &h in history {
-            let row = &self.sim[h as usize * self.n..(h as usize + 1) * self.n];
-            for (o, &s) in out.iter_mut().zip(row) {
-                *o += s;
-            }
-        }
+        add_history_rows(&self.sim, self.n, history, out);
     }
 }

@@ -25,6 +25,8 @@ pub enum InterestError {
     Tokenize(#[from] longtail_tokenize::TokenizeError),
     #[error("tensor op: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Fs(#[from] longtail_fs::FsError),
 }
 
 impl InterestError {

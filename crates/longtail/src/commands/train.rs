@@ -1,12 +1,12 @@
 //! `longtail train`: raw arguments (+ the [train] table of --config) -> `TrainConfig` -> the
-//! training loop of longtail-train, with a progress bar (samples/s, loss, ETA).
+//! training loop of longtail-classify, with a progress bar (samples/s, loss, ETA).
 
 use crate::cli::TrainArgs;
 use crate::config::merge_config;
 use anyhow::{Context, Result};
 use clap::ArgMatches;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use longtail_train::trainer::{self, Observer, StepInfo, TrainConfig};
+use longtail_classify::{Observer, StepInfo, TrainConfig};
 use std::collections::BTreeMap;
 
 pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
@@ -23,7 +23,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
         );
     }
     let mut bar = Bar::default();
-    let outcome = trainer::train(&cfg, &mut bar)?;
+    let outcome = longtail_classify::train(&cfg, &mut bar)?;
     if let Some(pb) = bar.pb.take() {
         pb.finish_and_clear();
     }

@@ -69,4 +69,4 @@ impl TrainError {
 }
 
 /// Result alias for this crate.
-pub type Result<T> = std::result::Result<T, TrainError>;
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -104,7 +104,7 @@ impl StepDriver {
     {
         let step = self.global_step + 1;
         self.accumulator.begin_window(micro_batches)?;
-        let result = self.accumulate(micro_batches, step, &mut loss_of);
+        let result = self.accumulate::<E, F>(micro_batches, step, &mut loss_of);
         // Whatever happened, the next update starts from an empty window.
         let mut grads = self.accumulator.take();
         let loss = result?;

@@ -85,15 +85,30 @@ impl Checkpoint {
         if p.exists() || name_or_path.starts_with('.') || name_or_path.starts_with('/') {
             return Err(ModelError::checkpoint(p, "not a checkpoint directory"));
         }
-        Self::fetch(name_or_path, hub, false)
+        Self::fetch_files(name_or_path, hub, false, false)
     }
 
     /// The [`MODEL_FILES`] of the hub model `repo_id`, from the cache or downloaded into it
     /// (with progress bars on stderr if `progress`).
     pub fn fetch(repo_id: &str, hub: &HubOptions, progress: bool) -> Result<Self> {
+        Self::fetch_files(repo_id, hub, progress, true)
+    }
+
+    /// As [`Self::fetch`]; without `need_tokenizer` a missing tokenizer is only an error when
+    /// [`Self::tokenizer_path`] is asked for (an encoder can load without one).
+    fn fetch_files(
+        repo_id: &str,
+        hub: &HubOptions,
+        progress: bool,
+        need_tokenizer: bool,
+    ) -> Result<Self> {
         let mut dir = None;
         for file in MODEL_FILES {
-            let path = hub_file(repo_id, hub, file, progress).map_err(|e| match e {
+            let found = hub_file(repo_id, hub, file, progress);
+            if file == TOKENIZER_FILE && !need_tokenizer && found.is_err() {
+                continue;
+            }
+            let path = found.map_err(|e| match e {
                 ModelError::Hub(m) if file == WEIGHTS_FILE => ModelError::Hub(format!(
                     "{m} (only single-file {WEIGHTS_FILE} checkpoints are fetched from the hub)"
                 )),

@@ -1,16 +1,16 @@
 //! `longtail score` end to end on a tiny random BERT (head/tail labels) and synthetic
 //! catalogues: injected faults, kill -9 + --resume, sharding, formats, and agreement with the
-//! probabilities `longtail eval` uses (`trainer::predict`).
+//! probabilities the trainer's validation uses (`longtail_classify::predict`).
 
 mod common;
 use common::tiny::write_tokenizer;
 use common::{longtail, run_ok};
 
 use candle_core::Device;
+use longtail_classify::{self as trainer, EncodedSplit};
 use longtail_data::{PreparedDataset, Split};
 use longtail_infer::Scorer;
 use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions, Pooling};
-use longtail_train::trainer::{self, EncodedSplit};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -346,7 +346,7 @@ fn scorer_and_cli_match_the_probabilities_eval_uses() {
         .collect();
     assert!(items.len() > 10);
 
-    // What `longtail eval` computes.
+    // What the trainer's validation computes.
     let (model, tokenizer, _) = trainer::load_model(
         &ckpt.to_string_lossy(),
         &ClassifierOptions::default(),

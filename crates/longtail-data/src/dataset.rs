@@ -27,6 +27,18 @@ pub struct PreparedItem {
     pub split: Split,
 }
 
+/// What a field template sees of a prepared item: its cleaned `fields`, and its joined `text`
+/// as the fallback field `text` (used when none of the template's fields is present).
+impl longtail_tokenize::FieldSource for PreparedItem {
+    fn field(&self, name: &str) -> Option<&str> {
+        match self.fields.get(name) {
+            Some(v) => Some(v.as_str()),
+            None if name == longtail_tokenize::TEXT_FIELD => Some(self.text.as_str()),
+            None => None,
+        }
+    }
+}
+
 /// A `prepare` output directory loaded into memory.
 #[derive(Debug, Clone)]
 pub struct PreparedDataset {

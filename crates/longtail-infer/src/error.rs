@@ -27,6 +27,15 @@ pub enum InferError {
     Parquet { path: PathBuf, message: String },
 }
 
+impl From<longtail_fs::FsError> for InferError {
+    fn from(e: longtail_fs::FsError) -> Self {
+        match e {
+            longtail_fs::FsError::Io { path, source } => Self::Io { path, source },
+            other => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl InferError {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Self::Io {

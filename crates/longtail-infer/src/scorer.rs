@@ -6,22 +6,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use longtail_model::{
-    BertForSequenceClassification, ClassifierOptions, HubOptions, Pooling, PretrainedFiles,
-};
-use longtail_tokenize::{
-    bucket_batches, BucketConfig, Encoded, FieldSource, FieldTemplate, ItemTokenizer,
-    TokenizeConfig, CATALOGUE_TEMPLATE,
-};
-use serde::Deserialize;
+use longtail_model::{BertForSequenceClassification, Checkpoint, ClassifierOptions, Pooling};
+use longtail_tokenize::{bucket_batches, BucketConfig, Encoded, FieldSource, ItemTokenizer};
 
 use crate::error::{InferError, Result};
-
-/// Written by `longtail train` next to (or one level above) every checkpoint.
-const TRAIN_ARGS_FILE: &str = "train_args.toml";
-const TOKENIZER_FILE: &str = "tokenizer.json";
-/// `max_len` when a checkpoint has no train_args.toml (the trainer's default).
-const DEFAULT_MAX_LEN: usize = 128;
 
 /// How a [`Scorer`] is built; `None` fields come from the checkpoint's `train_args.toml`.
 #[derive(Debug, Clone)]
@@ -34,6 +22,9 @@ pub struct ScorerOptions {
     pub max_batch_size: usize,
     /// Dedicated tokenization pool size; `None` uses the caller's rayon pool.
     pub tokenize_threads: Option<usize>,
+    /// Batches of up to this many rows, each allowed the full `max_len` (the trainer's
+    /// validation batches); overrides `max_batch_tokens` and `max_batch_size`.
+    pub batch_rows: Option<usize>,
 }
 
 impl Default for ScorerOptions {
@@ -44,15 +35,9 @@ impl Default for ScorerOptions {
             max_batch_tokens: 8192,
             max_batch_size: 256,
             tokenize_threads: None,
+            batch_rows: None,
         }
     }
-}
-
-/// The part of `train_args.toml` scoring needs (unknown keys are ignored).
-#[derive(Debug, Deserialize)]
-struct TrainArgs {
-    max_len: Option<usize>,
-    template: Option<String>,
 }
 
 /// Tail probabilities (and optionally pooled embeddings) in input order.
@@ -106,16 +91,16 @@ impl Scorer {
 
     pub fn with_options(path: impl AsRef<Path>, opts: &ScorerOptions) -> Result<Self> {
         let dir = path.as_ref();
-        if !dir.join("config.json").is_file() {
+        if !dir.join(longtail_model::checkpoint::CONFIG_FILE).is_file() {
             return Err(InferError::checkpoint(
                 dir,
                 "no config.json: pass the --out of `longtail train` or one of its checkpoint-N",
             ));
         }
-        let args = read_train_args(dir)?;
-        let files = PretrainedFiles::resolve(&dir.to_string_lossy(), &HubOptions::default())?;
+        let checkpoint = Checkpoint::open(dir)?;
+        let args = checkpoint.training_args()?.unwrap_or_default();
         let (model, _) = BertForSequenceClassification::from_files(
-            &files,
+            checkpoint.files(),
             &ClassifierOptions::default(),
             &Device::Cpu,
         )?;
@@ -129,32 +114,19 @@ impl Scorer {
                     format!("no `tail` label (labels {:?})", model.labels()),
                 )
             })?;
-        let max_len = opts
-            .max_len
-            .or(args.as_ref().and_then(|a| a.max_len))
-            .unwrap_or(DEFAULT_MAX_LEN)
-            .min(model.config().max_position_embeddings);
-        let template_text = opts
+        let max_len = opts.max_len.unwrap_or_else(|| args.max_len_or_default());
+        let template = opts
             .template
-            .clone()
-            .or(args.and_then(|a| a.template))
-            .unwrap_or_else(|| CATALOGUE_TEMPLATE.to_string());
-        let template = FieldTemplate::parse(&template_text)?;
-        let mut tcfg = TokenizeConfig::new(template, max_len);
-        if let Some(n) = opts.tokenize_threads {
-            tcfg = tcfg.with_threads(n);
-        }
-        let tok_path = dir.join(TOKENIZER_FILE);
-        if !tok_path.is_file() {
-            return Err(InferError::checkpoint(
-                dir,
-                "no tokenizer.json in the checkpoint",
-            ));
-        }
-        let tokenizer = ItemTokenizer::from_file(&tok_path, tcfg)?;
-        if opts.max_batch_tokens == 0 || opts.max_batch_size == 0 {
+            .as_deref()
+            .unwrap_or_else(|| args.template_or_default());
+        let tokenizer = checkpoint.item_tokenizer(template, max_len, opts.tokenize_threads)?;
+        let (max_batch_tokens, max_batch_size) = match opts.batch_rows {
+            Some(rows) => (rows * tokenizer.max_len().max(1), rows),
+            None => (opts.max_batch_tokens, opts.max_batch_size),
+        };
+        if max_batch_tokens == 0 || max_batch_size == 0 {
             return Err(InferError::Invalid(
-                "max_batch_tokens and max_batch_size must be >= 1".into(),
+                "max_batch_tokens, max_batch_size and batch_rows must be >= 1".into(),
             ));
         }
         Ok(Self {
@@ -163,8 +135,8 @@ impl Scorer {
             tokenizer,
             tail,
             batch: BucketConfig {
-                max_batch_tokens: opts.max_batch_tokens,
-                max_batch_size: Some(opts.max_batch_size),
+                max_batch_tokens,
+                max_batch_size: Some(max_batch_size),
                 window: usize::MAX,
                 shuffle_seed: None,
             },
@@ -288,7 +260,7 @@ impl Scorer {
         let (pooled, logits) =
             self.model
                 .forward_inference_pooled(&ids, Some(&types), Some(&mask))?;
-        // The same softmax `trainer::predict` (and so `longtail eval`) uses.
+        // The same softmax as the trainer's validation (`longtail_classify::predict`).
         let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
         let p = probs
             .iter()
@@ -308,20 +280,4 @@ impl Scorer {
         st.seconds += started.elapsed().as_secs_f64();
         Ok((p, e))
     }
-}
-
-/// `train_args.toml` in the checkpoint or its parent (a `checkpoint-N` inside a run).
-fn read_train_args(dir: &Path) -> Result<Option<TrainArgs>> {
-    let Some(path) = [Some(dir), dir.parent()]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join(TRAIN_ARGS_FILE))
-        .find(|p| p.is_file())
-    else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| InferError::io(&path, e))?;
-    let args = toml::from_str(&text)
-        .map_err(|e| InferError::checkpoint(&path, format!("not valid train args: {e}")))?;
-    Ok(Some(args))
 }

@@ -256,14 +256,9 @@ impl Sidecar {
         }
     }
 
-    /// temp file + fsync + rename: a crash leaves the old or the new sidecar, never half.
+    /// Atomic and durable: a crash leaves the old or the new sidecar, never half.
     fn store(&self, path: &Path) -> Result<()> {
-        let tmp = suffixed(path, ".tmp");
-        let mut f = File::create(&tmp).map_err(|e| InferError::io(&tmp, e))?;
-        let bytes = serde_json::to_vec_pretty(self).expect("sidecar serializes");
-        f.write_all(&bytes).map_err(|e| InferError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| InferError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| InferError::io(path, e))
+        Ok(longtail_fs::write_json_atomic(path, self)?)
     }
 }
 
@@ -702,10 +697,9 @@ fn csv_field(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Converts the JSONL spool into `output` (temp file + rename), `rows_per_group` rows at a
-/// time so memory stays bounded.
+/// Converts the JSONL spool into `output` (atomically), a row group at a time so memory stays
+/// bounded.
 fn spool_to_parquet(spool: &Path, output: &Path, embeddings: bool) -> Result<()> {
-    const ROWS_PER_GROUP: usize = 65_536;
     let perr = |e: &dyn std::fmt::Display| InferError::Parquet {
         path: output.to_path_buf(),
         message: e.to_string(),
@@ -723,8 +717,21 @@ fn spool_to_parquet(spool: &Path, output: &Path, embeddings: bool) -> Result<()>
         ));
     }
     let schema = Arc::new(Schema::new(fields));
-    let tmp = suffixed(output, ".tmp");
-    let file = File::create(&tmp).map_err(|e| InferError::io(&tmp, e))?;
+    longtail_fs::write_atomic_with(output, |tmp| {
+        let file = File::create(tmp).map_err(|e| InferError::io(tmp, e))?;
+        write_parquet_groups(file, schema, spool, embeddings, &perr)
+    })
+}
+
+/// Writes the spool's rows into `file` as Parquet, `ROWS_PER_GROUP` rows per row group.
+fn write_parquet_groups(
+    file: File,
+    schema: Arc<Schema>,
+    spool: &Path,
+    embeddings: bool,
+    perr: &dyn Fn(&dyn std::fmt::Display) -> InferError,
+) -> Result<()> {
+    const ROWS_PER_GROUP: usize = 65_536;
     let mut writer =
         parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).map_err(|e| perr(&e))?;
     let reader = BufReader::new(File::open(spool).map_err(|e| InferError::io(spool, e))?);
@@ -767,9 +774,8 @@ fn spool_to_parquet(spool: &Path, output: &Path, embeddings: bool) -> Result<()>
             break;
         }
     }
-    let file = writer.into_inner().map_err(|e| perr(&e))?;
-    file.sync_all().map_err(|e| InferError::io(&tmp, e))?;
-    std::fs::rename(&tmp, output).map_err(|e| InferError::io(output, e))
+    writer.into_inner().map_err(|e| perr(&e))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use longtail_data::PreparedItem;
+use longtail_model::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 use longtail_model::{
-    mean_pool, save_varmap_safetensors, BertConfig, BertModel, HubOptions, PretrainedBert,
-    PretrainedFiles,
+    mean_pool, save_varmap_safetensors, BertConfig, BertModel, Checkpoint, HubOptions,
+    PretrainedBert,
 };
-use longtail_tokenize::{Encoded, FieldTemplate, ItemTokenizer, TokenizeConfig};
-use longtail_train::trainer::EncodedSplit;
+use longtail_tokenize::{Encoded, ItemTokenizer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
 
 pub const INTEREST_FILE: &str = "interest.json";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub use longtail_model::checkpoint::TOKENIZER_FILE;
 pub const ITEM_EMBEDDINGS_FILE: &str = "item_embeddings.safetensors";
 
 /// How a user is represented (stored in `interest.json`).
@@ -113,21 +113,15 @@ impl InterestModel {
     /// Loads the encoder weights of a model directory or hub id (a `train` checkpoint's
     /// `bert.*` weights load too; a classifier head is ignored) and the tokenizer next to it.
     pub fn load(model: &str, max_len: usize, template: &str) -> Result<Self> {
-        let files = PretrainedFiles::resolve(model, &HubOptions::default())?;
-        let loaded = PretrainedBert::load(&files, false, DType::F32, &Device::Cpu)?;
-        let tokenizer_path = longtail_train::trainer::tokenizer_path(&files)
-            .map_err(|e| InterestError::invalid(e.to_string()))?;
-        let template = FieldTemplate::parse(template)?;
-        let config = files.read_config()?;
-        let max_len = max_len.min(config.max_position_embeddings);
-        let tokenizer =
-            ItemTokenizer::from_file(&tokenizer_path, TokenizeConfig::new(template, max_len))?;
+        let checkpoint = Checkpoint::resolve(model, &HubOptions::default())?;
+        let loaded = PretrainedBert::load(checkpoint.files(), false, DType::F32, &Device::Cpu)?;
+        let tokenizer = checkpoint.item_tokenizer(template, max_len, None)?;
         Ok(Self {
             bert: loaded.model,
             varmap: loaded.varmap,
-            config,
+            config: checkpoint.config().clone(),
             tokenizer,
-            tokenizer_path,
+            tokenizer_path: checkpoint.tokenizer_path()?,
         })
     }
 
@@ -141,10 +135,7 @@ impl InterestModel {
 
     /// Tokenizes the catalogue (item order).
     pub fn encode_items(&self, items: &[PreparedItem]) -> Result<Vec<Encoded>> {
-        let refs: Vec<&PreparedItem> = items.iter().collect();
-        Ok(EncodedSplit::encode(&self.tokenizer, &refs)
-            .map_err(|e| InterestError::invalid(e.to_string()))?
-            .encoded)
+        Ok(self.tokenizer.encode_batch_parallel(items)?)
     }
 
     fn batch(&self, encoded: &[Encoded], idx: &[usize]) -> Result<(Tensor, Tensor, Tensor)> {
@@ -272,13 +263,13 @@ impl InterestModel {
 
     /// Writes `model.safetensors` (HF `BertModel` names), `config.json` and `tokenizer.json`.
     pub fn save_weights(&self, dir: &Path) -> Result<()> {
-        save_varmap_safetensors(&self.varmap, &dir.join("model.safetensors"))?;
+        save_varmap_safetensors(&self.varmap, &dir.join(WEIGHTS_FILE))?;
         let mut config = self.config.clone();
         config.architectures = Some(vec!["BertModel".into()]);
         config
             .extra
             .insert("torch_dtype".into(), serde_json::Value::from("float32"));
-        config.save(dir.join("config.json"))?;
+        config.save(dir.join(CONFIG_FILE))?;
         std::fs::copy(&self.tokenizer_path, dir.join(TOKENIZER_FILE))
             .map_err(|e| InterestError::io(dir.join(TOKENIZER_FILE), e))?;
         Ok(())

@@ -14,9 +14,10 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
 use longtail_rec::{top_k_excluding as top_k, Interactions};
+use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
 use longtail_train::{
-    clip_grad_norm, epoch_permutation, write_dir_atomic, AdamW, AdamWConfig, LogEntry, LrSchedule,
-    ParamGroupSpec, SchedulerType, TrainerState, TRAINER_STATE_FILE,
+    epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
+    StepDriver, TrainerState,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -258,7 +259,7 @@ pub fn train_interest(
 
     // Model, and what a resumed run inherits from its checkpoint.
     let prev: Option<InterestMeta> = match &cfg.resume_from {
-        Some(dir) => Some(longtail_train::read_json(&dir.join(INTEREST_FILE))?),
+        Some(dir) => Some(longtail_fs::read_json(&dir.join(INTEREST_FILE))?),
         None => None,
     };
     let (model_src, max_len, template, repr, frozen_layers, step0) = match (&cfg.resume_from, &prev)
@@ -344,20 +345,22 @@ pub fn train_interest(
         ..Default::default()
     };
     let named = longtail_model::named_vars(&model.varmap);
-    let mut opt = AdamW::with_spec(named, adam_cfg, &spec)?;
-    if let Some(dir) = &cfg.resume_from {
-        if dir.join(longtail_train::OPTIMIZER_JSON_FILE).is_file() {
-            opt.load_state(dir)?;
-        }
-    }
+    let opt = AdamW::with_spec(named, adam_cfg, &spec)?;
+    // One schedule over the checkpoint's updates and this run's: a resumed run continues it
+    // at `step0` (no second warmup from a learning rate of 0).
     let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
     let schedule = LrSchedule::from_args(
         scheduler,
         cfg.learning_rate,
-        cfg.max_steps,
+        step0 + cfg.max_steps,
         0,
         cfg.warmup_ratio,
     )?;
+    let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
+    match &cfg.resume_from {
+        Some(dir) if dir.join(OPTIMIZER_JSON_FILE).is_file() => driver.restore(dir, step0)?,
+        _ => driver = driver.starting_at(step0),
+    }
 
     let mut state = TrainerState {
         max_steps: step0 + cfg.max_steps,
@@ -405,23 +408,15 @@ pub fn train_interest(
                 targets.push(c);
             }
             let users = Tensor::from_vec(user_rows, (chunk.len(), dim), &Device::Cpu)?;
-            let items = model.embed_from_bottom(&bottom, &cols, frozen_layers, true)?;
             let lq: Vec<f32> = cols.iter().map(|&i| log_q[i]).collect();
             let lq = Tensor::from_vec(lq, cols.len(), &Device::Cpu)?;
-            let loss = info_nce_logq(&users, &items, &targets, &lq, cfg.temperature)?;
-            let value = f64::from(loss.to_scalar::<f32>()?);
-            if !value.is_finite() {
-                return Err(InterestError::invalid(format!(
-                    "training loss is {value} at step {}; lower the learning rate",
-                    step + 1
-                )));
-            }
-            let mut grads = loss.backward()?;
-            clip_grad_norm(&mut grads, &opt.trainable_vars(), cfg.max_grad_norm)?;
-            opt.set_learning_rate(schedule.lr_at(step));
-            opt.step(&grads)?;
+            let report = driver.step(1, |_| -> Result<Tensor> {
+                let items = model.embed_from_bottom(&bottom, &cols, frozen_layers, true)?;
+                info_nce_logq(&users, &items, &targets, &lq, cfg.temperature)
+            })?;
+            let value = report.loss;
             step += 1;
-            state.global_step += 1;
+            state.global_step = report.step;
             state.num_samples_seen += chunk.len() as u64;
             state.epoch = epoch as f64 + (b + 1) as f64 / per_epoch.max(1) as f64;
             progress(Event::Step {
@@ -438,7 +433,7 @@ pub fn train_interest(
             }
             let mut entry = LogEntry::new(state.global_step, state.epoch)
                 .with("loss", value)
-                .with("learning_rate", schedule.lr_at(step - 1));
+                .with("learning_rate", report.learning_rate);
             let refresh = step % cfg.refresh_every.max(1) == 0 || step == cfg.max_steps;
             if refresh {
                 emb = model.embed_all_from_bottom(&bottom, frozen_layers, cfg.infer_batch_size)?;
@@ -503,7 +498,9 @@ pub fn train_interest(
         global_step: state.global_step,
     };
     let hash = items_hash(&data.items, meta.max_len, &meta.template);
-    write_checkpoint(&cfg.out, &model, &opt, &state, &meta, cfg, &emb, dim, &hash)?;
+    write_checkpoint(
+        &cfg.out, &model, &driver, &state, &meta, cfg, &emb, dim, &hash,
+    )?;
     Ok(TrainInterestOutcome {
         steps: step,
         seconds: start.elapsed().as_secs_f64(),
@@ -519,7 +516,7 @@ pub fn train_interest(
 fn write_checkpoint(
     out: &Path,
     model: &InterestModel,
-    opt: &AdamW,
+    driver: &StepDriver,
     state: &TrainerState,
     meta: &InterestMeta,
     cfg: &TrainInterestConfig,
@@ -530,28 +527,15 @@ fn write_checkpoint(
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| InterestError::io(parent, e))?;
     }
-    let mut inner: Option<InterestError> = None;
-    let res = write_dir_atomic(out, |tmp| {
-        let r = (|| -> Result<()> {
-            model.save_weights(tmp)?;
-            longtail_train::write_json_atomic(&tmp.join(INTEREST_FILE), meta)?;
-            longtail_train::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
-            opt.save_state(tmp)?;
-            state.save(&tmp.join(TRAINER_STATE_FILE))?;
-            save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, dim, hash)?;
-            Ok(())
-        })();
-        r.map_err(|e| {
-            let msg = e.to_string();
-            inner = Some(e);
-            longtail_train::TrainError::InvalidArgument(msg)
-        })
-    });
-    match (res, inner) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(e.into()),
-    }
+    longtail_fs::write_dir_atomic(out, |tmp| -> Result<()> {
+        model.save_weights(tmp)?;
+        longtail_fs::write_json_atomic(&tmp.join(INTEREST_FILE), meta)?;
+        longtail_fs::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
+        driver.save_state(tmp)?;
+        state.save(&tmp.join(TRAINER_STATE_FILE))?;
+        save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, dim, hash)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

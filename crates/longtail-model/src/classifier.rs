@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::bert::{mean_pool, BertModel, Ctx, Linear};
+use crate::checkpoint::{Checkpoint, CONFIG_FILE, WEIGHTS_FILE};
 use crate::config::{BertConfig, Pooling};
 use crate::dropout::DropoutRngState;
 use crate::error::{ModelError, Result};
@@ -81,8 +82,8 @@ impl BertForSequenceClassification {
         hub: &HubOptions,
         device: &Device,
     ) -> Result<(Self, LoadReport)> {
-        let files = PretrainedFiles::resolve(name_or_path, hub)?;
-        Self::from_files(&files, opts, device)
+        let checkpoint = Checkpoint::resolve(name_or_path, hub)?;
+        Self::from_files(checkpoint.files(), opts, device)
     }
 
     /// As [`Self::from_pretrained`] on already resolved files.
@@ -320,7 +321,7 @@ impl BertForSequenceClassification {
         config
             .extra
             .insert("torch_dtype".into(), serde_json::Value::from("float32"));
-        config.save(dir.join("config.json"))?;
-        self.save_safetensors(dir.join("model.safetensors"))
+        config.save(dir.join(CONFIG_FILE))?;
+        self.save_safetensors(dir.join(WEIGHTS_FILE))
     }
 }

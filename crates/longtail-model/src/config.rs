@@ -328,13 +328,13 @@ impl BertConfig {
         serde_json::to_value(self).expect("BertConfig serialises")
     }
 
-    /// Writes the config as pretty JSON.
+    /// Writes the config as pretty JSON (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let mut text = serde_json::to_string_pretty(&self.to_json_value())
             .map_err(|e| ModelError::Config(e.to_string()))?;
         text.push('\n');
-        std::fs::write(path, text).map_err(|e| ModelError::io(path, e))
+        Ok(longtail_fs::write_atomic(path, text.as_bytes())?)
     }
 }
 

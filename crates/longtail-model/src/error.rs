@@ -33,6 +33,19 @@ pub enum ModelError {
 
     #[error("invalid input: {0}")]
     Input(String),
+
+    #[error(transparent)]
+    Tokenize(#[from] longtail_tokenize::TokenizeError),
+}
+
+impl From<longtail_fs::FsError> for ModelError {
+    fn from(e: longtail_fs::FsError) -> Self {
+        match e {
+            longtail_fs::FsError::Io { path, source } => Self::Io { path, source },
+            longtail_fs::FsError::Json { path, source } => Self::Json { path, source },
+            other => Self::checkpoint(other.path().to_path_buf(), other.to_string()),
+        }
+    }
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

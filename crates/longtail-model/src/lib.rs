@@ -27,6 +27,7 @@
 //! ```
 
 pub mod bert;
+pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod dropout;
@@ -39,6 +40,7 @@ pub mod params;
 pub mod pretrained;
 
 pub use bert::{cls_state, extended_attention_mask, mean_pool, BertModel};
+pub use checkpoint::{Checkpoint, TrainingArgs};
 pub use classifier::{BertForSequenceClassification, ClassifierOptions};
 pub use config::{BertConfig, HiddenAct, Pooling};
 pub use dropout::{DropoutRng, DropoutRngState};

@@ -273,7 +273,7 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 }
 
 /// Writes every parameter of `varmap` as f32 to a safetensors file with Hugging Face names and
-/// the `{"format": "pt"}` metadata `transformers` expects.
+/// the `{"format": "pt"}` metadata `transformers` expects (atomically).
 pub fn save_varmap_safetensors(varmap: &VarMap, path: &Path) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, var) in named_vars(varmap) {
@@ -286,11 +286,10 @@ pub fn save_varmap_safetensors(varmap: &VarMap, path: &Path) -> Result<()> {
         tensors.insert(name, t);
     }
     let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let tmp = path.with_extension("safetensors.part");
-    safetensors::tensor::serialize_to_file(tensors.iter(), Some(metadata), &tmp)
-        .map_err(|e| ModelError::checkpoint(&tmp, format!("cannot write safetensors: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
-    Ok(())
+    longtail_fs::write_atomic_with(path, |tmp| {
+        safetensors::tensor::serialize_to_file(tensors.iter(), Some(metadata), tmp)
+            .map_err(|e| ModelError::checkpoint(tmp, format!("cannot write safetensors: {e}")))
+    })
 }
 
 #[cfg(test)]

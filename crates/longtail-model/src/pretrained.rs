@@ -7,6 +7,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
 use crate::bert::BertModel;
+use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
 use crate::params::{LoadReport, ParamBuilder, WeightSource};
@@ -51,7 +52,7 @@ pub fn hub_file(repo_id: &str, hub: &HubOptions, file: &str, progress: bool) -> 
     if hub.offline {
         return Err(ModelError::Hub(format!(
             "{repo_id}: {file} is not in the Hugging Face cache {} and hub access is off \
-             (offline). Pass a local directory with config.json and model.safetensors instead",
+             (offline). Pass a local directory with {CONFIG_FILE} and {WEIGHTS_FILE} instead",
             cache.path().display()
         )));
     }
@@ -80,21 +81,21 @@ impl PretrainedFiles {
     /// The files of a local checkpoint directory.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = dir.join("config.json");
+        let config = dir.join(CONFIG_FILE);
         if !config.is_file() {
             return Err(ModelError::checkpoint(
                 dir,
-                "no config.json in this directory",
+                format!("no {CONFIG_FILE} in this directory"),
             ));
         }
-        let single = dir.join("model.safetensors");
+        let single = dir.join(WEIGHTS_FILE);
         if single.is_file() {
             return Ok(Self {
                 config,
                 weights: vec![single],
             });
         }
-        let index = dir.join("model.safetensors.index.json");
+        let index = dir.join(WEIGHTS_INDEX_FILE);
         if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
             let v: serde_json::Value =
@@ -123,35 +124,8 @@ impl PretrainedFiles {
         };
         Err(ModelError::checkpoint(
             dir,
-            format!("no model.safetensors or model.safetensors.index.json{hint}"),
+            format!("no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}{hint}"),
         ))
-    }
-
-    /// Files of a hub model, from the HF cache or (unless offline) downloaded into it.
-    pub fn from_hub(repo_id: &str, hub: &HubOptions) -> Result<Self> {
-        let config = hub_file(repo_id, hub, "config.json", false)?;
-        let weights = hub_file(repo_id, hub, "model.safetensors", false).map_err(|e| match e {
-            ModelError::Hub(m) => ModelError::Hub(format!(
-                "{m} (only single-file model.safetensors checkpoints are fetched from the hub)"
-            )),
-            other => other,
-        })?;
-        Ok(Self {
-            config,
-            weights: vec![weights],
-        })
-    }
-
-    /// A local directory if `name_or_path` is one, else a hub id.
-    pub fn resolve(name_or_path: &str, hub: &HubOptions) -> Result<Self> {
-        let p = Path::new(name_or_path);
-        if p.is_dir() {
-            return Self::from_dir(p);
-        }
-        if p.exists() || name_or_path.starts_with('.') || name_or_path.starts_with('/') {
-            return Err(ModelError::checkpoint(p, "not a checkpoint directory"));
-        }
-        Self::from_hub(name_or_path, hub)
     }
 
     pub fn read_config(&self) -> Result<BertConfig> {

@@ -32,18 +32,32 @@ pub enum TrainError {
     /// Saved optimizer state does not match the optimizer it is loaded into.
     #[error("optimizer state mismatch: {0}")]
     StateMismatch(String),
+
+    /// The training loss or the gradient norm of an update is NaN or infinite; the update
+    /// was not applied.
+    #[error("{what} is {value} at step {step}")]
+    NonFinite {
+        /// `training loss` or `gradient norm`.
+        what: &'static str,
+        value: f64,
+        /// The update that failed (1-based: `global_step + 1`).
+        step: u64,
+    },
+}
+
+impl From<longtail_fs::FsError> for TrainError {
+    fn from(e: longtail_fs::FsError) -> Self {
+        match e {
+            longtail_fs::FsError::Io { path, source } => TrainError::Io { path, source },
+            longtail_fs::FsError::Json { path, source } => TrainError::Json { path, source },
+            other => TrainError::InvalidArgument(other.to_string()),
+        }
+    }
 }
 
 impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io {
-            path: path.into(),
-            source,
-        }
-    }
-
-    pub(crate) fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
-        TrainError::Json {
             path: path.into(),
             source,
         }
@@ -55,4 +69,4 @@ impl TrainError {
 }
 
 /// Result alias for this crate.
-pub type Result<T> = std::result::Result<T, TrainError>;
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

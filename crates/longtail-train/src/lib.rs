@@ -10,28 +10,26 @@
 //! * [`GradAccumulator`] for `gradient_accumulation_steps`;
 //! * [`class_weights_inverse_frequency`] (sklearn "balanced");
 //! * resumable state: optimizer moments ([`AdamW::save_state`]),
-//!   [`TrainerState`] (`trainer_state.json`), atomic file writes;
+//!   [`TrainerState`] (`trainer_state.json`), written atomically through `longtail-fs`;
 //! * deterministic data order per epoch ([`DataOrder`]);
 //! * [`EarlyStopping`] and `save_total_limit` checkpoint rotation.
 //!
-//! Intended use in a trainer loop (one optimizer update):
+//! One optimizer update, as every trainer runs it ([`StepDriver`]):
 //!
 //! ```text
-//! acc.begin_window(window_len)?;
-//! for batch in window { acc.backward(&model.loss(batch)?)?; }
-//! let mut grads = acc.take();
-//! let grad_norm = clip_grad_norm(&mut grads, &opt.trainable_vars(), max_grad_norm)?;
-//! opt.set_learning_rate(schedule.lr_at(state.global_step));
-//! opt.step(&grads)?;
-//! state.global_step += 1;
+//! let mut driver = StepDriver::new(optimizer, schedule, max_grad_norm);
+//! for w in remaining_updates(driver.global_step(), num_batches, gas, num_epochs)? {
+//!     let report = driver.step(w.batches.len(), |i| model.loss(&batches[w.batches.start + i]))?;
+//! }
 //! ```
+//!
+//! Model-specific trainers live elsewhere (`longtail-classify`, `longtail-interest`).
 
 #![forbid(unsafe_code)]
 
 pub mod accumulate;
 pub mod adamw;
 mod adamw_inplace;
-pub mod atomic;
 pub mod best_metric;
 pub mod checkpoints;
 pub mod class_weights;
@@ -42,12 +40,11 @@ pub mod optim_state;
 pub mod param_groups;
 pub mod schedule;
 pub mod shuffle;
-pub mod trainer;
+pub mod step;
 pub mod trainer_state;
 
 pub use accumulate::{accumulation_windows, num_update_steps_per_epoch, GradAccumulator};
 pub use adamw::{AdamW, AdamWConfig, GroupInfo};
-pub use atomic::{read_json, write_atomic, write_atomic_with, write_dir_atomic, write_json_atomic};
 pub use best_metric::{metric_key, BestMetricConfig};
 pub use checkpoints::{
     checkpoint_dir_name, checkpoints_to_delete, last_checkpoint, rotate_checkpoints,
@@ -62,6 +59,11 @@ pub use optim_state::{OptimizerStateMeta, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS
 pub use param_groups::{is_no_decay_param, ParamGroup, ParamGroupSpec, Partition};
 pub use schedule::{resolve_warmup_steps, resolve_warmup_steps_v5, LrSchedule, SchedulerType};
 pub use shuffle::{epoch_permutation, DataOrder};
+pub use step::{remaining_updates, StepDriver, StepReport, UpdateWindow};
 pub use trainer_state::{
     resume_position, LogEntry, ResumePosition, RngState, TrainerState, TRAINER_STATE_FILE,
 };
+
+// kept for callers being migrated to longtail-fs (the binary's recommend command and
+// longtail-interest's model and recommender); new code uses longtail_fs directly.
+pub use longtail_fs::{read_json, write_atomic, write_dir_atomic, write_json_atomic};

@@ -21,13 +21,9 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::adamw::{AdamW, AdamWConfig, GroupInfo};
-use crate::atomic::{read_json, write_atomic_with, write_json_atomic};
 use crate::error::{Result, TrainError};
-
-/// File name of the moment tensors inside a checkpoint directory.
-pub const OPTIMIZER_TENSORS_FILE: &str = "optimizer.safetensors";
-/// File name of the optimizer metadata inside a checkpoint directory.
-pub const OPTIMIZER_JSON_FILE: &str = "optimizer.json";
+use longtail_fs::{read_json, write_atomic_with, write_json_atomic};
+pub use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS_FILE};
 const FORMAT_VERSION: u32 = 1;
 
 /// Contents of `optimizer.json`.
@@ -82,9 +78,12 @@ impl AdamW {
     pub fn save_state(&self, dir: &Path) -> Result<()> {
         let tensors = self.state_tensors();
         write_atomic_with(&dir.join(OPTIMIZER_TENSORS_FILE), |tmp| {
-            Ok(candle_core::safetensors::save(&tensors, tmp)?)
+            candle_core::safetensors::save(&tensors, tmp).map_err(TrainError::from)
         })?;
-        write_json_atomic(&dir.join(OPTIMIZER_JSON_FILE), &self.state_meta())
+        Ok(write_json_atomic(
+            &dir.join(OPTIMIZER_JSON_FILE),
+            &self.state_meta(),
+        )?)
     }
 
     /// Restores state written by [`save_state`](Self::save_state) into an

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::atomic::{read_json, write_json_atomic};
 use crate::best_metric::BestMetricConfig;
 use crate::checkpoints::checkpoint_dir_name;
 use crate::error::{Result, TrainError};
+use longtail_fs::{read_json, write_json_atomic};
 
-/// File name of the trainer state inside a checkpoint directory.
-pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
+pub use longtail_model::checkpoint::TRAINER_STATE_FILE;
 
 /// One `log_history` entry: `step`, `epoch` and any named values
 /// (`loss`, `learning_rate`, `grad_norm`, `eval_macro_f1`, ...).
@@ -131,12 +130,12 @@ impl Default for TrainerState {
 impl TrainerState {
     /// Writes `trainer_state.json` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_json_atomic(path, self)
+        Ok(write_json_atomic(path, self)?)
     }
 
     /// Reads a `trainer_state.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        read_json(path)
+        Ok(read_json(path)?)
     }
 
     /// HF `_determine_best_metric`: reads the metric from `metrics` (error

@@ -1,8 +1,9 @@
-//! The pieces composed the way the trainer will use them, on a tiny linear
-//! model over synthetic data: shuffled batches per epoch, gradient
-//! accumulation (with a partial last window), clipping, LR schedule, AdamW
-//! with a frozen parameter, periodic evaluation with best-metric tracking
-//! and early stopping, atomic checkpoints with `save_total_limit` rotation.
+//! The pieces composed the way the trainers use them, on a tiny linear
+//! model over synthetic data: shuffled batches per epoch, the `StepDriver`
+//! (gradient accumulation with a partial last window, clipping, LR schedule,
+//! AdamW with a frozen parameter), periodic evaluation with best-metric
+//! tracking and early stopping, atomic checkpoints with `save_total_limit`
+//! rotation.
 //! A run interrupted after a checkpoint and resumed from it must end
 //! bit-identical to an uninterrupted run.
 
@@ -10,12 +11,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
+use longtail_fs::write_dir_atomic;
 use longtail_train::{
-    accumulation_windows, clip_grad_norm, last_checkpoint, num_update_steps_per_epoch,
-    resume_position, rotate_checkpoints, sorted_checkpoints, write_dir_atomic, AdamW, AdamWConfig,
-    BestMetricConfig, DataOrder, EarlyStopping, GradAccumulator, LogEntry, LrSchedule,
-    ParamGroupSpec, RngState, SchedulerType, TrainerState, EARLY_STOPPING_CALLBACK,
-    TRAINER_STATE_FILE,
+    last_checkpoint, num_update_steps_per_epoch, remaining_updates, rotate_checkpoints,
+    sorted_checkpoints, AdamW, AdamWConfig, BestMetricConfig, DataOrder, EarlyStopping, LogEntry,
+    LrSchedule, ParamGroupSpec, RngState, SchedulerType, StepDriver, TrainError, TrainerState,
+    EARLY_STOPPING_CALLBACK, TRAINER_STATE_FILE,
 };
 
 const N: usize = 23;
@@ -101,7 +102,7 @@ fn train(out: &Path, stop_after: Option<u64>) -> Outcome {
         weight_decay: 0.01,
         ..Default::default()
     };
-    let mut opt = AdamW::with_spec(vars.clone(), config, &spec).unwrap();
+    let opt = AdamW::with_spec(vars.clone(), config, &spec).unwrap();
     let order = DataOrder {
         seed: SEED,
         shuffle: true,
@@ -112,6 +113,7 @@ fn train(out: &Path, stop_after: Option<u64>) -> Outcome {
     let nupe = num_update_steps_per_epoch(num_batches, GAS).unwrap() as u64;
     let max_steps = nupe * EPOCHS;
     let schedule = LrSchedule::from_args(SchedulerType::Linear, 0.05, max_steps, 0, 0.1).unwrap();
+    let mut driver = StepDriver::new(opt, schedule, 1.0);
     let best_cfg = BestMetricConfig::new("loss");
     let mut early = EarlyStopping::new(5, 0.0).unwrap();
     let mut state = TrainerState {
@@ -132,89 +134,67 @@ fn train(out: &Path, stop_after: Option<u64>) -> Outcome {
         for (name, var) in &vars {
             var.set(&weights[name]).unwrap();
         }
-        opt.load_state(&ckpt).unwrap();
         state = TrainerState::load(&ckpt.join(TRAINER_STATE_FILE)).unwrap();
+        driver.restore(&ckpt, state.global_step).unwrap();
         early =
             EarlyStopping::from_state(&state.stateful_callbacks[EARLY_STOPPING_CALLBACK]).unwrap();
     }
 
-    let pos = resume_position(state.global_step, nupe, GAS as u64).unwrap();
-    let mut acc = GradAccumulator::new(opt.trainable_vars());
     let mut updates_this_run = 0;
-    for epoch in pos.epochs_trained..EPOCHS {
-        let batches = order.batches(N, epoch).unwrap();
-        let windows = accumulation_windows(num_batches, GAS).unwrap();
-        let skip = if epoch == pos.epochs_trained {
-            pos.batches_to_skip as usize
-        } else {
-            0
-        };
-        let mut cursor = 0;
-        for window in windows {
-            if cursor < skip {
-                cursor += window;
-                continue;
-            }
-            acc.begin_window(window).unwrap();
-            let mut tr_loss = 0.0;
-            for b in &batches[cursor..cursor + window] {
-                let l = loss(&vars, b);
-                tr_loss += l.to_scalar::<f32>().unwrap() as f64 / window as f64;
-                acc.backward(&l).unwrap();
-                state.num_samples_seen += b.len() as u64;
-            }
-            cursor += window;
-            let mut grads = acc.take();
-            let grad_norm = clip_grad_norm(&mut grads, &opt.trainable_vars(), 1.0).unwrap();
-            let lr = schedule.lr_at(state.global_step);
-            opt.set_learning_rate(lr);
-            opt.step(&grads).unwrap();
-            state.global_step += 1;
-            state.epoch = epoch as f64 + cursor as f64 / num_batches as f64;
-            state.rng_state.epoch = epoch;
-            state.rng_state.batches_seen_in_epoch = cursor as u64;
+    for window in remaining_updates(state.global_step, num_batches, GAS, EPOCHS).unwrap() {
+        let batches = order.batches(N, window.epoch).unwrap();
+        let batches = &batches[window.batches.clone()];
+        let report = driver
+            .step::<TrainError, _>(batches.len(), |i| {
+                state.num_samples_seen += batches[i].len() as u64;
+                Ok(loss(&vars, &batches[i]))
+            })
+            .unwrap();
+        state.global_step = report.step;
+        state.epoch = window.epoch as f64 + window.batches.end as f64 / num_batches as f64;
+        state.rng_state.epoch = window.epoch;
+        state.rng_state.batches_seen_in_epoch = window.batches.end as u64;
+        state.log(
+            LogEntry::new(state.global_step, state.epoch)
+                .with("loss", report.loss)
+                .with("learning_rate", report.learning_rate)
+                .with("grad_norm", report.grad_norm),
+        );
+        updates_this_run += 1;
+
+        if state.global_step % SAVE_STEPS == 0 {
+            let metrics: BTreeMap<String, f64> =
+                [("eval_loss".to_string(), eval_loss(&vars))].into();
+            let stop = early.on_evaluate(&metrics, &best_cfg, state.best_metric);
+            state.update_best_metric(&metrics, &best_cfg).unwrap();
             state.log(
                 LogEntry::new(state.global_step, state.epoch)
-                    .with("loss", tr_loss)
-                    .with("learning_rate", lr)
-                    .with("grad_norm", grad_norm),
+                    .with("eval_loss", metrics["eval_loss"]),
             );
-            updates_this_run += 1;
-
-            if state.global_step % SAVE_STEPS == 0 {
-                let metrics: BTreeMap<String, f64> =
-                    [("eval_loss".to_string(), eval_loss(&vars))].into();
-                let stop = early.on_evaluate(&metrics, &best_cfg, state.best_metric);
-                state.update_best_metric(&metrics, &best_cfg).unwrap();
-                state.log(
-                    LogEntry::new(state.global_step, state.epoch)
-                        .with("eval_loss", metrics["eval_loss"]),
-                );
-                state
-                    .stateful_callbacks
-                    .insert(EARLY_STOPPING_CALLBACK.into(), early.state());
-                let ckpt = out.join(format!("checkpoint-{}", state.global_step));
-                state.record_best_checkpoint(out);
-                write_dir_atomic(&ckpt, |tmp| {
-                    let tensors: std::collections::HashMap<String, Tensor> = vars
-                        .iter()
-                        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-                        .collect();
-                    candle_core::safetensors::save(&tensors, tmp.join(WEIGHTS_FILE)).unwrap();
-                    opt.save_state(tmp)?;
-                    state.save(&tmp.join(TRAINER_STATE_FILE))
-                })
-                .unwrap();
-                let best = state.best_model_checkpoint.as_ref().map(Path::new);
-                rotate_checkpoints(out, SAVE_TOTAL_LIMIT, best).unwrap();
-                assert!(!stop, "patience 5 is never exhausted here");
-            }
-            if Some(updates_this_run) == stop_after {
-                return Outcome {
-                    weights: bits(&vars),
-                    state,
-                };
-            }
+            state
+                .stateful_callbacks
+                .insert(EARLY_STOPPING_CALLBACK.into(), early.state());
+            let ckpt = out.join(format!("checkpoint-{}", state.global_step));
+            state.record_best_checkpoint(out);
+            write_dir_atomic(&ckpt, |tmp| {
+                let tensors: std::collections::HashMap<String, Tensor> = vars
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+                    .collect();
+                candle_core::safetensors::save(&tensors, tmp.join(WEIGHTS_FILE)).unwrap();
+                driver.save_state(tmp)?;
+                state.save(&tmp.join(TRAINER_STATE_FILE))
+            })
+            .unwrap();
+            let best = state.best_model_checkpoint.as_ref().map(Path::new);
+            rotate_checkpoints(out, SAVE_TOTAL_LIMIT, best).unwrap();
+            assert!(!stop, "patience 5 is never exhausted here");
+        }
+        if Some(updates_this_run) == stop_after {
+            return Outcome {
+                weights: bits(&vars),
+                state,
+            };
         }
     }
     Outcome {

@@ -11,7 +11,7 @@
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use longtail_data::{PrepareOptions, SplitSpec, TailRule};
 use longtail_model::Pooling;
-use longtail_train::trainer::TrainConfig;
+use longtail_classify::TrainConfig;
 use longtail_train::SchedulerType;
 use std::path::PathBuf;
 

@@ -72,30 +72,40 @@ pub struct TrainingPlots {
     pub metric_png: PathBuf,
 }
 
-/// Writes `loss.png` and `validation_<metric_name>.png` into `dir`.
+impl TrainingPlots {
+    /// `DIR/STEM.loss.png` and `DIR/STEM.validation_<metric_name>.png` beside the report
+    /// `DIR/STEM.json`.
+    pub fn beside(report: &Path, metric_name: &str) -> Self {
+        let safe: String = metric_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self {
+            loss_png: super::write::sibling(report, ".loss.png"),
+            metric_png: super::write::sibling(report, &format!(".validation_{safe}.png")),
+        }
+    }
+}
+
+/// Writes the training curves beside the report `report` (see [`TrainingPlots::beside`]).
 /// `loss` is e.g. `[train loss per step, validation loss per evaluation]`,
 /// `metric` e.g. `[validation AUC per evaluation]`; points are `(step, value)`.
 pub fn write_training_curves(
-    dir: &Path,
+    report: &Path,
     loss: &[Series],
     metric_name: &str,
     metric: &[Series],
 ) -> Result<TrainingPlots, EvalError> {
-    std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
-    let safe: String = metric_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let files = TrainingPlots {
-        loss_png: dir.join("loss.png"),
-        metric_png: dir.join(format!("validation_{safe}.png")),
-    };
+    if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
+    }
+    let files = TrainingPlots::beside(report, metric_name);
     let [loss_chart, metric_chart] = training_charts(loss, metric_name, metric);
     render_png(&loss_chart, &files.loss_png, WIDTH, HEIGHT)?;
     render_png(&metric_chart, &files.metric_png, WIDTH, HEIGHT)?;
@@ -143,9 +153,12 @@ mod tests {
                 .collect(),
         );
         let auc = Series::new("validation", vec![(10.0, 0.6), (20.0, 0.7), (40.0, 0.75)]);
-        let files =
-            write_training_curves(&dir.path().join("curves"), &[loss], "ROC-AUC", &[auc]).unwrap();
-        assert!(files.metric_png.ends_with("curves/validation_roc_auc.png"));
+        let report = dir.path().join("curves/run.json");
+        let files = write_training_curves(&report, &[loss], "ROC-AUC", &[auc]).unwrap();
+        assert!(files
+            .metric_png
+            .ends_with("curves/run.validation_roc_auc.png"));
+        assert!(files.loss_png.ends_with("curves/run.loss.png"));
         assert_png(&files.loss_png);
         assert_png(&files.metric_png);
     }

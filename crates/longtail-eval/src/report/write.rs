@@ -10,7 +10,7 @@ use crate::EvalError;
 
 pub const JSON_FILE: &str = "report.json";
 pub const MARKDOWN_FILE: &str = "report.md";
-pub const ROC_FILE: &str = "roc.png";
+pub const ROC_FILE: &str = "report.roc.png";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportFiles {
@@ -19,24 +19,42 @@ pub struct ReportFiles {
     pub roc_png: PathBuf,
 }
 
-/// Writes `report.json`, `report.md` and `roc.png` (model and baselines)
-/// into `dir`, creating it, and returns the report.
+impl ReportFiles {
+    /// `DIR/STEM.json`, `DIR/STEM.md`, `DIR/STEM.roc.png` for the report `DIR/STEM.json`.
+    pub fn beside(json: &Path) -> Self {
+        Self {
+            json: json.to_path_buf(),
+            markdown: sibling(json, ".md"),
+            roc_png: sibling(json, ".roc.png"),
+        }
+    }
+}
+
+/// `DIR/STEM<suffix>` for `DIR/STEM.EXT` (`report` when the path has no stem).
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    path.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// Writes the report `json` and, beside it, its Markdown and ROC plot (model and baselines;
+/// see [`ReportFiles::beside`]), creating the directory. No other file is touched.
 pub fn write(
-    dir: &Path,
+    json: &Path,
     model_name: &str,
     model: &Metrics,
     baselines: &BTreeMap<String, Metrics>,
 ) -> Result<(ClassificationReport, ReportFiles), EvalError> {
-    std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
+    if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
+    }
     let report = ClassificationReport::new(model_name, model, baselines);
-    let files = ReportFiles {
-        json: dir.join(JSON_FILE),
-        markdown: dir.join(MARKDOWN_FILE),
-        roc_png: dir.join(ROC_FILE),
-    };
-    let mut json = serde_json::to_string_pretty(&report)?;
-    json.push('\n');
-    longtail_fs::write_atomic(&files.json, json.as_bytes())?;
+    let files = ReportFiles::beside(json);
+    let mut text = serde_json::to_string_pretty(&report)?;
+    text.push('\n');
+    longtail_fs::write_atomic(&files.json, text.as_bytes())?;
     longtail_fs::write_atomic(&files.markdown, report.to_markdown().as_bytes())?;
     let mut curves: Vec<(&str, &RocCurve, f64)> = vec![(model_name, &model.roc, model.auc)];
     curves.extend(baselines.iter().map(|(k, m)| (k.as_str(), &m.roc, m.auc)));
@@ -58,7 +76,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("eval");
         let (model, baselines) = example();
-        let (report, files) = write(&out, "minilm", &model, &baselines).unwrap();
+        let (report, files) = write(&out.join(JSON_FILE), "minilm", &model, &baselines).unwrap();
+        assert_eq!(files.markdown, out.join(MARKDOWN_FILE));
+        assert_eq!(files.roc_png, out.join(ROC_FILE));
         let back: ClassificationReport =
             serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
         assert_eq!(back, report);
@@ -72,9 +92,34 @@ mod tests {
     }
 
     #[test]
+    fn every_file_derives_from_the_report_stem_and_others_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = dir.path().join(JSON_FILE);
+        std::fs::write(&earlier, "earlier").unwrap();
+        let (model, baselines) = example();
+        let (_, files) = write(&dir.path().join("a.json"), "m", &model, &baselines).unwrap();
+        assert_eq!(
+            files,
+            ReportFiles {
+                json: dir.path().join("a.json"),
+                markdown: dir.path().join("a.md"),
+                roc_png: dir.path().join("a.roc.png"),
+            }
+        );
+        assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "earlier");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
+
+    #[test]
     fn unwritable_directory_names_the_path() {
         let (model, baselines) = example();
-        let err = write(Path::new("/proc/no-such-dir/eval"), "m", &model, &baselines).unwrap_err();
+        let err = write(
+            Path::new("/proc/no-such-dir/eval/report.json"),
+            "m",
+            &model,
+            &baselines,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/proc/no-such-dir"), "{err}");
     }
 }

@@ -1,10 +1,10 @@
-//! `longtail train`: typed arguments -> `TrainConfig` -> the training loop of longtail-train,
-//! with a progress bar (samples/s, loss, ETA).
+//! `longtail train`: typed arguments -> `TrainConfig` -> the training loop of
+//! longtail-classify, with a progress bar (samples/s, loss, ETA).
 
 use crate::cli::{value_name, TrainArgs};
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use longtail_train::trainer::{self, Observer, StepInfo, TrainConfig};
+use longtail_classify::{Observer, StepInfo, TrainConfig};
 use std::collections::BTreeMap;
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -19,7 +19,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let mut bar = Bar::default();
-    let outcome = trainer::train(&cfg, &mut bar)?;
+    let outcome = longtail_classify::train(&cfg, &mut bar)?;
     if let Some(pb) = bar.pb.take() {
         pb.finish_and_clear();
     }

@@ -15,38 +15,33 @@
 //! the dropout RNG, so an interrupted and resumed run ends with the same weights as an
 //! uninterrupted one.
 
-pub mod data;
-
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use longtail_data::{PreparedDataset, Split};
-use longtail_model::{
-    BertForSequenceClassification, ClassifierOptions, CrossEntropy, DropoutRngState, HubOptions,
-    PretrainedFiles,
+use longtail_model::checkpoint::{
+    DEFAULT_MAX_LEN, METRICS_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, TRAIN_ARGS_FILE,
 };
-use longtail_tokenize::{FieldTemplate, ItemTokenizer, TokenizeConfig};
+use longtail_model::{
+    BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DropoutRngState,
+    HubOptions,
+};
+use longtail_tokenize::ItemTokenizer;
+use longtail_train::{
+    checkpoint_dir_name, class_weights_inverse_frequency, last_checkpoint,
+    num_update_steps_per_epoch, remaining_updates, rotate_checkpoints, AdamW, AdamWConfig,
+    BestMetricConfig, EarlyStopping, LogEntry, LrSchedule, ParamGroupSpec, RngState, SchedulerType,
+    StepDriver, TrainError, TrainerState, EARLY_STOPPING_CALLBACK,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    accumulation_windows, checkpoint_dir_name, class_weights_inverse_frequency, clip_grad_norm,
-    last_checkpoint, num_update_steps_per_epoch, resume_position, rotate_checkpoints,
-    sorted_checkpoints, write_dir_atomic, AdamW, AdamWConfig, BestMetricConfig, EarlyStopping,
-    GradAccumulator, LogEntry, LrSchedule, ParamGroupSpec, RngState, SchedulerType, TrainError,
-    TrainerState, EARLY_STOPPING_CALLBACK, TRAINER_STATE_FILE,
-};
-pub use data::{label_id, predict, EncodedSplit, LABELS};
+use crate::data::{self, predict, EncodedSplit, LABELS};
+use crate::error::{ensure, ClassifyError, Result};
 
-/// `metrics.jsonl`: one JSON object per logging step and per evaluation.
-pub const METRICS_FILE: &str = "metrics.jsonl";
-/// The effective arguments of the run.
-pub const TRAIN_ARGS_FILE: &str = "train_args.toml";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 const DROPOUT_CALLS: &str = "dropout_calls";
 
 /// Everything a training run needs, with `TrainingArguments` names where HF has one.
@@ -122,7 +117,7 @@ impl Default for TrainConfig {
             early_stopping_patience: 0,
             metric_for_best_model: "auc".into(),
             seed: 42,
-            max_len: 128,
+            max_len: DEFAULT_MAX_LEN,
             pooling: "cls_pooler".into(),
             class_weights: "none".into(),
             label_smoothing: 0.0,
@@ -148,13 +143,14 @@ impl TrainConfig {
             "no" => Ok(EvalStrategy::No),
             "epoch" => Ok(EvalStrategy::Epoch),
             "steps" => {
-                ensure!(
-                    self.eval_steps > 0,
-                    "eval_steps must be >= 1 with eval_strategy steps"
-                );
+                ensure(self.eval_steps > 0, || {
+                    "eval_steps must be >= 1 with eval_strategy steps".into()
+                })?;
                 Ok(EvalStrategy::Steps(self.eval_steps))
             }
-            other => bail!("eval_strategy {other:?}: expected epoch, steps or no"),
+            other => Err(ClassifyError::invalid(format!(
+                "eval_strategy {other:?}: expected epoch, steps or no"
+            ))),
         }
     }
 
@@ -163,43 +159,44 @@ impl TrainConfig {
         match self.metric_for_best_model.trim_start_matches("eval_") {
             "auc" | "roc_auc" => Ok("auc"),
             "loss" => Ok("loss"),
-            other => bail!("metric_for_best_model {other:?}: expected auc (roc_auc) or loss"),
+            other => Err(ClassifyError::invalid(format!(
+                "metric_for_best_model {other:?}: expected auc (roc_auc) or loss"
+            ))),
         }
     }
 
     fn validate(&self) -> Result<()> {
-        ensure!(
-            self.per_device_train_batch_size > 0,
-            "per_device_train_batch_size must be >= 1"
-        );
-        ensure!(
-            self.per_device_eval_batch_size > 0,
-            "per_device_eval_batch_size must be >= 1"
-        );
-        ensure!(
-            self.gradient_accumulation_steps > 0,
-            "gradient_accumulation_steps must be >= 1"
-        );
-        ensure!(self.max_len >= 8, "max_len must be >= 8");
-        ensure!(self.logging_steps > 0, "logging_steps must be >= 1");
-        ensure!(
-            self.num_train_epochs > 0 || self.max_steps > 0,
-            "num_train_epochs or max_steps must be >= 1"
-        );
-        ensure!(
-            (0.0..1.0).contains(&self.label_smoothing),
-            "label_smoothing must be in [0, 1)"
-        );
-        ensure!(
+        ensure(self.per_device_train_batch_size > 0, || {
+            "per_device_train_batch_size must be >= 1".into()
+        })?;
+        ensure(self.per_device_eval_batch_size > 0, || {
+            "per_device_eval_batch_size must be >= 1".into()
+        })?;
+        ensure(self.gradient_accumulation_steps > 0, || {
+            "gradient_accumulation_steps must be >= 1".into()
+        })?;
+        ensure(self.max_len >= 8, || "max_len must be >= 8".into())?;
+        ensure(self.logging_steps > 0, || {
+            "logging_steps must be >= 1".into()
+        })?;
+        ensure(self.num_train_epochs > 0 || self.max_steps > 0, || {
+            "num_train_epochs or max_steps must be >= 1".into()
+        })?;
+        ensure((0.0..1.0).contains(&self.label_smoothing), || {
+            "label_smoothing must be in [0, 1)".into()
+        })?;
+        ensure(
             matches!(self.class_weights.as_str(), "none" | "auto"),
-            "class_weights {:?}: expected none or auto",
-            self.class_weights
-        );
+            || {
+                format!(
+                    "class_weights {:?}: expected none or auto",
+                    self.class_weights
+                )
+            },
+        )?;
         self.eval_strategy()?;
         self.best_metric_name()?;
-        self.lr_scheduler_type
-            .parse::<SchedulerType>()
-            .map_err(anyhow::Error::from)?;
+        self.lr_scheduler_type.parse::<SchedulerType>()?;
         Ok(())
     }
 }
@@ -250,11 +247,12 @@ impl TrainOutcome {
 }
 
 fn frozen_rule(cfg: &TrainConfig, num_layers: usize) -> Result<impl Fn(&str) -> bool + 'static> {
-    ensure!(
-        cfg.freeze_layers <= num_layers,
-        "freeze_layers {} exceeds the model's {num_layers} layers",
-        cfg.freeze_layers
-    );
+    ensure(cfg.freeze_layers <= num_layers, || {
+        format!(
+            "freeze_layers {} exceeds the model's {num_layers} layers",
+            cfg.freeze_layers
+        )
+    })?;
     let freeze_encoder = cfg.freeze_encoder;
     let n = cfg.freeze_layers;
     Ok(move |name: &str| {
@@ -284,44 +282,32 @@ fn write_metrics_file(path: &Path, history: &[LogEntry]) -> Result<()> {
         text.push_str(&metrics_line(e)?);
         text.push('\n');
     }
-    crate::write_atomic(path, text.as_bytes()).map_err(anyhow::Error::from)
+    Ok(longtail_fs::write_atomic(path, text.as_bytes())?)
 }
 
-/// Where the tokenizer of a model directory or hub id lives.
-pub fn tokenizer_path(files: &PretrainedFiles) -> Result<PathBuf> {
-    let dir = files
-        .config
-        .parent()
-        .context("model config has no parent directory")?;
-    let path = dir.join(TOKENIZER_FILE);
-    ensure!(
-        path.is_file(),
-        "no {TOKENIZER_FILE} next to {} (the model directory must contain one)",
-        files.config.display()
-    );
-    Ok(path)
-}
-
-/// Loads a classifier from a model directory/hub id plus its tokenizer.
+/// Loads a classifier from a model directory or hub id, with its tokenizer rendering items
+/// through `template` and truncating to `max_len` tokens.
 pub fn load_model(
     model: &str,
     opts: &ClassifierOptions,
     max_len: usize,
     template: &str,
-) -> Result<(BertForSequenceClassification, ItemTokenizer, PathBuf)> {
-    let files = PretrainedFiles::resolve(model, &HubOptions::default())
-        .with_context(|| format!("cannot find model {model}"))?;
+) -> Result<(BertForSequenceClassification, ItemTokenizer, Checkpoint)> {
+    let checkpoint = Checkpoint::resolve(model, &HubOptions::default())
+        .map_err(ClassifyError::model(format!("cannot find model {model}")))?;
     let (model_obj, _report) =
-        BertForSequenceClassification::from_files(&files, opts, &Device::Cpu)
-            .with_context(|| format!("cannot load model {model}"))?;
-    let tok_path = tokenizer_path(&files)?;
-    let template = FieldTemplate::parse(template).context("bad template")?;
-    let max_len = max_len.min(model_obj.config().max_position_embeddings);
-    let tokenizer = ItemTokenizer::from_file(&tok_path, TokenizeConfig::new(template, max_len))
-        .with_context(|| format!("cannot load {}", tok_path.display()))?;
-    Ok((model_obj, tokenizer, tok_path))
+        BertForSequenceClassification::from_files(checkpoint.files(), opts, &Device::Cpu)
+            .map_err(ClassifyError::model(format!("cannot load model {model}")))?;
+    let tokenizer =
+        checkpoint
+            .item_tokenizer(template, max_len, None)
+            .map_err(ClassifyError::model(format!(
+                "cannot load the tokenizer of {model}"
+            )))?;
+    Ok((model_obj, tokenizer, checkpoint))
 }
 
+/// Writes `checkpoint-N` directories.
 struct Saver<'a> {
     out: &'a Path,
     /// Read once at the start: a resumed run's tokenizer comes from the checkpoint it resumed
@@ -335,28 +321,26 @@ impl Saver<'_> {
     fn save(
         &self,
         model: &BertForSequenceClassification,
-        opt: &AdamW,
+        driver: &StepDriver,
         state: &mut TrainerState,
     ) -> Result<PathBuf> {
         let dir = self.out.join(checkpoint_dir_name(state.global_step));
         state.record_best_checkpoint(self.out);
         if dir.exists() {
-            fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing stale {}", dir.display()))?;
+            fs::remove_dir_all(&dir).map_err(|e| ClassifyError::io(&dir, e))?;
         }
-        write_dir_atomic(&dir, |tmp| {
+        longtail_fs::write_dir_atomic(&dir, |tmp| -> Result<()> {
             model
                 .save_pretrained(tmp)
-                .map_err(|e| TrainError::invalid(format!("saving model: {e}")))?;
+                .map_err(ClassifyError::model("saving the model"))?;
             fs::write(tmp.join(TOKENIZER_FILE), &self.tokenizer_json)
-                .map_err(|e| TrainError::io(tmp.join(TOKENIZER_FILE), e))?;
-            opt.save_state(tmp)?;
+                .map_err(|e| ClassifyError::io(tmp.join(TOKENIZER_FILE), e))?;
+            driver.save_state(tmp)?;
             state.save(&tmp.join(TRAINER_STATE_FILE))?;
             fs::write(tmp.join(TRAIN_ARGS_FILE), &self.args_toml)
-                .map_err(|e| TrainError::io(tmp.join(TRAIN_ARGS_FILE), e))?;
+                .map_err(|e| ClassifyError::io(tmp.join(TRAIN_ARGS_FILE), e))?;
             Ok(())
-        })
-        .with_context(|| format!("writing checkpoint {}", dir.display()))?;
+        })?;
         let best = state.best_model_checkpoint.as_ref().map(PathBuf::from);
         if self.save_total_limit > 0 {
             rotate_checkpoints(self.out, self.save_total_limit, best.as_deref())?;
@@ -370,13 +354,13 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     cfg.validate()?;
     let started = Instant::now();
     let device = Device::Cpu;
-    fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
+    fs::create_dir_all(&cfg.out).map_err(|e| ClassifyError::io(&cfg.out, e))?;
     let existing = last_checkpoint(&cfg.out)?;
     if existing.is_some() && !cfg.resume {
-        bail!(
+        return Err(ClassifyError::invalid(format!(
             "{} already holds checkpoints; pass --resume to continue them or choose another --out",
             cfg.out.display()
-        );
+        )));
     }
     let resume_from = if cfg.resume { existing } else { None };
     if cfg.resume && resume_from.is_none() {
@@ -384,14 +368,15 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     }
 
     // Data.
-    let dataset = PreparedDataset::load(&cfg.data)
-        .with_context(|| format!("cannot load prepared dataset {}", cfg.data.display()))?;
+    let dataset = PreparedDataset::load(&cfg.data)?;
     let train_items: Vec<_> = dataset.split(Split::Train).collect();
     let val_items: Vec<_> = dataset.split(Split::Validation).collect();
-    ensure!(!train_items.is_empty(), "the train split is empty");
+    ensure(!train_items.is_empty(), || {
+        "the train split is empty".into()
+    })?;
 
     // Model (from the checkpoint when resuming: it carries the trained head).
-    let pooling: longtail_model::Pooling = cfg.pooling.parse().map_err(anyhow::Error::from)?;
+    let pooling: longtail_model::Pooling = cfg.pooling.parse()?;
     let opts = ClassifierOptions {
         labels: Some(LABELS.iter().map(|s| s.to_string()).collect()),
         pooling: Some(pooling),
@@ -403,7 +388,7 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         Some(dir) => dir.to_string_lossy().into_owned(),
         None => cfg.model.clone(),
     };
-    let (model, tokenizer, tok_path) = load_model(&model_src, &opts, cfg.max_len, &cfg.template)?;
+    let (model, tokenizer, source) = load_model(&model_src, &opts, cfg.max_len, &cfg.template)?;
     observer.on_message(&format!(
         "tokenizing {} train / {} validation items (max_len {})",
         train_items.len(),
@@ -435,11 +420,10 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         weight_decay: cfg.weight_decay,
         ..Default::default()
     };
-    let mut opt = AdamW::with_spec(model.named_trainable_vars(), adam_cfg, &spec)?;
-    ensure!(
-        !opt.trainable_vars().is_empty(),
-        "every parameter is frozen: nothing to train"
-    );
+    let opt = AdamW::with_spec(model.named_trainable_vars(), adam_cfg, &spec)?;
+    ensure(!opt.trainable_vars().is_empty(), || {
+        "every parameter is frozen: nothing to train".into()
+    })?;
 
     // Steps.
     let bs = cfg.per_device_train_batch_size;
@@ -455,6 +439,7 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
     let schedule =
         LrSchedule::from_args(scheduler, cfg.learning_rate, max_steps, 0, cfg.warmup_ratio)?;
+    let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
     let strategy = cfg.eval_strategy()?;
     let best_cfg = BestMetricConfig::new(cfg.best_metric_name()?);
     let mut early = if cfg.early_stopping_patience > 0 {
@@ -463,11 +448,11 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         None
     };
     if strategy != EvalStrategy::No {
-        ensure!(
-            val_split.class_counts().iter().all(|&c| c > 0),
+        ensure(val_split.class_counts().iter().all(|&c| c > 0), || {
             "the validation split needs both head and tail items to compute ROC-AUC \
              (or pass --eval-strategy no)"
-        );
+                .into()
+        })?;
     }
 
     let mut state = TrainerState {
@@ -492,15 +477,15 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         ..Default::default()
     };
     if let Some(ckpt) = &resume_from {
-        opt.load_state(ckpt)
-            .with_context(|| format!("optimizer state in {}", ckpt.display()))?;
         state = TrainerState::load(&ckpt.join(TRAINER_STATE_FILE))?;
-        ensure!(
-            state.max_steps == max_steps,
-            "the checkpoint was made for max_steps {} but these arguments give {max_steps}: \
-             resume with the original arguments",
-            state.max_steps
-        );
+        driver.restore(ckpt, state.global_step)?;
+        ensure(state.max_steps == max_steps, || {
+            format!(
+                "the checkpoint was made for max_steps {} but these arguments give {max_steps}: \
+                 resume with the original arguments",
+                state.max_steps
+            )
+        })?;
         if let Some(v) = state.stateful_callbacks.get(EARLY_STOPPING_CALLBACK) {
             if early.is_some() {
                 early = Some(EarlyStopping::from_state(v)?);
@@ -523,24 +508,29 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         ));
     }
 
-    let args_toml = toml::to_string(cfg).context("serialising the arguments")?;
-    fs::write(cfg.out.join(TRAIN_ARGS_FILE), &args_toml)?;
+    let args_toml = toml::to_string(cfg)?;
+    longtail_fs::write_atomic(&cfg.out.join(TRAIN_ARGS_FILE), args_toml.as_bytes())?;
     let metrics_path = cfg.out.join(METRICS_FILE);
     write_metrics_file(&metrics_path, &state.log_history)?;
     let mut metrics_file = fs::OpenOptions::new()
         .append(true)
         .open(&metrics_path)
-        .with_context(|| format!("opening {}", metrics_path.display()))?;
+        .map_err(|e| ClassifyError::io(&metrics_path, e))?;
     let saver = Saver {
         out: &cfg.out,
-        tokenizer_json: fs::read(&tok_path)
-            .with_context(|| format!("reading {}", tok_path.display()))?,
+        tokenizer_json: {
+            let path = source
+                .tokenizer_path()
+                .map_err(ClassifyError::model("tokenizer"))?;
+            fs::read(&path).map_err(|e| ClassifyError::io(&path, e))?
+        },
         args_toml,
         save_total_limit: cfg.save_total_limit,
     };
 
     let mut log = |state: &mut TrainerState, entry: LogEntry| -> Result<()> {
-        writeln!(metrics_file, "{}", metrics_line(&entry)?)?;
+        writeln!(metrics_file, "{}", metrics_line(&entry)?)
+            .map_err(|e| ClassifyError::io(&metrics_path, e))?;
         state.log(entry);
         Ok(())
     };
@@ -562,8 +552,6 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     };
 
     observer.on_start(max_steps, state.global_step);
-    let pos = resume_position(state.global_step, nupe, gas as u64)?;
-    let mut acc = GradAccumulator::new(opt.trainable_vars());
     let mut last_saved: Option<(u64, PathBuf)> =
         resume_from.clone().map(|p| (state.global_step, p));
     let mut updates_this_run = 0u64;
@@ -573,155 +561,137 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     let mut early_stopped = false;
     let mut interrupted = false;
     let loop_start = Instant::now();
+    let mut epoch_batches: Option<(u64, Vec<Vec<usize>>)> = None;
 
-    'epochs: for epoch in pos.epochs_trained..num_epochs {
+    for window in remaining_updates(state.global_step, num_batches, gas, num_epochs)? {
         if state.global_step >= max_steps {
             break;
         }
-        let batches = train_batches_for(&train_lengths, cfg, epoch)?;
-        ensure!(
-            batches.len() == num_batches,
-            "internal: epoch {epoch} has {} batches, epoch 0 had {num_batches}",
-            batches.len()
-        );
-        let windows = accumulation_windows(num_batches, gas)?;
-        let skip = if epoch == pos.epochs_trained {
-            pos.batches_to_skip as usize
-        } else {
-            0
-        };
-        let mut cursor = 0usize;
-        for window in windows {
-            if cursor < skip {
-                cursor += window;
-                continue;
-            }
-            acc.begin_window(window)?;
-            let mut window_loss = 0.0f64;
-            for indices in &batches[cursor..cursor + window] {
+        let epoch = window.epoch;
+        if epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let batches = train_batches_for(&train_lengths, cfg, epoch)?;
+            ensure(batches.len() == num_batches, || {
+                format!(
+                    "internal: epoch {epoch} has {} batches, epoch 0 had {num_batches}",
+                    batches.len()
+                )
+            })?;
+            epoch_batches = Some((epoch, batches));
+        }
+        let batches = &epoch_batches.as_ref().expect("set above").1[window.batches.clone()];
+        let report = driver
+            .step(batches.len(), |i| -> Result<Tensor> {
+                let indices = &batches[i];
                 let (ids, types, mask) =
                     data::batch_tensors(&tokenizer, &train_split, indices, &device)?;
                 let labels: Vec<u32> = indices.iter().map(|&i| train_split.labels[i]).collect();
                 let labels = Tensor::from_vec(labels, indices.len(), &device)?;
                 let logits = model.forward_t(&ids, Some(&types), Some(&mask), true)?;
                 let loss = model.loss(&logits, &labels, &ce)?;
-                let value = f64::from(loss.to_scalar::<f32>()?);
-                if !value.is_finite() {
-                    bail!(
-                        "training loss is {value} at step {} (epoch {epoch}); stopping. The last \
-                         good checkpoint is {}. Try a lower --learning-rate or --max-grad-norm.",
-                        state.global_step + 1,
-                        last_saved
-                            .as_ref()
-                            .map_or("(none saved yet)".into(), |(_, p)| p.display().to_string())
-                    );
-                }
-                window_loss += value / window as f64;
-                acc.backward(&loss)?;
                 state.num_samples_seen += indices.len() as u64;
                 samples_this_run += indices.len() as u64;
                 state.num_input_tokens_seen += indices
                     .iter()
                     .map(|&i| train_split.encoded[i].len() as u64)
                     .sum::<u64>();
-            }
-            cursor += window;
-            let mut grads = acc.take();
-            let grad_norm = clip_grad_norm(&mut grads, &opt.trainable_vars(), cfg.max_grad_norm)?;
-            if !grad_norm.is_finite() {
-                bail!(
-                    "gradient norm is {grad_norm} at step {}; stopping without applying it. The \
-                     last good checkpoint is {}.",
-                    state.global_step + 1,
-                    last_saved
-                        .as_ref()
-                        .map_or("(none saved yet)".into(), |(_, p)| p.display().to_string())
-                );
-            }
-            let lr = schedule.lr_at(state.global_step);
-            opt.set_learning_rate(lr);
-            opt.step(&grads)?;
-            state.global_step += 1;
-            updates_this_run += 1;
-            state.epoch = epoch as f64 + cursor as f64 / num_batches as f64;
-            state.rng_state.epoch = epoch;
-            state.rng_state.batches_seen_in_epoch = cursor as u64;
-            state
-                .rng_state
-                .counters
-                .insert(DROPOUT_CALLS.into(), model.dropout_rng_state().calls);
-            loss_since_log += window_loss;
-            steps_since_log += 1;
-
-            let elapsed = loop_start.elapsed().as_secs_f64().max(1e-9);
-            let sps = samples_this_run as f64 / elapsed;
-            observer.on_step(&StepInfo {
-                step: state.global_step,
-                max_steps,
-                epoch: state.epoch,
-                loss: window_loss,
-                learning_rate: lr,
-                samples_per_second: sps,
-            });
-            if state.global_step % cfg.logging_steps == 0 {
-                let entry = LogEntry::new(state.global_step, state.epoch)
-                    .with("loss", loss_since_log / steps_since_log as f64)
-                    .with("learning_rate", lr)
-                    .with("grad_norm", grad_norm)
-                    .with("samples_per_second", sps);
-                log(&mut state, entry)?;
-                loss_since_log = 0.0;
-                steps_since_log = 0;
-            }
-
-            let end_of_epoch = cursor == num_batches;
-            let last_step = state.global_step >= max_steps;
-            let do_eval = match strategy {
-                EvalStrategy::No => false,
-                EvalStrategy::Epoch => end_of_epoch || last_step,
-                EvalStrategy::Steps(s) => state.global_step % s == 0 || last_step,
-            };
-            let do_save = do_eval || (strategy == EvalStrategy::No && (end_of_epoch || last_step));
-            if do_eval {
-                let metrics = evaluate(&model)?;
-                observer.on_eval(state.global_step, &metrics);
-                let mut entry = LogEntry::new(state.global_step, state.epoch);
-                for (k, v) in &metrics {
-                    entry = entry.with(k.clone(), *v);
+                Ok(loss)
+            })
+            .map_err(|e| match e {
+                ClassifyError::Train(TrainError::NonFinite { what, value, step }) => {
+                    ClassifyError::Diverged {
+                        what,
+                        value,
+                        step,
+                        epoch,
+                        last_good: last_saved
+                            .as_ref()
+                            .map_or("(none saved yet)".into(), |(_, p)| p.display().to_string()),
+                    }
                 }
-                log(&mut state, entry)?;
-                if let Some(es) = early.as_mut() {
-                    early_stopped = es.on_evaluate(&metrics, &best_cfg, state.best_metric);
-                    state
-                        .stateful_callbacks
-                        .insert(EARLY_STOPPING_CALLBACK.into(), es.state());
-                }
-                state.update_best_metric(&metrics, &best_cfg)?;
+                other => other,
+            })?;
+        let lr = report.learning_rate;
+        let cursor = window.batches.end;
+        state.global_step = report.step;
+        updates_this_run += 1;
+        state.epoch = epoch as f64 + cursor as f64 / num_batches as f64;
+        state.rng_state.epoch = epoch;
+        state.rng_state.batches_seen_in_epoch = cursor as u64;
+        state
+            .rng_state
+            .counters
+            .insert(DROPOUT_CALLS.into(), model.dropout_rng_state().calls);
+        loss_since_log += report.loss;
+        steps_since_log += 1;
+
+        let elapsed = loop_start.elapsed().as_secs_f64().max(1e-9);
+        let sps = samples_this_run as f64 / elapsed;
+        observer.on_step(&StepInfo {
+            step: state.global_step,
+            max_steps,
+            epoch: state.epoch,
+            loss: report.loss,
+            learning_rate: lr,
+            samples_per_second: sps,
+        });
+        if state.global_step % cfg.logging_steps == 0 {
+            let entry = LogEntry::new(state.global_step, state.epoch)
+                .with("loss", loss_since_log / steps_since_log as f64)
+                .with("learning_rate", lr)
+                .with("grad_norm", report.grad_norm)
+                .with("samples_per_second", sps);
+            log(&mut state, entry)?;
+            loss_since_log = 0.0;
+            steps_since_log = 0;
+        }
+
+        let last_step = state.global_step >= max_steps;
+        let do_eval = match strategy {
+            EvalStrategy::No => false,
+            EvalStrategy::Epoch => window.end_of_epoch || last_step,
+            EvalStrategy::Steps(s) => state.global_step % s == 0 || last_step,
+        };
+        let do_save =
+            do_eval || (strategy == EvalStrategy::No && (window.end_of_epoch || last_step));
+        if do_eval {
+            let metrics = evaluate(&model)?;
+            observer.on_eval(state.global_step, &metrics);
+            let mut entry = LogEntry::new(state.global_step, state.epoch);
+            for (k, v) in &metrics {
+                entry = entry.with(k.clone(), *v);
             }
-            if do_save {
-                let dir = saver.save(&model, &opt, &mut state)?;
-                last_saved = Some((state.global_step, dir));
+            log(&mut state, entry)?;
+            if let Some(es) = early.as_mut() {
+                early_stopped = es.on_evaluate(&metrics, &best_cfg, state.best_metric);
+                state
+                    .stateful_callbacks
+                    .insert(EARLY_STOPPING_CALLBACK.into(), es.state());
             }
-            if early_stopped {
-                observer.on_message(&format!(
-                    "early stopping at step {}: no improvement of {} for {} evaluations",
-                    state.global_step, cfg.metric_for_best_model, cfg.early_stopping_patience
-                ));
-                break 'epochs;
-            }
-            if last_step {
-                break 'epochs;
-            }
-            if cfg.stop_after_steps > 0 && updates_this_run >= cfg.stop_after_steps {
-                interrupted = true;
-                break 'epochs;
-            }
+            state.update_best_metric(&metrics, &best_cfg)?;
+        }
+        if do_save {
+            let dir = saver.save(&model, &driver, &mut state)?;
+            last_saved = Some((state.global_step, dir));
+        }
+        if early_stopped {
+            observer.on_message(&format!(
+                "early stopping at step {}: no improvement of {} for {} evaluations",
+                state.global_step, cfg.metric_for_best_model, cfg.early_stopping_patience
+            ));
+            break;
+        }
+        if last_step {
+            break;
+        }
+        if cfg.stop_after_steps > 0 && updates_this_run >= cfg.stop_after_steps {
+            interrupted = true;
+            break;
         }
     }
 
     // The final state is always on disk as a checkpoint (unless interrupted on purpose).
     if !interrupted && last_saved.as_ref().map(|(s, _)| *s) != Some(state.global_step) {
-        let dir = saver.save(&model, &opt, &mut state)?;
+        let dir = saver.save(&model, &driver, &mut state)?;
         last_saved = Some((state.global_step, dir));
     }
     write_metrics_file(&metrics_path, &state.log_history)?;
@@ -734,14 +704,14 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         let src = best_checkpoint
             .clone()
             .or_else(|| last_saved.as_ref().map(|(_, p)| p.clone()))
-            .context("internal: no checkpoint to export")?;
-        for f in ["model.safetensors", "config.json", TOKENIZER_FILE] {
-            crate::write_atomic_with(&cfg.out.join(f), |tmp| {
-                fs::copy(src.join(f), tmp)
-                    .map(|_| ())
-                    .map_err(|e| TrainError::io(src.join(f), e))
-            })?;
-        }
+            .ok_or_else(|| ClassifyError::invalid("internal: no checkpoint to export"))?;
+        Checkpoint::open(&src)
+            .and_then(|c| c.export_model(&cfg.out))
+            .map_err(ClassifyError::model(format!(
+                "exporting {} to {}",
+                src.display(),
+                cfg.out.display()
+            )))?;
         state.save(&cfg.out.join(TRAINER_STATE_FILE))?;
         observer.on_message(&format!(
             "final model: {} (from {})",
@@ -749,8 +719,6 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
             src.display()
         ));
     }
-    let _ = sorted_checkpoints(&cfg.out)?;
-    let _ = File::open(&metrics_path)?;
     Ok(TrainOutcome {
         global_step: state.global_step,
         max_steps,

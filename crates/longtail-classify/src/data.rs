@@ -1,10 +1,11 @@
 //! Tokenized splits, length-bucketed batches and batch tensors.
 
-use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedItem};
 use longtail_model::BertForSequenceClassification;
-use longtail_tokenize::{bucket_batches, BucketConfig, Encoded, FieldSource, ItemTokenizer};
+use longtail_tokenize::{bucket_batches, BucketConfig, Encoded, ItemTokenizer};
+
+use crate::error::Result;
 
 /// Label ids of the classifier: `0 = head`, `1 = tail` (torso counts as not-tail).
 pub const LABELS: [&str; 2] = ["head", "tail"];
@@ -12,20 +13,6 @@ pub const LABELS: [&str; 2] = ["head", "tail"];
 /// Class id of an item's label (tail = 1, everything else = 0).
 pub fn label_id(label: Label) -> u32 {
     u32::from(label == Label::Tail)
-}
-
-/// A prepared item seen through the template: its `fields`, and its joined `text` as the
-/// fallback field `text` (used when none of the template's fields is present).
-struct ItemFields<'a>(&'a PreparedItem);
-
-impl FieldSource for ItemFields<'_> {
-    fn field(&self, name: &str) -> Option<&str> {
-        match self.0.fields.get(name) {
-            Some(v) => Some(v.as_str()),
-            None if name == longtail_tokenize::TEXT_FIELD => Some(self.0.text.as_str()),
-            None => None,
-        }
-    }
 }
 
 /// One split, tokenized: encodings and class ids in item order.
@@ -36,10 +23,7 @@ pub struct EncodedSplit {
 
 impl EncodedSplit {
     pub fn encode(tokenizer: &ItemTokenizer, items: &[&PreparedItem]) -> Result<Self> {
-        let sources: Vec<ItemFields<'_>> = items.iter().map(|i| ItemFields(i)).collect();
-        let encoded = tokenizer
-            .encode_batch_parallel(&sources)
-            .context("tokenizing items")?;
+        let encoded = tokenizer.encode_batch_parallel(items)?;
         let labels = items.iter().map(|i| label_id(i.label)).collect();
         Ok(Self { encoded, labels })
     }

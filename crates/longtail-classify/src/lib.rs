@@ -1,0 +1,19 @@
+//! longtail-classify: fine-tunes a BERT sequence classifier to tell tail items from head items
+//! (the loop behind `longtail train`), on top of longtail-train's [`StepDriver`] and
+//! longtail-model's checkpoint layout.
+//!
+//! * [`train`]: a prepared dataset and a base model in, `checkpoint-N/` directories (weights,
+//!   config with `id2label`, tokenizer, optimizer and trainer state, training arguments),
+//!   `metrics.jsonl` and the best model at the top of the output directory out; resumable
+//!   bit-identically after `kill -9`.
+//! * [`data`]: tokenized splits, length-bucketed batches, [`predict`] for validation.
+//!
+//! [`StepDriver`]: longtail_train::StepDriver
+
+pub mod data;
+pub mod error;
+pub mod trainer;
+
+pub use data::{label_id, predict, EncodedSplit, LABELS};
+pub use error::{ClassifyError, Result};
+pub use trainer::{load_model, train, Observer, Silent, StepInfo, TrainConfig, TrainOutcome};

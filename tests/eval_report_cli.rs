@@ -1,0 +1,95 @@
+//! `longtail eval --report DIR/STEM.json` writes only files derived from STEM and leaves every
+//! other file of DIR alone (it used to write `DIR/report.json` and rename it, clobbering an
+//! earlier report). Tiny random BERT and synthetic catalogue, as in tests/train_cli.rs.
+
+mod common;
+use common::tiny::{prepared, tiny_model};
+use common::{longtail, run_ok};
+
+use serde_json::Value;
+use std::path::Path;
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn eval_report_files_derive_from_the_given_stem_and_nothing_else_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let ckpt = tmp.path().join("ckpt");
+    run_ok(
+        longtail()
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(&ckpt)
+            .args(["--max-len", "32", "--per-device-train-batch-size", "8"])
+            .args(["--max-steps", "2", "--logging-steps", "1", "--seed", "3"]),
+    );
+
+    // An earlier report (and its companions) in the same directory must survive.
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let earlier = [
+        ("report.json", "{\"earlier\": true}\n"),
+        ("report.md", "earlier markdown\n"),
+        ("report.roc.png", "earlier png"),
+        ("roc.png", "earlier png"),
+        ("loss.png", "earlier png"),
+        ("validation_roc_auc.png", "earlier png"),
+    ];
+    for (name, text) in earlier {
+        std::fs::write(out.join(name), text).unwrap();
+    }
+
+    let ev = run_ok(
+        longtail()
+            .arg("eval")
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .arg("--report")
+            .arg(out.join("a.json"))
+            .arg("--no-baselines"),
+    );
+    let printed = String::from_utf8_lossy(&ev.stdout);
+    assert!(printed.contains("a.json"), "{printed}");
+
+    for (name, text) in earlier {
+        assert_eq!(
+            std::fs::read_to_string(out.join(name)).unwrap(),
+            text,
+            "{name} was touched"
+        );
+    }
+    let rep: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("a.json")).unwrap()).unwrap();
+    assert!(rep["auc"].as_f64().is_some(), "{rep}");
+    let mut expected: Vec<String> = earlier.iter().map(|(n, _)| n.to_string()).collect();
+    expected.extend(
+        [
+            "a.json",
+            "a.md",
+            "a.roc.png",
+            "a.loss.png",
+            "a.validation_roc_auc.png",
+        ]
+        .map(String::from),
+    );
+    expected.sort();
+    assert_eq!(names(&out), expected, "exactly the a.* files were added");
+    for png in ["a.roc.png", "a.loss.png", "a.validation_roc_auc.png"] {
+        assert_eq!(&std::fs::read(out.join(png)).unwrap()[..4], b"\x89PNG");
+    }
+}

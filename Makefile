@@ -1,20 +1,21 @@
 # longtail: the commands a person runs. `make setup` once on a fresh machine, then `make demo`
-# or `make test`. Real data is read from LONGTAIL_DATA (never copied into the repo).
+# or `make test`. Real data is read from DATASET (never copied into the repo).
 
 SHELL := /bin/bash
 DATA_ROOT ?= ../shared/datasets
-LONGTAIL_DATA ?= $(DATA_ROOT)/amazon-office-2014
+DATASET ?= $(DATA_ROOT)/amazon-office-2014
 # Absolute: the tests read it from their crate's directory, where a relative path misses.
-override LONGTAIL_DATA := $(abspath $(LONGTAIL_DATA))
+override DATASET := $(abspath $(DATASET))
 BASE_MODEL ?= checkpoints/base/all-MiniLM-L6-v2
 RUNS ?= runs
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 LONGTAIL := $(TARGET_DIR)/release/longtail
 CARGO ?= cargo
 PYTHON ?= python3
-export LONGTAIL_DATA
-export LONGTAIL_BASE_MODEL := $(abspath $(BASE_MODEL))
-export LONGTAIL_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000.jsonl)
+# The test suite's own variables are LONGTAIL_TEST_*; the CLI's are LONGTAIL_<COMMAND>_<FLAG>.
+export LONGTAIL_TEST_OFFICE := $(DATASET)
+export LONGTAIL_TEST_BASE_MODEL := $(abspath $(BASE_MODEL))
+export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles_1000.jsonl)
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
@@ -41,8 +42,8 @@ python-deps:
 ## demo: prepare the real Office data, fine-tune MiniLM with the default recipe, evaluate it
 ## against the baselines on the test split and print the table (~15-30 min on 2 CPU cores)
 demo: setup
-	$(LONGTAIL) prepare --items $(LONGTAIL_DATA)/items.jsonl \
-	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/office
+	$(LONGTAIL) prepare --items $(DATASET)/items.jsonl \
+	    --interactions $(DATASET)/interactions.csv --out $(RUNS)/office
 	rm -rf $(RUNS)/office-model
 	$(LONGTAIL) train --data $(RUNS)/office --model $(BASE_MODEL) --out $(RUNS)/office-model \
 	    --config configs/train.toml
@@ -53,32 +54,32 @@ demo: setup
 ## data; ends with the list of tests that were skipped and why ("skipped tests: none")
 test: python-deps
 	@mkdir -p $(dir $(SKIP_LOG)) && : > $(SKIP_LOG)
-	@LONGTAIL_SKIP_LOG=$(SKIP_LOG) $(MAKE) --no-print-directory test-rust test-cli; status=$$?; \
+	@LONGTAIL_TEST_SKIP_LOG=$(SKIP_LOG) $(MAKE) --no-print-directory test-rust test-cli; status=$$?; \
 	if [ -s $(SKIP_LOG) ]; then echo "skipped tests:"; sort $(SKIP_LOG) | sed 's/^/  /'; \
 	else echo "skipped tests: none"; fi; exit $$status
 
 test-rust: python-deps
-	@mkdir -p $(dir $(LONGTAIL_TOKEN_REFERENCE)); rm -f $(LONGTAIL_TOKEN_REFERENCE)
+	@mkdir -p $(dir $(LONGTAIL_TEST_TOKEN_REFERENCE)); rm -f $(LONGTAIL_TEST_TOKEN_REFERENCE)
 	@# without the model or the data the token parity test records its skip
-	@if [ -f $(BASE_MODEL)/tokenizer.json ] && [ -f $(LONGTAIL_DATA)/items.jsonl ]; then \
+	@if [ -f $(BASE_MODEL)/tokenizer.json ] && [ -f $(DATASET)/items.jsonl ]; then \
 	    echo "$(PYTHON) scripts/make_token_reference.py ..."; \
-	    $(PYTHON) scripts/make_token_reference.py --items $(LONGTAIL_DATA)/items.jsonl \
-	        --tokenizer $(BASE_MODEL)/tokenizer.json --out $(LONGTAIL_TOKEN_REFERENCE) || exit 1; fi
+	    $(PYTHON) scripts/make_token_reference.py --items $(DATASET)/items.jsonl \
+	        --tokenizer $(BASE_MODEL)/tokenizer.json --out $(LONGTAIL_TEST_TOKEN_REFERENCE) || exit 1; fi
 	$(CARGO) test --release --workspace
 
 # The real binary on the real data, checked by an independent Python recomputation.
 test-cli: build
 	rm -rf $(RUNS)/test-office
-	$(LONGTAIL) prepare --items $(LONGTAIL_DATA)/items.jsonl \
-	    --interactions $(LONGTAIL_DATA)/interactions.csv --out $(RUNS)/test-office
-	$(PYTHON) scripts/check_prepare.py $(LONGTAIL_DATA)/items.jsonl \
-	    $(LONGTAIL_DATA)/interactions.csv $(RUNS)/test-office
+	$(LONGTAIL) prepare --items $(DATASET)/items.jsonl \
+	    --interactions $(DATASET)/interactions.csv --out $(RUNS)/test-office
+	$(PYTHON) scripts/check_prepare.py $(DATASET)/items.jsonl \
+	    $(DATASET)/interactions.csv $(RUNS)/test-office
 
 ## check-eval-rec: eval-rec baselines on the prepared Office data, re-computed in numpy/scipy
 OFFICE_PREPARED ?= $(RUNS)/office
 check-eval-rec: build
 	@test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
-	    --items $(LONGTAIL_DATA)/items.jsonl --interactions $(LONGTAIL_DATA)/interactions.csv \
+	    --items $(DATASET)/items.jsonl --interactions $(DATASET)/interactions.csv \
 	    --out $(OFFICE_PREPARED)
 	$(LONGTAIL) eval-rec --data $(OFFICE_PREPARED) --report $(RUNS)/eval-rec-office/report.json
 	$(PYTHON) scripts/check_eval_rec.py $(OFFICE_PREPARED) $(RUNS)/eval-rec-office/report.json
@@ -91,7 +92,7 @@ lint:
 ## absolute numbers: the machine is shared): tokenization, then a training step at the default
 ## recipe's shape (16 x 64) and at 16 x 128, then the GEMMs of one step alone (candle vs torch)
 bench: build python-deps
-	$(PYTHON) scripts/bench_tokenize.py --items $(LONGTAIL_DATA)/items.jsonl \
+	$(PYTHON) scripts/bench_tokenize.py --items $(DATASET)/items.jsonl \
 	    --tokenizer $(BASE_MODEL)/tokenizer.json --rust $(TARGET_DIR)/release/examples/bench_tokenize
 	@if $(PYTHON) -c "import torch, transformers" 2>/dev/null; then \
 	    for seq in 64 128; do $(PYTHON) scripts/bench_torch.py train \

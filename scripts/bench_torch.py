@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_DIR = Path(os.environ.get("LONGTAIL_BASE_MODEL", ROOT / "checkpoints/base/all-MiniLM-L6-v2"))
+MODEL_DIR = Path(os.environ.get("LONGTAIL_TEST_BASE_MODEL", ROOT / "checkpoints/base/all-MiniLM-L6-v2"))
 
 
 def torch_train(batch, seq, steps, threads):
@@ -66,7 +66,7 @@ def train(argv):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternate the two sides this many times; each side's best round counts")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("LONGTAIL_THREADS", "2")))
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("LONGTAIL_BENCH_THREADS", "2")))
     a = ap.parse_args(argv)
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     shape = ["--batch", str(a.batch), "--seq", str(a.seq), "--steps", str(a.steps)]

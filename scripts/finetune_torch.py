@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--config", default="configs/train.toml")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("LONGTAIL_THREADS", "2")))
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("LONGTAIL_BENCH_THREADS", "2")))
     ap.add_argument("--out", help="write the result JSON here too")
     for key in ["learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "label_smoothing"]:
         ap.add_argument("--" + key.replace("_", "-"), type=float)

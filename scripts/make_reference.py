@@ -186,7 +186,7 @@ def main():
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--fixtures", action="store_true")
     g.add_argument("--check-saved", metavar="DIR")
-    ap.add_argument("--model", type=Path, default=Path(os.environ.get("LONGTAIL_BASE_MODEL", MODEL_DIR)))
+    ap.add_argument("--model", type=Path, default=Path(os.environ.get("LONGTAIL_TEST_BASE_MODEL", MODEL_DIR)))
     ap.add_argument("--out", type=Path, default=MINILM_REFERENCE)
     a = ap.parse_args()
     if a.fixtures:

@@ -346,7 +346,7 @@ fn model_fetch_offline_fails_with_a_clear_message() {
 /// The real Office data with injected faults, through the real binary: nothing lost, no panic.
 #[test]
 fn prepare_real_office_data_with_injected_faults() {
-    let data = std::env::var("LONGTAIL_DATA")
+    let data = std::env::var("LONGTAIL_TEST_OFFICE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("../shared/datasets/amazon-office-2014"));
     if !data.join("items.jsonl").is_file() {

@@ -26,7 +26,7 @@ fn splice(original: &[u8], rows: &[(u64, Vec<u8>)]) -> Vec<u8> {
 
 #[test]
 fn injected_faults_are_rejected_at_their_lines() {
-    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else {
+    let Some(data) = real_data("LONGTAIL_TEST_OFFICE", "amazon-office-2014") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

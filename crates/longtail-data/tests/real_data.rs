@@ -1,6 +1,6 @@
 //! `prepare` on the real datasets (skipped with a message when absent):
-//! Amazon Office 2014 at `$LONGTAIL_DATA` and MovieLens 100K at
-//! `$LONGTAIL_MOVIELENS`, defaulting to `shared/datasets/` beside the repo.
+//! Amazon Office 2014 at `$LONGTAIL_TEST_OFFICE` and MovieLens 100K at
+//! `$LONGTAIL_TEST_MOVIELENS`, defaulting to `shared/datasets/` beside the repo.
 
 mod common;
 
@@ -44,7 +44,7 @@ fn check_random_split(splits: &HashMap<String, (String, String)>) {
 
 #[test]
 fn office_prepare_matches_independent_pareto_labels() {
-    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else {
+    let Some(data) = real_data("LONGTAIL_TEST_OFFICE", "amazon-office-2014") else {
         return;
     };
     let (items, inter) = (data.join("items.jsonl"), data.join("interactions.csv"));
@@ -86,7 +86,7 @@ fn office_prepare_matches_independent_pareto_labels() {
 
 #[test]
 fn office_time_split_and_three_tiers() {
-    let Some(data) = real_data("LONGTAIL_DATA", "amazon-office-2014") else {
+    let Some(data) = real_data("LONGTAIL_TEST_OFFICE", "amazon-office-2014") else {
         return;
     };
     let (items, inter) = (data.join("items.jsonl"), data.join("interactions.csv"));
@@ -113,7 +113,7 @@ fn office_time_split_and_three_tiers() {
 
 #[test]
 fn movielens_prepare_with_rating_column() {
-    let Some(data) = real_data("LONGTAIL_MOVIELENS", "movielens-100k") else {
+    let Some(data) = real_data("LONGTAIL_TEST_MOVIELENS", "movielens-100k") else {
         return;
     };
     let (items, inter) = (data.join("items.jsonl"), data.join("interactions.csv"));

@@ -1,6 +1,6 @@
 //! Baselines on the real Amazon Office data (research data, never in the
-//! repo). Uses `runs/office` (or `LONGTAIL_EVAL_PREPARED`) when present, else
-//! prepares `$LONGTAIL_DATA` into a temporary directory, else skips.
+//! repo). Uses `runs/office` (or `LONGTAIL_TEST_OFFICE_PREPARED`) when present, else
+//! prepares `$LONGTAIL_TEST_OFFICE` into a temporary directory, else skips.
 
 use std::path::{Path, PathBuf};
 
@@ -16,13 +16,13 @@ const SKLEARN_TEST_PR_AUC: f64 = 0.7489;
 
 fn prepared() -> Option<(PathBuf, Option<tempfile::TempDir>)> {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("LONGTAIL_EVAL_PREPARED")
+    let dir = std::env::var_os("LONGTAIL_TEST_OFFICE_PREPARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("runs/office"));
     if dir.join("items.jsonl").exists() {
         return Some((dir, None));
     }
-    let data = std::env::var_os("LONGTAIL_DATA")
+    let data = std::env::var_os("LONGTAIL_TEST_OFFICE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("../shared/datasets/amazon-office-2014"));
     let (items, interactions) = (data.join("items.jsonl"), data.join("interactions.csv"));
@@ -52,7 +52,7 @@ fn is_default_preparation(ds: &PreparedDataset) -> bool {
 #[test]
 fn office_baselines() {
     let Some((dir, _keep)) = prepared() else {
-        return longtail_testutil::skip!("no runs/office and no Office data under LONGTAIL_DATA");
+        return longtail_testutil::skip!("no runs/office and no Office data under LONGTAIL_TEST_OFFICE");
     };
     let ds = PreparedDataset::load(&dir).unwrap();
     let splits = text_splits(&ds);

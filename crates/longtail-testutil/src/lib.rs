@@ -3,7 +3,7 @@
 //! cargo hides what passing tests print, so a test that returns early because a model, a data
 //! set or a Python package is missing looks exactly like a pass. [`skip!`] makes it visible:
 //! it prints `SKIPPED <package> <test>: <reason>` and, when the environment variable
-//! [`SKIP_LOG_ENV`] (`LONGTAIL_SKIP_LOG`) names a file, appends that line to it. `make test`
+//! [`SKIP_LOG_ENV`] (`LONGTAIL_TEST_SKIP_LOG`) names a file, appends that line to it. `make test`
 //! points it at a fresh file and prints the list at the end.
 //!
 //! ```no_run
@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Names the file that collects one line per skip.
-pub const SKIP_LOG_ENV: &str = "LONGTAIL_SKIP_LOG";
+pub const SKIP_LOG_ENV: &str = "LONGTAIL_TEST_SKIP_LOG";
 
 /// Records that the current test (or a part of it) did not run, and why; `format!` syntax.
 /// The package is the calling crate's, the test is the current thread's name (libtest names

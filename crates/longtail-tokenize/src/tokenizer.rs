@@ -652,11 +652,11 @@ mod tests {
     #[test]
     fn prefix_cut_is_exact_on_real_office_texts() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let tok_path = std::env::var_os("LONGTAIL_BASE_MODEL")
+        let tok_path = std::env::var_os("LONGTAIL_TEST_BASE_MODEL")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| root.join("checkpoints/base/all-MiniLM-L6-v2"))
             .join("tokenizer.json");
-        let items_path = std::env::var_os("LONGTAIL_OFFICE_ITEMS")
+        let items_path = std::env::var_os("LONGTAIL_TEST_OFFICE_ITEMS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| root.join("../shared/datasets/amazon-office-2014/items.jsonl"));
         let (Ok(_), Ok(items)) = (

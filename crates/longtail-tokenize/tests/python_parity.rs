@@ -1,7 +1,7 @@
 //! Rust ids == Python `tokenizers` ids for the first 1,000 real Office titles.
 //!
 //! The reference is produced by `scripts/make_token_reference.py` (see its docstring) and read
-//! from `$LONGTAIL_TOKEN_REFERENCE`, default `<workspace>/target/token-reference/office_titles.jsonl`.
+//! from `$LONGTAIL_TEST_TOKEN_REFERENCE`, default `<workspace>/target/token-reference/office_titles.jsonl`.
 //! `make test` makes it; without the file the test records a skip that says how to make it.
 
 mod common;
@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn reference_path() -> PathBuf {
-    std::env::var_os("LONGTAIL_TOKEN_REFERENCE")
+    std::env::var_os("LONGTAIL_TEST_TOKEN_REFERENCE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             common::workspace_root().join("target/token-reference/office_titles.jsonl")
@@ -29,7 +29,7 @@ fn office_titles_match_python_tokenizers() {
             "no reference at {}: `make test` makes it (or run python3 scripts/make_token_reference.py \
              --items ../shared/datasets/amazon-office-2014/items.jsonl \
              --tokenizer checkpoints/base/all-MiniLM-L6-v2/tokenizer.json --out {0}; \
-             needs `pip install tokenizers`), or point LONGTAIL_TOKEN_REFERENCE at an existing file",
+             needs `pip install tokenizers`), or point LONGTAIL_TEST_TOKEN_REFERENCE at an existing file",
             path.display()
         );
     };

@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let json = args.iter().any(|a| a == "--json");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var("LONGTAIL_BASE_MODEL").unwrap_or_else(|_| {
+    let dir = std::env::var("LONGTAIL_TEST_BASE_MODEL").unwrap_or_else(|_| {
         root.join("checkpoints/base/all-MiniLM-L6-v2")
             .display()
             .to_string()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// `$LONGTAIL_DATA`-style override or `../../../shared/datasets/NAME`
+/// `$LONGTAIL_TEST_OFFICE`-style override or `../../../shared/datasets/NAME`
 /// relative to this crate; `None` (and a recorded skip) if absent.
 pub fn real_data(env: &str, name: &str) -> Option<PathBuf> {
     let dir = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| {

@@ -16,7 +16,7 @@ pub fn fixtures() -> PathBuf {
 /// The real all-MiniLM-L6-v2 (checkpoints/ is not in git: `make setup` places it), or `None`
 /// with a recorded skip.
 pub fn base_model_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("LONGTAIL_BASE_MODEL")
+    let d = std::env::var_os("LONGTAIL_TEST_BASE_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("checkpoints/base/all-MiniLM-L6-v2"));
     let complete = ["config.json", "model.safetensors", "tokenizer.json"]
@@ -24,7 +24,7 @@ pub fn base_model_dir() -> Option<PathBuf> {
         .all(|f| d.join(f).is_file());
     if !complete {
         longtail_testutil::skip!(
-            "base model not found at {} (run make setup or set LONGTAIL_BASE_MODEL)",
+            "base model not found at {} (run make setup or set LONGTAIL_TEST_BASE_MODEL)",
             d.display()
         );
     }
@@ -52,7 +52,7 @@ pub fn minilm_texts() -> Vec<String> {
 
 /// The real Office items (research use only, read from ../shared).
 pub fn office_items() -> Option<PathBuf> {
-    let p = std::env::var_os("LONGTAIL_OFFICE_ITEMS")
+    let p = std::env::var_os("LONGTAIL_TEST_OFFICE_ITEMS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             workspace_root().join("../shared/datasets/amazon-office-2014/items.jsonl")

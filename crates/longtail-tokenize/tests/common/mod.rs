@@ -9,9 +9,9 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `$LONGTAIL_BASE_MODEL/tokenizer.json`, default `checkpoints/base/all-MiniLM-L6-v2`.
+/// `$LONGTAIL_TEST_BASE_MODEL/tokenizer.json`, default `checkpoints/base/all-MiniLM-L6-v2`.
 pub fn base_tokenizer_path() -> PathBuf {
-    let dir = std::env::var_os("LONGTAIL_BASE_MODEL")
+    let dir = std::env::var_os("LONGTAIL_TEST_BASE_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("checkpoints/base/all-MiniLM-L6-v2"));
     dir.join("tokenizer.json")
@@ -22,7 +22,7 @@ pub fn real_tokenizer(config: TokenizeConfig) -> Option<ItemTokenizer> {
     let path = base_tokenizer_path();
     if !path.exists() {
         longtail_testutil::skip!(
-            "{} not found (run make setup or set LONGTAIL_BASE_MODEL)",
+            "{} not found (run make setup or set LONGTAIL_TEST_BASE_MODEL)",
             path.display()
         );
         return None;
@@ -38,9 +38,9 @@ pub fn raw_tokenizer() -> tokenizers::Tokenizer {
     t
 }
 
-/// `$LONGTAIL_OFFICE_ITEMS`, default `<workspace>/../shared/datasets/amazon-office-2014/items.jsonl`.
+/// `$LONGTAIL_TEST_OFFICE_ITEMS`, default `<workspace>/../shared/datasets/amazon-office-2014/items.jsonl`.
 pub fn office_items_path() -> PathBuf {
-    std::env::var_os("LONGTAIL_OFFICE_ITEMS")
+    std::env::var_os("LONGTAIL_TEST_OFFICE_ITEMS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             workspace_root().join("../shared/datasets/amazon-office-2014/items.jsonl")
@@ -51,7 +51,7 @@ pub fn office_items_path() -> PathBuf {
 pub fn office_items() -> Option<Vec<serde_json::Value>> {
     let path = office_items_path();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        longtail_testutil::skip!("{} not found (set LONGTAIL_OFFICE_ITEMS)", path.display());
+        longtail_testutil::skip!("{} not found (set LONGTAIL_TEST_OFFICE_ITEMS)", path.display());
         return None;
     };
     Some(

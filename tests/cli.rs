@@ -188,55 +188,29 @@ fn config_file_supplies_defaults_and_the_command_line_wins() {
         "--tail-rule on the command line wins"
     );
 
-    std::fs::write(&config, "[prepare]\ntail_rul = \"pareto:0.5\"\n").unwrap();
-    let out = longtail()
-        .arg("prepare")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&overridden)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("tail_rul") && err.contains("prepare.toml"),
-        "{err}"
-    );
-
-    // A file without a [prepare] table is an error, not silently ignored.
-    std::fs::write(&config, "[train]\nseed = 1\n").unwrap();
-    let out = longtail()
-        .arg("prepare")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&overridden)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("no [prepare] table") && err.contains("prepare.toml"),
-        "{err}"
-    );
-
-    // A value of the wrong type names the file and the key.
-    std::fs::write(&config, "[prepare]\ntiers = \"three\"\n").unwrap();
-    let out = longtail()
-        .arg("prepare")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&overridden)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("tiers") && err.contains("prepare.toml"),
-        "{err}"
-    );
+    // A config file is checked like the command line: each bad file fails, naming itself and
+    // what is wrong (the key, or the missing table).
+    for (text, needle) in [
+        ("[prepare]\ntail_rul = \"pareto:0.5\"\n", "tail_rul"),
+        ("[train]\nseed = 1\n", "no [prepare] table"),
+        ("[prepare]\ntiers = \"three\"\n", "tiers"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = longtail()
+            .arg("prepare")
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&overridden)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?} was accepted");
+        assert!(
+            err.contains(needle) && err.contains("prepare.toml"),
+            "{text:?}: {err}"
+        );
+    }
 }
 
 /// Every command's `--help` shows its allowed values, its defaults and its own variables.

@@ -52,7 +52,9 @@ fn is_default_preparation(ds: &PreparedDataset) -> bool {
 #[test]
 fn office_baselines() {
     let Some((dir, _keep)) = prepared() else {
-        return longtail_testutil::skip!("no runs/office and no Office data under LONGTAIL_TEST_OFFICE");
+        return longtail_testutil::skip!(
+            "no runs/office and no Office data under LONGTAIL_TEST_OFFICE"
+        );
     };
     let ds = PreparedDataset::load(&dir).unwrap();
     let splits = text_splits(&ds);

@@ -29,8 +29,6 @@ pub enum InterestError {
     Fs(#[from] longtail_fs::FsError),
     #[error("tensor op: {0}")]
     Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Fs(#[from] longtail_fs::FsError),
 }
 
 impl InterestError {

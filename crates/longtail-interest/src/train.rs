@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
-use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
+use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_train::{
     epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
     StepDriver, TrainerState,

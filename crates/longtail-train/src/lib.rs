@@ -63,7 +63,3 @@ pub use step::{remaining_updates, StepDriver, StepReport, UpdateWindow};
 pub use trainer_state::{
     resume_position, LogEntry, ResumePosition, RngState, TrainerState, TRAINER_STATE_FILE,
 };
-
-// kept for callers being migrated to longtail-fs (the binary's recommend command and
-// longtail-interest's model and recommender); new code uses longtail_fs directly.
-pub use longtail_fs::{read_json, write_atomic, write_dir_atomic, write_json_atomic};

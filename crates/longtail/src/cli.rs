@@ -9,9 +9,9 @@
 //! `LONGTAIL_TRAIN_INTEREST_MAX_STEPS`), so no variable means two things in two commands.
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use longtail_classify::TrainConfig;
 use longtail_data::{PrepareOptions, SplitSpec, TailRule};
 use longtail_model::Pooling;
-use longtail_classify::TrainConfig;
 use longtail_train::SchedulerType;
 use std::path::PathBuf;
 

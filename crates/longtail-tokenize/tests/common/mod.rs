@@ -51,7 +51,10 @@ pub fn office_items_path() -> PathBuf {
 pub fn office_items() -> Option<Vec<serde_json::Value>> {
     let path = office_items_path();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        longtail_testutil::skip!("{} not found (set LONGTAIL_TEST_OFFICE_ITEMS)", path.display());
+        longtail_testutil::skip!(
+            "{} not found (set LONGTAIL_TEST_OFFICE_ITEMS)",
+            path.display()
+        );
         return None;
     };
     Some(

@@ -297,7 +297,8 @@ mod tests {
         // The failed window does not block the next update.
         let inf = (w.as_tensor().sum_all().unwrap() * f64::INFINITY).unwrap();
         let err = d.step::<TrainError, _>(1, |_| Ok(inf.clone())).unwrap_err();
-        assert!(err.to_string().contains("is inf at step 2"), "{err}");
+        // -inf or +inf, with the sign of the weights' sum.
+        assert!(err.to_string().contains("inf at step 2"), "{err}");
     }
 
     #[test]

@@ -616,6 +616,17 @@ mod tests {
         );
     }
 
+    /// (command path, required arguments, key, default, file, env, command line)
+    type PrecedenceCase = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+
     /// For one key of every command: the command line beats the environment, which beats the
     /// config file, which beats the built-in default. The only test in this crate that sets
     /// environment variables (each command's are its own, by the naming rule).
@@ -623,7 +634,7 @@ mod tests {
     fn command_line_beats_environment_beats_config_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         // (command path, required arguments, key, default, file, env, command line)
-        let cases: [(&[&str], &[&str], &str, &str, &str, &str, &str); 8] = [
+        let cases: [PrecedenceCase; 8] = [
             (
                 &["prepare"],
                 &["--items", "i", "--interactions", "x", "--out", "o"],

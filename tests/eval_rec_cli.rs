@@ -5,6 +5,7 @@ mod common;
 use common::{longtail, run_ok};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny")
@@ -29,24 +30,29 @@ fn close(v: &Value, want: f64) {
     assert!((got - want).abs() < 1e-4, "{got} vs {want}");
 }
 
+/// Runs `eval-rec` (baselines only) on `data`; its output and the JSON report.
+fn eval_rec(data: &Path, report: &Path, lambdas: &str) -> (Output, Value) {
+    let out = run_ok(
+        longtail()
+            .arg("eval-rec")
+            .arg("--data")
+            .arg(data)
+            .arg("--report")
+            .arg(report)
+            .args(["--ease-lambdas", lambdas]),
+    );
+    let r = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    (out, r)
+}
+
 #[test]
 fn eval_rec_on_the_tiny_fixture_matches_hand_computed_values() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("prepared");
     prepare(&data);
-    let report = tmp.path().join("rec/report.json");
-    let out = run_ok(
-        longtail()
-            .arg("eval-rec")
-            .arg("--data")
-            .arg(&data)
-            .arg("--report")
-            .arg(&report)
-            .args(["--ease-lambdas", "1,10"]),
-    );
+    let (out, r) = eval_rec(&data, &tmp.path().join("rec/report.json"), "1,10");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("baselines only"), "{stderr}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
 
     // Distinct items per user (first event kept; u1-u3 repeat A, u4 repeats B):
     // u1 A B C | E | F, u2 A B C | E | G, u3 A B C | E | G, u4 A B D | E | H,
@@ -138,19 +144,9 @@ fn eval_rec_counts_and_reports_rows_with_unknown_items() {
     let mut text = std::fs::read_to_string(&log).unwrap();
     text.push_str("u1,NOT-IN-CATALOGUE,1600000001\nu9,ALSO-UNKNOWN,1600000002\n");
     std::fs::write(&log, text).unwrap();
-    let report = tmp.path().join("rec/report.json");
-    let out = run_ok(
-        longtail()
-            .arg("eval-rec")
-            .arg("--data")
-            .arg(&data)
-            .arg("--report")
-            .arg(&report)
-            .args(["--ease-lambdas", "1"]),
-    );
+    let (out, r) = eval_rec(&data, &tmp.path().join("rec/report.json"), "1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 interaction rows skipped"), "{stderr}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let split = &r["protocol"]["split"];
     assert_eq!(split["unknown_items"], 2);
     // the rest of the split is the fixture's: u9 never becomes a user

@@ -402,3 +402,53 @@ fn recommend_serves_the_ease_blend() {
     ]);
     assert!(tail_count(&boosted) > tail_count(&pure_ease));
 }
+
+/// `(step, learning_rate)` of every training step logged in `out/trainer_state.json`.
+fn learning_rates(out: &Path) -> Vec<(u64, f64)> {
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap())
+            .unwrap();
+    s["log_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["step"].as_u64()?, e.get("learning_rate")?.as_f64()?)))
+        .collect()
+}
+
+/// `train-interest --resume-from` continues the LR schedule where the checkpoint stopped: its
+/// updates use the rates of the same updates in one uninterrupted run of the total length
+/// (before the fix the schedule restarted at step 0, warming up again from 0).
+#[test]
+fn train_interest_resume_continues_the_learning_rate_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let model = model.to_str().unwrap();
+    let straight = tmp.path().join("straight");
+    train_interest(&data, &straight, &["--max-steps", "6", "--model", model]);
+    let first = tmp.path().join("first");
+    train_interest(&data, &first, &["--max-steps", "3", "--model", model]);
+    let resumed = tmp.path().join("resumed");
+    let first_arg = first.to_str().unwrap();
+    train_interest(
+        &data,
+        &resumed,
+        &["--max-steps", "3", "--resume-from", first_arg],
+    );
+
+    let straight = learning_rates(&straight);
+    let resumed = learning_rates(&resumed);
+    assert_eq!(straight.len(), 6);
+    assert_eq!(
+        resumed.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6],
+        "the resumed log carries the first run's steps over"
+    );
+    assert_eq!(
+        &resumed[3..],
+        &straight[3..],
+        "steps 4-6: same learning rates"
+    );
+    assert!(resumed[3].1 > 0.0, "no second warmup from 0: {resumed:?}");
+}

@@ -24,12 +24,15 @@ pub mod model;
 pub mod pseudo;
 pub mod recommend;
 pub mod scorer;
+pub mod sequence;
 pub mod train;
+pub mod train_sequence;
 
 pub use calibrate::Platt;
 pub use error::{InterestError, Result};
 pub use index::{CacheStatus, InterestIndex};
-pub use model::{InterestMeta, InterestModel, UserRepr};
+pub use model::{Architecture, InterestMeta, InterestModel, UserRepr};
 pub use pseudo::Pseudonymiser;
 pub use recommend::{EaseBlend, LoadInfo, Recommendation, Recommender, RecommenderOptions};
+pub use sequence::{ItemFeatures, SequenceMeta, SequenceModel};
 pub use train::{train_interest, Event, TrainInterestConfig, TrainInterestOutcome};

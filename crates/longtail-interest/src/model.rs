@@ -67,10 +67,35 @@ impl UserRepr {
     }
 }
 
+/// Which user model a checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Architecture {
+    /// Item text encoder; user = pooled embeddings of the last items (no learned user model).
+    #[default]
+    BiEncoder,
+    /// Frozen text embeddings through a learned adaptor (+ ID embeddings) and a causal
+    /// transformer over the history (see [`crate::sequence`]).
+    Sequence,
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::BiEncoder => "bi-encoder",
+            Self::Sequence => "sequence",
+        })
+    }
+}
+
 /// `interest.json`: everything needed to score with a checkpoint besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterestMeta {
     pub format_version: u32,
+    /// Absent in checkpoints written before the sequence model: a bi-encoder.
+    #[serde(default)]
+    pub architecture: Architecture,
     /// Model the run started from (path or hub id).
     pub init_model: String,
     pub max_len: usize,
@@ -87,6 +112,9 @@ pub struct InterestMeta {
     /// Negatives sampled per validation positive when fitting the calibration.
     pub calibration_negatives: usize,
     pub global_step: u64,
+    /// The sequence model's settings (`architecture = "sequence"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<crate::sequence::SequenceMeta>,
 }
 
 /// The trainable encoder plus its tokenizer.

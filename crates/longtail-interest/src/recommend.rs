@@ -67,7 +67,8 @@ pub struct Recommendation {
     pub p_interest: Option<f64>,
     /// A tail item of the prepared dir's labels.
     pub tail: bool,
-    /// The history item contributing most to the cosine score.
+    /// The history item contributing most to the score: the largest term of a pooled user
+    /// vector, or the item whose removal lowers the score most for a sequence model.
     pub because_of: Option<usize>,
 }
 
@@ -241,18 +242,19 @@ impl Recommender {
             Some(knob) => rerank(&scores, &self.is_tail, k, knob),
             None => top_k(&scores, k),
         };
+        let items: Vec<usize> = list.into_iter().map(|i| i as usize).collect();
+        let because = self.index.explain_many(history, &items)?;
         Ok(Some(
-            list.into_iter()
-                .map(|i| {
-                    let item = i as usize;
-                    Recommendation {
-                        item,
-                        score: cosines[item],
-                        blend_score: self.ease.is_some().then_some(scores[item]),
-                        p_interest: self.index.probability(cosines[item]),
-                        tail: self.is_tail[item],
-                        because_of: self.index.explain(history, item),
-                    }
+            items
+                .into_iter()
+                .zip(because)
+                .map(|(item, because_of)| Recommendation {
+                    item,
+                    score: cosines[item],
+                    blend_score: self.ease.is_some().then_some(scores[item]),
+                    p_interest: self.index.probability(cosines[item]),
+                    tail: self.is_tail[item],
+                    because_of,
                 })
                 .collect(),
         ))

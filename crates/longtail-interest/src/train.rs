@@ -27,8 +27,9 @@ use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
 use crate::index::dot_all;
 use crate::loss::info_nce_logq;
+use crate::sequence::ItemFeatures;
 use crate::model::{
-    items_hash, save_item_embeddings, InterestMeta, InterestModel, UserRepr, INTEREST_FILE,
+    items_hash, save_item_embeddings, Architecture, InterestMeta, InterestModel, UserRepr, INTEREST_FILE,
     ITEM_EMBEDDINGS_FILE,
 };
 
@@ -36,6 +37,8 @@ pub const TRAIN_ARGS_FILE: &str = "train_interest_args.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainInterestConfig {
+    /// `sequence` (learned user model over frozen text embeddings) or `bi-encoder`.
+    pub architecture: Architecture,
     pub data: PathBuf,
     /// Start model: a model directory / hub id (e.g. base MiniLM or a `train` checkpoint).
     pub model: String,
@@ -67,36 +70,68 @@ pub struct TrainInterestConfig {
     pub use_all_interactions: bool,
     pub infer_batch_size: usize,
     pub seed: u64,
+    // --- sequence architecture ---
+    /// What an item vector is made of (text, ID, or both).
+    pub item_features: ItemFeatures,
+    /// Items with at least this many training interactions get an ID embedding (`text-id`).
+    pub id_min_count: u64,
+    /// Width of the item vectors and the causal transformer.
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Most recent history items the transformer reads.
+    pub max_history: usize,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+    /// Stop after this many evaluations without a better validation NDCG@10 (0 = never).
+    pub early_stopping_patience: u64,
+    /// Text embedding cache file: used when its catalogue hash matches, else written.
+    pub embedding_cache: Option<PathBuf>,
+    /// Weight `b` of the popularity prior of the training softmax:
+    /// `logits = cos / T + b log q` with `q` the item's share of training targets; 0 = plain.
+    pub logq_weight: f64,
 }
 
 impl Default for TrainInterestConfig {
     fn default() -> Self {
         Self {
+            architecture: Architecture::Sequence,
             data: PathBuf::new(),
             model: String::new(),
             out: PathBuf::new(),
             resume_from: None,
-            max_len: 64,
+            max_len: 48,
             template: longtail_tokenize::CATALOGUE_TEMPLATE.into(),
-            batch_size: 64,
-            max_steps: 300,
-            learning_rate: 1e-4,
+            batch_size: 128,
+            max_steps: 2000,
+            learning_rate: 1e-3,
             weight_decay: 0.01,
-            warmup_ratio: 0.1,
+            warmup_ratio: 0.02,
             lr_scheduler_type: "linear".into(),
             max_grad_norm: 1.0,
-            temperature: 0.05,
+            temperature: 0.07,
             logq_correction: true,
             history_len: 1,
             recency_decay: 1.0,
             frozen_layers: 4,
             refresh_every: 100,
-            eval_every: 100,
-            eval_users: 2000,
+            eval_every: 40,
+            eval_users: 0,
             calibration_negatives: 20,
             use_all_interactions: false,
             infer_batch_size: 64,
             seed: 42,
+            item_features: ItemFeatures::TextId,
+            id_min_count: 10,
+            hidden_size: 128,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            max_history: 50,
+            hidden_dropout_prob: 0.2,
+            attention_probs_dropout_prob: 0.2,
+            early_stopping_patience: 5,
+            embedding_cache: None,
+            logq_weight: 0.0,
         }
     }
 }
@@ -107,12 +142,15 @@ pub enum Event<'a> {
     Step { step: u64, max: u64, loss: f64 },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ValMetrics {
     pub users: usize,
     pub recall_at_10: f64,
     pub tail_recall_at_10: f64,
     pub tail_targets: usize,
+    /// Measured by the sequence trainer only (0 for the bi-encoder).
+    pub ndcg_at_10: f64,
+    pub head_recall_at_10: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -135,12 +173,7 @@ pub fn validation_recall(
     tail: &[bool],
     limit: usize,
 ) -> Option<ValMetrics> {
-    let mut m = ValMetrics {
-        users: 0,
-        recall_at_10: 0.0,
-        tail_recall_at_10: 0.0,
-        tail_targets: 0,
-    };
+    let mut m = ValMetrics::default();
     let mut tail_hits = 0usize;
     let mut hits = 0usize;
     for u in 0..inter.seqs.len() {
@@ -193,23 +226,43 @@ pub fn fit_calibration(
     negatives: usize,
     seed: u64,
 ) -> Option<Platt> {
-    let n_items = emb.len() / dim;
+    let mut users = Vec::new();
+    let mut vectors = Vec::new();
+    for u in 0..inter.seqs.len() {
+        if inter.targets(u).is_none() {
+            continue;
+        }
+        if let Some(uv) = repr.user_vector(emb, dim, inter.train_prefix(u)) {
+            users.push(u);
+            vectors.push(uv);
+        }
+    }
+    let score = |k: usize, i: usize| -> f64 {
+        emb[i * dim..(i + 1) * dim]
+            .iter()
+            .zip(&vectors[k])
+            .map(|(a, b)| f64::from(a * b))
+            .sum()
+    };
+    fit_calibration_with(inter, emb.len() / dim, &score, &users, negatives, seed)
+}
+
+/// Platt calibration of `score(k, item)` (the similarity of `users[k]` to `item`): each user's
+/// validation item is a positive, `negatives` random items they never interacted with are
+/// negatives.
+pub fn fit_calibration_with(
+    inter: &Interactions,
+    n_items: usize,
+    score: &dyn Fn(usize, usize) -> f64,
+    users: &[usize],
+    negatives: usize,
+    seed: u64,
+) -> Option<Platt> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xca11b);
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
-    for u in 0..inter.seqs.len() {
+    for (k, &u) in users.iter().enumerate() {
         let Some(t) = inter.targets(u) else { continue };
-        let hist = inter.train_prefix(u);
-        let Some(uv) = repr.user_vector(emb, dim, hist) else {
-            continue;
-        };
-        let dot = |i: usize| -> f64 {
-            emb[i * dim..(i + 1) * dim]
-                .iter()
-                .zip(&uv)
-                .map(|(a, b)| f64::from(a * b))
-                .sum()
-        };
-        scores.push(dot(t.validation));
+        scores.push(score(k, t.validation));
         labels.push(true);
         let seen = &inter.seqs[u];
         let mut drawn = 0;
@@ -220,7 +273,7 @@ pub fn fit_calibration(
             if seen.contains(&j) {
                 continue;
             }
-            scores.push(dot(j));
+            scores.push(score(k, j));
             labels.push(false);
             drawn += 1;
         }
@@ -228,7 +281,22 @@ pub fn fit_calibration(
     Platt::fit(&scores, &labels).ok()
 }
 
+/// Trains the architecture `cfg.architecture` (a resumed run keeps its checkpoint's).
 pub fn train_interest(
+    cfg: &TrainInterestConfig,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainInterestOutcome> {
+    let architecture = match &cfg.resume_from {
+        Some(dir) => longtail_fs::read_json::<InterestMeta>(&dir.join(INTEREST_FILE))?.architecture,
+        None => cfg.architecture,
+    };
+    match architecture {
+        Architecture::Sequence => crate::train_sequence::train_sequence(cfg, progress),
+        Architecture::BiEncoder => train_bi_encoder(cfg, progress),
+    }
+}
+
+fn train_bi_encoder(
     cfg: &TrainInterestConfig,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainInterestOutcome> {
@@ -483,6 +551,7 @@ pub fn train_interest(
     };
     let meta = InterestMeta {
         format_version: 1,
+        architecture: Architecture::BiEncoder,
         init_model: prev
             .as_ref()
             .map_or(cfg.model.clone(), |p| p.init_model.clone()),
@@ -496,6 +565,7 @@ pub fn train_interest(
         calibration,
         calibration_negatives: cfg.calibration_negatives,
         global_step: state.global_step,
+        sequence: None,
     };
     let hash = items_hash(&data.items, meta.max_len, &meta.template);
     write_checkpoint(

@@ -99,7 +99,7 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn new(pb: &ParamBuilder, dim: usize, eps: f64) -> Result<Self> {
+    pub(crate) fn new(pb: &ParamBuilder, dim: usize, eps: f64) -> Result<Self> {
         Ok(Self {
             weight: pb.get(&[dim], "weight", Init::Ones)?,
             bias: pb.get(&[dim], "bias", Init::Zeros)?,
@@ -107,7 +107,7 @@ impl LayerNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         if ctx.fused {
             // No backward: used only by the inference entry points.
             let x = x.contiguous()?;
@@ -218,7 +218,8 @@ impl SelfAttention {
     }
 
     /// Queries from `xq` `(b, sq, h)`, keys and values from `x` `(b, s, h)`; `mask` additive
-    /// `(b, 1, 1, s)`. Returns `(b, sq, h)`. `xq` is `x` itself, or a prefix of its rows when
+    /// `(b, 1, 1, s)` (per key) or `(b, 1, sq, s)` (per query and key). Returns `(b, sq, h)`.
+    /// `xq` is `x` itself, or a prefix of its rows when
     /// only those outputs are needed (the last layer under CLS pooling).
     fn forward(
         &self,
@@ -229,7 +230,10 @@ impl SelfAttention {
     ) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let sq = xq.dim(1)?;
-        if crate::fused::supported(x) && self.query.weight.device().is_cpu() {
+        // A per-query mask `(b, 1, sq, s)` (causal) takes the composite path; the fused kernel
+        // handles per-key masks `(b, 1, 1, s)`.
+        let per_key_mask = mask.is_none_or(|m| m.dims().get(2) == Some(&1));
+        if per_key_mask && crate::fused::supported(x) && self.query.weight.device().is_cpu() {
             // One op for scores, mask, softmax, dropout and the weighted sum (same maths).
             let mask = match mask {
                 Some(m) => Some(std::sync::Arc::new(
@@ -271,7 +275,7 @@ impl SelfAttention {
 }
 
 #[derive(Debug, Clone)]
-struct Layer {
+pub(crate) struct Layer {
     attention: SelfAttention,
     attention_output: Linear,
     attention_norm: LayerNorm,
@@ -283,7 +287,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
+    pub(crate) fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         let std = cfg.initializer_range;
         let att = pb.pp("attention");
@@ -308,7 +312,12 @@ impl Layer {
         })
     }
 
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         self.forward_rows(x, x, mask, ctx)
     }
 

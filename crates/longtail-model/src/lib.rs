@@ -27,6 +27,7 @@
 //! ```
 
 pub mod bert;
+pub mod causal;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod params;
 pub mod pretrained;
 
 pub use bert::{cls_state, extended_attention_mask, mean_pool, BertModel};
+pub use causal::CausalEncoder;
 pub use checkpoint::{Checkpoint, TrainingArgs};
 pub use classifier::{BertForSequenceClassification, ClassifierOptions};
 pub use config::{BertConfig, HiddenAct, Pooling};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use longtail_interest::{train_interest, Event, TrainInterestConfig};
+use longtail_interest::{train_interest, Architecture, Event, ItemFeatures, TrainInterestConfig};
 use longtail_train::SchedulerType;
 
 use crate::cli::{defaults, value_name};
@@ -18,6 +18,12 @@ pub struct TrainInterestArgs {
     /// Prepared dataset directory (items.jsonl, interactions.csv).
     #[arg(long)]
     pub data: PathBuf,
+    /// User model: `sequence` (a causal transformer over item vectors made from frozen text
+    /// embeddings, trained on next-item with a full-catalogue softmax) or `bi-encoder` (the
+    /// encoder fine-tuned on next-item pairs; user = pooled item embeddings). A resumed run
+    /// keeps its checkpoint's.
+    #[arg(long, value_enum, default_value_t = defaults::train_interest().architecture)]
+    pub architecture: Architecture,
     /// Start model: directory (base MiniLM or a `longtail train` checkpoint) or hub id.
     #[arg(long)]
     pub model: Option<String>,
@@ -34,7 +40,8 @@ pub struct TrainInterestArgs {
     /// Field template rendering an item.
     #[arg(long, default_value_t = defaults::train_interest().template)]
     pub template: String,
-    /// Next-item pairs per step (the in-batch negatives are the other pairs' targets).
+    /// Per step: user sequences (sequence) or next-item pairs (bi-encoder, whose in-batch
+    /// negatives are the other pairs' targets).
     #[arg(long, default_value_t = defaults::train_interest().batch_size)]
     pub batch_size: usize,
     /// Optimizer updates.
@@ -55,7 +62,7 @@ pub struct TrainInterestArgs {
     /// Clip the global gradient L2 norm to this value.
     #[arg(long, default_value_t = defaults::train_interest().max_grad_norm)]
     pub max_grad_norm: f64,
-    /// Softmax temperature of the InfoNCE logits (cosine / T).
+    /// Softmax temperature of the logits (cosine / T).
     #[arg(long, default_value_t = defaults::train_interest().temperature)]
     pub temperature: f64,
     /// Disable the logQ popularity correction of the in-batch softmax.
@@ -74,7 +81,7 @@ pub struct TrainInterestArgs {
     /// Steps between recomputations of the item embeddings that form user vectors.
     #[arg(long, default_value_t = defaults::train_interest().refresh_every)]
     pub refresh_every: u64,
-    /// Steps between validation Recall@10 measurements (0 = only the initial one).
+    /// Steps between validation measurements (NDCG@10 / Recall@10; 0 = only the initial one).
     #[arg(long, default_value_t = defaults::train_interest().eval_every)]
     pub eval_every: u64,
     /// Validation users scored per measurement (0 = all).
@@ -92,6 +99,45 @@ pub struct TrainInterestArgs {
     /// Seed of the data order, dropout and calibration sampling.
     #[arg(long, default_value_t = defaults::train_interest().seed)]
     pub seed: u64,
+    /// [sequence] Item vector: `text` (adaptor over the text embedding), `id` (ID embeddings
+    /// only: SASRec, the collaborative baseline) or `text-id` (text + an ID embedding for items
+    /// with >= --id-min-count training interactions).
+    #[arg(long, value_enum, default_value_t = defaults::train_interest().item_features, help_heading = "Sequence model")]
+    pub item_features: ItemFeatures,
+    /// [sequence] Training interactions an item needs for an ID embedding (`text-id`).
+    #[arg(long, default_value_t = defaults::train_interest().id_min_count, help_heading = "Sequence model")]
+    pub id_min_count: u64,
+    /// [sequence] Width of the item vectors and the transformer.
+    #[arg(long, default_value_t = defaults::train_interest().hidden_size, help_heading = "Sequence model")]
+    pub hidden_size: usize,
+    /// [sequence] Transformer layers.
+    #[arg(long, default_value_t = defaults::train_interest().num_hidden_layers, help_heading = "Sequence model")]
+    pub num_hidden_layers: usize,
+    /// [sequence] Attention heads per layer.
+    #[arg(long, default_value_t = defaults::train_interest().num_attention_heads, help_heading = "Sequence model")]
+    pub num_attention_heads: usize,
+    /// [sequence] Most recent history items the transformer reads.
+    #[arg(long, default_value_t = defaults::train_interest().max_history, help_heading = "Sequence model")]
+    pub max_history: usize,
+    /// [sequence] Dropout on the transformer's inputs and layer outputs.
+    #[arg(long, default_value_t = defaults::train_interest().hidden_dropout_prob, help_heading = "Sequence model")]
+    pub hidden_dropout_prob: f64,
+    /// [sequence] Dropout on the attention probabilities.
+    #[arg(long, default_value_t = defaults::train_interest().attention_probs_dropout_prob, help_heading = "Sequence model")]
+    pub attention_probs_dropout_prob: f64,
+    /// [sequence] Stop after this many evaluations without a better validation NDCG@10
+    /// (0 = never); the checkpoint is the best evaluation's model.
+    #[arg(long, default_value_t = defaults::train_interest().early_stopping_patience, help_heading = "Sequence model")]
+    pub early_stopping_patience: u64,
+    /// [sequence] Text embedding cache file: reused when its catalogue hash matches (same
+    /// items, text, template, max_len), else computed and written.
+    #[arg(long, help_heading = "Sequence model")]
+    pub embedding_cache: Option<PathBuf>,
+    /// [sequence] Popularity prior in the training softmax, `cos/T + b log q(item)` (q = the
+    /// item's share of training targets; scoring uses the cosine alone): 0 learns raw
+    /// next-item probabilities, 1 their lift over popularity (more tail items ranked high).
+    #[arg(long, default_value_t = defaults::train_interest().logq_weight, help_heading = "Sequence model")]
+    pub logq_weight: f64,
 }
 
 pub fn run(a: TrainInterestArgs) -> Result<()> {
@@ -104,6 +150,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         )?,
     };
     let cfg = TrainInterestConfig {
+        architecture: a.architecture,
         data: a.data,
         model,
         out: a.out,
@@ -129,6 +176,17 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         use_all_interactions: a.use_all_interactions,
         infer_batch_size: a.infer_batch_size,
         seed: a.seed,
+        item_features: a.item_features,
+        id_min_count: a.id_min_count,
+        hidden_size: a.hidden_size,
+        num_hidden_layers: a.num_hidden_layers,
+        num_attention_heads: a.num_attention_heads,
+        max_history: a.max_history,
+        hidden_dropout_prob: a.hidden_dropout_prob,
+        attention_probs_dropout_prob: a.attention_probs_dropout_prob,
+        early_stopping_patience: a.early_stopping_patience,
+        embedding_cache: a.embedding_cache,
+        logq_weight: a.logq_weight,
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
     let outcome = train_interest(&cfg, &mut |e| match e {
@@ -145,6 +203,12 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         outcome.steps, outcome.train_pairs, outcome.seconds
     );
     if let (Some(a), Some(b)) = (&outcome.initial, &outcome.last) {
+        if b.ndcg_at_10 > 0.0 {
+            println!(
+                "validation NDCG@10 {:.4} -> {:.4} (best), Recall@10 {:.4} -> {:.4}",
+                a.ndcg_at_10, b.ndcg_at_10, a.recall_at_10, b.recall_at_10
+            );
+        }
         println!(
             "validation Recall@10 {:.4} -> {:.4}, tail {:.4} -> {:.4} ({} users)",
             a.recall_at_10, b.recall_at_10, a.tail_recall_at_10, b.tail_recall_at_10, b.users

@@ -1,0 +1,585 @@
+//! `train-interest --architecture sequence`: trains [`SequenceModel`] on next-item prediction
+//! with a softmax over the whole catalogue, early-stopped on validation NDCG@10.
+//!
+//! * Item text embeddings: the encoder's mean-pooled, L2-normalised embedding of every item,
+//!   computed once with the inference kernels (cached in the checkpoint, keyed by a hash of
+//!   the catalogue text). The encoder is frozen.
+//! * Data: each user's training prefix under leave-last-out (or the whole sequence with
+//!   `use_all_interactions`); its last `max_history + 1` items form one training sequence in
+//!   which every position predicts the next item.
+//! * The checkpoint is written at every validation improvement (weights, optimizer moments,
+//!   step, dropout stream, calibration): it is the best model, and resuming from it continues
+//!   exactly where that model was.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use longtail_data::{Label, PreparedDataset};
+use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
+use longtail_model::DropoutRngState;
+use longtail_rec::{top_k_excluding, Interactions};
+use longtail_train::{
+    epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
+    StepDriver, TrainerState,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::Platt;
+use crate::error::{InterestError, Result};
+use crate::model::{
+    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel,
+    UserRepr, INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
+};
+use crate::sequence::{
+    next_item_loss, ItemFeatures, SequenceMeta, SequenceModel, SEQUENCE_WEIGHTS_FILE,
+};
+use crate::train::{Event, TrainInterestConfig, TrainInterestOutcome, ValMetrics, TRAIN_ARGS_FILE};
+
+/// The dropout stream's state, saved with the checkpoint for an exact resume.
+const DROPOUT_STATE_FILE: &str = "sequence_dropout_state.json";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct DropoutState {
+    encoder: DropoutRngState,
+}
+
+/// Validation ranking metrics of a sequence model (full ranking, training items excluded).
+pub fn validate(
+    model: &SequenceModel,
+    items: &Tensor,
+    inter: &Interactions,
+    tail: &[bool],
+    limit: usize,
+) -> Result<Option<ValMetrics>> {
+    let mut users = Vec::new();
+    for u in 0..inter.seqs.len() {
+        if limit > 0 && users.len() >= limit {
+            break;
+        }
+        if inter.targets(u).is_some() {
+            users.push(u);
+        }
+    }
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let items_n = crate::sequence::l2_normalise(items)?;
+    let mut m = ValMetrics::default();
+    let (mut tail_hits, mut head_hits, mut hits, mut ndcg) = (0usize, 0usize, 0usize, 0f64);
+    for chunk in users.chunks(512) {
+        let hists: Vec<&[usize]> = chunk.iter().map(|&u| inter.train_prefix(u)).collect();
+        let uv = model.user_vectors(items, &hists)?;
+        let scores = uv.matmul(&items_n.t()?)?.to_vec2::<f32>()?;
+        for ((&u, hist), s) in chunk.iter().zip(&hists).zip(&scores) {
+            let t = inter.targets(u).expect("evaluated users have targets").validation;
+            let top = top_k_excluding(s, 10, hist);
+            let rank = top.iter().position(|&(i, _)| i == t);
+            m.users += 1;
+            if let Some(r) = rank {
+                hits += 1;
+                ndcg += 1.0 / (r as f64 + 2.0).log2();
+            }
+            if tail[t] {
+                m.tail_targets += 1;
+                tail_hits += usize::from(rank.is_some());
+            } else {
+                head_hits += usize::from(rank.is_some());
+            }
+        }
+    }
+    m.recall_at_10 = hits as f64 / m.users as f64;
+    m.ndcg_at_10 = ndcg / m.users as f64;
+    m.tail_recall_at_10 = tail_hits as f64 / m.tail_targets.max(1) as f64;
+    m.head_recall_at_10 = head_hits as f64 / (m.users - m.tail_targets).max(1) as f64;
+    Ok(Some(m))
+}
+
+/// Platt calibration of `P(interest)` on validation positives vs sampled unseen items.
+fn calibrate(
+    model: &SequenceModel,
+    items: &Tensor,
+    inter: &Interactions,
+    negatives: usize,
+    seed: u64,
+) -> Result<Option<Platt>> {
+    let users: Vec<usize> = (0..inter.seqs.len())
+        .filter(|&u| inter.targets(u).is_some())
+        .collect();
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let items_n = crate::sequence::l2_normalise(items)?;
+    let mut user_rows = Vec::new();
+    for chunk in users.chunks(512) {
+        let hists: Vec<&[usize]> = chunk.iter().map(|&u| inter.train_prefix(u)).collect();
+        user_rows.extend(model.user_vectors(items, &hists)?.to_vec2::<f32>()?);
+    }
+    let item_rows = items_n.to_vec2::<f32>()?;
+    Ok(crate::train::fit_calibration_with(
+        inter,
+        item_rows.len(),
+        &|u_pos: usize, item: usize| {
+            user_rows[u_pos]
+                .iter()
+                .zip(&item_rows[item])
+                .map(|(a, b)| f64::from(a * b))
+                .sum()
+        },
+        &users,
+        negatives,
+        seed,
+    ))
+}
+
+/// The text embeddings of the catalogue from `encoder_src` (cached under `cache` by items
+/// hash).
+fn text_embeddings(
+    encoder_src: &str,
+    items: &[longtail_data::PreparedItem],
+    max_len: usize,
+    template: &str,
+    cache: Option<&Path>,
+    batch_size: usize,
+) -> Result<(InterestModel, Vec<f32>, usize, String, bool)> {
+    let model = InterestModel::load(encoder_src, max_len, template)?;
+    let hash = items_hash(items, model.tokenizer.max_len(), template);
+    if let Some(path) = cache {
+        if let Some((emb, dim)) = load_item_embeddings(path, &hash)? {
+            if emb.len() == dim * items.len() {
+                return Ok((model, emb, dim, hash, true));
+            }
+        }
+    }
+    let encoded = model.encode_items(items)?;
+    let emb = model.embed_items(&encoded, batch_size)?;
+    let dim = model.dim();
+    Ok((model, emb, dim, hash, false))
+}
+
+/// The sequences of batch `b` of `epoch`: a seeded shuffle, stably sorted by length so a batch
+/// holds sequences of similar length (little padding; the median user has 5 training items
+/// and the longest 50), cut into batches whose order is shuffled again. A function of
+/// `(seed, epoch, b)` only, so a resumed run picks up the same batches.
+pub fn epoch_batch(
+    lens: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+    b: usize,
+) -> Vec<usize> {
+    let mut order = epoch_permutation(lens.len(), seed, epoch);
+    order.sort_by_key(|&i| lens[i]);
+    let n_batches = lens.len().div_ceil(batch_size);
+    let batch_order = epoch_permutation(n_batches, seed ^ 0xba7c4, epoch);
+    let k = batch_order[b];
+    order[k * batch_size..((k + 1) * batch_size).min(order.len())].to_vec()
+}
+
+pub fn train_sequence(
+    cfg: &TrainInterestConfig,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainInterestOutcome> {
+    let start = Instant::now();
+    if cfg.batch_size == 0 {
+        return Err(InterestError::invalid("batch_size must be >= 1"));
+    }
+    let data = PreparedDataset::load(&cfg.data)?;
+    let item_ids: Vec<String> = data.items.iter().map(|i| i.item_id.clone()).collect();
+    let item_index: HashMap<String, usize> = longtail_rec::interactions::index_of(&item_ids);
+    let inter = Interactions::load(
+        &cfg.data.join(longtail_data::INTERACTIONS_FILE),
+        &item_index,
+    )?;
+    progress(Event::Message(&format!(
+        "{} items, {} users, {} interactions ({} rows with unknown items, {} repeats skipped)",
+        data.items.len(),
+        inter.users.len(),
+        inter.kept(),
+        inter.rejected,
+        inter.duplicates
+    )));
+    let tail: Vec<bool> = data.items.iter().map(|i| i.label == Label::Tail).collect();
+    let seq_of = |u: usize| -> &[usize] {
+        if cfg.use_all_interactions {
+            &inter.seqs[u]
+        } else {
+            inter.train_prefix(u)
+        }
+    };
+
+    // What a resumed run inherits: the settings, the ID rows and the encoder.
+    let prev: Option<InterestMeta> = match &cfg.resume_from {
+        Some(dir) => Some(longtail_fs::read_json(&dir.join(INTEREST_FILE))?),
+        None => None,
+    };
+    let prev_seq = match &prev {
+        Some(p) => Some(p.sequence.clone().ok_or_else(|| {
+            InterestError::invalid(
+                "--resume-from: the checkpoint is a bi-encoder; resume it with \
+                 --architecture bi-encoder",
+            )
+        })?),
+        None => None,
+    };
+    let (max_len, template) = match &prev {
+        Some(p) => (p.max_len, p.template.clone()),
+        None => (cfg.max_len, cfg.template.clone()),
+    };
+    let features = prev_seq
+        .as_ref()
+        .map_or(cfg.item_features, |s| s.item_features);
+
+    // Text embeddings (frozen encoder).
+    let t0 = Instant::now();
+    let text = if features.uses_text() {
+        let (src, cache) = match &cfg.resume_from {
+            Some(dir) => (
+                dir.to_string_lossy().into_owned(),
+                Some(
+                    cfg.embedding_cache
+                        .clone()
+                        .unwrap_or_else(|| dir.join(ITEM_EMBEDDINGS_FILE)),
+                ),
+            ),
+            None => (cfg.model.clone(), cfg.embedding_cache.clone()),
+        };
+        let (encoder, emb, dim, hash, hit) = text_embeddings(
+            &src,
+            &data.items,
+            max_len,
+            &template,
+            cache.as_deref(),
+            cfg.infer_batch_size,
+        )?;
+        if let (Some(path), false) = (&cfg.embedding_cache, hit) {
+            save_item_embeddings(path, &emb, dim, &hash)?;
+        }
+        progress(Event::Message(&format!(
+            "text embeddings of {} items ({dim}-d{}) in {:.1}s",
+            data.items.len(),
+            if hit { ", cached" } else { "" },
+            t0.elapsed().as_secs_f64()
+        )));
+        Some((encoder, emb, dim, hash))
+    } else {
+        None
+    };
+
+    // ID rows: items with enough training interactions (fixed at the first run).
+    let meta = match &prev_seq {
+        Some(s) => s.clone(),
+        None => {
+            let mut counts = vec![0u64; item_ids.len()];
+            for u in 0..inter.seqs.len() {
+                for &i in seq_of(u) {
+                    counts[i] += 1;
+                }
+            }
+            // SASRec gives every trained item an ID; text + ID only the frequent ones.
+            let min = match features {
+                ItemFeatures::Id => 1,
+                _ => cfg.id_min_count.max(1),
+            };
+            let id_items: Vec<String> = if features.uses_id() {
+                (0..item_ids.len())
+                    .filter(|&i| counts[i] >= min)
+                    .map(|i| item_ids[i].clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut enc = longtail_model::BertConfig::tiny(
+                1,
+                cfg.hidden_size,
+                cfg.num_hidden_layers,
+                cfg.num_attention_heads,
+            );
+            enc.intermediate_size = cfg.hidden_size * 4;
+            enc.max_position_embeddings = cfg.max_history;
+            enc.hidden_dropout_prob = cfg.hidden_dropout_prob;
+            enc.attention_probs_dropout_prob = cfg.attention_probs_dropout_prob;
+            enc.initializer_range = 0.02;
+            enc.layer_norm_eps = 1e-12;
+            enc.model_type = None;
+            SequenceMeta {
+                item_features: features,
+                text_dim: text.as_ref().map_or(0, |t| t.2),
+                encoder: enc,
+                temperature: cfg.temperature,
+                id_min_count: min,
+                id_items,
+            }
+        }
+    };
+    progress(Event::Message(&format!(
+        "sequence model: item features {}, {} items with an ID embedding, width {}, {} layers, \
+         {} heads, history {}",
+        meta.item_features,
+        meta.id_items.len(),
+        meta.hidden_size(),
+        meta.encoder.num_hidden_layers,
+        meta.encoder.num_attention_heads,
+        meta.max_history()
+    )));
+    let model = match &cfg.resume_from {
+        Some(dir) => SequenceModel::load(meta.clone(), &dir.join(SEQUENCE_WEIGHTS_FILE))?,
+        None => SequenceModel::new(meta.clone(), cfg.seed)?,
+    };
+    let view = model.view(&item_ids, text.as_ref().map(|t| t.1.as_slice()))?;
+    let step0 = prev.as_ref().map_or(0, |p| p.global_step);
+    if let Some(dir) = &cfg.resume_from {
+        if let Ok(s) = longtail_fs::read_json::<DropoutState>(&dir.join(DROPOUT_STATE_FILE)) {
+            model.encoder().set_dropout_rng_state(s.encoder);
+        }
+    }
+
+    // Training sequences.
+    let seqs: Vec<usize> = (0..inter.seqs.len())
+        .filter(|&u| seq_of(u).len() >= 2)
+        .collect();
+    if seqs.is_empty() {
+        return Err(InterestError::invalid(
+            "no training sequences (every user needs >= 2 training interactions)",
+        ));
+    }
+
+    let spec = ParamGroupSpec::new(cfg.weight_decay);
+    let adam_cfg = AdamWConfig {
+        learning_rate: cfg.learning_rate,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let opt = AdamW::with_spec(longtail_model::named_vars(&model.varmap), adam_cfg, &spec)?;
+    let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
+    let schedule = LrSchedule::from_args(
+        scheduler,
+        cfg.learning_rate,
+        step0 + cfg.max_steps,
+        0,
+        cfg.warmup_ratio,
+    )?;
+    let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
+    match &cfg.resume_from {
+        Some(dir) if dir.join(OPTIMIZER_JSON_FILE).is_file() => driver.restore(dir, step0)?,
+        _ => driver = driver.starting_at(step0),
+    }
+    let mut state = TrainerState {
+        max_steps: step0 + cfg.max_steps,
+        train_batch_size: Some(cfg.batch_size as u64),
+        logging_steps: cfg.eval_every,
+        eval_steps: cfg.eval_every,
+        ..Default::default()
+    };
+    if let Some(dir) = &cfg.resume_from {
+        if let Ok(prev_state) = TrainerState::load(&dir.join(TRAINER_STATE_FILE)) {
+            state.log_history = prev_state.log_history;
+            state.num_samples_seen = prev_state.num_samples_seen;
+        }
+    }
+    state.global_step = step0;
+
+    let evaluate = !cfg.use_all_interactions && cfg.eval_every > 0;
+    let initial = if evaluate {
+        let items = model.item_vectors(&view)?;
+        validate(&model, &items, &inter, &tail, cfg.eval_users)?
+    } else {
+        None
+    };
+    if let Some(m) = &initial {
+        progress(Event::Message(&format!(
+            "step {step0}: validation NDCG@10 {:.4}, Recall@10 {:.4} (tail {:.4}, head {:.4})",
+            m.ndcg_at_10, m.recall_at_10, m.tail_recall_at_10, m.head_recall_at_10
+        )));
+    }
+
+    let calib_prev = prev.as_ref().and_then(|p| p.calibration);
+    let base_meta = InterestMeta {
+        format_version: 1,
+        architecture: crate::model::Architecture::Sequence,
+        init_model: prev
+            .as_ref()
+            .map_or(cfg.model.clone(), |p| p.init_model.clone()),
+        max_len: text
+            .as_ref()
+            .map_or(max_len, |t| t.0.tokenizer.max_len()),
+        template: template.clone(),
+        pooling: "mean".into(),
+        temperature: meta.temperature,
+        logq_correction: false,
+        user: UserRepr {
+            history_len: meta.max_history(),
+            recency_decay: 1.0,
+        },
+        frozen_layers: 0,
+        calibration: calib_prev,
+        calibration_negatives: cfg.calibration_negatives,
+        global_step: step0,
+        sequence: Some(meta.clone()),
+    };
+    let save = |driver: &StepDriver,
+                state: &TrainerState,
+                calibration: Option<Platt>|
+     -> Result<()> {
+        let mut m = base_meta.clone();
+        m.global_step = state.global_step;
+        m.calibration = calibration;
+        let dropout = DropoutState {
+            encoder: model.encoder().dropout_rng_state(),
+        };
+        if let Some(parent) = cfg.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| InterestError::io(parent, e))?;
+        }
+        longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
+            if let Some((encoder, emb, dim, hash)) = &text {
+                encoder.save_weights(tmp)?;
+                save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, *dim, hash)?;
+            }
+            model.save(&tmp.join(SEQUENCE_WEIGHTS_FILE))?;
+            longtail_fs::write_json_atomic(&tmp.join(INTEREST_FILE), &m)?;
+            longtail_fs::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
+            longtail_fs::write_json_atomic(&tmp.join(DROPOUT_STATE_FILE), &dropout)?;
+            driver.save_state(tmp)?;
+            state.save(&tmp.join(TRAINER_STATE_FILE))?;
+            Ok(())
+        })
+    };
+
+    // The popularity correction `b log q` of the training logits (q: share of the targets).
+    let log_q = if cfg.logq_weight != 0.0 {
+        let mut counts = vec![0f64; item_ids.len()];
+        for &u in &seqs {
+            for &i in &seq_of(u)[1..] {
+                counts[i] += 1.0;
+            }
+        }
+        let total: f64 = counts.iter().sum();
+        let v: Vec<f32> = counts
+            .iter()
+            .map(|&c| (cfg.logq_weight * (c.max(0.5) / total).ln()) as f32)
+            .collect();
+        Some(Tensor::from_vec(v, item_ids.len(), &candle_core::Device::Cpu)?)
+    } else {
+        None
+    };
+    let per_epoch = seqs.len().div_ceil(cfg.batch_size);
+    let seq_lens: Vec<usize> = seqs
+        .iter()
+        .map(|&u| seq_of(u).len().min(meta.max_history() + 1))
+        .collect();
+    // The first evaluation always counts as an improvement: a fresh model's starting point is
+    // random, and a resumed run trains on new data, where the old score is no bar.
+    let mut best: Option<ValMetrics> = None;
+    let mut best_step = step0;
+    let mut bad_evals = 0u64;
+    let mut saved = false;
+    let mut step = 0u64;
+    let t_train = Instant::now();
+    let mut seen = 0usize;
+    while step < cfg.max_steps {
+        // The position in the data order follows the global step, so a resumed run continues
+        // the permutation where the checkpoint left it.
+        let g = driver.global_step();
+        let epoch = g / per_epoch as u64;
+        let b = (g % per_epoch as u64) as usize;
+        let chunk = epoch_batch(&seq_lens, cfg.batch_size, cfg.seed, epoch, b);
+        let batch: Vec<&[usize]> = chunk.iter().map(|&i| seq_of(seqs[i])).collect();
+        let report = driver.step(1, |_| -> Result<Tensor> {
+            next_item_loss(&model, &view, &batch, log_q.as_ref(), true)
+        })?;
+        step += 1;
+        seen += batch.len();
+        state.global_step = report.step;
+        state.num_samples_seen += batch.len() as u64;
+        state.epoch = report.step as f64 / per_epoch as f64;
+        progress(Event::Step {
+            step,
+            max: cfg.max_steps,
+            loss: report.loss,
+        });
+        let mut entry = LogEntry::new(state.global_step, state.epoch)
+            .with("loss", report.loss)
+            .with("learning_rate", report.learning_rate)
+            .with("grad_norm", report.grad_norm);
+        let eval_now = evaluate && (step % cfg.eval_every == 0 || step == cfg.max_steps);
+        if eval_now {
+            let items = model.item_vectors(&view)?;
+            if let Some(m) = validate(&model, &items, &inter, &tail, cfg.eval_users)? {
+                entry = entry
+                    .with("eval_ndcg_at_10", m.ndcg_at_10)
+                    .with("eval_recall_at_10", m.recall_at_10)
+                    .with("eval_tail_recall_at_10", m.tail_recall_at_10)
+                    .with("eval_head_recall_at_10", m.head_recall_at_10);
+                let improved = best.as_ref().is_none_or(|b| m.ndcg_at_10 > b.ndcg_at_10);
+                progress(Event::Message(&format!(
+                    "step {}: loss {:.4}, validation NDCG@10 {:.4}, Recall@10 {:.4} (tail {:.4}, \
+                     head {:.4}){}, {:.0} sequences/s",
+                    state.global_step,
+                    report.loss,
+                    m.ndcg_at_10,
+                    m.recall_at_10,
+                    m.tail_recall_at_10,
+                    m.head_recall_at_10,
+                    if improved { " *" } else { "" },
+                    seen as f64 / t_train.elapsed().as_secs_f64()
+                )));
+                state.log(entry.clone());
+                if improved {
+                    best = Some(m);
+                    best_step = state.global_step;
+                    bad_evals = 0;
+                    let calibration = calibrate(
+                        &model,
+                        &items,
+                        &inter,
+                        cfg.calibration_negatives,
+                        cfg.seed,
+                    )?;
+                    save(&driver, &state, calibration)?;
+                    saved = true;
+                } else {
+                    bad_evals += 1;
+                    if cfg.early_stopping_patience > 0
+                        && bad_evals >= cfg.early_stopping_patience
+                    {
+                        progress(Event::Message(&format!(
+                            "early stopping: no improvement in {bad_evals} evaluations; best \
+                             step {best_step}"
+                        )));
+                        break;
+                    }
+                }
+                continue;
+            }
+        }
+        state.log(entry);
+    }
+    if !saved {
+        // No evaluation (or none improved on the start): the last state is the model.
+        let calibration = if cfg.use_all_interactions {
+            calib_prev
+        } else {
+            let items = model.item_vectors(&view)?;
+            calibrate(&model, &items, &inter, cfg.calibration_negatives, cfg.seed)?
+        };
+        save(&driver, &state, calibration)?;
+        best_step = state.global_step;
+    }
+    let calibration = longtail_fs::read_json::<InterestMeta>(&cfg.out.join(INTEREST_FILE))?
+        .calibration;
+    progress(Event::Message(&format!(
+        "checkpoint: step {best_step} ({:.0}s of training)",
+        t_train.elapsed().as_secs_f64()
+    )));
+    Ok(TrainInterestOutcome {
+        steps: step,
+        seconds: start.elapsed().as_secs_f64(),
+        train_pairs: seqs.iter().map(|&u| seq_of(u).len() - 1).sum(),
+        initial,
+        last: best,
+        calibration,
+        out: cfg.out.clone(),
+    })
+}
+

@@ -21,6 +21,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The bi-encoder architecture on the tiny world.
 fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
     run_ok(
         longtail()
@@ -30,6 +31,8 @@ fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
             .arg("--out")
             .arg(out)
             .args([
+                "--architecture",
+                "bi-encoder",
                 "--max-len",
                 "16",
                 "--batch-size",
@@ -451,4 +454,202 @@ fn train_interest_resume_continues_the_learning_rate_schedule() {
         "steps 4-6: same learning rates"
     );
     assert!(resumed[3].1 > 0.0, "no second warmup from 0: {resumed:?}");
+}
+
+/// The sequence architecture (the default) on the tiny world.
+fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
+    run_ok(
+        longtail()
+            .arg("train-interest")
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--max-len",
+                "16",
+                "--batch-size",
+                "8",
+                "--learning-rate",
+                "1e-2",
+                "--hidden-size",
+                "16",
+                "--num-attention-heads",
+                "2",
+                "--max-history",
+                "6",
+                "--id-min-count",
+                "2",
+                "--eval-users",
+                "0",
+                "--calibration-negatives",
+                "5",
+                "--seed",
+                "3",
+            ])
+            .args(extra),
+    );
+}
+
+fn interest_meta(ckpt: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(ckpt.join("interest.json")).unwrap()).unwrap()
+}
+
+/// `train-interest --architecture sequence` (text + ID), `--item-features id` (SASRec),
+/// `recommend` from the sequence checkpoint, and `eval-rec` with both: the served model, the
+/// frozen-text rows of its text embeddings, and the SASRec row.
+#[test]
+fn sequence_model_trains_recommends_and_is_evaluated_next_to_sasrec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let model = model.to_str().unwrap();
+    let data = prepared(tmp.path());
+    let ckpt = tmp.path().join("seq");
+    train_sequence(
+        &data,
+        &ckpt,
+        &["--model", model, "--max-steps", "6", "--eval-every", "2"],
+    );
+    for f in [
+        "interest.json",
+        "sequence.safetensors",
+        "model.safetensors",
+        "tokenizer.json",
+        "item_embeddings.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(ckpt.join(f).is_file(), "missing {f}");
+    }
+    let meta = interest_meta(&ckpt);
+    assert_eq!(meta["architecture"], "sequence");
+    assert_eq!(meta["sequence"]["item_features"], "text-id");
+    assert!(meta["calibration"]["a"].as_f64().unwrap().is_finite());
+    let w = tensors(&ckpt.join("sequence.safetensors"));
+    assert!(w.contains_key("adaptor.dense.weight"));
+    assert!(w.contains_key("item_id_embeddings.weight"));
+    assert!(w.contains_key("encoder.layer.0.attention.self.query.weight"));
+
+    // SASRec: ID embeddings only, no text encoder in the checkpoint.
+    let sasrec = tmp.path().join("sasrec");
+    train_sequence(
+        &data,
+        &sasrec,
+        &[
+            "--item-features",
+            "id",
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "2",
+        ],
+    );
+    assert!(!sasrec.join("model.safetensors").exists());
+    assert!(!tensors(&sasrec.join("sequence.safetensors")).contains_key("adaptor.dense.weight"));
+
+    // recommend: seen items excluded, explanations from the history, probabilities.
+    let recs = tmp.path().join("out/recs.jsonl");
+    recommend(&ckpt, &data, &recs, &["--keep-user-ids"]);
+    let hist = histories(&data);
+    let lines = read_jsonl(&recs);
+    assert_eq!(lines.len(), hist.len());
+    for line in &lines {
+        let seen = &hist[line["user"].as_str().unwrap()];
+        let list = line["recommendations"].as_array().unwrap();
+        assert_eq!(list.len(), 5);
+        for r in list {
+            assert!(!seen.contains(r["item_id"].as_str().unwrap()));
+            assert!(seen.contains(r["because_of"].as_str().unwrap()));
+            assert!((0.0..=1.0).contains(&r["p_interest"].as_f64().unwrap()));
+        }
+    }
+
+    let report = tmp.path().join("rec/report.json");
+    run_ok(
+        longtail()
+            .arg("eval-rec")
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .arg("--compare")
+            .arg(format!("sasrec={}", sasrec.display()))
+            .arg("--report")
+            .arg(&report),
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for m in [
+        "longtail",
+        "text-last-item",
+        "text-last-item+ease",
+        "sasrec",
+        "ease",
+        "item_knn",
+        "most_popular",
+    ] {
+        assert!(r["models"][m].is_object(), "model {m} missing");
+    }
+    let curves: Vec<&str> = r["tradeoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["model"].as_str().unwrap())
+        .collect();
+    assert!(curves.contains(&"longtail"), "{curves:?}");
+}
+
+/// A sequence run resumed from its checkpoint ends with the same weights as one
+/// uninterrupted run of the same total length (data order, dropout stream and optimizer
+/// moments all continue), and `--resume-from` adds the steps.
+#[test]
+fn sequence_resume_is_bit_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let model = model.to_str().unwrap();
+    let data = prepared(tmp.path());
+    // A constant learning rate: a 3-step run's linear schedule would differ from the first
+    // half of a 6-step one (HF semantics), which is not what resuming is about.
+    let common = [
+        "--eval-every",
+        "0",
+        "--hidden-dropout-prob",
+        "0.3",
+        "--lr-scheduler-type",
+        "constant_with_warmup",
+        "--warmup-ratio",
+        "0",
+    ];
+    let straight = tmp.path().join("straight");
+    let args = |steps: &'static str| {
+        let mut a = vec!["--max-steps", steps];
+        a.extend(common);
+        a
+    };
+    let mut a = args("6");
+    a.extend(["--model", model]);
+    train_sequence(&data, &straight, &a);
+    let first = tmp.path().join("first");
+    let mut a = args("3");
+    a.extend(["--model", model]);
+    train_sequence(&data, &first, &a);
+    let resumed = tmp.path().join("resumed");
+    let mut a = args("3");
+    let first_arg = first.to_str().unwrap().to_string();
+    a.extend(["--resume-from", &first_arg]);
+    train_sequence(&data, &resumed, &a);
+
+    assert_eq!(interest_meta(&resumed)["global_step"], 6);
+    let (s, r) = (
+        tensors(&straight.join("sequence.safetensors")),
+        tensors(&resumed.join("sequence.safetensors")),
+    );
+    let f = tensors(&first.join("sequence.safetensors"));
+    assert_eq!(s.len(), r.len());
+    for (name, t) in &s {
+        assert_eq!(max_abs_diff(t, &r[name]), 0.0, "{name} differs after resume");
+    }
+    let moved = s
+        .iter()
+        .any(|(name, t)| max_abs_diff(t, &f[name]) > 0.0);
+    assert!(moved, "steps 4-6 changed nothing");
 }

@@ -222,10 +222,7 @@ impl Recommender {
         let (name, mut scores) = match &self.ease {
             None => ("longtail", cosines.clone()),
             Some((ease, weight)) => {
-                let interest = InterestScorer {
-                    index: &self.index,
-                    name: "longtail".into(),
-                };
+                let interest = InterestScorer::new(&self.index, "longtail");
                 let blend = ZBlend {
                     name: "longtail+ease".into(),
                     a: &interest,

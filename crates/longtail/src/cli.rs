@@ -147,10 +147,11 @@ pub enum Command {
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),
-    /// Train the user-interest bi-encoder (InfoNCE with in-batch negatives and logQ
-    /// correction) on next-item pairs; writes an interest checkpoint (model.safetensors,
-    /// config.json, tokenizer.json, interest.json, optimizer and trainer state, item
-    /// embeddings).
+    /// Train the user-interest model on next-item prediction: by default a causal transformer
+    /// over item vectors made from frozen text embeddings (+ ID embeddings for frequent items),
+    /// full-catalogue softmax, early-stopped on validation NDCG@10 (see docs/interest.md).
+    /// Writes an interest checkpoint (interest.json, sequence.safetensors, the text encoder,
+    /// its item embeddings, optimizer and trainer state).
     TrainInterest(crate::commands::train_interest::TrainInterestArgs),
     /// Top-K recommendations per user from an interest checkpoint, with head/tail re-ranking,
     /// calibrated P(interest), an explanation per item and pseudonymised user ids.
@@ -454,6 +455,26 @@ pub struct EvalArgs {
     pub no_baselines: bool,
 }
 
+/// `NAME=DIR`: a checkpoint and the row name it gets in a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedCheckpoint {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl std::str::FromStr for NamedCheckpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((name, dir)) if !name.trim().is_empty() && !dir.is_empty() => Ok(Self {
+                name: name.trim().to_string(),
+                dir: PathBuf::from(dir),
+            }),
+            _ => Err(format!("expected NAME=DIR, got {s:?}")),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct EvalRecArgs {
     /// Prepared dataset directory (items.jsonl, interactions.csv, stats.json).
@@ -468,9 +489,16 @@ pub struct EvalRecArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
 
-    /// Interest-model checkpoint to evaluate next to the baselines (needs longtail-interest).
+    /// Interest checkpoint to evaluate next to the baselines (row `longtail`). A sequence
+    /// checkpoint also adds the frozen-text rows of its text embeddings: `text-last-item` (the
+    /// user is their last item's text embedding) and its EASE blend.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+
+    /// More interest checkpoints as plain rows, `NAME=DIR` (repeatable), e.g.
+    /// `--compare sasrec=runs/sasrec` for `train-interest --item-features id`.
+    #[arg(long, value_name = "NAME=DIR")]
+    pub compare: Vec<NamedCheckpoint>,
 
     /// Head/tail rule applied to training interaction counts (pareto:S, quantile:Q, min-count:N).
     #[arg(long, default_value_t = defaults::eval_rec().tail_rule)]

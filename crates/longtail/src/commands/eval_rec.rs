@@ -20,6 +20,18 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         args.ease_lambdas.iter().all(|l| *l > 0.0 && l.is_finite()),
         "--ease-lambdas must be positive numbers"
     );
+    anyhow::ensure!(
+        args.compare.is_empty() || args.checkpoint.is_some(),
+        "--compare needs --checkpoint (the model the others are compared with)"
+    );
+    for c in &args.compare {
+        ensure!(
+            c.dir.join("interest.json").is_file(),
+            "--compare {}={}: no interest.json there",
+            c.name,
+            c.dir.display()
+        );
+    }
     match &args.checkpoint {
         None => eprintln!(
             "no --checkpoint: evaluating the ID baselines only (most_popular, item_knn, ease)"
@@ -65,6 +77,7 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         super::eval_rec_interest::add_interest_models(
             &args.data,
             ckpt,
+            &args.compare,
             &split,
             &segments,
             &opts,

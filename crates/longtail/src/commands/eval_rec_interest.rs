@@ -1,7 +1,14 @@
 //! The interest-model half of `longtail eval-rec --checkpoint`: loads the checkpoint as a
-//! `Scorer` (`longtail`) and hands it to longtail-eval's [`add_blended_models`], which adds the
-//! model, its EASE blend (`longtail+ease`), the blend re-ranked with a tail weight chosen on
-//! validation (`longtail+ease+tail`) and their trade-off curves.
+//! `Scorer` (`longtail`) and adds it to the report.
+//!
+//! * A sequence checkpoint (the served model) is added alone, with its re-ranking trade-off
+//!   curve; its text embeddings also give the frozen-text baseline `text-last-item` (the user
+//!   is their last item's text embedding), which goes through longtail-eval's
+//!   [`add_blended_models`]: `text-last-item+ease` (weight chosen on validation) and
+//!   `text-last-item+ease+tail`.
+//! * A bi-encoder checkpoint goes through [`add_blended_models`] itself (`longtail`,
+//!   `longtail+ease`, `longtail+ease+tail`), as before the sequence model.
+//! * `--compare NAME=DIR` checkpoints are plain rows.
 
 use std::path::Path;
 
@@ -10,11 +17,34 @@ use longtail_data::PreparedDataset;
 use longtail_eval::rec::{add_blended_models, RecOptions, RecReport, Segments};
 use longtail_interest::scorer::InterestScorer;
 use longtail_interest::InterestIndex;
-use longtail_rec::RecSplit;
+use longtail_rec::{ItemIdx, RecSplit, Stage};
+
+use crate::cli::NamedCheckpoint;
+
+/// Every history the evaluation ranks for: each evaluated user at validation and test.
+fn histories(split: &RecSplit) -> Vec<Vec<ItemIdx>> {
+    split
+        .eval_users()
+        .into_iter()
+        .flat_map(|u| [Stage::Validation, Stage::Test].map(|s| split.history(u, s)))
+        .collect()
+}
+
+fn load(data: &PreparedDataset, ckpt: &Path) -> Result<InterestIndex> {
+    let (index, status) = InterestIndex::load(ckpt, &data.items, None, 64)
+        .with_context(|| format!("cannot load interest checkpoint {}", ckpt.display()))?;
+    eprintln!(
+        "  interest checkpoint {} ({}): item embeddings {status:?}",
+        ckpt.display(),
+        index.meta.architecture
+    );
+    Ok(index)
+}
 
 pub fn add_interest_models(
     data: &Path,
     ckpt: &Path,
+    compare: &[NamedCheckpoint],
     split: &RecSplit,
     segments: &Segments,
     opts: &RecOptions,
@@ -22,18 +52,26 @@ pub fn add_interest_models(
 ) -> Result<()> {
     let dataset = PreparedDataset::load(data)
         .with_context(|| format!("cannot load prepared dataset {}", data.display()))?;
-    let (index, status) = InterestIndex::load(ckpt, &dataset.items, None, 64)
-        .with_context(|| format!("cannot load interest checkpoint {}", ckpt.display()))?;
-    eprintln!(
-        "  interest checkpoint {}: item embeddings {status:?}",
-        ckpt.display()
-    );
-    let interest = InterestScorer {
-        index: &index,
-        name: "longtail".into(),
-    };
-    add_blended_models(split, segments, opts, &interest, report, &|line| {
-        eprintln!("  {line}")
-    })?;
+    let log = |line: &str| eprintln!("  {line}");
+    let histories = histories(split);
+    let index = load(&dataset, ckpt)?;
+    let interest = InterestScorer::new(&index, "longtail").precompute(&histories)?;
+    if index.is_sequence() {
+        report.add_model(split, segments, &interest)?;
+        report.add_tradeoff(split, segments, &interest, &opts.knobs)?;
+        log("longtail (sequence model) and its re-ranking trade-off done");
+        if let Some(text) = index.text_last_item() {
+            let text = InterestScorer::new(&text, "text-last-item").precompute(&histories)?;
+            add_blended_models(split, segments, opts, &text, report, &log)?;
+        }
+    } else {
+        add_blended_models(split, segments, opts, &interest, report, &log)?;
+    }
+    for c in compare {
+        let other = load(&dataset, &c.dir)?;
+        let scorer = InterestScorer::new(&other, c.name.clone()).precompute(&histories)?;
+        report.add_model(split, segments, &scorer)?;
+        log(&format!("{} ({}) done", c.name, c.dir.display()));
+    }
     Ok(())
 }

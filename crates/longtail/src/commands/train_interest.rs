@@ -142,11 +142,14 @@ pub struct TrainInterestArgs {
 
 pub fn run(a: TrainInterestArgs) -> Result<()> {
     let resume_from = a.resume_from.clone();
-    let model = match &resume_from {
-        Some(_) => a.model.clone().unwrap_or_default(),
-        None => a.model.clone().context(
-            "--model is required unless --resume-from is given (on the command line, in the \
-             environment or in the config file)",
+    // SASRec (`--item-features id`) reads no text, so it needs no encoder.
+    let needs_model = resume_from.is_none()
+        && !(a.architecture == Architecture::Sequence && a.item_features == ItemFeatures::Id);
+    let model = match needs_model {
+        false => a.model.clone().unwrap_or_default(),
+        true => a.model.clone().context(
+            "--model is required unless --resume-from is given or --item-features is id (on \
+             the command line, in the environment or in the config file)",
         )?,
     };
     let cfg = TrainInterestConfig {

@@ -196,12 +196,10 @@ impl InterestIndex {
             return Ok(histories.iter().map(|h| self.user_vector(h)).collect());
         };
         let non_empty: Vec<&[usize]> = histories.iter().copied().filter(|h| !h.is_empty()).collect();
-        let mut rows = if non_empty.is_empty() {
-            Vec::new()
-        } else {
-            seq.model.user_vectors(&seq.items, &non_empty)?.to_vec2::<f32>()?
-        }
-        .into_iter();
+        let mut rows = seq
+            .model
+            .user_vector_rows(&seq.items, &non_empty)?
+            .into_iter();
         Ok(histories
             .iter()
             .map(|h| if h.is_empty() { None } else { rows.next() })

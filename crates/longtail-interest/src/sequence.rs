@@ -278,6 +278,29 @@ impl SequenceModel {
     }
 }
 
+impl SequenceModel {
+    /// [`Self::user_vectors`] of many histories as rows, in the given order: batched by
+    /// similar length (a batch is padded to its longest history), 256 at a time.
+    pub fn user_vector_rows(
+        &self,
+        items: &Tensor,
+        histories: &[&[usize]],
+    ) -> Result<Vec<Vec<f32>>> {
+        let max = self.meta.max_history();
+        let mut order: Vec<usize> = (0..histories.len()).collect();
+        order.sort_by_key(|&i| histories[i].len().min(max));
+        let mut out = vec![Vec::new(); histories.len()];
+        for chunk in order.chunks(256) {
+            let batch: Vec<&[usize]> = chunk.iter().map(|&i| histories[i]).collect();
+            let rows = self.user_vectors(items, &batch)?.to_vec2::<f32>()?;
+            for (&i, row) in chunk.iter().zip(rows) {
+                out[i] = row;
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Rows divided by their L2 norm (zero rows stay zero).
 pub fn l2_normalise(x: &Tensor) -> Result<Tensor> {
     let norm = x

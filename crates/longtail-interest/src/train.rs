@@ -139,7 +139,13 @@ impl Default for TrainInterestConfig {
 /// Progress events for the command's display.
 pub enum Event<'a> {
     Message(&'a str),
-    Step { step: u64, max: u64, loss: f64 },
+    /// `samples`: training examples (pairs or sequences) seen by this run so far.
+    Step {
+        step: u64,
+        max: u64,
+        loss: f64,
+        samples: u64,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -491,6 +497,7 @@ fn train_bi_encoder(
                 step,
                 max: cfg.max_steps,
                 loss: value,
+                samples: step * cfg.batch_size as u64,
             });
             if step % 10 == 0 {
                 progress(Event::Message(&format!(

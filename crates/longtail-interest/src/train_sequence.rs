@@ -68,10 +68,11 @@ pub fn validate(
     let items_n = crate::sequence::l2_normalise(items)?;
     let mut m = ValMetrics::default();
     let (mut tail_hits, mut head_hits, mut hits, mut ndcg) = (0usize, 0usize, 0usize, 0f64);
-    for chunk in users.chunks(512) {
+    for chunk in users.chunks(1024) {
         let hists: Vec<&[usize]> = chunk.iter().map(|&u| inter.train_prefix(u)).collect();
-        let uv = model.user_vectors(items, &hists)?;
-        let scores = uv.matmul(&items_n.t()?)?.to_vec2::<f32>()?;
+        let rows = model.user_vector_rows(items, &hists)?;
+        let uv = Tensor::from_vec(rows.concat(), (rows.len(), items_n.dim(1)?), items.device())?;
+        let scores = uv.matmul(&items_n.to_dtype(candle_core::DType::F32)?.t()?)?.to_vec2::<f32>()?;
         for ((&u, hist), s) in chunk.iter().zip(&hists).zip(&scores) {
             let t = inter.targets(u).expect("evaluated users have targets").validation;
             let top = top_k_excluding(s, 10, hist);
@@ -111,11 +112,8 @@ fn calibrate(
         return Ok(None);
     }
     let items_n = crate::sequence::l2_normalise(items)?;
-    let mut user_rows = Vec::new();
-    for chunk in users.chunks(512) {
-        let hists: Vec<&[usize]> = chunk.iter().map(|&u| inter.train_prefix(u)).collect();
-        user_rows.extend(model.user_vectors(items, &hists)?.to_vec2::<f32>()?);
-    }
+    let hists: Vec<&[usize]> = users.iter().map(|&u| inter.train_prefix(u)).collect();
+    let user_rows = model.user_vector_rows(items, &hists)?;
     let item_rows = items_n.to_vec2::<f32>()?;
     Ok(crate::train::fit_calibration_with(
         inter,
@@ -497,6 +495,7 @@ pub fn train_sequence(
             step,
             max: cfg.max_steps,
             loss: report.loss,
+            samples: seen as u64,
         });
         let mut entry = LogEntry::new(state.global_step, state.epoch)
             .with("loss", report.loss)

@@ -192,12 +192,23 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         logq_weight: a.logq_weight,
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
+    let started = std::time::Instant::now();
+    let unit = match cfg.architecture {
+        Architecture::Sequence => "seq",
+        Architecture::BiEncoder => "pairs",
+    };
     let outcome = train_interest(&cfg, &mut |e| match e {
         // eprintln, not pb.println: the bar is hidden off a terminal and logs must still show.
         Event::Message(m) => pb.suspend(|| eprintln!("{m}")),
-        Event::Step { step, loss, .. } => {
+        Event::Step {
+            step,
+            loss,
+            samples,
+            ..
+        } => {
             pb.set_position(step);
-            pb.set_message(format!("loss {loss:.3}"));
+            let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!("loss {loss:.3} {rate:.0} {unit}/s"));
         }
     })?;
     pb.finish_and_clear();

@@ -87,20 +87,26 @@ pub struct SequenceModel {
     id_embeddings: Option<Tensor>,
 }
 
-/// `LayerNorm(W t + b)`: projects the text space onto the model's width.
+/// `LayerNorm(W t + b)`: projects the text space onto the model's width. When the width is
+/// the text's, a residual path makes it `LayerNorm(t + W t + b)`: the model starts from the
+/// text geometry (fine-grained similarity among rarely bought items) and learns a correction.
 struct Adaptor {
     weight: Tensor,
     bias: Tensor,
     norm_weight: Tensor,
     norm_bias: Tensor,
     eps: f64,
+    residual: bool,
 }
 
 impl Adaptor {
     fn forward(&self, text: &Tensor) -> Result<Tensor> {
-        let h = text
+        let mut h = text
             .matmul(&self.weight.t()?)?
             .broadcast_add(&self.bias)?;
+        if self.residual {
+            h = (h + text)?;
+        }
         Ok(ops::layer_norm(
             &h,
             &self.norm_weight,
@@ -144,6 +150,7 @@ impl SequenceModel {
                 norm_weight: a.pp("LayerNorm").get(&[h], "weight", Init::Ones)?,
                 norm_bias: a.pp("LayerNorm").get(&[h], "bias", Init::Zeros)?,
                 eps: meta.encoder.layer_norm_eps,
+                residual: h == meta.text_dim,
             })
         } else {
             None

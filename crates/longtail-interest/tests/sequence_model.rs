@@ -13,6 +13,11 @@ use longtail_interest::sequence::{
 use longtail_model::BertConfig;
 
 fn meta(features: ItemFeatures, n_id: usize, dropout: f64) -> SequenceMeta {
+    meta_with_text(features, n_id, dropout, 6)
+}
+
+/// `text_dim` 8 = the model's width: the adaptor's residual path is on.
+fn meta_with_text(features: ItemFeatures, n_id: usize, dropout: f64, text_dim: usize) -> SequenceMeta {
     let mut enc = BertConfig::tiny(1, 8, 2, 2);
     enc.intermediate_size = 12;
     enc.max_position_embeddings = 5;
@@ -22,7 +27,7 @@ fn meta(features: ItemFeatures, n_id: usize, dropout: f64) -> SequenceMeta {
     enc.model_type = None;
     SequenceMeta {
         item_features: features,
-        text_dim: if features.uses_text() { 6 } else { 0 },
+        text_dim: if features.uses_text() { text_dim } else { 0 },
         encoder: enc,
         temperature: 0.5,
         id_min_count: 1,
@@ -36,8 +41,12 @@ fn item_ids(n: usize) -> Vec<String> {
 
 /// Deterministic pseudo-random "text embeddings" `(n, 6)` in general position.
 fn text(n: usize) -> Vec<f32> {
+    text_of_width(n, 6)
+}
+
+fn text_of_width(n: usize, dim: usize) -> Vec<f32> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..n * 6)
+    (0..n * dim)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -63,10 +72,15 @@ fn l2(t: &Tensor) -> f64 {
 
 #[test]
 fn every_parameter_gets_a_gradient() {
-    for features in [ItemFeatures::Text, ItemFeatures::Id, ItemFeatures::TextId] {
+    for (features, dim) in [
+        (ItemFeatures::Text, 6),
+        (ItemFeatures::Id, 6),
+        (ItemFeatures::TextId, 6),
+        (ItemFeatures::TextId, 8),
+    ] {
         // Items 0-4 have ID rows; 5 and 6 are text only (or nothing, for ID-only).
-        let m = SequenceModel::new(meta(features, 5, 0.1), 1).unwrap();
-        let view = m.view(&item_ids(7), Some(&text(7))).unwrap();
+        let m = SequenceModel::new(meta_with_text(features, 5, 0.1, dim), 1).unwrap();
+        let view = m.view(&item_ids(7), Some(&text_of_width(7, dim))).unwrap();
         let loss = next_item_loss(&m, &view, &SEQS, None, true).unwrap();
         let grads = loss.backward().unwrap();
         let vars = longtail_model::named_vars(&m.varmap);
@@ -88,12 +102,23 @@ fn every_parameter_gets_a_gradient() {
     }
 }
 
-/// Central differences in f64 with dropout on (masks replayed by resetting the stream).
+/// Central differences in f64 with dropout on (masks replayed by resetting the stream), with
+/// and without the adaptor's residual path.
 #[test]
 fn gradients_match_finite_differences() {
-    let m = SequenceModel::new_with_dtype(meta(ItemFeatures::TextId, 5, 0.2), 4, DType::F64)
-        .unwrap();
-    let view = m.view(&item_ids(7), Some(&text(7))).unwrap();
+    for dim in [6, 8] {
+        finite_differences(dim);
+    }
+}
+
+fn finite_differences(dim: usize) {
+    let m = SequenceModel::new_with_dtype(
+        meta_with_text(ItemFeatures::TextId, 5, 0.2, dim),
+        4,
+        DType::F64,
+    )
+    .unwrap();
+    let view = m.view(&item_ids(7), Some(&text_of_width(7, dim))).unwrap();
     let lq = Tensor::new(&[-1.0f64, -2.0, -0.5, -3.0, -1.5, -2.5, -4.0], &Device::Cpu).unwrap();
     let state = m.encoder().dropout_rng_state();
     let loss = || {

@@ -712,7 +712,7 @@ mod tests {
                 &["train-interest"],
                 &["--data", "d", "--out", "o"],
                 "max_steps",
-                "300",
+                "2000",
                 "10",
                 "20",
                 "30",
@@ -804,6 +804,8 @@ mod tests {
         for (file, cmd) in [
             ("configs/train.toml", "train"),
             ("configs/interest.toml", "train-interest"),
+            ("configs/interest-bi-encoder.toml", "train-interest"),
+            ("configs/sasrec.toml", "train-interest"),
             ("datasets/amazon-office-2014.toml", "prepare"),
             ("datasets/movielens-100k.toml", "prepare"),
         ] {

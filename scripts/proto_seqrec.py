@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""CPU prototype of a UniSRec/SASRec-style next-item model over frozen text embeddings.
+
+Validation-only tuning (the test targets are never read into any metric). Protocol = that of
+scripts/check_eval_rec.py (its load/split/pareto_tail functions are imported): items in
+items.jsonl order, events sorted by (timestamp, row), repeated (user, item) keep the first,
+users with >= 3 distinct items: second-last item = validation target, items before it =
+history; full ranking over the catalogue with the history excluded, ties by lower item index.
+Tail items: pareto 0.8 on training counts.
+
+Item text = "{title} | {brand} | {categories} | {description}" (blank fields dropped with the
+separator before them), all-MiniLM-L6-v2, max_len 48 tokens incl. [CLS]/[SEP], mean pooling
+over the attention mask, L2-normalised; cached to /tmp/proto/text_emb.npy.
+
+usage: proto_seqrec.py DATA_DIR CKPT_DIR [--refs] [--sweep NAME ...] [--out /tmp/proto/results.md]
+Needs numpy, torch, transformers. Single-threaded (torch.set_num_threads(1)).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import csv  # noqa: E402
+
+# load / split / pareto_tail: copied verbatim from scripts/check_eval_rec.py (which needs scipy)
+def load(dir_):
+    item_ids = []
+    with open(f"{dir_}/items.jsonl", encoding="utf-8") as f:
+        for line in f:
+            item_ids.append(json.loads(line)["item_id"])
+    index = {iid: i for i, iid in enumerate(item_ids)}
+    events = {}
+    with open(f"{dir_}/interactions.csv", newline="", encoding="utf-8") as f:
+        for row, rec in enumerate(csv.DictReader(f)):
+            events.setdefault(rec["user_id"], []).append(
+                (int(rec["timestamp"]), row, index[rec["item_id"]]))
+    return item_ids, events
+
+
+def split(events):
+    train, valid, test = [], [], []
+    dropped = 0
+    for evs in events.values():
+        evs.sort()
+        seq, seen = [], set()
+        for _, _, item in evs:
+            if item in seen:
+                dropped += 1
+            else:
+                seen.add(item)
+                seq.append(item)
+        if len(seq) >= 3:
+            train.append(seq[:-2]); valid.append(seq[-2]); test.append(seq[-1])
+        else:
+            train.append(seq); valid.append(None); test.append(None)
+    return train, valid, test, dropped
+
+
+def pareto_tail(item_ids, counts, share=0.8):
+    order = sorted(range(len(item_ids)), key=lambda i: (-counts[i], item_ids[i].encode()))
+    total = counts.sum()
+    tail = np.ones(len(item_ids), dtype=bool)
+    cum = 0
+    for i in order:
+        cum += counts[i]
+        tail[i] = False
+        if cum / total >= share:
+            break
+    tail[counts == 0] = True
+    return tail
+
+
+
+torch.set_num_threads(1)
+CACHE = "/tmp/proto"
+
+
+# --------------------------------------------------------------------------- data
+def render(item):
+    parts = [(item.get(k) or "").strip() for k in ("title", "brand", "categories", "description")]
+    parts = [p for p in parts if p]
+    return " | ".join(parts)
+
+
+def text_embeddings(data, ckpt, max_len=48):
+    path = f"{CACHE}/text_emb.npy"
+    if os.path.exists(path):
+        return np.load(path)
+    from transformers import AutoModel, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = AutoModel.from_pretrained(ckpt).eval()
+    items = [json.loads(l) for l in open(f"{data}/items.jsonl", encoding="utf-8")]
+    cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    bar = tok("|", add_special_tokens=False)["input_ids"]
+    ids = []
+    for it in items:
+        x = tok(render(it), add_special_tokens=False)["input_ids"]
+        if len(x) > max_len - 2:
+            x = x[:max_len - 2]
+            while x and x[-1:] == bar:  # drop a separator left dangling by the cut
+                x = x[:-1]
+        ids.append([cls] + x + [sep])
+    out = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    with torch.inference_mode():
+        for s in range(0, len(order), 64):
+            b = order[s:s + 64]
+            w = max(len(ids[i]) for i in b)
+            t = torch.tensor([ids[i] + [pad] * (w - len(ids[i])) for i in b])
+            m = torch.tensor([[1] * len(ids[i]) + [0] * (w - len(ids[i])) for i in b])
+            h = model(input_ids=t, attention_mask=m).last_hidden_state
+            mf = m.unsqueeze(-1).float()
+            v = F.normalize((h * mf).sum(1) / mf.sum(1), dim=-1)
+            out[b] = v.numpy()
+    os.makedirs(CACHE, exist_ok=True)
+    np.save(path, out)
+    return out
+
+
+class Data:
+    def __init__(self, data_dir):
+        item_ids, events = load(data_dir)
+        self.n = len(item_ids)
+        train, valid, test, _ = split(events)
+        del test  # never used: tuning on validation only
+        self.train = train
+        self.counts = np.zeros(self.n, dtype=np.int64)
+        for h in train:
+            for i in h:
+                self.counts[i] += 1
+        self.tail = pareto_tail(item_ids, self.counts)
+        self.eval_users = [u for u, v in enumerate(valid) if v is not None]
+        self.targets = np.array([valid[u] for u in self.eval_users])
+        self.hists = [train[u] for u in self.eval_users]
+
+
+def rank_metrics(S, hists, targets, tail):
+    """S: (users, items) float64 scores. Returns dict of validation metrics."""
+    S = np.array(S, dtype=np.float64, copy=True)
+    for r, h in enumerate(hists):
+        S[r, h] = -np.inf
+    t = targets
+    ts = S[np.arange(len(t)), t][:, None]
+    idx = np.arange(S.shape[1])[None, :]
+    rank = 1 + ((S > ts) | ((S == ts) & (idx < t[:, None]))).sum(axis=1)
+    hit = rank <= 10
+    ndcg = np.where(hit, 1 / np.log2(rank + 1), 0.0)
+    tt = tail[t]
+    return {"ndcg": ndcg.mean(), "r10": hit.mean(), "tail_r10": hit[tt].mean(),
+            "head_r10": hit[~tt].mean(), "n_tail": int(tt.sum())}
+
+
+# --------------------------------------------------------------------------- references
+def references(d, T):
+    rows = []
+    U = T[[h[-1] for h in d.hists]]
+    rows.append(("frozen text, last item, cosine", rank_metrics(U @ T.T, d.hists, d.targets, d.tail)))
+    X = np.zeros((len(d.train), d.n))
+    for r, h in enumerate(d.train):
+        X[r, h] = 1
+    G = X.T @ X
+    H = np.zeros((len(d.hists), d.n))
+    for r, h in enumerate(d.hists):
+        H[r, h] = 1
+    for lam in (10, 50, 100, 200, 500):
+        P = np.linalg.inv(G + lam * np.eye(d.n))
+        B = -P / np.diag(P)[None, :]
+        np.fill_diagonal(B, 0.0)
+        rows.append((f"EASE lambda={lam}", rank_metrics(H @ B, d.hists, d.targets, d.tail)))
+    norm = np.sqrt(np.diag(G))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sim = np.where(np.outer(norm, norm) > 0, G / np.outer(norm, norm), 0.0)
+    np.fill_diagonal(sim, 0.0)
+    rows.append(("item-kNN (cosine, sum)", rank_metrics(H @ sim, d.hists, d.targets, d.tail)))
+    return rows
+
+
+# --------------------------------------------------------------------------- model
+DEFAULT = dict(
+    text=True, whiten=False, id=False, id_min_count=1, width=64, layers=2, heads=2, ffn_mult=4,
+    pre_ln=False, dropout=0.2, emb_dropout=None, attn_dropout=None, score="cos", tau=0.07,
+    lr=1e-3, wd=0.01, batch=128, max_hist=50, epochs=200, patience=8, max_seconds=170,
+    seed=0, id_init=0.02,
+)
+
+
+class Block(nn.Module):
+    def __init__(self, w, heads, ffn, drop, attn_drop, pre_ln):
+        super().__init__()
+        self.h, self.pre = heads, pre_ln
+        self.qkv = nn.Linear(w, 3 * w)
+        self.proj = nn.Linear(w, w)
+        self.ln1, self.ln2 = nn.LayerNorm(w, eps=1e-12 if not pre_ln else 1e-5), nn.LayerNorm(w)
+        self.ff1, self.ff2 = nn.Linear(w, ffn), nn.Linear(ffn, w)
+        self.drop, self.adrop = nn.Dropout(drop), nn.Dropout(attn_drop)
+
+    def attn(self, x, mask):
+        B, L, W = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.h, W // self.h).permute(2, 0, 3, 1, 4)
+        a = (q @ k.transpose(-1, -2)) / (W // self.h) ** 0.5 + mask[:, None]
+        a = self.adrop(a.softmax(-1))
+        return self.proj((a @ v).transpose(1, 2).reshape(B, L, W))
+
+    def ffn(self, x):
+        return self.ff2(self.drop(F.gelu(self.ff1(x))))
+
+    def forward(self, x, mask):
+        if self.pre:
+            x = x + self.drop(self.attn(self.ln1(x), mask))
+            return x + self.drop(self.ffn(self.ln2(x)))
+        x = self.ln1(x + self.drop(self.attn(x, mask)))
+        return self.ln2(x + self.drop(self.ffn(x)))
+
+
+class SeqRec(nn.Module):
+    def __init__(self, c, T, counts):
+        super().__init__()
+        self.c = c
+        n, w = T.shape[0], c["width"]
+        if c["text"]:
+            self.register_buffer("T", torch.tensor(T, dtype=torch.float32))
+            self.tproj = nn.Linear(T.shape[1], w)
+            self.tln = nn.LayerNorm(w)
+        if c["id"]:
+            self.idemb = nn.Embedding(n, w)
+            nn.init.normal_(self.idemb.weight, std=c["id_init"])
+            self.register_buffer("idmask", torch.tensor(counts >= c["id_min_count"],
+                                                        dtype=torch.float32)[:, None])
+        self.pos = nn.Embedding(c["max_hist"], w)
+        nn.init.normal_(self.pos.weight, std=0.02)
+        self.ln_in = nn.LayerNorm(w)
+        drop = c["dropout"]
+        self.edrop = nn.Dropout(c["emb_dropout"] if c["emb_dropout"] is not None else drop)
+        ad = c["attn_dropout"] if c["attn_dropout"] is not None else drop
+        self.blocks = nn.ModuleList(Block(w, c["heads"], c["ffn_mult"] * w, drop, ad, c["pre_ln"])
+                                    for _ in range(c["layers"]))
+        self.ln_out = nn.LayerNorm(w) if c["pre_ln"] else nn.Identity()
+
+    def items(self):
+        e = 0
+        if self.c["text"]:
+            e = self.tln(self.tproj(self.T))
+        if self.c["id"]:
+            e = e + self.idemb.weight * self.idmask
+        return e
+
+    def encode(self, seq, E):
+        """seq: (B, L) left-padded with -1. Returns (B, L, w) outputs."""
+        B, L = seq.shape
+        pad = seq < 0
+        x = E[seq.clamp(min=0)] * (~pad)[..., None]
+        x = x + self.pos.weight[self.c["max_hist"] - L:][None]
+        x = self.edrop(self.ln_in(x))
+        causal = torch.triu(torch.ones(L, L, dtype=torch.bool), 1)
+        bad = causal[None] | pad[:, None, :]
+        bad = bad & ~torch.eye(L, dtype=torch.bool)[None]  # a row never has all keys masked
+        mask = torch.zeros(B, L, L).masked_fill(bad, float("-inf"))
+        for b in self.blocks:
+            x = b(x, mask)
+        return self.ln_out(x)
+
+    def logits(self, u, E):
+        if self.c["score"] == "cos":
+            return F.normalize(u, dim=-1) @ F.normalize(E, dim=-1).T / self.c["tau"]
+        return u @ E.T
+
+
+def pad_left(seqs, L):
+    out = np.full((len(seqs), L), -1, dtype=np.int64)
+    for r, s in enumerate(seqs):
+        s = s[-L:]
+        if len(s):
+            out[r, L - len(s):] = s
+    return torch.tensor(out)
+
+
+def whiten(T):
+    X = T - T.mean(0)
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    W = Vt.T / (s / np.sqrt(len(X)) + 1e-6)
+    Z = X @ W
+    return (Z / np.linalg.norm(Z, axis=1, keepdims=True)).astype(np.float32)
+
+
+def train_eval(d, T, **kw):
+    c = dict(DEFAULT, **kw)
+    torch.manual_seed(c["seed"])
+    rng = np.random.default_rng(c["seed"])
+    Tm = whiten(T) if c["whiten"] else T
+    m = SeqRec(c, Tm, d.counts)
+    opt = torch.optim.AdamW(m.parameters(), lr=c["lr"], weight_decay=c["wd"])
+    L = c["max_hist"]
+    seqs = [h[-(L + 1):] for h in d.train if len(h) >= 2]
+    X = pad_left([s[:-1] for s in seqs], L)
+    Y = pad_left([s[1:] for s in seqs], L)
+    lens = np.array([len(x) for x in seqs])
+    H = pad_left(d.hists, L)
+    eorder = np.argsort([len(h) for h in d.hists], kind="stable")
+    einv = np.argsort(eorder)
+    H = H[torch.tensor(eorder)]
+    best, best_ep, since, t0, hist = None, 0, 0, time.time(), []
+    ep = 0
+    for ep in range(1, c["epochs"] + 1):
+        m.train()
+        # length buckets: sort by length (random ties), cut into batches, shuffle the batches
+        perm = np.lexsort((rng.random(len(seqs)), lens))
+        batches = [perm[s:s + c["batch"]] for s in range(0, len(perm), c["batch"])]
+        tot = 0.0
+        for bi in rng.permutation(len(batches)):
+            b = torch.tensor(batches[bi])
+            x, y = X[b], Y[b]
+            # trim the all-pad left columns of this batch
+            keep = int((x >= 0).any(0).nonzero().min())
+            x, y = x[:, keep:], y[:, keep:]
+            E = m.items()
+            out = m.encode(x, E)
+            valid = y >= 0
+            lg = m.logits(out[valid], E)
+            loss = F.cross_entropy(lg, y[valid])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += loss.item()
+        m.eval()
+        with torch.no_grad():
+            E = m.items()
+            S = []
+            for s in range(0, len(H), 512):
+                h = H[s:s + 512]
+                h = h[:, int((h >= 0).any(0).nonzero().min()):]
+                S.append(m.logits(m.encode(h, E)[:, -1], E).numpy())
+            S = np.concatenate(S)[einv]
+        met = rank_metrics(S, d.hists, d.targets, d.tail)
+        hist.append(round(met["ndcg"], 4))
+        if best is None or met["ndcg"] > best["ndcg"]:
+            best, best_ep, since = met, ep, 0
+        else:
+            since += 1
+        if since >= c["patience"] or time.time() - t0 > c["max_seconds"]:
+            break
+    best = dict(best, epochs=ep, best_epoch=best_ep, seconds=time.time() - t0, curve=hist)
+    return c, best
+
+
+# --------------------------------------------------------------------------- sweeps
+def describe(kw):
+    return ", ".join(f"{k}={v}" for k, v in kw.items()) or "default"
+
+
+SWEEPS = {
+    "base": [
+        {},
+        dict(score="dot"),
+        dict(text=False, id=True, score="dot", dropout=0.5),
+        dict(id=True, id_min_count=1),
+    ],
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("ckpt")
+    ap.add_argument("--refs", action="store_true")
+    ap.add_argument("--runs", default=None, help="JSON list of config overrides")
+    ap.add_argument("--sweep", nargs="*", default=[])
+    ap.add_argument("--out", default=f"{CACHE}/results.md")
+    args = ap.parse_args()
+    os.makedirs(CACHE, exist_ok=True)
+    d = Data(args.data)
+    T = text_embeddings(args.data, args.ckpt)
+    log = open(args.out, "a")
+
+    def emit(s):
+        print(s, flush=True)
+        log.write(s + "\n")
+        log.flush()
+
+    if args.refs:
+        emit(f"\n## references (validation, {len(d.eval_users)} users, {int(d.tail[d.targets].sum())} tail targets)\n")
+        emit("| model | NDCG@10 | R@10 | tail R@10 | head R@10 |\n|---|---|---|---|---|")
+        for name, r in references(d, T):
+            emit(f"| {name} | {r['ndcg']:.4f} | {r['r10']:.4f} | {r['tail_r10']:.4f} | {r['head_r10']:.4f} |")
+    runs = []
+    for s in args.sweep:
+        runs += SWEEPS[s]
+    if args.runs:
+        runs += json.loads(args.runs)
+    for kw in runs:
+        c, r = train_eval(d, T, **kw)
+        emit(f"| {describe(kw)} | {r['ndcg']:.4f} | {r['r10']:.4f} | {r['tail_r10']:.4f} | "
+             f"{r['head_r10']:.4f} | {r['best_epoch']}/{r['epochs']} | {r['seconds']:.0f} | "
+             f"{' '.join(map(str, r['curve'][-4:]))} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -646,10 +646,12 @@ fn sequence_resume_is_bit_exact() {
     let f = tensors(&first.join("sequence.safetensors"));
     assert_eq!(s.len(), r.len());
     for (name, t) in &s {
-        assert_eq!(max_abs_diff(t, &r[name]), 0.0, "{name} differs after resume");
+        assert_eq!(
+            max_abs_diff(t, &r[name]),
+            0.0,
+            "{name} differs after resume"
+        );
     }
-    let moved = s
-        .iter()
-        .any(|(name, t)| max_abs_diff(t, &f[name]) > 0.0);
+    let moved = s.iter().any(|(name, t)| max_abs_diff(t, &f[name]) > 0.0);
     assert!(moved, "steps 4-6 changed nothing");
 }

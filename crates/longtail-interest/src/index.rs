@@ -9,8 +9,8 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 use crate::model::{
-    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel,
-    UserRepr, INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
+    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel, UserRepr,
+    INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
 };
 use crate::sequence::{l2_normalise, SequenceModel, SEQUENCE_WEIGHTS_FILE};
 
@@ -195,7 +195,11 @@ impl InterestIndex {
         let Some(seq) = &self.sequence else {
             return Ok(histories.iter().map(|h| self.user_vector(h)).collect());
         };
-        let non_empty: Vec<&[usize]> = histories.iter().copied().filter(|h| !h.is_empty()).collect();
+        let non_empty: Vec<&[usize]> = histories
+            .iter()
+            .copied()
+            .filter(|h| !h.is_empty())
+            .collect();
         let mut rows = seq
             .model
             .user_vector_rows(&seq.items, &non_empty)?
@@ -274,7 +278,10 @@ impl InterestIndex {
             variants.push(v);
         }
         let refs: Vec<&[usize]> = variants.iter().map(|v| v.as_slice()).collect();
-        let users = seq.model.user_vectors(&seq.items, &refs)?.to_vec2::<f32>()?;
+        let users = seq
+            .model
+            .user_vectors(&seq.items, &refs)?
+            .to_vec2::<f32>()?;
         let score = |u: &[f32], item: usize| -> f32 {
             let row = &seq.items_unit[item * seq.hidden..(item + 1) * seq.hidden];
             row.iter().zip(u).map(|(a, b)| a * b).sum()

@@ -101,9 +101,7 @@ struct Adaptor {
 
 impl Adaptor {
     fn forward(&self, text: &Tensor) -> Result<Tensor> {
-        let mut h = text
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
+        let mut h = text.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
         if self.residual {
             h = (h + text)?;
         }
@@ -390,8 +388,8 @@ pub fn next_item_loss(
     let h = model.meta.hidden_size();
     let rows = Tensor::from_vec(rows.clone(), rows.len(), &Device::Cpu)?;
     let users = states.reshape((b * s, h))?.index_select(&rows, 0)?;
-    let mut logits = (l2_normalise(&users)?.matmul(&l2_normalise(&items)?.t()?)?
-        / model.meta.temperature)?;
+    let mut logits =
+        (l2_normalise(&users)?.matmul(&l2_normalise(&items)?.t()?)? / model.meta.temperature)?;
     if let Some(lq) = log_q {
         logits = logits.broadcast_add(&lq.to_dtype(logits.dtype())?.unsqueeze(0)?)?;
     }
@@ -439,8 +437,14 @@ pub(crate) mod tests {
     #[test]
     fn left_padding_keeps_the_last_items() {
         let (idx, mask) = left_pad(&[&[1, 2, 3, 4, 5], &[7]], 3).unwrap();
-        assert_eq!(idx.to_vec2::<u32>().unwrap(), vec![vec![3, 4, 5], vec![0, 0, 7]]);
-        assert_eq!(mask.to_vec2::<u32>().unwrap(), vec![vec![1, 1, 1], vec![0, 0, 1]]);
+        assert_eq!(
+            idx.to_vec2::<u32>().unwrap(),
+            vec![vec![3, 4, 5], vec![0, 0, 7]]
+        );
+        assert_eq!(
+            mask.to_vec2::<u32>().unwrap(),
+            vec![vec![1, 1, 1], vec![0, 0, 1]]
+        );
     }
 
     #[test]

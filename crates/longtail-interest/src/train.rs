@@ -27,11 +27,11 @@ use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
 use crate::index::dot_all;
 use crate::loss::info_nce_logq;
-use crate::sequence::ItemFeatures;
 use crate::model::{
-    items_hash, save_item_embeddings, Architecture, InterestMeta, InterestModel, UserRepr, INTEREST_FILE,
-    ITEM_EMBEDDINGS_FILE,
+    items_hash, save_item_embeddings, Architecture, InterestMeta, InterestModel, UserRepr,
+    INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
 };
+use crate::sequence::ItemFeatures;
 
 pub const TRAIN_ARGS_FILE: &str = "train_interest_args.json";
 

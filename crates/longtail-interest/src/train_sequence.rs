@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
 use crate::model::{
-    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel,
-    UserRepr, INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
+    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel, UserRepr,
+    INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
 };
 use crate::sequence::{
     next_item_loss, ItemFeatures, SequenceMeta, SequenceModel, SEQUENCE_WEIGHTS_FILE,
@@ -72,9 +72,14 @@ pub fn validate(
         let hists: Vec<&[usize]> = chunk.iter().map(|&u| inter.train_prefix(u)).collect();
         let rows = model.user_vector_rows(items, &hists)?;
         let uv = Tensor::from_vec(rows.concat(), (rows.len(), items_n.dim(1)?), items.device())?;
-        let scores = uv.matmul(&items_n.to_dtype(candle_core::DType::F32)?.t()?)?.to_vec2::<f32>()?;
+        let scores = uv
+            .matmul(&items_n.to_dtype(candle_core::DType::F32)?.t()?)?
+            .to_vec2::<f32>()?;
         for ((&u, hist), s) in chunk.iter().zip(&hists).zip(&scores) {
-            let t = inter.targets(u).expect("evaluated users have targets").validation;
+            let t = inter
+                .targets(u)
+                .expect("evaluated users have targets")
+                .validation;
             let top = top_k_excluding(s, 10, hist);
             let rank = top.iter().position(|&(i, _)| i == t);
             m.users += 1;
@@ -399,9 +404,7 @@ pub fn train_sequence(
         init_model: prev
             .as_ref()
             .map_or(cfg.model.clone(), |p| p.init_model.clone()),
-        max_len: text
-            .as_ref()
-            .map_or(max_len, |t| t.0.tokenizer.max_len()),
+        max_len: text.as_ref().map_or(max_len, |t| t.0.tokenizer.max_len()),
         template: template.clone(),
         pooling: "mean".into(),
         temperature: meta.temperature,
@@ -416,33 +419,31 @@ pub fn train_sequence(
         global_step: step0,
         sequence: Some(meta.clone()),
     };
-    let save = |driver: &StepDriver,
-                state: &TrainerState,
-                calibration: Option<Platt>|
-     -> Result<()> {
-        let mut m = base_meta.clone();
-        m.global_step = state.global_step;
-        m.calibration = calibration;
-        let dropout = DropoutState {
-            encoder: model.encoder().dropout_rng_state(),
-        };
-        if let Some(parent) = cfg.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| InterestError::io(parent, e))?;
-        }
-        longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
-            if let Some((encoder, emb, dim, hash)) = &text {
-                encoder.save_weights(tmp)?;
-                save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, *dim, hash)?;
+    let save =
+        |driver: &StepDriver, state: &TrainerState, calibration: Option<Platt>| -> Result<()> {
+            let mut m = base_meta.clone();
+            m.global_step = state.global_step;
+            m.calibration = calibration;
+            let dropout = DropoutState {
+                encoder: model.encoder().dropout_rng_state(),
+            };
+            if let Some(parent) = cfg.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| InterestError::io(parent, e))?;
             }
-            model.save(&tmp.join(SEQUENCE_WEIGHTS_FILE))?;
-            longtail_fs::write_json_atomic(&tmp.join(INTEREST_FILE), &m)?;
-            longtail_fs::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
-            longtail_fs::write_json_atomic(&tmp.join(DROPOUT_STATE_FILE), &dropout)?;
-            driver.save_state(tmp)?;
-            state.save(&tmp.join(TRAINER_STATE_FILE))?;
-            Ok(())
-        })
-    };
+            longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
+                if let Some((encoder, emb, dim, hash)) = &text {
+                    encoder.save_weights(tmp)?;
+                    save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, *dim, hash)?;
+                }
+                model.save(&tmp.join(SEQUENCE_WEIGHTS_FILE))?;
+                longtail_fs::write_json_atomic(&tmp.join(INTEREST_FILE), &m)?;
+                longtail_fs::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
+                longtail_fs::write_json_atomic(&tmp.join(DROPOUT_STATE_FILE), &dropout)?;
+                driver.save_state(tmp)?;
+                state.save(&tmp.join(TRAINER_STATE_FILE))?;
+                Ok(())
+            })
+        };
 
     // The popularity correction `b log q` of the training logits (q: share of the targets).
     let log_q = if cfg.logq_weight != 0.0 {
@@ -457,7 +458,11 @@ pub fn train_sequence(
             .iter()
             .map(|&c| (cfg.logq_weight * (c.max(0.5) / total).ln()) as f32)
             .collect();
-        Some(Tensor::from_vec(v, item_ids.len(), &candle_core::Device::Cpu)?)
+        Some(Tensor::from_vec(
+            v,
+            item_ids.len(),
+            &candle_core::Device::Cpu,
+        )?)
     } else {
         None
     };
@@ -528,20 +533,13 @@ pub fn train_sequence(
                     best = Some(m);
                     best_step = state.global_step;
                     bad_evals = 0;
-                    let calibration = calibrate(
-                        &model,
-                        &items,
-                        &inter,
-                        cfg.calibration_negatives,
-                        cfg.seed,
-                    )?;
+                    let calibration =
+                        calibrate(&model, &items, &inter, cfg.calibration_negatives, cfg.seed)?;
                     save(&driver, &state, calibration)?;
                     saved = true;
                 } else {
                     bad_evals += 1;
-                    if cfg.early_stopping_patience > 0
-                        && bad_evals >= cfg.early_stopping_patience
-                    {
+                    if cfg.early_stopping_patience > 0 && bad_evals >= cfg.early_stopping_patience {
                         progress(Event::Message(&format!(
                             "early stopping: no improvement in {bad_evals} evaluations; best \
                              step {best_step}"
@@ -565,8 +563,8 @@ pub fn train_sequence(
         save(&driver, &state, calibration)?;
         best_step = state.global_step;
     }
-    let calibration = longtail_fs::read_json::<InterestMeta>(&cfg.out.join(INTEREST_FILE))?
-        .calibration;
+    let calibration =
+        longtail_fs::read_json::<InterestMeta>(&cfg.out.join(INTEREST_FILE))?.calibration;
     progress(Event::Message(&format!(
         "checkpoint: step {best_step} ({:.0}s of training)",
         t_train.elapsed().as_secs_f64()
@@ -581,4 +579,3 @@ pub fn train_sequence(
         out: cfg.out.clone(),
     })
 }
-

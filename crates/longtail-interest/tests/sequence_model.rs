@@ -17,7 +17,12 @@ fn meta(features: ItemFeatures, n_id: usize, dropout: f64) -> SequenceMeta {
 }
 
 /// `text_dim` 8 = the model's width: the adaptor's residual path is on.
-fn meta_with_text(features: ItemFeatures, n_id: usize, dropout: f64, text_dim: usize) -> SequenceMeta {
+fn meta_with_text(
+    features: ItemFeatures,
+    n_id: usize,
+    dropout: f64,
+    text_dim: usize,
+) -> SequenceMeta {
     let mut enc = BertConfig::tiny(1, 8, 2, 2);
     enc.intermediate_size = 12;
     enc.max_position_embeddings = 5;
@@ -85,7 +90,9 @@ fn every_parameter_gets_a_gradient() {
         let grads = loss.backward().unwrap();
         let vars = longtail_model::named_vars(&m.varmap);
         // Positions, input LayerNorm (2), two layers of 16 tensors, adaptor (4), ID table.
-        let expected = 1 + 2 + 2 * 16
+        let expected = 1
+            + 2
+            + 2 * 16
             + if features.uses_text() { 4 } else { 0 }
             + usize::from(features.uses_id());
         assert_eq!(vars.len(), expected, "{features}");
@@ -133,7 +140,12 @@ fn finite_differences(dim: usize) {
         let n = var.elem_count();
         let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         for k in [0, n / 2, n - 1] {
-            let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let orig = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             let eps = 1e-5;
             let at = |delta: f64| {
                 let mut v = orig.clone();
@@ -162,8 +174,8 @@ fn finite_differences(dim: usize) {
 /// model's own states and item vectors.
 #[test]
 fn loss_matches_a_hand_computation() {
-    let m = SequenceModel::new_with_dtype(meta(ItemFeatures::TextId, 5, 0.0), 2, DType::F64)
-        .unwrap();
+    let m =
+        SequenceModel::new_with_dtype(meta(ItemFeatures::TextId, 5, 0.0), 2, DType::F64).unwrap();
     let view = m.view(&item_ids(7), Some(&text(7))).unwrap();
     let lq = [-1.0f64, -2.0, -0.5, -3.0, -1.5, -2.5, -4.0];
     let lq_t = Tensor::new(&lq, &Device::Cpu).unwrap();
@@ -331,7 +343,10 @@ fn new_items_are_scored_from_text() {
     // Ranked right next to item 1, the learned successor of 0.
     let mut order: Vec<usize> = (0..13).filter(|&i| i != 4 && i != 0).collect();
     order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
-    assert!(order[..2].contains(&12) && order[..2].contains(&1), "{order:?}");
+    assert!(
+        order[..2].contains(&12) && order[..2].contains(&1),
+        "{order:?}"
+    );
 }
 
 /// The explanation is the history item whose removal lowers the item's score the most, and
@@ -353,7 +368,10 @@ fn the_explanation_is_the_item_whose_removal_lowers_the_score() {
         for &h in &history {
             let w: Vec<usize> = history.iter().copied().filter(|&x| x != h).collect();
             let d = full[item] - index.scores(&w).unwrap()[item];
-            assert!(drop >= d - 1e-6, "item {item}: {b} drops {drop}, {h} drops {d}");
+            assert!(
+                drop >= d - 1e-6,
+                "item {item}: {b} drops {drop}, {h} drops {d}"
+            );
         }
         if item == 3 {
             // 3 follows 2: the last item explains it, and removing it lowers the score.

@@ -13,7 +13,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::bert::{Ctx, LayerNorm, Layer};
+use crate::bert::{Ctx, Layer, LayerNorm};
 use crate::config::BertConfig;
 use crate::dropout::{DropoutRng, DropoutRngState};
 use crate::error::{ModelError, Result};
@@ -226,6 +226,8 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(d < 1e-4, "{d}");
-        assert!(enc.forward_t(&x.narrow(1, 0, 4).unwrap(), &mask, false).is_err());
+        assert!(enc
+            .forward_t(&x.narrow(1, 0, 4).unwrap(), &mask, false)
+            .is_err());
     }
 }

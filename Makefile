@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec
+.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -87,6 +87,19 @@ check-eval-rec: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## interest: the sequence interest model and the SASRec baseline on the prepared Office data,
+## then one eval-rec run with every row (~6 min on 2 CPU cores; docs/interest.md)
+interest: build
+	@test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
+	    --items $(DATASET)/items.jsonl --interactions $(DATASET)/interactions.csv \
+	    --out $(OFFICE_PREPARED)
+	$(LONGTAIL) train-interest --config configs/interest.toml --data $(OFFICE_PREPARED) \
+	    --model $(BASE_MODEL) --out $(RUNS)/office-interest
+	$(LONGTAIL) train-interest --config configs/sasrec.toml --data $(OFFICE_PREPARED) \
+	    --out $(RUNS)/office-sasrec
+	$(LONGTAIL) eval-rec --data $(OFFICE_PREPARED) --checkpoint $(RUNS)/office-interest \
+	    --compare sasrec=$(RUNS)/office-sasrec --report $(RUNS)/office-interest-eval/report.json
 
 ## bench: longtail vs the Python/PyTorch reference, side by side in one run (ratios, not
 ## absolute numbers: the machine is shared): tokenization, then a training step at the default

@@ -27,7 +27,9 @@ import math
 import sys
 
 import numpy as np
-import scipy.sparse as sp
+
+# scipy is imported where the sparse matrices are built, so that other scripts can import this
+# module's protocol functions (load, split, pareto_tail) without it.
 
 
 def load(dir_):
@@ -78,6 +80,8 @@ def pareto_tail(item_ids, counts, share=0.8):
 
 
 def evaluate(score_fn, histories, targets, n_items, batch=512):
+    import scipy.sparse as sp
+
     """Ranks of targets and top-10 lists, for users with a target."""
     ranks, tops = [], []
     users = [u for u, t in enumerate(targets) if t is not None]
@@ -128,6 +132,8 @@ def metrics(users, ranks, tops, targets, tail_item, tail_user, n_items):
 
 
 def main():
+    import scipy.sparse as sp
+
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
     ap.add_argument("report")

@@ -26,62 +26,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import csv  # noqa: E402
-
-# load / split / pareto_tail: copied verbatim from scripts/check_eval_rec.py (which needs scipy)
-def load(dir_):
-    item_ids = []
-    with open(f"{dir_}/items.jsonl", encoding="utf-8") as f:
-        for line in f:
-            item_ids.append(json.loads(line)["item_id"])
-    index = {iid: i for i, iid in enumerate(item_ids)}
-    events = {}
-    with open(f"{dir_}/interactions.csv", newline="", encoding="utf-8") as f:
-        for row, rec in enumerate(csv.DictReader(f)):
-            events.setdefault(rec["user_id"], []).append(
-                (int(rec["timestamp"]), row, index[rec["item_id"]]))
-    return item_ids, events
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_eval_rec import load, pareto_tail, split  # noqa: E402  (the eval-rec protocol)
 
 
-def split(events):
-    train, valid, test = [], [], []
-    dropped = 0
-    for evs in events.values():
-        evs.sort()
-        seq, seen = [], set()
-        for _, _, item in evs:
-            if item in seen:
-                dropped += 1
-            else:
-                seen.add(item)
-                seq.append(item)
-        if len(seq) >= 3:
-            train.append(seq[:-2]); valid.append(seq[-2]); test.append(seq[-1])
-        else:
-            train.append(seq); valid.append(None); test.append(None)
-    return train, valid, test, dropped
-
-
-def pareto_tail(item_ids, counts, share=0.8):
-    order = sorted(range(len(item_ids)), key=lambda i: (-counts[i], item_ids[i].encode()))
-    total = counts.sum()
-    tail = np.ones(len(item_ids), dtype=bool)
-    cum = 0
-    for i in order:
-        cum += counts[i]
-        tail[i] = False
-        if cum / total >= share:
-            break
-    tail[counts == 0] = True
-    return tail
-
-
-
-torch.set_num_threads(1)
-CACHE = "/tmp/proto"
-
-
-# --------------------------------------------------------------------------- data
 def render(item):
     parts = [(item.get(k) or "").strip() for k in ("title", "brand", "categories", "description")]
     parts = [p for p in parts if p]

@@ -21,8 +21,8 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The bi-encoder architecture on the tiny world.
-fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
+/// `train-interest` on the tiny world with `base` flags, then `extra`.
+fn run_train_interest(data: &Path, out: &Path, base: &[&str], extra: &[&str]) {
     run_ok(
         longtail()
             .arg("train-interest")
@@ -30,21 +30,8 @@ fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
             .arg(data)
             .arg("--out")
             .arg(out)
+            .args(base)
             .args([
-                "--architecture",
-                "bi-encoder",
-                "--max-len",
-                "16",
-                "--batch-size",
-                "8",
-                "--learning-rate",
-                "1e-2",
-                "--frozen-layers",
-                "1",
-                "--refresh-every",
-                "2",
-                "--eval-every",
-                "2",
                 "--eval-users",
                 "0",
                 "--calibration-negatives",
@@ -54,6 +41,27 @@ fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
             ])
             .args(extra),
     );
+}
+
+/// The bi-encoder architecture on the tiny world.
+fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
+    let base = [
+        "--architecture",
+        "bi-encoder",
+        "--max-len",
+        "16",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-2",
+        "--frozen-layers",
+        "1",
+        "--refresh-every",
+        "2",
+        "--eval-every",
+        "2",
+    ];
+    run_train_interest(data, out, &base, extra);
 }
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
@@ -458,37 +466,23 @@ fn train_interest_resume_continues_the_learning_rate_schedule() {
 
 /// The sequence architecture (the default) on the tiny world.
 fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
-    run_ok(
-        longtail()
-            .arg("train-interest")
-            .arg("--data")
-            .arg(data)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--max-len",
-                "16",
-                "--batch-size",
-                "8",
-                "--learning-rate",
-                "1e-2",
-                "--hidden-size",
-                "16",
-                "--num-attention-heads",
-                "2",
-                "--max-history",
-                "6",
-                "--id-min-count",
-                "2",
-                "--eval-users",
-                "0",
-                "--calibration-negatives",
-                "5",
-                "--seed",
-                "3",
-            ])
-            .args(extra),
-    );
+    let base = [
+        "--max-len",
+        "16",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-2",
+        "--hidden-size",
+        "16",
+        "--num-attention-heads",
+        "2",
+        "--max-history",
+        "6",
+        "--id-min-count",
+        "2",
+    ];
+    run_train_interest(data, out, &base, extra);
 }
 
 fn interest_meta(ckpt: &Path) -> Value {
@@ -700,16 +694,11 @@ fn sequence_resume_on_new_data_recommends_the_new_item() {
         }
     }
     let resumed = tmp.path().join("resumed");
-    run_ok(
-        longtail()
-            .arg("train-interest")
-            .arg("--data")
-            .arg(&new)
-            .arg("--resume-from")
-            .arg(&ckpt)
-            .arg("--out")
-            .arg(&resumed)
-            .args(["--max-steps", "2", "--batch-size", "8", "--eval-every", "0"]),
+    run_train_interest(
+        &new,
+        &resumed,
+        &["--resume-from", ckpt.to_str().unwrap()],
+        &["--max-steps", "2", "--batch-size", "8", "--eval-every", "0"],
     );
     let (before, after) = (interest_meta(&ckpt), interest_meta(&resumed));
     assert_eq!(

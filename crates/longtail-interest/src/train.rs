@@ -413,43 +413,8 @@ fn train_bi_encoder(
 
     // Optimizer over the top layers.
     let spec = ParamGroupSpec::new(cfg.weight_decay).frozen(frozen_rule(frozen_layers));
-    let adam_cfg = AdamWConfig {
-        learning_rate: cfg.learning_rate,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    };
-    let named = longtail_model::named_vars(&model.varmap);
-    let opt = AdamW::with_spec(named, adam_cfg, &spec)?;
-    // One schedule over the checkpoint's updates and this run's: a resumed run continues it
-    // at `step0` (no second warmup from a learning rate of 0).
-    let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
-    let schedule = LrSchedule::from_args(
-        scheduler,
-        cfg.learning_rate,
-        step0 + cfg.max_steps,
-        0,
-        cfg.warmup_ratio,
-    )?;
-    let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
-    match &cfg.resume_from {
-        Some(dir) if dir.join(OPTIMIZER_JSON_FILE).is_file() => driver.restore(dir, step0)?,
-        _ => driver = driver.starting_at(step0),
-    }
-
-    let mut state = TrainerState {
-        max_steps: step0 + cfg.max_steps,
-        train_batch_size: Some(cfg.batch_size as u64),
-        logging_steps: cfg.eval_every,
-        eval_steps: cfg.eval_every,
-        ..Default::default()
-    };
-    if let Some(dir) = &cfg.resume_from {
-        if let Ok(prev_state) = TrainerState::load(&dir.join(TRAINER_STATE_FILE)) {
-            state.log_history = prev_state.log_history;
-            state.num_samples_seen = prev_state.num_samples_seen;
-        }
-    }
-    state.global_step = step0;
+    let (mut driver, mut state) =
+        driver_and_state(cfg, longtail_model::named_vars(&model.varmap), &spec, step0)?;
 
     let mut last = initial.clone();
     let per_epoch = pairs.len() / cfg.batch_size;
@@ -587,6 +552,52 @@ fn train_bi_encoder(
         calibration,
         out: cfg.out.clone(),
     })
+}
+
+/// AdamW over `named` parameters (grouped by `spec`), the learning-rate schedule and the
+/// trainer state of a run that starts at `step0`: one schedule over the checkpoint's updates
+/// and this run's, so a resumed run continues it (no second warmup from 0), with the optimizer
+/// moments and the log history of `cfg.resume_from` when it has them.
+pub(crate) fn driver_and_state(
+    cfg: &TrainInterestConfig,
+    named: Vec<(String, candle_core::Var)>,
+    spec: &ParamGroupSpec,
+    step0: u64,
+) -> Result<(StepDriver, TrainerState)> {
+    let adam_cfg = AdamWConfig {
+        learning_rate: cfg.learning_rate,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let opt = AdamW::with_spec(named, adam_cfg, spec)?;
+    let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
+    let schedule = LrSchedule::from_args(
+        scheduler,
+        cfg.learning_rate,
+        step0 + cfg.max_steps,
+        0,
+        cfg.warmup_ratio,
+    )?;
+    let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
+    match &cfg.resume_from {
+        Some(dir) if dir.join(OPTIMIZER_JSON_FILE).is_file() => driver.restore(dir, step0)?,
+        _ => driver = driver.starting_at(step0),
+    }
+    let mut state = TrainerState {
+        max_steps: step0 + cfg.max_steps,
+        train_batch_size: Some(cfg.batch_size as u64),
+        logging_steps: cfg.eval_every,
+        eval_steps: cfg.eval_every,
+        ..Default::default()
+    };
+    if let Some(dir) = &cfg.resume_from {
+        if let Ok(prev_state) = TrainerState::load(&dir.join(TRAINER_STATE_FILE)) {
+            state.log_history = prev_state.log_history;
+            state.num_samples_seen = prev_state.num_samples_seen;
+        }
+    }
+    state.global_step = step0;
+    Ok((driver, state))
 }
 
 #[allow(clippy::too_many_arguments)]

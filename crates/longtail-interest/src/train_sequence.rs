@@ -17,13 +17,10 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use longtail_data::{Label, PreparedDataset};
-use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
+use longtail_model::checkpoint::TRAINER_STATE_FILE;
 use longtail_model::DropoutRngState;
 use longtail_rec::{top_k_excluding, Interactions};
-use longtail_train::{
-    epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
-    StepDriver, TrainerState,
-};
+use longtail_train::{epoch_permutation, LogEntry, ParamGroupSpec, StepDriver, TrainerState};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::Platt;
@@ -348,40 +345,12 @@ pub fn train_sequence(
         ));
     }
 
-    let spec = ParamGroupSpec::new(cfg.weight_decay);
-    let adam_cfg = AdamWConfig {
-        learning_rate: cfg.learning_rate,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    };
-    let opt = AdamW::with_spec(longtail_model::named_vars(&model.varmap), adam_cfg, &spec)?;
-    let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
-    let schedule = LrSchedule::from_args(
-        scheduler,
-        cfg.learning_rate,
-        step0 + cfg.max_steps,
-        0,
-        cfg.warmup_ratio,
+    let (mut driver, mut state) = crate::train::driver_and_state(
+        cfg,
+        longtail_model::named_vars(&model.varmap),
+        &ParamGroupSpec::new(cfg.weight_decay),
+        step0,
     )?;
-    let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
-    match &cfg.resume_from {
-        Some(dir) if dir.join(OPTIMIZER_JSON_FILE).is_file() => driver.restore(dir, step0)?,
-        _ => driver = driver.starting_at(step0),
-    }
-    let mut state = TrainerState {
-        max_steps: step0 + cfg.max_steps,
-        train_batch_size: Some(cfg.batch_size as u64),
-        logging_steps: cfg.eval_every,
-        eval_steps: cfg.eval_every,
-        ..Default::default()
-    };
-    if let Some(dir) = &cfg.resume_from {
-        if let Ok(prev_state) = TrainerState::load(&dir.join(TRAINER_STATE_FILE)) {
-            state.log_history = prev_state.log_history;
-            state.num_samples_seen = prev_state.num_samples_seen;
-        }
-    }
-    state.global_step = step0;
 
     let evaluate = !cfg.use_all_interactions && cfg.eval_every > 0;
     let initial = if evaluate {

@@ -147,6 +147,19 @@ mod tests {
     use candle_core::Device;
     use candle_nn::VarMap;
 
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
     fn encoder(dtype: DType) -> (CausalEncoder, VarMap) {
         let mut cfg = BertConfig::tiny(1, 8, 2, 2);
         cfg.intermediate_size = 16;
@@ -184,28 +197,14 @@ mod tests {
         x2[0] = vec![-3.0; 8];
         let x2 = Tensor::new(x2, &dev).unwrap().unsqueeze(0).unwrap();
         let y2 = enc.forward_t(&x2, &mask, false).unwrap();
-        let d = (y.narrow(1, 1, 2).unwrap() - y2.narrow(1, 1, 2).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = max_diff(&y.narrow(1, 1, 2).unwrap(), &y2.narrow(1, 1, 2).unwrap());
         assert!(d < 1e-12, "{d}");
         // Shorter left padding gives the same last output (positions count from the end).
         let short = x.narrow(1, 1, 3).unwrap();
         let ys = enc
             .forward_t(&short, &Tensor::new(&[[1u32, 1, 1]], &dev).unwrap(), false)
             .unwrap();
-        let d = (ys.narrow(1, 2, 1).unwrap() - y.narrow(1, 3, 1).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = max_diff(&ys.narrow(1, 2, 1).unwrap(), &y.narrow(1, 3, 1).unwrap());
         assert!(d < 1e-12, "{d}");
     }
 
@@ -217,14 +216,7 @@ mod tests {
         let mask = Tensor::new(&[[0u32, 0, 1, 1, 1], [1, 1, 1, 1, 1]], &dev).unwrap();
         let a = enc.forward_t(&x, &mask, false).unwrap();
         let b = enc.forward_inference(&x, &mask).unwrap();
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_diff(&a, &b);
         assert!(d < 1e-4, "{d}");
         assert!(enc
             .forward_t(&x.narrow(1, 0, 4).unwrap(), &mask, false)

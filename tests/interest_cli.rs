@@ -30,6 +30,14 @@ fn run_train_interest(data: &Path, out: &Path, base: &[&str], extra: &[&str]) {
             .arg(data)
             .arg("--out")
             .arg(out)
+            .args([
+                "--max-len",
+                "16",
+                "--batch-size",
+                "8",
+                "--learning-rate",
+                "1e-2",
+            ])
             .args(base)
             .args([
                 "--eval-users",
@@ -48,12 +56,6 @@ fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
     let base = [
         "--architecture",
         "bi-encoder",
-        "--max-len",
-        "16",
-        "--batch-size",
-        "8",
-        "--learning-rate",
-        "1e-2",
         "--frozen-layers",
         "1",
         "--refresh-every",
@@ -467,12 +469,6 @@ fn train_interest_resume_continues_the_learning_rate_schedule() {
 /// The sequence architecture (the default) on the tiny world.
 fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
     let base = [
-        "--max-len",
-        "16",
-        "--batch-size",
-        "8",
-        "--learning-rate",
-        "1e-2",
         "--hidden-size",
         "16",
         "--num-attention-heads",
@@ -698,7 +694,7 @@ fn sequence_resume_on_new_data_recommends_the_new_item() {
         &new,
         &resumed,
         &["--resume-from", ckpt.to_str().unwrap()],
-        &["--max-steps", "2", "--batch-size", "8", "--eval-every", "0"],
+        &["--max-steps", "2", "--eval-every", "0"],
     );
     let (before, after) = (interest_meta(&ckpt), interest_meta(&resumed));
     assert_eq!(

@@ -66,6 +66,22 @@ fn train_interest(data: &Path, out: &Path, extra: &[&str]) {
     run_train_interest(data, out, &base, extra);
 }
 
+/// `longtail eval-rec --checkpoint ckpt` on `data` (plus `extra`); the report JSON.
+fn eval_rec(data: &Path, ckpt: &Path, report: &Path, extra: &[&str]) -> Value {
+    run_ok(
+        longtail()
+            .arg("eval-rec")
+            .arg("--data")
+            .arg(data)
+            .arg("--checkpoint")
+            .arg(ckpt)
+            .arg("--report")
+            .arg(report)
+            .args(extra),
+    );
+    serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap()
+}
+
 fn read_jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -205,17 +221,7 @@ fn train_interest_recommend_and_eval_rec() {
 
     // eval-rec with the checkpoint: longtail and the blend next to the baselines.
     let report = tmp.path().join("rec/report.json");
-    run_ok(
-        longtail()
-            .arg("eval-rec")
-            .arg("--data")
-            .arg(&data)
-            .arg("--checkpoint")
-            .arg(&ckpt)
-            .arg("--report")
-            .arg(&report),
-    );
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = eval_rec(&data, &ckpt, &report, &[]);
     for m in [
         "longtail",
         "longtail+ease",
@@ -555,19 +561,8 @@ fn sequence_model_trains_recommends_and_is_evaluated_next_to_sasrec() {
     }
 
     let report = tmp.path().join("rec/report.json");
-    run_ok(
-        longtail()
-            .arg("eval-rec")
-            .arg("--data")
-            .arg(&data)
-            .arg("--checkpoint")
-            .arg(&ckpt)
-            .arg("--compare")
-            .arg(format!("sasrec={}", sasrec.display()))
-            .arg("--report")
-            .arg(&report),
-    );
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let compare = format!("sasrec={}", sasrec.display());
+    let r = eval_rec(&data, &ckpt, &report, &["--compare", &compare]);
     for m in [
         "longtail",
         "text-last-item",

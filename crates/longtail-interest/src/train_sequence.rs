@@ -182,8 +182,21 @@ pub fn train_sequence(
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainInterestOutcome> {
     let start = Instant::now();
-    if cfg.batch_size == 0 {
-        return Err(InterestError::invalid("batch_size must be >= 1"));
+    for (ok, what) in [
+        (cfg.batch_size >= 1, "batch_size must be >= 1"),
+        (cfg.max_history >= 1, "max_history must be >= 1"),
+        (
+            cfg.temperature.is_finite() && cfg.temperature > 0.0,
+            "temperature must be a positive number",
+        ),
+        (
+            cfg.logq_weight.is_finite(),
+            "logq_weight must be a finite number",
+        ),
+    ] {
+        if !ok {
+            return Err(InterestError::invalid(what));
+        }
     }
     let data = PreparedDataset::load(&cfg.data)?;
     let item_ids: Vec<String> = data.items.iter().map(|i| i.item_id.clone()).collect();

@@ -9,19 +9,12 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 use crate::model::{
-    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel, UserRepr,
-    INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
+    cached_item_embeddings, items_hash, InterestMeta, InterestModel, UserRepr, INTEREST_FILE,
+    ITEM_EMBEDDINGS_FILE,
 };
 use crate::sequence::{l2_normalise, SequenceModel, SEQUENCE_WEIGHTS_FILE};
 
-/// Where the item embeddings came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    /// Loaded from a cache whose items hash matched.
-    Hit,
-    /// Computed and written to the cache file.
-    Computed,
-}
+pub use crate::model::CacheStatus;
 
 /// An interest checkpoint's settings and the embeddings of one catalogue.
 pub struct InterestIndex {
@@ -120,18 +113,13 @@ impl InterestIndex {
     ) -> Result<(Vec<f32>, usize, CacheStatus)> {
         let hash = items_hash(items, meta.max_len, &meta.template);
         let default_cache = ckpt.join(ITEM_EMBEDDINGS_FILE);
+        // The encoder is loaded only when the cache misses.
         let cache = cache.unwrap_or(&default_cache);
-        if let Some((emb, dim)) = load_item_embeddings(cache, &hash)? {
-            if emb.len() == dim * items.len() {
-                return Ok((emb, dim, CacheStatus::Hit));
-            }
-        }
-        let model = InterestModel::load(&ckpt.to_string_lossy(), meta.max_len, &meta.template)?;
-        let encoded = model.encode_items(items)?;
-        let emb = model.embed_items(&encoded, batch_size)?;
-        let dim = model.dim();
-        save_item_embeddings(cache, &emb, dim, &hash)?;
-        Ok((emb, dim, CacheStatus::Computed))
+        cached_item_embeddings(Some(cache), Some(cache), &hash, items.len(), || {
+            let model = InterestModel::load(&ckpt.to_string_lossy(), meta.max_len, &meta.template)?;
+            let encoded = model.encode_items(items)?;
+            Ok((model.embed_items(&encoded, batch_size)?, model.dim()))
+        })
     }
 
     /// A pooled-embedding index (no learned user model) over unit rows `emb` `(n, dim)`.

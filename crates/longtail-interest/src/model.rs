@@ -337,6 +337,39 @@ pub fn save_item_embeddings(path: &Path, emb: &[f32], dim: usize, hash: &str) ->
     Ok(())
 }
 
+/// Where item embeddings came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Loaded from a cache whose items hash matched.
+    Hit,
+    /// Computed (and written to the cache file, when there is one).
+    Computed,
+}
+
+/// The embeddings of `n_items` items: from `read` when its items hash is `hash` and it has
+/// `n_items` rows, else from `compute`, then written to `write` (when given). The one
+/// cache-or-encode rule of training and serving.
+pub fn cached_item_embeddings(
+    read: Option<&Path>,
+    write: Option<&Path>,
+    hash: &str,
+    n_items: usize,
+    compute: impl FnOnce() -> Result<(Vec<f32>, usize)>,
+) -> Result<(Vec<f32>, usize, CacheStatus)> {
+    if let Some(path) = read {
+        if let Some((emb, dim)) = load_item_embeddings(path, hash)? {
+            if emb.len() == dim * n_items {
+                return Ok((emb, dim, CacheStatus::Hit));
+            }
+        }
+    }
+    let (emb, dim) = compute()?;
+    if let Some(path) = write {
+        save_item_embeddings(path, &emb, dim, hash)?;
+    }
+    Ok((emb, dim, CacheStatus::Computed))
+}
+
 /// Loads cached item embeddings if the file exists and its hash matches.
 pub fn load_item_embeddings(path: &Path, hash: &str) -> Result<Option<(Vec<f32>, usize)>> {
     if !path.is_file() {

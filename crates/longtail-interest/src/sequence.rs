@@ -281,9 +281,7 @@ impl SequenceModel {
         let last = states.narrow(1, s - 1, 1)?.squeeze(1)?;
         Ok(l2_normalise(&last)?.to_dtype(DType::F32)?)
     }
-}
 
-impl SequenceModel {
     /// [`Self::user_vectors`] of many histories as rows, in the given order: batched by
     /// similar length (a batch is padded to its longest history), 256 at a time.
     pub fn user_vector_rows(

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
 use crate::model::{
-    items_hash, load_item_embeddings, save_item_embeddings, InterestMeta, InterestModel, UserRepr,
-    INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
+    cached_item_embeddings, items_hash, save_item_embeddings, CacheStatus, InterestMeta,
+    InterestModel, UserRepr, INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
 };
 use crate::sequence::{
     next_item_loss, ItemFeatures, SequenceMeta, SequenceModel, SEQUENCE_WEIGHTS_FILE,
@@ -133,48 +133,37 @@ fn calibrate(
     ))
 }
 
-/// The text embeddings of the catalogue from `encoder_src` (cached under `cache` by items
-/// hash).
+/// The encoder of `encoder_src` and the catalogue's text embeddings: from the cache `read`
+/// when its items hash matches, else computed (and written to `write`).
 fn text_embeddings(
     encoder_src: &str,
     items: &[longtail_data::PreparedItem],
     max_len: usize,
     template: &str,
-    cache: Option<&Path>,
+    (read, write): (Option<&Path>, Option<&Path>),
     batch_size: usize,
-) -> Result<(InterestModel, Vec<f32>, usize, String, bool)> {
+) -> Result<(InterestModel, Vec<f32>, usize, String, CacheStatus)> {
     let model = InterestModel::load(encoder_src, max_len, template)?;
     let hash = items_hash(items, model.tokenizer.max_len(), template);
-    if let Some(path) = cache {
-        if let Some((emb, dim)) = load_item_embeddings(path, &hash)? {
-            if emb.len() == dim * items.len() {
-                return Ok((model, emb, dim, hash, true));
-            }
-        }
-    }
-    let encoded = model.encode_items(items)?;
-    let emb = model.embed_items(&encoded, batch_size)?;
-    let dim = model.dim();
-    Ok((model, emb, dim, hash, false))
+    let (emb, dim, status) = cached_item_embeddings(read, write, &hash, items.len(), || {
+        let encoded = model.encode_items(items)?;
+        Ok((model.embed_items(&encoded, batch_size)?, model.dim()))
+    })?;
+    Ok((model, emb, dim, hash, status))
 }
 
-/// The sequences of batch `b` of `epoch`: a seeded shuffle, stably sorted by length so a batch
-/// holds sequences of similar length (little padding; the median user has 5 training items
-/// and the longest 50), cut into batches whose order is shuffled again. A function of
-/// `(seed, epoch, b)` only, so a resumed run picks up the same batches.
-pub fn epoch_batch(
-    lens: &[usize],
-    batch_size: usize,
-    seed: u64,
-    epoch: u64,
-    b: usize,
-) -> Vec<usize> {
+/// The batches of `epoch`, in the order the steps take them: a seeded shuffle, stably sorted
+/// by length so a batch holds sequences of similar length (little padding; the median user
+/// has 5 training items and the longest 50), cut into batches whose order is shuffled again.
+/// A function of `(seed, epoch)` only, so a resumed run picks up the same batches.
+pub fn epoch_batches(lens: &[usize], batch_size: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
     let mut order = epoch_permutation(lens.len(), seed, epoch);
     order.sort_by_key(|&i| lens[i]);
-    let n_batches = lens.len().div_ceil(batch_size);
-    let batch_order = epoch_permutation(n_batches, seed ^ 0xba7c4, epoch);
-    let k = batch_order[b];
-    order[k * batch_size..((k + 1) * batch_size).min(order.len())].to_vec()
+    let batches: Vec<&[usize]> = order.chunks(batch_size).collect();
+    epoch_permutation(batches.len(), seed ^ 0xba7c4, epoch)
+        .into_iter()
+        .map(|k| batches[k].to_vec())
+        .collect()
 }
 
 pub fn train_sequence(
@@ -247,32 +236,33 @@ pub fn train_sequence(
     // Text embeddings (frozen encoder).
     let t0 = Instant::now();
     let text = if features.uses_text() {
-        let (src, cache) = match &cfg.resume_from {
-            Some(dir) => (
-                dir.to_string_lossy().into_owned(),
-                Some(
-                    cfg.embedding_cache
-                        .clone()
-                        .unwrap_or_else(|| dir.join(ITEM_EMBEDDINGS_FILE)),
-                ),
-            ),
-            None => (cfg.model.clone(), cfg.embedding_cache.clone()),
+        // A resumed run reads its checkpoint's cache but never writes into that checkpoint.
+        let explicit = cfg.embedding_cache.as_deref();
+        let resume_cache = cfg
+            .resume_from
+            .as_ref()
+            .map(|d| d.join(ITEM_EMBEDDINGS_FILE));
+        let src = match &cfg.resume_from {
+            Some(dir) => dir.to_string_lossy().into_owned(),
+            None => cfg.model.clone(),
         };
-        let (encoder, emb, dim, hash, hit) = text_embeddings(
+        let cache = (explicit.or(resume_cache.as_deref()), explicit);
+        let (encoder, emb, dim, hash, status) = text_embeddings(
             &src,
             &data.items,
             max_len,
             &template,
-            cache.as_deref(),
+            cache,
             cfg.infer_batch_size,
         )?;
-        if let (Some(path), false) = (&cfg.embedding_cache, hit) {
-            save_item_embeddings(path, &emb, dim, &hash)?;
-        }
         progress(Event::Message(&format!(
             "text embeddings of {} items ({dim}-d{}) in {:.1}s",
             data.items.len(),
-            if hit { ", cached" } else { "" },
+            if status == CacheStatus::Hit {
+                ", cached"
+            } else {
+                ""
+            },
             t0.elapsed().as_secs_f64()
         )));
         Some((encoder, emb, dim, hash))
@@ -462,13 +452,21 @@ pub fn train_sequence(
     let mut step = 0u64;
     let t_train = Instant::now();
     let mut seen = 0usize;
+    // The current epoch's batches, recomputed when the epoch changes.
+    let mut batches: Option<(u64, Vec<Vec<usize>>)> = None;
     while step < cfg.max_steps {
         // The position in the data order follows the global step, so a resumed run continues
         // the permutation where the checkpoint left it.
         let g = driver.global_step();
         let epoch = g / per_epoch as u64;
         let b = (g % per_epoch as u64) as usize;
-        let chunk = epoch_batch(&seq_lens, cfg.batch_size, cfg.seed, epoch, b);
+        if batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            batches = Some((
+                epoch,
+                epoch_batches(&seq_lens, cfg.batch_size, cfg.seed, epoch),
+            ));
+        }
+        let chunk = &batches.as_ref().expect("set above").1[b];
         let batch: Vec<&[usize]> = chunk.iter().map(|&i| seq_of(seqs[i])).collect();
         let report = driver.step(1, |_| -> Result<Tensor> {
             next_item_loss(&model, &view, &batch, log_q.as_ref(), true)

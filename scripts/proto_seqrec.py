@@ -29,6 +29,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_eval_rec import load, pareto_tail, split  # noqa: E402  (the eval-rec protocol)
 
+torch.set_num_threads(1)
+CACHE = "/tmp/proto"
+
 
 def render(item):
     parts = [(item.get(k) or "").strip() for k in ("title", "brand", "categories", "description")]
@@ -135,6 +138,14 @@ DEFAULT = dict(
     pre_ln=False, dropout=0.2, emb_dropout=None, attn_dropout=None, score="cos", tau=0.07,
     lr=1e-3, wd=0.01, batch=128, max_hist=50, epochs=200, patience=8, max_seconds=170,
     seed=0, id_init=0.02,
+    # tail-item options (all off by default; training-only, serving is plain cos/tau):
+    # id_dropout p: per step, each item's ID embedding is zeroed with prob. p (one mask for the
+    #   history inputs and the catalogue outputs), so the text path must carry head items too.
+    # logq b: training logits += b * log q_i, q_i = (count_i + 1) / sum; the popularity prior
+    #   is absorbed in training and left out at serving, so b > 0 shifts scores towards the tail.
+    # tail_loss_alpha a: per-target loss weight (count_target + 1)^-a, mean 1 over the batch.
+    # id_gate g: ID part scaled by a learned scalar initialised at g (None = no gate).
+    id_dropout=0.0, logq=0.0, tail_loss_alpha=0.0, id_gate=None,
 )
 
 
@@ -180,6 +191,8 @@ class SeqRec(nn.Module):
             nn.init.normal_(self.idemb.weight, std=c["id_init"])
             self.register_buffer("idmask", torch.tensor(counts >= c["id_min_count"],
                                                         dtype=torch.float32)[:, None])
+            if c["id_gate"] is not None:
+                self.gate = nn.Parameter(torch.tensor(float(c["id_gate"])))
         self.pos = nn.Embedding(c["max_hist"], w)
         nn.init.normal_(self.pos.weight, std=0.02)
         self.ln_in = nn.LayerNorm(w)
@@ -191,11 +204,17 @@ class SeqRec(nn.Module):
         self.ln_out = nn.LayerNorm(w) if c["pre_ln"] else nn.Identity()
 
     def items(self):
+        """Catalogue vectors; called once per step, so one ID-dropout mask serves inputs and outputs."""
         e = 0
         if self.c["text"]:
             e = self.tln(self.tproj(self.T))
         if self.c["id"]:
-            e = e + self.idemb.weight * self.idmask
+            mask = self.idmask
+            if self.training and self.c["id_dropout"] > 0:
+                # no 1/(1-p) rescale: a dropped item must look exactly like a text-only (tail) item
+                mask = mask * (torch.rand_like(mask) >= self.c["id_dropout"])
+            idv = self.idemb.weight * mask
+            e = e + (self.gate * idv if self.c["id_gate"] is not None else idv)
         return e
 
     def encode(self, seq, E):
@@ -252,6 +271,8 @@ def train_eval(d, T, **kw):
     eorder = np.argsort([len(h) for h in d.hists], kind="stable")
     einv = np.argsort(eorder)
     H = H[torch.tensor(eorder)]
+    cnt = torch.tensor(d.counts, dtype=torch.float32) + 1
+    logq = c["logq"] * (cnt / cnt.sum()).log()  # added to training logits only
     best, best_ep, since, t0, hist = None, 0, 0, time.time(), []
     ep = 0
     for ep in range(1, c["epochs"] + 1):
@@ -269,8 +290,15 @@ def train_eval(d, T, **kw):
             E = m.items()
             out = m.encode(x, E)
             valid = y >= 0
+            t = y[valid]
             lg = m.logits(out[valid], E)
-            loss = F.cross_entropy(lg, y[valid])
+            if c["logq"]:
+                lg = lg + logq
+            if c["tail_loss_alpha"]:
+                w = cnt[t] ** -c["tail_loss_alpha"]
+                loss = (F.cross_entropy(lg, t, reduction="none") * (w / w.mean())).mean()
+            else:
+                loss = F.cross_entropy(lg, t)
             opt.zero_grad()
             loss.backward()
             opt.step()

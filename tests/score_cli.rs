@@ -3,16 +3,15 @@
 //! probabilities the trainer's validation uses (`longtail_classify::predict`).
 
 mod common;
-use common::tiny::write_tokenizer;
+use common::tiny::tiny_classifier as tiny_checkpoint;
 use common::{longtail, run_ok};
 
-use candle_core::Device;
 use longtail_classify::{self as trainer, EncodedSplit};
 use longtail_data::{PreparedDataset, Split};
 use longtail_infer::Scorer;
-use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions, Pooling};
+use longtail_model::ClassifierOptions;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Catalogue words, all in the shared tiny tokenizer's vocabulary (`common::tiny`).
@@ -36,28 +35,6 @@ const WORDS: [&str; 18] = [
     "large",
     "quality",
 ];
-
-/// A tiny random head/tail classifier saved like a `longtail train` output.
-fn tiny_checkpoint(root: &Path) -> PathBuf {
-    let dir = root.join("ckpt");
-    std::fs::create_dir_all(&dir).unwrap();
-    let vocab = write_tokenizer(&dir);
-    let config = BertConfig::tiny(vocab, 32, 2, 4);
-    let opts = ClassifierOptions {
-        labels: Some(vec!["head".into(), "tail".into()]),
-        pooling: Some(Pooling::Mean),
-        init_seed: 11,
-        ..Default::default()
-    };
-    let model = BertForSequenceClassification::new_random(&config, &opts, &Device::Cpu).unwrap();
-    model.save_pretrained(&dir).unwrap();
-    std::fs::write(
-        dir.join("train_args.toml"),
-        "max_len = 24\ntemplate = \"{title} | {brand} | {categories} | {description}\"\nseed = 1\n",
-    )
-    .unwrap();
-    dir
-}
 
 /// Row `i` of a synthetic raw catalogue (varied lengths so batches get sorted).
 fn item(i: usize) -> Value {

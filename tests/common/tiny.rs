@@ -4,7 +4,7 @@
 
 use super::{longtail, run_ok};
 use candle_core::{Device, Tensor};
-use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions};
+use longtail_model::{BertConfig, BertForSequenceClassification, ClassifierOptions, Pooling};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -140,4 +140,26 @@ pub fn prepared(root: &Path) -> PathBuf {
 
 pub fn tensors(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+/// A tiny random head/tail classifier saved like a `longtail train` output.
+pub fn tiny_classifier(root: &Path) -> PathBuf {
+    let dir = root.join("ckpt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let vocab = write_tokenizer(&dir);
+    let config = BertConfig::tiny(vocab, 32, 2, 4);
+    let opts = ClassifierOptions {
+        labels: Some(vec!["head".into(), "tail".into()]),
+        pooling: Some(Pooling::Mean),
+        init_seed: 11,
+        ..Default::default()
+    };
+    let model = BertForSequenceClassification::new_random(&config, &opts, &Device::Cpu).unwrap();
+    model.save_pretrained(&dir).unwrap();
+    std::fs::write(
+        dir.join("train_args.toml"),
+        "max_len = 24\ntemplate = \"{title} | {brand} | {categories} | {description}\"\nseed = 1\n",
+    )
+    .unwrap();
+    dir
 }

@@ -29,8 +29,8 @@ pub use error::DataError;
 pub use label::{Label, TailRule};
 pub use options::PrepareOptions;
 pub use prepare::{
-    prepare, PrepareMeta, INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE, REJECTS_FILE,
-    STATS_FILE,
+    listing_text, prepare, PrepareMeta, INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE,
+    REJECTS_FILE, STATS_FILE,
 };
 pub use progress::{NoProgress, ProgressSink};
 pub use reader::{Format, ReadOptions, Record, RecordReader, Reject, RejectReason, RowResult};

@@ -122,6 +122,38 @@ impl InterestIndex {
         })
     }
 
+    /// Appends items to the catalogue (their indices continue after the last one) with their
+    /// text embeddings `emb` `(m, dim)`, unit rows. A sequence model gives them text-only
+    /// vectors: they have no trained ID row, exactly as items it never saw in training.
+    pub fn add_items(&mut self, item_ids: &[String], emb: &[f32]) -> Result<()> {
+        let m = item_ids.len();
+        if self.emb.is_empty() && self.n_items > 0 {
+            return Err(crate::InterestError::invalid(
+                "an ID-only model cannot place new items: it has no text embeddings",
+            ));
+        }
+        if emb.len() != m * self.dim {
+            return Err(crate::InterestError::invalid(format!(
+                "{m} new items need {m}x{} text embeddings, got {} values",
+                self.dim,
+                emb.len()
+            )));
+        }
+        if let Some(seq) = &mut self.sequence {
+            let view = seq.model.view(item_ids, Some(emb))?;
+            let vectors = seq.model.item_vectors(&view)?.detach();
+            let unit = l2_normalise(&vectors)?
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            seq.items = Tensor::cat(&[&seq.items, &vectors], 0)?;
+            seq.items_unit.extend_from_slice(&unit);
+        }
+        self.emb.extend_from_slice(emb);
+        self.n_items += m;
+        Ok(())
+    }
+
     /// A pooled-embedding index (no learned user model) over unit rows `emb` `(n, dim)`.
     pub fn pooled(meta: InterestMeta, emb: Vec<f32>, dim: usize) -> Self {
         let n_items = emb.len() / dim.max(1);

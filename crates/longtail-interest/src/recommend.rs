@@ -79,6 +79,7 @@ pub struct Recommender {
     is_tail: Vec<bool>,
     interactions: Interactions,
     user_index: HashMap<String, usize>,
+    item_index: HashMap<String, usize>,
     ease: Option<(Ease, f64)>,
 }
 
@@ -166,6 +167,7 @@ impl Recommender {
             .enumerate()
             .map(|(i, u)| (u.clone(), i))
             .collect();
+        let item_index = index_of(&item_ids);
         Ok((
             Self {
                 index,
@@ -173,6 +175,7 @@ impl Recommender {
                 is_tail,
                 interactions,
                 user_index,
+                item_index,
                 ease,
             },
             ease_fit,
@@ -193,6 +196,43 @@ impl Recommender {
         &self.interactions
     }
 
+    /// The catalogue index of item id `id`.
+    pub fn item_index(&self, id: &str) -> Option<usize> {
+        self.item_index.get(id).copied()
+    }
+
+    /// The checkpoint's settings and embeddings.
+    pub fn index(&self) -> &InterestIndex {
+        &self.index
+    }
+
+    /// Adds new catalogue items with their text embeddings (see [`InterestIndex::add_items`]);
+    /// they are recommendable at once. Ids already in the catalogue are an error.
+    pub fn add_items(&mut self, items: &[(String, bool)], emb: &[f32]) -> Result<()> {
+        if self.ease.is_some() {
+            return Err(InterestError::invalid(
+                "new items cannot join an EASE blend (its item-item matrix is fixed at load)",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((dup, _)) = items
+            .iter()
+            .find(|(id, _)| self.item_index.contains_key(id) || !seen.insert(id.as_str()))
+        {
+            return Err(InterestError::invalid(format!(
+                "item `{dup}` is already in the catalogue"
+            )));
+        }
+        let ids: Vec<String> = items.iter().map(|(id, _)| id.clone()).collect();
+        self.index.add_items(&ids, emb)?;
+        for (id, tail) in items {
+            self.item_index.insert(id.clone(), self.item_ids.len());
+            self.item_ids.push(id.clone());
+            self.is_tail.push(*tail);
+        }
+        Ok(())
+    }
+
     /// A known user's whole history (distinct items, time order); `None` for an unknown id.
     pub fn history(&self, user_id: &str) -> Option<&[usize]> {
         self.user_index
@@ -209,8 +249,20 @@ impl Recommender {
         k: usize,
         knob: Option<Knob>,
     ) -> Result<Option<Vec<Recommendation>>> {
+        self.recommend_excluding(history, &[], k, knob)
+    }
+
+    /// [`Self::recommend`] that also never returns the items in `exclude` (e.g. dismissed
+    /// ones).
+    pub fn recommend_excluding(
+        &self,
+        history: &[usize],
+        exclude: &[usize],
+        k: usize,
+        knob: Option<Knob>,
+    ) -> Result<Option<Vec<Recommendation>>> {
         let n = self.num_items();
-        if let Some(&bad) = history.iter().find(|&&i| i >= n) {
+        if let Some(&bad) = history.iter().chain(exclude).find(|&&i| i >= n) {
             return Err(InterestError::invalid(format!(
                 "history item {bad} is not in the catalogue of {n} items"
             )));
@@ -235,6 +287,9 @@ impl Recommender {
             }
         };
         exclude_history(name, 0, &h, &mut scores)?;
+        for &i in exclude {
+            scores[i] = f32::NEG_INFINITY;
+        }
         let list = match knob {
             Some(knob) => rerank(&scores, &self.is_tail, k, knob),
             None => top_k(&scores, k),

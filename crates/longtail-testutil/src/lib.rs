@@ -94,3 +94,4 @@ mod tests {
         append_line(Path::new("/nonexistent-dir/for/sure/skips.txt"), "x");
     }
 }
+pub mod postgres;

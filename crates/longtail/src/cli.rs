@@ -156,6 +156,14 @@ pub enum Command {
     /// Top-K recommendations per user from an interest checkpoint, with head/tail re-ranking,
     /// calibrated P(interest), an explanation per item and pseudonymised user ids.
     Recommend(crate::commands::recommend::RecommendArgs),
+    /// Serve p_tail scoring, recommendations and feedback events over HTTP (see docs/serve.md):
+    /// one model thread behind a batching queue, a durable event store (SQLite, or PostgreSQL
+    /// for replicas) whose clicks and dismissals change the next list, hot reload, Prometheus
+    /// metrics at /metrics, the API at /openapi.json.
+    Serve(crate::commands::serve::ServeArgs),
+    /// The event store: export it for re-training.
+    #[command(subcommand)]
+    Events(crate::commands::serve::EventsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -499,6 +507,12 @@ pub struct EvalRecArgs {
     /// `--compare sasrec=runs/sasrec` for `train-interest --item-features id`.
     #[arg(long, value_name = "NAME=DIR")]
     pub compare: Vec<NamedCheckpoint>,
+
+    /// Promotion gate: exit with status 3 unless --checkpoint's validation NDCG@10 and
+    /// tail-item Recall@10 are both at least those of the --compare row NAME (the model in
+    /// service). The re-training cycle (docs/serve.md) reloads only what passes.
+    #[arg(long, value_name = "NAME", requires = "checkpoint")]
+    pub gate: Option<String>,
 
     /// Head/tail rule applied to training interaction counts (pareto:S, quantile:Q, min-count:N).
     #[arg(long, default_value_t = defaults::eval_rec().tail_rule)]

@@ -55,15 +55,7 @@ pub(crate) fn read_catalogue(
                 detail,
             )));
         }
-        let fields: BTreeMap<String, String> = opts
-            .text_fields
-            .iter()
-            .map(|f| {
-                let raw = rec.fields.get(f).map(render_value).unwrap_or_default();
-                (f.clone(), clean_text(&raw))
-            })
-            .collect();
-        let text = join_text(&opts.text_fields, &fields);
+        let (fields, text) = listing_text(&opts.text_fields, |f| rec.fields.get(f));
         if text.is_empty() {
             cat.empty_text += 1;
         }
@@ -83,6 +75,23 @@ pub(crate) fn read_options(opts: &PrepareOptions) -> ReadOptions {
     ReadOptions {
         max_line_bytes: opts.max_line_bytes,
     }
+}
+
+/// A raw listing's text fields (each rendered and cleaned; empty when absent) and their
+/// joined text: what `prepare` stores for an item, and what `serve` computes for a new one.
+pub fn listing_text<'a>(
+    text_fields: &[String],
+    get: impl Fn(&str) -> Option<&'a serde_json::Value>,
+) -> (BTreeMap<String, String>, String) {
+    let fields: BTreeMap<String, String> = text_fields
+        .iter()
+        .map(|f| {
+            let raw = get(f).map(render_value).unwrap_or_default();
+            (f.clone(), clean_text(&raw))
+        })
+        .collect();
+    let text = join_text(text_fields, &fields);
+    (fields, text)
 }
 
 /// Non-empty cleaned fields in option order, joined with ` | `.

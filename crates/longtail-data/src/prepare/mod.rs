@@ -1,6 +1,7 @@
 //! `prepare`: ingest, clean, label and split a catalogue and its log.
 
 mod catalogue;
+pub use catalogue::listing_text;
 mod interactions;
 mod outputs;
 mod rows;

@@ -13,6 +13,7 @@
 //! [`Scorer`](longtail_rec::Scorer), then `report.add_model(&split, &segments, &scorer)`.
 
 pub mod blend;
+pub mod gate;
 pub mod metrics;
 pub mod report;
 pub mod run;
@@ -20,6 +21,7 @@ pub mod segments;
 pub mod tradeoff;
 
 pub use blend::{add_blended_models, search_blend_weight, BLEND_GRID};
+pub use gate::{gate, GateVerdict};
 pub use metrics::{evaluate, rank_users, ModelMetrics, SegmentMetrics, UserOutcome};
 pub use report::{write_report, RecReport, RecReportFiles, TAIL_WEIGHT_RULE};
 pub use run::{run_baselines, RecOptions, BASELINES};

@@ -24,6 +24,12 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         args.compare.is_empty() || args.checkpoint.is_some(),
         "--compare needs --checkpoint (the model the others are compared with)"
     );
+    if let Some(g) = &args.gate {
+        ensure!(
+            args.compare.iter().any(|c| &c.name == g),
+            "--gate {g}: no --compare {g}=DIR to gate against"
+        );
+    }
     for c in &args.compare {
         ensure!(
             c.dir.join("interest.json").is_file(),
@@ -97,5 +103,12 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             .map_or(String::new(), |p| format!(", {}", p.display())),
         started.elapsed().as_secs_f64()
     );
+    if let Some(g) = &args.gate {
+        let verdict = rec::gate(&report.validation, "longtail", g)?;
+        println!("{verdict}");
+        if !verdict.passed {
+            std::process::exit(3);
+        }
+    }
     Ok(())
 }

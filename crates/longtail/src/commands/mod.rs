@@ -5,5 +5,6 @@ pub mod model;
 pub mod prepare;
 pub mod recommend;
 pub mod score;
+pub mod serve;
 pub mod train;
 pub mod train_interest;

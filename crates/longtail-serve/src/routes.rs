@@ -1,0 +1,598 @@
+//! The router: public health/info/metrics routes, API-key routes for scoring,
+//! recommendations, items and events, admin-key routes for user data and reload.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use longtail_interest::Pseudonymiser;
+use longtail_rec::Knob;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::{Mutex, Semaphore};
+use utoipa::OpenApi;
+
+use crate::api::*;
+use crate::engine::{Engine, ModelPaths, Models, RecRequest};
+use crate::error::{ErrorBody, Result, ServeError};
+use crate::metrics::Metrics;
+use crate::store::{Event, Impression, NewItem, Outcome, Store, Write};
+use crate::Limits;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    engine: Engine,
+    store: Store,
+    metrics: Arc<Metrics>,
+    pseudo: Arc<Pseudonymiser>,
+    /// The checkpoints being served; the lock also makes reloads one at a time.
+    models: Mutex<ModelPaths>,
+    data: PathBuf,
+    threshold: f32,
+    api_key: Option<[u8; 32]>,
+    admin_key: Option<[u8; 32]>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+}
+
+pub(crate) struct StateParts {
+    pub engine: Engine,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub pseudo: Arc<Pseudonymiser>,
+    pub models: ModelPaths,
+    pub data: PathBuf,
+    pub threshold: f32,
+    pub api_key: Option<String>,
+    pub admin_key: Option<String>,
+    pub limits: Limits,
+}
+
+/// Keys are kept and compared as SHA-256 digests: equal length, constant-time comparison.
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl AppState {
+    pub(crate) fn new(p: StateParts) -> Self {
+        let permits = Arc::new(Semaphore::new(p.limits.max_concurrent_requests.max(1)));
+        Self(Arc::new(Inner {
+            engine: p.engine,
+            store: p.store,
+            metrics: p.metrics,
+            pseudo: p.pseudo,
+            models: Mutex::new(p.models),
+            data: p.data,
+            threshold: p.threshold,
+            api_key: p.api_key.as_deref().map(digest),
+            admin_key: p.admin_key.as_deref().map(digest),
+            limits: p.limits,
+            permits,
+        }))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "longtail serve",
+        description = "Tail scoring, recommendations and feedback events."
+    ),
+    paths(
+        health,
+        ready,
+        info,
+        metrics_route,
+        score,
+        add_items,
+        recommend,
+        events,
+        get_user,
+        delete_user,
+        reload
+    ),
+    components(schemas(
+        ScoreRequest,
+        ScoreResponse,
+        Scored,
+        ItemsRequest,
+        ItemsResponse,
+        RecommendRequest,
+        RecommendResponse,
+        RecItemBody,
+        EventIn,
+        EventsRequest,
+        EventsResponse,
+        StoredEventBody,
+        UserResponse,
+        DeleteUserResponse,
+        ReloadRequest,
+        ReloadResponse,
+        InfoResponse,
+        Health,
+        ErrorBody,
+        crate::store::EventKind,
+        crate::engine::ModelInfo,
+        crate::engine::Version,
+        Limits
+    ))
+)]
+struct ApiDoc;
+
+/// The service's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let limits = state.0.limits.clone();
+    let keyed = Router::new()
+        .route("/v1/tail/score", post(score))
+        .route("/v1/items", post(add_items))
+        .route("/v1/recommend", post(recommend))
+        .route("/v1/events", post(events))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    let admin = Router::new()
+        .route("/v1/users/{id}", get(get_user).delete(delete_user))
+        .route("/admin/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_key,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/info", get(info))
+        .route("/metrics", get(metrics_route))
+        .route("/openapi.json", get(openapi))
+        .merge(keyed)
+        .merge(admin)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            crate::timeout(&limits),
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// The failure kind of an error reply, for the metrics layer.
+#[derive(Clone, Copy)]
+struct FailureKind(&'static str);
+
+/// Latency per route and status, failures by kind.
+async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    s.0.metrics
+        .observe_request(&route, status.as_u16(), started.elapsed().as_secs_f64());
+    if let Some(kind) = response.extensions().get::<FailureKind>() {
+        s.0.metrics.failure(kind.0);
+    } else if status.is_client_error() || status.is_server_error() {
+        // Rejected before a handler ran (body too large, bad JSON, timeout).
+        s.0.metrics.failure("request");
+    }
+    response
+}
+
+/// An error reply that the metrics layer can classify.
+struct Failure(ServeError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let kind = self.0.kind();
+        let mut r = self.0.into_response();
+        r.extensions_mut().insert(FailureKind(kind));
+        r
+    }
+}
+
+impl From<ServeError> for Failure {
+    fn from(e: ServeError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<crate::StoreError> for Failure {
+    fn from(e: crate::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+type Reply<T> = std::result::Result<Json<T>, Failure>;
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k);
+    }
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn key_matches(expected: &[u8; 32], headers: &HeaderMap) -> bool {
+    presented_key(headers).is_some_and(|k| bool::from(digest(k).ct_eq(expected)))
+}
+
+async fn require_api_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match &s.0.api_key {
+        Some(key) if !key_matches(key, req.headers()) => {
+            Failure(ServeError::Unauthorized).into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+async fn require_admin_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match &s.0.admin_key {
+        None => Failure(ServeError::AdminDisabled).into_response(),
+        Some(key) if !key_matches(key, req.headers()) => {
+            Failure(ServeError::Unauthorized).into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// A place in the model thread's queue, or 429.
+fn permit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    s.0.permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ServeError::Overloaded)
+}
+
+fn check_len(what: &str, n: usize, max: usize) -> Result<()> {
+    if n == 0 {
+        return Err(ServeError::bad_request(format!("`{what}` is empty")));
+    }
+    if n > max {
+        return Err(ServeError::bad_request(format!(
+            "`{what}` has {n} entries; at most {max} per request"
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Ready: the models are loaded (their smoke test passed at load) and the store takes writes.
+#[utoipa::path(get, path = "/ready", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+async fn ready(State(s): State<AppState>) -> Reply<Health> {
+    s.0.engine.info().await?;
+    s.0.store.check_writable().await?;
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
+}
+
+#[utoipa::path(get, path = "/info", responses((status = 200, body = InfoResponse)))]
+async fn info(State(s): State<AppState>) -> Reply<InfoResponse> {
+    Ok(Json(InfoResponse {
+        version: env!("CARGO_PKG_VERSION").into(),
+        models: s.0.engine.info().await?,
+        store: s.0.store.url.redacted(),
+        limits: s.0.limits.clone(),
+    }))
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String)))]
+async fn metrics_route(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.0.metrics.render(),
+    )
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+fn listing_id(l: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    longtail_infer::rows::id_text(l.get("item_id"))
+}
+
+/// p_tail and label per listing, as `longtail score` gives for the same rows.
+#[utoipa::path(post, path = "/v1/tail/score", request_body = ScoreRequest,
+    responses((status = 200, body = ScoreResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn score(State(s): State<AppState>, Json(req): Json<ScoreRequest>) -> Reply<ScoreResponse> {
+    check_len("listings", req.listings.len(), s.0.limits.max_listings)?;
+    let _permit = permit(&s)?;
+    let scored = s.0.engine.score(req.listings.clone()).await?;
+    Ok(Json(ScoreResponse {
+        results: req
+            .listings
+            .iter()
+            .zip(scored)
+            .map(|(l, (p_tail, label))| Scored {
+                item_id: listing_id(l),
+                p_tail,
+                label,
+            })
+            .collect(),
+    }))
+}
+
+/// Adds listings to the catalogue: scored, embedded, committed to the store, then
+/// recommendable (answered after all three).
+#[utoipa::path(post, path = "/v1/items", request_body = ItemsRequest,
+    responses((status = 200, body = ItemsResponse), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn add_items(
+    State(s): State<AppState>,
+    Json(req): Json<ItemsRequest>,
+) -> Reply<ItemsResponse> {
+    check_len("items", req.items.len(), s.0.limits.max_listings)?;
+    let _permit = permit(&s)?;
+    let listings: Vec<String> = req
+        .items
+        .iter()
+        .map(|l| serde_json::Value::Object(l.clone()).to_string())
+        .collect();
+    let embedded = s.0.engine.embed(req.items).await?;
+    let now = crate::now();
+    let stored: Vec<NewItem> = embedded
+        .iter()
+        .zip(listings)
+        .map(|(e, listing)| NewItem {
+            item_id: e.item_id.clone(),
+            listing,
+            p_tail: e.p_tail,
+            label: e.label.clone(),
+            embedding: e.embedding.clone(),
+            timestamp: now,
+            seq: 0,
+        })
+        .collect();
+    s.0.store.write(Write::Items(stored)).await?;
+    let out = embedded
+        .iter()
+        .map(|e| Scored {
+            item_id: Some(e.item_id.clone()),
+            p_tail: e.p_tail,
+            label: e.label.clone(),
+        })
+        .collect();
+    s.0.engine.insert(embedded).await?;
+    Ok(Json(ItemsResponse { items: out }))
+}
+
+fn knob(req: &RecommendRequest) -> Result<Option<Knob>> {
+    match (req.tail_share, req.tail_weight) {
+        (Some(_), Some(_)) => Err(ServeError::bad_request(
+            "give at most one of `tail_share` and `tail_weight`",
+        )),
+        (Some(x), None) if (0.0..=1.0).contains(&x) => Ok(Some(Knob::TailShare(x))),
+        (Some(x), None) => Err(ServeError::bad_request(format!(
+            "`tail_share` must be in [0, 1], got {x}"
+        ))),
+        (None, Some(w)) if w.is_finite() && w >= 0.0 => Ok(Some(Knob::TailWeight(w))),
+        (None, Some(w)) => Err(ServeError::bad_request(format!(
+            "`tail_weight` must be a number >= 0, got {w}"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Recommendations from the user's stored history (or an explicit one). Dismissed items
+/// never come back; each click or purchase changes the next list.
+#[utoipa::path(post, path = "/v1/recommend", request_body = RecommendRequest,
+    responses((status = 200, body = RecommendResponse), (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn recommend(
+    State(s): State<AppState>,
+    Json(req): Json<RecommendRequest>,
+) -> Reply<RecommendResponse> {
+    let limits = &s.0.limits;
+    let k = req.k.unwrap_or(10);
+    if k == 0 || k > limits.max_k {
+        return Err(ServeError::bad_request(format!("`k` must be in 1..={}", limits.max_k)).into());
+    }
+    if req.user_id.is_none() && req.history.is_none() {
+        return Err(ServeError::bad_request("give `user_id` or `history`").into());
+    }
+    if let Some(h) = &req.history {
+        check_len("history", h.len(), limits.max_history)?;
+    }
+    if req.exclude.len() > limits.max_history {
+        return Err(ServeError::bad_request("`exclude` is too long").into());
+    }
+    let knob = knob(&req)?;
+    let _permit = permit(&s)?;
+    let user = req.user_id.as_deref().map(|u| s.0.pseudo.apply(u));
+    let events = match &user {
+        Some(u) => s.0.store.user(u).await?.events,
+        None => Vec::new(),
+    };
+    let answer =
+        s.0.engine
+            .recommend(RecRequest {
+                user: user.clone(),
+                history: req.history,
+                events,
+                exclude: req.exclude,
+                k,
+                knob,
+            })
+            .await?;
+    let rec_id = new_rec_id();
+    if let Some(u) = &user {
+        // What was shown, for exposure correction later; not part of the reply's promise.
+        let impression = Impression {
+            rec_id: rec_id.clone(),
+            user: u.clone(),
+            items: answer.items.iter().map(|i| i.item_id.clone()).collect(),
+            timestamp: crate::now(),
+        };
+        let store = s.0.store.clone();
+        let metrics = s.0.metrics.clone();
+        tokio::spawn(async move {
+            if store.write(Write::Impression(impression)).await.is_err() {
+                metrics.failure("store");
+            }
+        });
+    }
+    Ok(Json(RecommendResponse {
+        rec_id,
+        user,
+        history_len: answer.history_len,
+        items: answer.items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+fn new_rec_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("r_{}", hex::encode(bytes))
+}
+
+/// Stores feedback events; answered only after the commit (idempotent on `event_id`).
+#[utoipa::path(post, path = "/v1/events", request_body = EventsRequest,
+    responses((status = 200, body = EventsResponse), (status = 400, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn events(
+    State(s): State<AppState>,
+    Json(req): Json<EventsRequest>,
+) -> Reply<EventsResponse> {
+    check_len("events", req.events.len(), s.0.limits.max_events)?;
+    let known =
+        s.0.engine
+            .known_items(req.events.iter().map(|e| e.item_id.clone()).collect())
+            .await?;
+    let unknown_items = known.iter().filter(|&&k| !k).count();
+    let mut out = Vec::with_capacity(req.events.len());
+    for e in req.events {
+        if e.event_id.trim().is_empty() || e.event_id.len() > 200 {
+            return Err(ServeError::bad_request("`event_id` must be 1-200 characters").into());
+        }
+        if e.user_id.is_empty() || e.item_id.is_empty() {
+            return Err(ServeError::bad_request(format!(
+                "event `{}`: `user_id` and `item_id` must be non-empty",
+                e.event_id
+            ))
+            .into());
+        }
+        out.push(Event {
+            event_id: e.event_id,
+            user: s.0.pseudo.apply(&e.user_id),
+            item_id: e.item_id,
+            kind: e.kind,
+            timestamp: e.timestamp.unwrap_or_else(crate::now),
+            rec_id: e.rec_id,
+        });
+    }
+    let Outcome::Events(new) = s.0.store.write(Write::Events(out)).await? else {
+        return Err(ServeError::Model("the store answered an event write oddly".into()).into());
+    };
+    let committed = new.iter().filter(|&&n| n).count();
+    s.0.metrics.events_committed(committed);
+    Ok(Json(EventsResponse {
+        committed,
+        duplicates: new.len() - committed,
+        unknown_items,
+    }))
+}
+
+/// What is stored about a user (`id` is the raw id; it is pseudonymised before lookup).
+#[utoipa::path(get, path = "/v1/users/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = UserResponse)), security(("admin_key" = [])))]
+async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Reply<UserResponse> {
+    let user = s.0.pseudo.apply(&id);
+    let data = s.0.store.user(&user).await?;
+    Ok(Json(UserResponse {
+        user,
+        events: data
+            .events
+            .into_iter()
+            .map(|e| StoredEventBody {
+                event_id: e.event.event_id,
+                item_id: e.event.item_id,
+                kind: e.event.kind,
+                timestamp: e.event.timestamp,
+                rec_id: e.event.rec_id,
+            })
+            .collect(),
+        impressions: data.impressions,
+    }))
+}
+
+/// Erases a user's events and impressions.
+#[utoipa::path(delete, path = "/v1/users/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = DeleteUserResponse)), security(("admin_key" = [])))]
+async fn delete_user(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Reply<DeleteUserResponse> {
+    let user = s.0.pseudo.apply(&id);
+    let Outcome::Deleted(n) = s.0.store.write(Write::DeleteUser(user.clone())).await? else {
+        return Err(ServeError::Model("the store answered a delete oddly".into()).into());
+    };
+    Ok(Json(DeleteUserResponse {
+        user,
+        deleted_rows: n,
+    }))
+}
+
+/// Loads new checkpoints beside the running ones, validates them (load + smoke forward pass,
+/// with every item added while serving), and swaps them in between two requests. On failure
+/// the old models keep serving and the reply says why.
+#[utoipa::path(post, path = "/admin/reload", request_body = ReloadRequest,
+    responses((status = 200, body = ReloadResponse), (status = 422, body = ErrorBody)),
+    security(("admin_key" = [])))]
+async fn reload(
+    State(s): State<AppState>,
+    body: Option<Json<ReloadRequest>>,
+) -> Reply<ReloadResponse> {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let started = Instant::now();
+    let mut current = s.0.models.lock().await;
+    let paths = ModelPaths {
+        classifier: req
+            .classifier
+            .map_or_else(|| current.classifier.clone(), PathBuf::from),
+        interest: req
+            .interest
+            .map_or_else(|| current.interest.clone(), PathBuf::from),
+    };
+    let added = s.0.store.items().await?;
+    let (p, data, pseudo, threshold) = (
+        paths.clone(),
+        s.0.data.clone(),
+        s.0.pseudo.clone(),
+        s.0.threshold,
+    );
+    let loaded =
+        tokio::task::spawn_blocking(move || Models::load(&p, &data, &pseudo, threshold, &added))
+            .await
+            .map_err(|e| ServeError::Model(e.to_string()))?;
+    let models = loaded.map_err(|e| ServeError::Request {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: format!("reload failed, the previous models keep serving: {e}"),
+    })?;
+    let info = s.0.engine.swap(models).await?;
+    *current = paths;
+    s.0.metrics.reload();
+    Ok(Json(ReloadResponse {
+        reloaded: true,
+        info: serde_json::to_value(info).unwrap_or_default(),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}

@@ -1,0 +1,332 @@
+//! SQLite backend: one file, WAL journal, `synchronous=FULL` (a commit is on disk when it
+//! returns, not just in the WAL's page cache).
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::{
+    f32_bytes, f32_from_bytes, Backend, Event, EventKind, ExportBatch, Mark, NewItem, Outcome,
+    StoredEvent, UserData, Write,
+};
+use crate::error::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    rec_id TEXT
+);
+CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq);
+CREATE TABLE IF NOT EXISTS impressions (
+    rec_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    items TEXT NOT NULL,
+    ts BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL UNIQUE,
+    listing TEXT NOT NULL,
+    p_tail REAL NOT NULL,
+    label TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    ts BIGINT NOT NULL
+);
+";
+
+pub struct Sqlite {
+    conn: Connection,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{}: journal_mode is {mode}, WAL is required",
+                path.display()
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self { conn })
+    }
+}
+
+fn event_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, String, String, String, String, i64, Option<String>)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+type EventRow = (i64, String, String, String, String, i64, Option<String>);
+
+fn to_event(row: EventRow) -> Result<StoredEvent, StoreError> {
+    let (seq, event_id, user, item_id, kind, timestamp, rec_id) = row;
+    Ok(StoredEvent {
+        seq,
+        event: Event {
+            event_id,
+            user,
+            item_id,
+            kind: EventKind::parse(&kind)?,
+            timestamp,
+            rec_id,
+        },
+    })
+}
+
+const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, rec_id";
+const ITEM_COLUMNS: &str = "seq, item_id, listing, p_tail, label, embedding, ts";
+
+fn item_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, String, String, f64, String, Vec<u8>, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn to_item(row: (i64, String, String, f64, String, Vec<u8>, i64)) -> Result<NewItem, StoreError> {
+    let (seq, item_id, listing, p_tail, label, emb, timestamp) = row;
+    Ok(NewItem {
+        item_id,
+        listing,
+        p_tail: p_tail as f32,
+        label,
+        embedding: f32_from_bytes(&emb)?,
+        timestamp,
+        seq,
+    })
+}
+
+impl Backend for Sqlite {
+    fn apply(&mut self, writes: &[Write]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(match w {
+                Write::Events(events) => {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "INSERT INTO events (event_id, user_id, item_id, kind, ts, rec_id) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
+                        )
+                        .map_err(err)?;
+                    let mut new = Vec::with_capacity(events.len());
+                    for e in events {
+                        let n = stmt
+                            .execute(params![
+                                e.event_id,
+                                e.user,
+                                e.item_id,
+                                e.kind.as_str(),
+                                e.timestamp,
+                                e.rec_id
+                            ])
+                            .map_err(err)?;
+                        new.push(n == 1);
+                    }
+                    Outcome::Events(new)
+                }
+                Write::Impression(i) => {
+                    let items = serde_json::to_string(&i.items)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO impressions (rec_id, user_id, items, ts) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (rec_id) DO NOTHING",
+                        params![i.rec_id, i.user, items, i.timestamp],
+                    )
+                    .map_err(err)?;
+                    Outcome::Done
+                }
+                Write::Items(items) => {
+                    for it in items {
+                        tx.execute(
+                            "INSERT INTO items (item_id, listing, p_tail, label, embedding, ts) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![
+                                it.item_id,
+                                it.listing,
+                                f64::from(it.p_tail),
+                                it.label,
+                                f32_bytes(&it.embedding),
+                                it.timestamp
+                            ],
+                        )
+                        .map_err(err)?;
+                    }
+                    Outcome::Done
+                }
+                Write::DeleteUser(user) => {
+                    let a = tx
+                        .execute("DELETE FROM events WHERE user_id = ?1", params![user])
+                        .map_err(err)?;
+                    let b = tx
+                        .execute("DELETE FROM impressions WHERE user_id = ?1", params![user])
+                        .map_err(err)?;
+                    Outcome::Deleted((a + b) as u64)
+                }
+            });
+        }
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    fn user(&mut self, user: &str) -> Result<UserData, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ?1 ORDER BY seq"
+            ))
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![user], event_row)
+            .map_err(err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(err)?;
+        let events = rows.into_iter().map(to_event).collect::<Result<_, _>>()?;
+        let impressions: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM impressions WHERE user_id = ?1",
+                params![user],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        Ok(UserData {
+            events,
+            impressions: impressions as usize,
+        })
+    }
+
+    fn items(&mut self) -> Result<Vec<NewItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM items ORDER BY seq"))
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], item_row)
+            .map_err(err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(err)?;
+        rows.into_iter().map(to_item).collect()
+    }
+
+    fn export(&mut self, since: Mark) -> Result<ExportBatch, StoreError> {
+        // One read transaction: events and items of the same committed state.
+        let tx = self.conn.transaction().map_err(err)?;
+        let events: Vec<StoredEvent> = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq"
+                ))
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![since.events], event_row)
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            rows.into_iter().map(to_event).collect::<Result<_, _>>()?
+        };
+        let items: Vec<NewItem> = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM items WHERE seq > ?1 ORDER BY seq"
+                ))
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![since.items], item_row)
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            rows.into_iter().map(to_item).collect::<Result<_, _>>()?
+        };
+        tx.commit().map_err(err)?;
+        Ok(ExportBatch::new(events, items, since))
+    }
+
+    fn check_writable(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS ready_probe (x INTEGER); INSERT INTO ready_probe VALUES (1);")
+            .map_err(err)?;
+        tx.rollback().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::StoreUrl;
+
+    #[test]
+    fn sqlite_store_behaves() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::tests::exercise(&StoreUrl::Sqlite(dir.path().join("s/events.db")));
+    }
+
+    #[test]
+    fn sqlite_store_is_wal_with_full_sync_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let s = super::Sqlite::open(&path).unwrap();
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = s
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        drop(s);
+        use super::super::{tests::event, Backend, EventKind, Write};
+        let mut s = super::Sqlite::open(&path).unwrap();
+        s.apply(&[Write::Events(vec![event("x", "u", "i", EventKind::Click)])])
+            .unwrap();
+        drop(s);
+        let mut s = super::Sqlite::open(&path).unwrap();
+        assert_eq!(s.user("u").unwrap().events.len(), 1);
+    }
+}

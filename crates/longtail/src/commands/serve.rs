@@ -1,0 +1,203 @@
+//! `longtail serve` and `longtail events export`: flags to a validated
+//! [`longtail_serve::ServeConfig`], then the library runs the service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use longtail_serve::{Limits, ModelPaths, ServeConfig, StoreUrl};
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML file whose [serve] table supplies defaults for any flag.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Tail classifier checkpoint (the --out of `longtail train`): POST /v1/tail/score.
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Interest checkpoint (the --out of `longtail train-interest`): POST /v1/recommend.
+    #[arg(long)]
+    pub interest: PathBuf,
+    /// Prepared dataset directory: the catalogue and the users' histories.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Event store: `sqlite:PATH` (one file, WAL, every commit synced) or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB` for several replicas sharing one store.
+    #[arg(long, default_value = "sqlite:runs/serve/events.db")]
+    pub store: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Key for the /v1 routes (header `x-api-key` or `Authorization: Bearer`). Without it the
+    /// /v1 routes are open (a warning is printed).
+    #[arg(long, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Key for /admin and /v1/users. Without it those routes answer 403.
+    #[arg(long, hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// p_tail at or above this gets the tail label (as `longtail score --threshold`).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Pseudonymisation key for user ids (at least 16 bytes); the same key as `recommend`
+    /// gives the same pseudonyms. Default: the hex key in --user-id-key-file.
+    #[arg(long, hide_env_values = true)]
+    pub user_id_key: Option<String>,
+    /// Key file (hex), created with a random key if missing. Default: user_id.key beside the
+    /// SQLite store (or in the working directory for PostgreSQL).
+    #[arg(long)]
+    pub user_id_key_file: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = limits().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most listings per /v1/tail/score or /v1/items request.
+    #[arg(long, default_value_t = limits().max_listings)]
+    pub max_listings: usize,
+    /// Most events per /v1/events request.
+    #[arg(long, default_value_t = limits().max_events)]
+    pub max_events: usize,
+    /// Longest explicit history (and exclusion list) per /v1/recommend request.
+    #[arg(long, default_value_t = limits().max_history)]
+    pub max_history: usize,
+    /// Largest k per /v1/recommend request.
+    #[arg(long, default_value_t = limits().max_k)]
+    pub max_k: usize,
+    /// Requests waiting for or in the model thread; more are answered 429.
+    #[arg(long, default_value_t = limits().max_concurrent_requests)]
+    pub max_concurrent_requests: usize,
+    /// Token budget of one scoring batch (requests waiting together share a forward pass).
+    #[arg(long, default_value_t = limits().max_batch_tokens)]
+    pub max_batch_tokens: usize,
+    /// Seconds before a request is answered 408.
+    #[arg(long, default_value_t = limits().timeout_seconds)]
+    pub timeout_seconds: u64,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let store = StoreUrl::parse(&args.store)?;
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold must be in [0, 1], got {}", args.threshold);
+    }
+    let key_dir = match &store {
+        StoreUrl::Sqlite(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        StoreUrl::Postgres(_) => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&key_dir).with_context(|| format!("creating {}", key_dir.display()))?;
+    let (pseudonymiser, key_path) = super::recommend::pseudonymiser(
+        false,
+        args.user_id_key.as_deref(),
+        args.user_id_key_file.clone(),
+        &key_dir,
+    )?;
+    if let Some(p) = key_path {
+        eprintln!(
+            "user ids pseudonymised with HMAC-SHA256, key in {}",
+            p.display()
+        );
+    }
+    if args.api_key.is_none() {
+        eprintln!("warning: no --api-key: the /v1 routes are open to anyone who can connect");
+    }
+    if args.admin_key.is_none() {
+        eprintln!("note: no --admin-key: /admin/reload and /v1/users are disabled (403)");
+    }
+    let config = ServeConfig {
+        models: ModelPaths {
+            classifier: args.classifier,
+            interest: args.interest,
+        },
+        data: args.data,
+        store,
+        bind: args.bind,
+        api_key: args.api_key,
+        admin_key: args.admin_key,
+        pseudonymiser,
+        threshold: args.threshold,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_listings: args.max_listings,
+            max_events: args.max_events,
+            max_history: args.max_history,
+            max_k: args.max_k,
+            max_concurrent_requests: args.max_concurrent_requests,
+            max_batch_tokens: args.max_batch_tokens,
+            timeout_seconds: args.timeout_seconds,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(longtail_serve::serve(
+        config,
+        longtail_serve::shutdown_signal(),
+    ))?;
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Write the store's clicks, purchases and new items as `prepare` input (items.jsonl,
+    /// interactions.csv) plus export.json with the high-water mark the next export continues
+    /// from. With --base, the files are the base data plus what is new.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// TOML file whose [events.export] table supplies defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Event store: `sqlite:PATH` or a `postgres://` URL.
+    #[arg(long)]
+    pub store: String,
+    /// A previous export's export.json (or its directory): export only what came after it.
+    /// Default: everything.
+    #[arg(long)]
+    pub since: Option<PathBuf>,
+    /// Output directory (items.jsonl, interactions.csv, export.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Raw data to start from (items.jsonl + interactions.csv with user_id,item_id,timestamp):
+    /// the original dataset, or the previous export's --out.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+}
+
+pub fn run_events(cmd: EventsCommand) -> Result<()> {
+    match cmd {
+        EventsCommand::Export(args) => {
+            let store = StoreUrl::parse(&args.store)?;
+            let since = match &args.since {
+                Some(p) => longtail_serve::export::read_mark(p)
+                    .with_context(|| format!("reading the mark in {}", p.display()))?,
+                None => Default::default(),
+            };
+            let s = longtail_serve::export::export(&store, since, &args.out, args.base.as_deref())?;
+            println!(
+                "exported {} clicks, {} purchases, {} new items (dismissals not exported: {}) \
+                 after events #{} / items #{}; base: {} items, {} interactions; wrote {} \
+                 (next export: --since {})",
+                s.clicks,
+                s.purchases,
+                s.new_items,
+                s.dismissals,
+                s.since.events,
+                s.since.items,
+                s.base_items,
+                s.base_interactions,
+                args.out.display(),
+                args.out.join(longtail_serve::export::EXPORT_FILE).display()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! `longtail serve` end to end: the real binary on loopback with a tiny classifier and a tiny
+//! sequence interest model. Scoring equals `longtail score`; events are durable, idempotent
+//! and change the next list; new items are recommendable at once; admin routes; reload
+//! (failed and successful); metrics; SIGTERM with a restart on the same store; export; and
+//! two replicas sharing one PostgreSQL store.
+
+mod common;
+use common::tiny::{prepared, tiny_classifier, tiny_model};
+use common::{longtail, run_ok};
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const KEY: &str = "test-api-key";
+const ADMIN: &str = "test-admin-key";
+const USER_KEY: &str = "0123456789abcdef0123";
+
+/// A running server, killed on drop if the test did not stop it.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(classifier: &Path, interest: &Path, data: &Path, store: &str) -> Self {
+        let mut child = longtail()
+            .arg("serve")
+            .arg("--classifier")
+            .arg(classifier)
+            .arg("--interest")
+            .arg(interest)
+            .arg("--data")
+            .arg(data)
+            .args(["--store", store, "--bind", "127.0.0.1:0"])
+            .args([
+                "--api-key",
+                KEY,
+                "--admin-key",
+                ADMIN,
+                "--user-id-key",
+                USER_KEY,
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start longtail serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = String::new();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("serve exited before listening:\n{seen}");
+            };
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(a) = line.split("listening on http://").nth(1) {
+                break a.trim().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr }
+    }
+
+    /// One request; the status and the body (JSON when it parses, else a string).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        if let Some(k) = key {
+            req.push_str(&format!("x-api-key: {k}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str("content-type: application/json\r\n");
+        }
+        req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let value = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
+        (status, value)
+    }
+
+    fn ok(&self, method: &str, path: &str, key: Option<&str>, body: Option<&Value>) -> Value {
+        let (status, v) = self.call(method, path, key, body);
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        v
+    }
+
+    fn recommend(&self, body: Value) -> Value {
+        self.ok("POST", "/v1/recommend", Some(KEY), Some(&body))
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The tiny world: prepared data, a classifier, a sequence interest model.
+fn world(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let model = tiny_model(root);
+    let data = prepared(root);
+    let classifier = tiny_classifier(root);
+    let interest = root.join("interest");
+    run_ok(
+        longtail()
+            .arg("train-interest")
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&interest)
+            .arg("--model")
+            .arg(&model)
+            .args([
+                "--max-len",
+                "16",
+                "--batch-size",
+                "8",
+                "--hidden-size",
+                "16",
+            ])
+            .args([
+                "--num-attention-heads",
+                "2",
+                "--max-history",
+                "6",
+                "--id-min-count",
+                "2",
+            ])
+            .args(["--max-steps", "4", "--eval-every", "0", "--eval-users", "0"])
+            .args(["--calibration-negatives", "5", "--seed", "3"]),
+    );
+    (data, classifier, interest)
+}
+
+fn listing(id: &str, title: &str) -> Value {
+    json!({"item_id": id, "title": title, "brand": "office", "categories": "office",
+           "description": "black pack"})
+}
+
+#[test]
+fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, classifier, interest) = world(tmp.path());
+    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
+    let server = Server::start(&classifier, &interest, &data, &store);
+
+    // Public routes.
+    assert_eq!(server.ok("GET", "/health", None, None)["status"], "ok");
+    assert_eq!(server.ok("GET", "/ready", None, None)["status"], "ready");
+    let info = server.ok("GET", "/info", None, None);
+    assert_eq!(info["models"]["items"], 150);
+    assert_eq!(
+        info["models"]["interest"]["weights_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let api = server.ok("GET", "/openapi.json", None, None);
+    for path in [
+        "/v1/tail/score",
+        "/v1/recommend",
+        "/v1/events",
+        "/v1/items",
+        "/admin/reload",
+    ] {
+        assert!(api["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+
+    // Keys: missing or wrong key is 401, admin routes need the admin key.
+    let body = json!({"user_id": "u1"});
+    assert_eq!(
+        server.call("POST", "/v1/recommend", None, Some(&body)).0,
+        401
+    );
+    assert_eq!(
+        server
+            .call("POST", "/v1/recommend", Some("wrong"), Some(&body))
+            .0,
+        401
+    );
+    assert_eq!(server.call("GET", "/v1/users/u1", Some(KEY), None).0, 401);
+    // Unknown fields and bad values are 4xx with a reason.
+    let (status, err) = server.call(
+        "POST",
+        "/v1/recommend",
+        Some(KEY),
+        Some(&json!({"user": "u1"})),
+    );
+    assert_eq!(status, 422, "{err}");
+    let (status, err) = server.call(
+        "POST",
+        "/v1/recommend",
+        Some(KEY),
+        Some(&json!({"user_id": "u1", "k": 0})),
+    );
+    assert_eq!(status, 400);
+    assert!(err["error"].as_str().unwrap().contains("`k`"), "{err}");
+
+    // Scoring equals `longtail score` on the same rows.
+    let listings: Vec<Value> = (0..12)
+        .map(|i| {
+            listing(
+                &format!("S{i}"),
+                ["printer desk", "vintage ribbon refill", "spare"][i % 3],
+            )
+        })
+        .collect();
+    let scored = server.ok(
+        "POST",
+        "/v1/tail/score",
+        Some(KEY),
+        Some(&json!({"listings": listings})),
+    );
+    let input = tmp.path().join("listings.jsonl");
+    let text: String = listings.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let out = tmp.path().join("scored.jsonl");
+    run_ok(
+        longtail()
+            .arg("score")
+            .arg("--checkpoint")
+            .arg(&classifier)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out),
+    );
+    let cli: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let results = scored["results"].as_array().unwrap();
+    assert_eq!(results.len(), cli.len());
+    for (a, b) in results.iter().zip(&cli) {
+        assert_eq!(a["item_id"], b["item_id"]);
+        assert_eq!(a["label"], b["label"]);
+        let (pa, pb) = (a["p_tail"].as_f64().unwrap(), b["p_tail"].as_f64().unwrap());
+        assert!((pa - pb).abs() < 1e-5, "{a} vs {b}");
+    }
+
+    // A user of the data: a list, then a click on its top item changes the next list.
+    let first = server.recommend(json!({"user_id": "u5", "k": 5}));
+    let before = ids(&first);
+    assert_eq!(before.len(), 5);
+    assert!(first["history_len"].as_u64().unwrap() > 0);
+    assert!(first["rec_id"].as_str().unwrap().starts_with("r_"));
+    assert!(
+        first["user"].as_str().unwrap().starts_with("u_"),
+        "pseudonymised"
+    );
+    let click = json!({"events": [{"event_id": "e1", "user_id": "u5", "item_id": before[0],
+                                    "type": "click", "rec_id": first["rec_id"]}]});
+    let ack = server.ok("POST", "/v1/events", Some(KEY), Some(&click));
+    assert_eq!(
+        (ack["committed"].as_u64(), ack["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let again = server.ok("POST", "/v1/events", Some(KEY), Some(&click));
+    assert_eq!(
+        (again["committed"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let second = server.recommend(json!({"user_id": "u5", "k": 5}));
+    assert_eq!(
+        second["history_len"].as_u64().unwrap(),
+        first["history_len"].as_u64().unwrap() + 1
+    );
+    let after = ids(&second);
+    assert!(
+        !after.contains(&before[0]),
+        "the clicked item is history now: {after:?}"
+    );
+    // A dismiss removes an item from every later list.
+    let dismiss = json!({"events": [{"event_id": "e2", "user_id": "u5", "item_id": after[0], "type": "dismiss"}]});
+    server.ok("POST", "/v1/events", Some(KEY), Some(&dismiss));
+    let third = ids(&server.recommend(json!({"user_id": "u5", "k": 5})));
+    assert!(
+        !third.contains(&after[0]),
+        "dismissed item came back: {third:?}"
+    );
+
+    // A new item: stored with its p_tail, recommendable at once (full-catalogue list).
+    let added = server.ok(
+        "POST",
+        "/v1/items",
+        Some(KEY),
+        Some(&json!({"items": [listing("NEW1", "vintage ribbon")]})),
+    );
+    assert_eq!(added["items"][0]["item_id"], "NEW1");
+    assert!(added["items"][0]["p_tail"].as_f64().unwrap() > 0.0);
+    let (status, _) = server.call(
+        "POST",
+        "/v1/items",
+        Some(KEY),
+        Some(&json!({"items": [listing("NEW1", "x")]})),
+    );
+    assert_eq!(status, 409, "an existing id is a conflict");
+    let all = ids(&server.recommend(json!({"user_id": "u7", "k": 160})));
+    assert!(
+        all.contains(&"NEW1".to_string()),
+        "new item not recommendable"
+    );
+    let explicit = server.recommend(json!({"history": ["NEW1"], "k": 3}));
+    assert_eq!(explicit["items"][0]["because_of"], "NEW1");
+
+    // Admin: what is stored about u5 (2 events), then reloads.
+    let third = ids(&server.recommend(json!({"user_id": "u5", "k": 5})));
+    let user = server.ok("GET", "/v1/users/u5", Some(ADMIN), None);
+    assert_eq!(user["events"].as_array().unwrap().len(), 2);
+    let bad = json!({"interest": tmp.path().join("nope").display().to_string()});
+    let (status, err) = server.call("POST", "/admin/reload", Some(ADMIN), Some(&bad));
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("previous models keep serving"),
+        "{err}"
+    );
+    assert_eq!(
+        ids(&server.recommend(json!({"user_id": "u5", "k": 5}))),
+        third,
+        "old model serves"
+    );
+    let reloaded = server.ok("POST", "/admin/reload", Some(ADMIN), Some(&json!({})));
+    assert_eq!(
+        reloaded["info"]["added_items"], 1,
+        "the stored new item survives a reload"
+    );
+    assert_eq!(
+        ids(&server.recommend(json!({"user_id": "u5", "k": 5}))),
+        third
+    );
+
+    let metrics = server.ok("GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains(
+        "longtail_request_duration_seconds_count{route=\"/v1/recommend\",status=\"200\"}"
+    ));
+    assert!(
+        metrics.contains("longtail_events_committed_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("longtail_failures_total{kind=\"auth\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("longtail_reloads_total 1"));
+
+    // SIGTERM: a clean exit; a new server on the same store has the events and the item.
+    assert!(server.terminate().success());
+    let server = Server::start(&classifier, &interest, &data, &store);
+    assert_eq!(
+        ids(&server.recommend(json!({"user_id": "u5", "k": 5}))),
+        third
+    );
+    assert_eq!(
+        server.ok("GET", "/info", None, None)["models"]["added_items"],
+        1
+    );
+    // Erase u5: their clicks no longer shape the list.
+    let gone = server.ok("DELETE", "/v1/users/u5", Some(ADMIN), None);
+    assert!(gone["deleted_rows"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        server.ok("GET", "/v1/users/u5", Some(ADMIN), None)["events"],
+        json!([])
+    );
+    let erased = server.recommend(json!({"user_id": "u5", "k": 5}));
+    assert_eq!(erased["history_len"], first["history_len"]);
+    assert!(server.terminate().success());
+}
+
+/// A click on replica A changes replica B's next list: both share one PostgreSQL store.
+#[test]
+fn two_replicas_share_a_postgres_store() {
+    let pg = match longtail_testutil::postgres::TestServer::start() {
+        Ok(s) => s,
+        Err(e) => return longtail_testutil::skip!("PostgreSQL not available: {e}"),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, classifier, interest) = world(tmp.path());
+    let a = Server::start(&classifier, &interest, &data, &pg.url);
+    let b = Server::start(&classifier, &interest, &data, &pg.url);
+    let before = ids(&b.recommend(json!({"user_id": "u9", "k": 5})));
+    let click = json!({"events": [{"event_id": "pg1", "user_id": "u9", "item_id": before[0], "type": "purchase"}]});
+    a.ok("POST", "/v1/events", Some(KEY), Some(&click));
+    let after = ids(&b.recommend(json!({"user_id": "u9", "k": 5})));
+    assert!(!after.contains(&before[0]), "{after:?}");
+    // Export from the shared store: the purchase under the user's pseudonym.
+    let out = tmp.path().join("export");
+    run_ok(
+        longtail()
+            .args(["events", "export", "--store", &pg.url])
+            .arg("--out")
+            .arg(&out),
+    );
+    let inter = std::fs::read_to_string(out.join("interactions.csv")).unwrap();
+    assert_eq!(inter.lines().count(), 2, "{inter}");
+    assert!(
+        inter.contains(&format!(",{},", before[0])) && inter.contains("u_"),
+        "{inter}"
+    );
+    assert!(!inter.contains("u9,"), "raw id exported: {inter}");
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}

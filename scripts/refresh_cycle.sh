@@ -5,7 +5,8 @@
 #   3. continue training the interest model in service on it (--resume-from)
 #   4. gate: the candidate must be no worse on validation (NDCG@10 and tail-item Recall@10)
 #      than the model in service, both evaluated on the new data
-#   5. POST /admin/reload with the candidate; the server validates it and swaps atomically
+#   5. POST /admin/reload with the candidate and the new data; the server validates them and
+#      swaps atomically
 #
 # Settings (environment): STORE (sqlite:PATH or postgres://...), BASE (raw data: items.jsonl +
 # interactions.csv, the original dataset or the previous cycle's export), INTEREST (checkpoint
@@ -42,9 +43,10 @@ elif [[ $status -ne 0 ]]; then
 fi
 
 candidate=$(cd "$OUT/interest" && pwd)
+data=$(cd "$OUT/prepared" && pwd)
 reply=$(curl -sS -w '\n%{http_code}' -X POST "$SERVER/admin/reload" \
     -H "x-api-key: $ADMIN_KEY" -H 'content-type: application/json' \
-    -d "{\"interest\": \"$candidate\"}")
+    -d "{\"interest\": \"$candidate\", \"data\": \"$data\"}")
 code=${reply##*$'\n'}
 echo "refresh: reload answered $code: ${reply%$'\n'*}"
 [[ $code == 200 ]]

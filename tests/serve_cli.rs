@@ -444,3 +444,86 @@ fn two_replicas_share_a_postgres_store() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// The documented re-training cycle on the tiny world: events and a new item go into the
+/// store, `scripts/refresh_cycle.sh` exports them on top of the raw data, prepares, resumes
+/// training, gates and reloads; the server then serves the candidate, new item included.
+#[test]
+fn refresh_cycle_exports_retrains_gates_and_reloads() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return longtail_testutil::skip!("curl not installed (the cycle script reloads with it)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, classifier, interest) = world(tmp.path());
+    let store = format!("sqlite:{}", tmp.path().join("events.db").display());
+    let server = Server::start(&classifier, &interest, &data, &store);
+    server.ok(
+        "POST",
+        "/v1/items",
+        Some(KEY),
+        Some(&json!({"items": [listing("NEW1", "vintage ribbon")]})),
+    );
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({"event_id": format!("c{i}"), "user_id": format!("shopper{}", i % 2),
+                        "item_id": if i % 3 == 0 { "NEW1".to_string() } else { format!("I{:03}", i * 3) },
+                        "type": "purchase", "timestamp": 1_500_000_000 + i}))
+        .collect();
+    server.ok(
+        "POST",
+        "/v1/events",
+        Some(KEY),
+        Some(&json!({"events": events})),
+    );
+
+    let out = tmp.path().join("cycle");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // A learning rate of ~0: the candidate's metrics equal the serving model's, so the gate
+    // (no drop on validation) passes deterministically.
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/refresh_cycle.sh"))
+        .env("LONGTAIL", env!("CARGO_BIN_EXE_longtail"))
+        .env("STORE", &store)
+        .env("BASE", tmp.path().join("raw"))
+        .env("INTEREST", &interest)
+        .env("OUT", &out)
+        .env("SERVER", format!("http://{}", server.addr))
+        .env("ADMIN_KEY", ADMIN)
+        .env("PREPARE_ARGS", "--tail-rule min-count:5")
+        .env(
+            "TRAIN_ARGS",
+            "--max-steps 2 --eval-every 0 --learning-rate 1e-12",
+        )
+        .status()
+        .unwrap();
+    assert!(status.success(), "refresh cycle failed: {status}");
+    let exported = std::fs::read_to_string(out.join("export/interactions.csv")).unwrap();
+    let base = std::fs::read_to_string(tmp.path().join("raw/interactions.csv")).unwrap();
+    assert_eq!(exported.lines().count(), base.lines().count() + 6);
+    assert!(std::fs::read_to_string(out.join("export/items.jsonl"))
+        .unwrap()
+        .contains("\"NEW1\""));
+    let info = server.ok("GET", "/info", None, None);
+    let served = info["models"]["interest"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        Path::new(&served),
+        out.join("interest").canonicalize().unwrap()
+    );
+    // The new item is in the prepared catalogue now, not an added one, and the exported
+    // users' histories (under their pseudonyms) are the data's.
+    assert_eq!(info["models"]["added_items"], 0);
+    assert_eq!(info["models"]["items"], 151);
+    assert_eq!(
+        Path::new(info["models"]["data"].as_str().unwrap()),
+        out.join("prepared").canonicalize().unwrap()
+    );
+    let list = server.recommend(json!({"user_id": "shopper0", "k": 5}));
+    assert_eq!(list["history_len"], 3);
+    assert!(server.terminate().success());
+}

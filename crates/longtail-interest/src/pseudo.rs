@@ -66,6 +66,16 @@ impl Pseudonymiser {
         }
     }
 
+    /// Whether `id` has the form [`Self::apply`] gives (`u_` and 32 hex digits): an id
+    /// that was pseudonymised already, e.g. in data exported by `longtail serve`.
+    pub fn looks_pseudonymous(id: &str) -> bool {
+        id.len() == 34
+            && id.starts_with("u_")
+            && id[2..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     /// Reads a hex key from `path`, or creates one (32 random bytes, file mode 0600, written
     /// durably) if it does not exist. Returns the key bytes.
     pub fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>> {
@@ -100,6 +110,22 @@ impl Pseudonymiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudonyms_are_recognised_and_raw_ids_are_not() {
+        let p = Pseudonymiser::keyed(b"0123456789abcdef").unwrap();
+        let id = p.apply("U00001");
+        assert!(Pseudonymiser::looks_pseudonymous(&id), "{id}");
+        for raw in [
+            "U00001",
+            "u_",
+            "u_0123",
+            &id.to_uppercase(),
+            &format!("{id}0"),
+        ] {
+            assert!(!Pseudonymiser::looks_pseudonymous(raw), "{raw}");
+        }
+    }
 
     #[test]
     fn rfc4231_vectors() {

@@ -152,12 +152,16 @@ pub struct DeleteUserResponse {
     pub deleted_rows: u64,
 }
 
-/// New checkpoints (either may be left out to keep the current one).
+/// New checkpoints and prepared data (each may be left out to keep the current one), as
+/// paths on the server.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadRequest {
     pub classifier: Option<String>,
     pub interest: Option<String>,
+    /// A prepared dir, e.g. the re-training cycle's (items added while serving that it now
+    /// holds become ordinary catalogue items).
+    pub data: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

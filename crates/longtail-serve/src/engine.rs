@@ -43,6 +43,8 @@ pub struct Version {
 pub struct ModelInfo {
     pub classifier: Version,
     pub interest: Version,
+    /// The prepared dir (catalogue and histories).
+    pub data: String,
     /// Catalogue items, including those added while serving.
     pub items: usize,
     /// Items added while serving (`POST /v1/items`).
@@ -152,16 +154,25 @@ impl Models {
         };
         let summary: PrepareSummary = longtail_fs::read_json(&data.join(STATS_FILE))
             .map_err(|e| ServeError::Model(e.to_string()))?;
+        // Ids in the data are raw, except those an export wrote: already pseudonyms.
         let users: HashMap<String, usize> = recommender
             .interactions()
             .users
             .iter()
             .enumerate()
-            .map(|(i, u)| (pseudo.apply(u), i))
+            .map(|(i, u)| {
+                let key = if pseudo.is_keyed() && Pseudonymiser::looks_pseudonymous(u) {
+                    u.clone()
+                } else {
+                    pseudo.apply(u)
+                };
+                (key, i)
+            })
             .collect();
         let info = ModelInfo {
             classifier: version(&paths.classifier)?,
             interest: version(&paths.interest)?,
+            data: data.display().to_string(),
             items: recommender.num_items(),
             added_items: 0,
             users_in_data: users.len(),
@@ -177,6 +188,12 @@ impl Models {
             added: 0,
             info,
         };
+        // Items added while serving that the data now holds (a re-training cycle's export)
+        // are ordinary catalogue items.
+        let added: Vec<&NewItem> = added
+            .iter()
+            .filter(|i| models.recommender.item_index(&i.item_id).is_none())
+            .collect();
         if !added.is_empty() {
             let listings = added
                 .iter()

@@ -34,9 +34,8 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     pseudo: Arc<Pseudonymiser>,
-    /// The checkpoints being served; the lock also makes reloads one at a time.
-    models: Mutex<ModelPaths>,
-    data: PathBuf,
+    /// The checkpoints and data being served; the lock also makes reloads one at a time.
+    models: Mutex<(ModelPaths, PathBuf)>,
     threshold: f32,
     api_key: Option<[u8; 32]>,
     admin_key: Option<[u8; 32]>,
@@ -70,8 +69,7 @@ impl AppState {
             store: p.store,
             metrics: p.metrics,
             pseudo: p.pseudo,
-            models: Mutex::new(p.models),
-            data: p.data,
+            models: Mutex::new((p.models, p.data)),
             threshold: p.threshold,
             api_key: p.api_key.as_deref().map(digest),
             admin_key: p.admin_key.as_deref().map(digest),
@@ -564,23 +562,25 @@ async fn reload(
     let req = body.map(|Json(r)| r).unwrap_or_default();
     let started = Instant::now();
     let mut current = s.0.models.lock().await;
+    let (old, old_data) = &*current;
     let paths = ModelPaths {
         classifier: req
             .classifier
-            .map_or_else(|| current.classifier.clone(), PathBuf::from),
+            .map_or_else(|| old.classifier.clone(), PathBuf::from),
         interest: req
             .interest
-            .map_or_else(|| current.interest.clone(), PathBuf::from),
+            .map_or_else(|| old.interest.clone(), PathBuf::from),
     };
+    let data = req.data.map_or_else(|| old_data.clone(), PathBuf::from);
     let added = s.0.store.items().await?;
-    let (p, data, pseudo, threshold) = (
+    let (p, d, pseudo, threshold) = (
         paths.clone(),
-        s.0.data.clone(),
+        data.clone(),
         s.0.pseudo.clone(),
         s.0.threshold,
     );
     let loaded =
-        tokio::task::spawn_blocking(move || Models::load(&p, &data, &pseudo, threshold, &added))
+        tokio::task::spawn_blocking(move || Models::load(&p, &d, &pseudo, threshold, &added))
             .await
             .map_err(|e| ServeError::Model(e.to_string()))?;
     let models = loaded.map_err(|e| ServeError::Request {
@@ -588,7 +588,7 @@ async fn reload(
         message: format!("reload failed, the previous models keep serving: {e}"),
     })?;
     let info = s.0.engine.swap(models).await?;
-    *current = paths;
+    *current = (paths, data);
     s.0.metrics.reload();
     Ok(Json(ReloadResponse {
         reloaded: true,

@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest
+.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -100,6 +100,30 @@ interest: build
 	    --out $(RUNS)/office-sasrec
 	$(LONGTAIL) eval-rec --data $(OFFICE_PREPARED) --checkpoint $(RUNS)/office-interest \
 	    --compare sasrec=$(RUNS)/office-sasrec --report $(RUNS)/office-interest-eval/report.json
+
+## serve: the HTTP service on the Office outputs of `make demo` and `make interest` (docs/serve.md)
+SERVE_STORE ?= sqlite:$(RUNS)/serve/events.db
+SERVE_BIND ?= 127.0.0.1:8080
+API_KEY ?= dev-api-key
+ADMIN_KEY ?= dev-admin-key
+serve: build
+	$(LONGTAIL) serve --classifier $(RUNS)/office-model --interest $(RUNS)/office-interest \
+	    --data $(OFFICE_PREPARED) --store $(SERVE_STORE) --bind $(SERVE_BIND) \
+	    --api-key $(API_KEY) --admin-key $(ADMIN_KEY)
+
+## refresh: one re-training cycle against the running `make serve`: export the store on top of
+## the raw data, prepare, train-interest --resume-from, eval-rec --gate, POST /admin/reload.
+## First cycle: the defaults. Later ones: REFRESH_BASE=<last cycle>/export REFRESH_SINCE=<the same>
+## REFRESH_INTEREST=<last cycle>/interest (the model the server runs now).
+REFRESH_BASE ?= $(DATASET)
+REFRESH_SINCE ?=
+REFRESH_INTEREST ?= $(RUNS)/office-interest
+REFRESH_OUT ?= $(RUNS)/refresh-$(shell date +%Y%m%d-%H%M%S)
+refresh: build
+	STORE=$(SERVE_STORE) BASE=$(REFRESH_BASE) SINCE=$(REFRESH_SINCE) \
+	    INTEREST=$(REFRESH_INTEREST) OUT=$(REFRESH_OUT) \
+	    SERVER=http://$(SERVE_BIND) ADMIN_KEY=$(ADMIN_KEY) LONGTAIL=$(LONGTAIL) \
+	    bash scripts/refresh_cycle.sh
 
 ## bench: longtail vs the Python/PyTorch reference, side by side in one run (ratios, not
 ## absolute numbers: the machine is shared): tokenization, then a training step at the default

@@ -348,11 +348,15 @@ pub fn left_pad(histories: &[&[usize]], max_len: usize) -> Result<(Tensor, Tenso
 /// `log_q` `(n_items,)`, when given, is added to every row of logits: the popularity prior
 /// `b log q`. The softmax then explains part of each item's frequency by the prior, so the
 /// cosine (all that scoring uses) learns the lift over popularity and ranks rare items higher.
+/// `target_weights` (per catalogue item), when given, weight each target's cross-entropy
+/// (normalised to mean 1 over the batch): rare targets weighted up pull the model towards
+/// the tail.
 pub fn next_item_loss(
     model: &SequenceModel,
     view: &CatalogueView,
     seqs: &[&[usize]],
     log_q: Option<&Tensor>,
+    target_weights: Option<&[f32]>,
     train: bool,
 ) -> Result<Tensor> {
     let max_history = model.meta.max_history();
@@ -391,12 +395,17 @@ pub fn next_item_loss(
     if let Some(lq) = log_q {
         logits = logits.broadcast_add(&lq.to_dtype(logits.dtype())?.unsqueeze(0)?)?;
     }
-    softmax_cross_entropy(&logits, &targets)
+    match target_weights {
+        None => softmax_cross_entropy(&logits, &targets),
+        Some(w) => {
+            let w: Vec<f32> = targets.iter().map(|&t| w[t as usize]).collect();
+            weighted_softmax_cross_entropy(&logits, &targets, &w)
+        }
+    }
 }
 
-/// Mean of `logsumexp(row) - row[target]`: cross-entropy without materialising one-hot
-/// targets (the rows are as wide as the catalogue).
-pub fn softmax_cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+/// Per-row `logsumexp(row) - row[target]` `(m,)`.
+fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let m = targets.len();
     let t = Tensor::from_slice(targets, (m, 1), logits.device())?;
     let picked = logits.gather(&t, 1)?.squeeze(1)?;
@@ -408,7 +417,30 @@ pub fn softmax_cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor>
         .log()?
         + max)?
         .squeeze(1)?;
-    Ok((lse - picked)?.mean_all()?)
+    Ok((lse - picked)?)
+}
+
+/// `sum_j w_j CE_j / sum_j w_j`: the cross-entropy with row weights normalised to mean 1.
+pub fn weighted_softmax_cross_entropy(
+    logits: &Tensor,
+    targets: &[u32],
+    weights: &[f32],
+) -> Result<Tensor> {
+    let total: f32 = weights.iter().sum();
+    if weights.len() != targets.len() || !(total.is_finite() && total > 0.0) {
+        return Err(InterestError::invalid(
+            "target weights must be one positive number per target",
+        ));
+    }
+    let w: Vec<f32> = weights.iter().map(|x| x / total).collect();
+    let w = Tensor::from_vec(w, targets.len(), logits.device())?.to_dtype(logits.dtype())?;
+    Ok((cross_entropy_rows(logits, targets)? * w)?.sum_all()?)
+}
+
+/// Mean of `logsumexp(row) - row[target]`: cross-entropy without materialising one-hot
+/// targets (the rows are as wide as the catalogue).
+pub fn softmax_cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    Ok(cross_entropy_rows(logits, targets)?.mean_all()?)
 }
 
 #[cfg(test)]
@@ -430,6 +462,26 @@ pub(crate) mod tests {
             id_min_count: 1,
             id_items: (0..id_items).map(|i| format!("i{i}")).collect(),
         }
+    }
+
+    #[test]
+    fn weighted_cross_entropy_is_the_weighted_mean_of_row_losses() {
+        let logits =
+            Tensor::from_vec(vec![1.0f64, 2.0, 0.5, -1.0, 0.0, 3.0], (2, 3), &Device::Cpu).unwrap();
+        let row = |r: [f64; 3], t: usize| r.iter().map(|x| x.exp()).sum::<f64>().ln() - r[t];
+        let (a, b) = (row([1.0, 2.0, 0.5], 2), row([-1.0, 0.0, 3.0], 0));
+        let got = weighted_softmax_cross_entropy(&logits, &[2, 0], &[1.0, 3.0])
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!((got - (a + 3.0 * b) / 4.0).abs() < 1e-12, "{got}");
+        let plain = softmax_cross_entropy(&logits, &[2, 0]).unwrap();
+        let equal = weighted_softmax_cross_entropy(&logits, &[2, 0], &[2.0, 2.0]).unwrap();
+        assert_eq!(
+            plain.to_scalar::<f64>().unwrap(),
+            equal.to_scalar::<f64>().unwrap()
+        );
+        assert!(weighted_softmax_cross_entropy(&logits, &[2, 0], &[0.0, 0.0]).is_err());
     }
 
     #[test]

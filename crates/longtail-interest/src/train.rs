@@ -90,6 +90,11 @@ pub struct TrainInterestConfig {
     /// Weight `b` of the popularity prior of the training softmax:
     /// `logits = cos / T + b log q` with `q` the item's share of training targets; 0 = plain.
     pub logq_weight: f64,
+    /// Exponent `a` of per-target loss weights `(count + 1)^-a` (count: the item's training
+    /// targets), normalised to mean 1 per batch: 0 = every target counts the same; larger
+    /// values weight rare next items up.
+    #[serde(default)]
+    pub tail_loss_alpha: f64,
 }
 
 impl Default for TrainInterestConfig {
@@ -132,6 +137,7 @@ impl Default for TrainInterestConfig {
             early_stopping_patience: 5,
             embedding_cache: None,
             logq_weight: 0.0,
+            tail_loss_alpha: 0.0,
         }
     }
 }

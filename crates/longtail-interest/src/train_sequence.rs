@@ -182,6 +182,10 @@ pub fn train_sequence(
             cfg.logq_weight.is_finite(),
             "logq_weight must be a finite number",
         ),
+        (
+            cfg.tail_loss_alpha.is_finite() && cfg.tail_loss_alpha >= 0.0,
+            "tail_loss_alpha must be a number >= 0",
+        ),
     ] {
         if !ok {
             return Err(InterestError::invalid(what));
@@ -417,14 +421,21 @@ pub fn train_sequence(
             })
         };
 
-    // The popularity correction `b log q` of the training logits (q: share of the targets).
-    let log_q = if cfg.logq_weight != 0.0 {
-        let mut counts = vec![0f64; item_ids.len()];
-        for &u in &seqs {
-            for &i in &seq_of(u)[1..] {
-                counts[i] += 1.0;
-            }
+    // Each item's count as a training target: the popularity correction `b log q` of the
+    // training logits (q: share of the targets) and the tail weights `(count + 1)^-a`.
+    let mut counts = vec![0f64; item_ids.len()];
+    for &u in &seqs {
+        for &i in &seq_of(u)[1..] {
+            counts[i] += 1.0;
         }
+    }
+    let target_weights: Option<Vec<f32>> = (cfg.tail_loss_alpha != 0.0).then(|| {
+        counts
+            .iter()
+            .map(|&c| (c + 1.0).powf(-cfg.tail_loss_alpha) as f32)
+            .collect()
+    });
+    let log_q = if cfg.logq_weight != 0.0 {
         let total: f64 = counts.iter().sum();
         let v: Vec<f32> = counts
             .iter()
@@ -469,7 +480,14 @@ pub fn train_sequence(
         let chunk = &batches.as_ref().expect("set above").1[b];
         let batch: Vec<&[usize]> = chunk.iter().map(|&i| seq_of(seqs[i])).collect();
         let report = driver.step(1, |_| -> Result<Tensor> {
-            next_item_loss(&model, &view, &batch, log_q.as_ref(), true)
+            next_item_loss(
+                &model,
+                &view,
+                &batch,
+                log_q.as_ref(),
+                target_weights.as_deref(),
+                true,
+            )
         })?;
         step += 1;
         seen += batch.len();

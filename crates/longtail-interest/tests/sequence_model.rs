@@ -62,6 +62,8 @@ fn text_of_width(n: usize, dim: usize) -> Vec<f32> {
 }
 
 const SEQS: [&[usize]; 3] = [&[0, 3, 5, 1], &[2, 4], &[6, 1, 0, 3, 5, 2, 4]];
+/// Per-item target weights for the finite-difference test (as `tail_loss_alpha` makes them).
+const TARGET_WEIGHTS: [f32; 7] = [1.0, 0.5, 2.0, 0.7, 1.3, 0.9, 1.6];
 
 fn l2(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64)
@@ -86,7 +88,7 @@ fn every_parameter_gets_a_gradient() {
         // Items 0-4 have ID rows; 5 and 6 are text only (or nothing, for ID-only).
         let m = SequenceModel::new(meta_with_text(features, 5, 0.1, dim), 1).unwrap();
         let view = m.view(&item_ids(7), Some(&text_of_width(7, dim))).unwrap();
-        let loss = next_item_loss(&m, &view, &SEQS, None, true).unwrap();
+        let loss = next_item_loss(&m, &view, &SEQS, None, None, true).unwrap();
         let grads = loss.backward().unwrap();
         let vars = longtail_model::named_vars(&m.varmap);
         // Positions, input LayerNorm (2), two layers of 16 tensors, adaptor (4), ID table.
@@ -130,7 +132,7 @@ fn finite_differences(dim: usize) {
     let state = m.encoder().dropout_rng_state();
     let loss = || {
         m.encoder().set_dropout_rng_state(state);
-        next_item_loss(&m, &view, &SEQS, Some(&lq), true).unwrap()
+        next_item_loss(&m, &view, &SEQS, Some(&lq), Some(&TARGET_WEIGHTS), true).unwrap()
     };
     let grads = loss().backward().unwrap();
     let vars: Vec<(String, Var)> = longtail_model::named_vars(&m.varmap);
@@ -179,7 +181,7 @@ fn loss_matches_a_hand_computation() {
     let view = m.view(&item_ids(7), Some(&text(7))).unwrap();
     let lq = [-1.0f64, -2.0, -0.5, -3.0, -1.5, -2.5, -4.0];
     let lq_t = Tensor::new(&lq, &Device::Cpu).unwrap();
-    let got = next_item_loss(&m, &view, &SEQS, Some(&lq_t), false)
+    let got = next_item_loss(&m, &view, &SEQS, Some(&lq_t), None, false)
         .unwrap()
         .to_scalar::<f64>()
         .unwrap();
@@ -281,7 +283,7 @@ fn a_then_b(features: ItemFeatures) -> (SequenceModel, Vec<String>, Vec<f32>) {
     )
     .unwrap();
     for _ in 0..300 {
-        let loss = next_item_loss(&model, &view, &refs, None, true).unwrap();
+        let loss = next_item_loss(&model, &view, &refs, None, None, true).unwrap();
         opt.backward_step(&loss).unwrap();
     }
     (model, ids, text)

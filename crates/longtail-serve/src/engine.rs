@@ -417,6 +417,8 @@ fn version(ckpt: &Path) -> Result<Version> {
 }
 
 type Reply<T> = oneshot::Sender<Result<T>>;
+/// One scoring request as the batcher holds it: its rows and where the answer goes.
+type ScoreJob = (Vec<RowFields>, Reply<Vec<(f32, String)>>);
 
 enum Job {
     Score(Vec<Map<String, Value>>, Reply<Vec<(f32, String)>>),
@@ -572,11 +574,7 @@ fn estimate_tokens(rows: &[RowFields]) -> usize {
 }
 
 /// One forward pass over every waiting request's rows; each caller gets its own slice.
-fn score_batch(
-    models: &Models,
-    batch: Vec<(Vec<RowFields>, Reply<Vec<(f32, String)>>)>,
-    metrics: &Metrics,
-) {
+fn score_batch(models: &Models, batch: Vec<ScoreJob>, metrics: &Metrics) {
     let sizes: Vec<usize> = batch.iter().map(|(r, _)| r.len()).collect();
     let (rows, replies): (Vec<Vec<RowFields>>, Vec<_>) = batch.into_iter().unzip();
     let all: Vec<RowFields> = rows.into_iter().flatten().collect();

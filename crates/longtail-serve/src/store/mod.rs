@@ -20,6 +20,10 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 
+/// The columns both backends read, in the order their row decoders expect.
+pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, rec_id";
+pub(crate) const ITEM_COLUMNS: &str = "seq, item_id, listing, p_tail, label, embedding, ts";
+
 /// Writes that wait longer than this many at once are committed in the next group.
 const MAX_GROUP: usize = 512;
 

@@ -5,7 +5,7 @@ use postgres::{Client, NoTls, Row};
 
 use super::{
     f32_bytes, f32_from_bytes, Backend, Event, EventKind, ExportBatch, Mark, NewItem, Outcome,
-    StoredEvent, UserData, Write,
+    StoredEvent, UserData, Write, EVENT_COLUMNS, ITEM_COLUMNS,
 };
 use crate::error::StoreError;
 
@@ -37,9 +37,6 @@ CREATE TABLE IF NOT EXISTS items (
     ts BIGINT NOT NULL
 );
 ";
-
-const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, rec_id";
-const ITEM_COLUMNS: &str = "seq, item_id, listing, p_tail, label, embedding, ts";
 
 pub struct Postgres {
     client: Client,

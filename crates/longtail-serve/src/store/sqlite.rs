@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{
     f32_bytes, f32_from_bytes, Backend, Event, EventKind, ExportBatch, Mark, NewItem, Outcome,
-    StoredEvent, UserData, Write,
+    StoredEvent, UserData, Write, EVENT_COLUMNS, ITEM_COLUMNS,
 };
 use crate::error::StoreError;
 
@@ -74,64 +74,47 @@ impl Sqlite {
     }
 }
 
-fn event_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, String, String, String, String, i64, Option<String>)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+/// Every row of a prepared query, decoded by `row`.
+fn query_all<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = stmt.query_map(params, row).map_err(err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
 }
 
-type EventRow = (i64, String, String, String, String, i64, Option<String>);
+/// A stored value that does not decode (an unknown event kind, a damaged embedding).
+fn corrupt(column: usize, e: StoreError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+}
 
-fn to_event(row: EventRow) -> Result<StoredEvent, StoreError> {
-    let (seq, event_id, user, item_id, kind, timestamp, rec_id) = row;
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let kind: String = r.get(4)?;
     Ok(StoredEvent {
-        seq,
+        seq: r.get(0)?,
         event: Event {
-            event_id,
-            user,
-            item_id,
-            kind: EventKind::parse(&kind)?,
-            timestamp,
-            rec_id,
+            event_id: r.get(1)?,
+            user: r.get(2)?,
+            item_id: r.get(3)?,
+            kind: EventKind::parse(&kind).map_err(|e| corrupt(4, e))?,
+            timestamp: r.get(5)?,
+            rec_id: r.get(6)?,
         },
     })
 }
 
-const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, rec_id";
-const ITEM_COLUMNS: &str = "seq, item_id, listing, p_tail, label, embedding, ts";
-
-fn item_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, String, String, f64, String, Vec<u8>, i64)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
-
-fn to_item(row: (i64, String, String, f64, String, Vec<u8>, i64)) -> Result<NewItem, StoreError> {
-    let (seq, item_id, listing, p_tail, label, emb, timestamp) = row;
+fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NewItem> {
+    let p: f64 = r.get(3)?;
+    let emb: Vec<u8> = r.get(5)?;
     Ok(NewItem {
-        item_id,
-        listing,
-        p_tail: p_tail as f32,
-        label,
-        embedding: f32_from_bytes(&emb)?,
-        timestamp,
-        seq,
+        seq: r.get(0)?,
+        item_id: r.get(1)?,
+        listing: r.get(2)?,
+        p_tail: p as f32,
+        label: r.get(4)?,
+        embedding: f32_from_bytes(&emb).map_err(|e| corrupt(5, e))?,
+        timestamp: r.get(6)?,
     })
 }
 
@@ -218,12 +201,11 @@ impl Backend for Sqlite {
                 "SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ?1 ORDER BY seq"
             ))
             .map_err(err)?;
-        let rows = stmt
+        let events = stmt
             .query_map(params![user], event_row)
             .map_err(err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(err)?;
-        let events = rows.into_iter().map(to_event).collect::<Result<_, _>>()?;
         let impressions: i64 = self
             .conn
             .query_row(
@@ -243,12 +225,7 @@ impl Backend for Sqlite {
             .conn
             .prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM items ORDER BY seq"))
             .map_err(err)?;
-        let rows = stmt
-            .query_map([], item_row)
-            .map_err(err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(err)?;
-        rows.into_iter().map(to_item).collect()
+        query_all(&mut stmt, [], item_row)
     }
 
     fn export(&mut self, since: Mark) -> Result<ExportBatch, StoreError> {
@@ -260,12 +237,7 @@ impl Backend for Sqlite {
                     "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq"
                 ))
                 .map_err(err)?;
-            let rows = stmt
-                .query_map(params![since.events], event_row)
-                .map_err(err)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(err)?;
-            rows.into_iter().map(to_event).collect::<Result<_, _>>()?
+            query_all(&mut stmt, params![since.events], event_row)?
         };
         let items: Vec<NewItem> = {
             let mut stmt = tx
@@ -273,12 +245,7 @@ impl Backend for Sqlite {
                     "SELECT {ITEM_COLUMNS} FROM items WHERE seq > ?1 ORDER BY seq"
                 ))
                 .map_err(err)?;
-            let rows = stmt
-                .query_map(params![since.items], item_row)
-                .map_err(err)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(err)?;
-            rows.into_iter().map(to_item).collect::<Result<_, _>>()?
+            query_all(&mut stmt, params![since.items], item_row)?
         };
         tx.commit().map_err(err)?;
         Ok(ExportBatch::new(events, items, since))

@@ -138,6 +138,11 @@ pub struct TrainInterestArgs {
     /// next-item probabilities, 1 their lift over popularity (more tail items ranked high).
     #[arg(long, default_value_t = defaults::train_interest().logq_weight, help_heading = "Sequence model")]
     pub logq_weight: f64,
+    /// [sequence] Per-target loss weights `(count + 1)^-a`, count = the item's training
+    /// targets, normalised to mean 1 per batch: 0 = plain; larger values weight rare next items
+    /// up (more tail items ranked high, at some NDCG cost; see docs/interest.md).
+    #[arg(long, default_value_t = defaults::train_interest().tail_loss_alpha, help_heading = "Sequence model")]
+    pub tail_loss_alpha: f64,
 }
 
 pub fn run(a: TrainInterestArgs) -> Result<()> {
@@ -190,6 +195,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         early_stopping_patience: a.early_stopping_patience,
         embedding_cache: a.embedding_cache,
         logq_weight: a.logq_weight,
+        tail_loss_alpha: a.tail_loss_alpha,
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
     let started = std::time::Instant::now();

@@ -34,6 +34,16 @@ impl Drop for Server {
 
 impl Server {
     fn start(classifier: &Path, interest: &Path, data: &Path, store: &str) -> Self {
+        Self::start_with(classifier, interest, data, store, &[])
+    }
+
+    fn start_with(
+        classifier: &Path,
+        interest: &Path,
+        data: &Path,
+        store: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut child = longtail()
             .arg("serve")
             .arg("--classifier")
@@ -51,6 +61,7 @@ impl Server {
                 "--user-id-key",
                 USER_KEY,
             ])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start longtail serve");
@@ -389,7 +400,32 @@ fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
 
     // SIGTERM: a clean exit; a new server on the same store has the events and the item.
     assert!(server.terminate().success());
-    let server = Server::start(&classifier, &interest, &data, &store);
+    let server = Server::start_with(
+        &classifier,
+        &interest,
+        &data,
+        &store,
+        &["--max-body-bytes", "2000", "--max-k", "20"],
+    );
+    // Limits: a body over --max-body-bytes is 413, a k over --max-k is 400.
+    let big = json!({"listings": (0..40).map(|i| listing(&format!("B{i}"), "printer desk")).collect::<Vec<_>>()});
+    assert_eq!(
+        server
+            .call("POST", "/v1/tail/score", Some(KEY), Some(&big))
+            .0,
+        413
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/v1/recommend",
+                Some(KEY),
+                Some(&json!({"user_id": "u5", "k": 21}))
+            )
+            .0,
+        400
+    );
     assert_eq!(
         ids(&server.recommend(json!({"user_id": "u5", "k": 5}))),
         third

@@ -69,29 +69,7 @@ pub struct RecommendResponse {
     pub user: Option<String>,
     /// Items of the history the list was computed from.
     pub history_len: usize,
-    pub items: Vec<RecItemBody>,
-}
-
-/// One recommended item (see [`RecItem`]).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RecItemBody {
-    pub item_id: String,
-    pub score: f32,
-    pub p_interest: Option<f64>,
-    pub tail: bool,
-    pub because_of: Option<String>,
-}
-
-impl From<RecItem> for RecItemBody {
-    fn from(r: RecItem) -> Self {
-        Self {
-            item_id: r.item_id,
-            score: r.score,
-            p_interest: r.p_interest,
-            tail: r.tail,
-            because_of: r.because_of,
-        }
-    }
+    pub items: Vec<RecItem>,
 }
 
 /// One feedback event. Sending the same `event_id` again is acknowledged and stored once.

@@ -76,7 +76,7 @@ pub struct RecRequest {
 }
 
 /// A recommended item, by id.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RecItem {
     pub item_id: String,
     /// Cosine similarity of user and item.

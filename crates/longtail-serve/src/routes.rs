@@ -106,7 +106,7 @@ impl AppState {
         ItemsResponse,
         RecommendRequest,
         RecommendResponse,
-        RecItemBody,
+        crate::engine::RecItem,
         EventIn,
         EventsRequest,
         EventsResponse,
@@ -453,7 +453,7 @@ async fn recommend(
         rec_id,
         user,
         history_len: answer.history_len,
-        items: answer.items.into_iter().map(Into::into).collect(),
+        items: answer.items,
     }))
 }
 

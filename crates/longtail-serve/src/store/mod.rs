@@ -24,6 +24,41 @@ use crate::error::StoreError;
 pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, rec_id";
 pub(crate) const ITEM_COLUMNS: &str = "seq, item_id, listing, p_tail, label, embedding, ts";
 
+/// The tables and indexes, in the column types of a backend: its auto-numbered primary key,
+/// its double and its byte-string types.
+pub(crate) fn schema(serial_key: &str, double: &str, bytes: &str) -> String {
+    format!(
+        "
+CREATE TABLE IF NOT EXISTS events (
+    seq {serial_key},
+    event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    rec_id TEXT
+);
+CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq);
+CREATE TABLE IF NOT EXISTS impressions (
+    rec_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    items TEXT NOT NULL,
+    ts BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
+CREATE TABLE IF NOT EXISTS items (
+    seq {serial_key},
+    item_id TEXT NOT NULL UNIQUE,
+    listing TEXT NOT NULL,
+    p_tail {double} NOT NULL,
+    label TEXT NOT NULL,
+    embedding {bytes} NOT NULL,
+    ts BIGINT NOT NULL
+);
+"
+    )
+}
+
 /// Writes that wait longer than this many at once are committed in the next group.
 const MAX_GROUP: usize = 512;
 

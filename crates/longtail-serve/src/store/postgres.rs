@@ -9,35 +9,6 @@ use super::{
 };
 use crate::error::StoreError;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    seq BIGSERIAL PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ts BIGINT NOT NULL,
-    rec_id TEXT
-);
-CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq);
-CREATE TABLE IF NOT EXISTS impressions (
-    rec_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    items TEXT NOT NULL,
-    ts BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
-CREATE TABLE IF NOT EXISTS items (
-    seq BIGSERIAL PRIMARY KEY,
-    item_id TEXT NOT NULL UNIQUE,
-    listing TEXT NOT NULL,
-    p_tail DOUBLE PRECISION NOT NULL,
-    label TEXT NOT NULL,
-    embedding BYTEA NOT NULL,
-    ts BIGINT NOT NULL
-);
-";
-
 pub struct Postgres {
     client: Client,
 }
@@ -58,7 +29,12 @@ impl Postgres {
         let mut tx = client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock(7355608)", &[])
             .map_err(err)?;
-        tx.batch_execute(SCHEMA).map_err(err)?;
+        tx.batch_execute(&super::schema(
+            "BIGSERIAL PRIMARY KEY",
+            "DOUBLE PRECISION",
+            "BYTEA",
+        ))
+        .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Self { client })
     }

@@ -11,35 +11,6 @@ use super::{
 };
 use crate::error::StoreError;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ts BIGINT NOT NULL,
-    rec_id TEXT
-);
-CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq);
-CREATE TABLE IF NOT EXISTS impressions (
-    rec_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    items TEXT NOT NULL,
-    ts BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
-CREATE TABLE IF NOT EXISTS items (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    item_id TEXT NOT NULL UNIQUE,
-    listing TEXT NOT NULL,
-    p_tail REAL NOT NULL,
-    label TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    ts BIGINT NOT NULL
-);
-";
-
 pub struct Sqlite {
     conn: Connection,
 }
@@ -69,7 +40,12 @@ impl Sqlite {
         }
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(&super::schema(
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "REAL",
+            "BLOB",
+        ))
+        .map_err(err)?;
         Ok(Self { conn })
     }
 }

@@ -40,7 +40,26 @@ struct Inner {
     api_key: Option<[u8; 32]>,
     admin_key: Option<[u8; 32]>,
     limits: Limits,
-    permits: Arc<Semaphore>,
+    admission: Admission,
+}
+
+/// Places in the model thread's queue: a request that finds none is answered 429 at once
+/// instead of waiting behind an unbounded backlog (TEI's semaphore in front of its queue).
+#[derive(Clone)]
+pub(crate) struct Admission(Arc<Semaphore>);
+
+impl Admission {
+    pub(crate) fn new(places: usize) -> Self {
+        Self(Arc::new(Semaphore::new(places.max(1))))
+    }
+
+    /// A place, held until the permit is dropped; [`ServeError::Overloaded`] when full.
+    pub(crate) fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServeError::Overloaded)
+    }
 }
 
 pub(crate) struct StateParts {
@@ -63,7 +82,6 @@ fn digest(key: &str) -> [u8; 32] {
 
 impl AppState {
     pub(crate) fn new(p: StateParts) -> Self {
-        let permits = Arc::new(Semaphore::new(p.limits.max_concurrent_requests.max(1)));
         Self(Arc::new(Inner {
             engine: p.engine,
             store: p.store,
@@ -73,8 +91,8 @@ impl AppState {
             threshold: p.threshold,
             api_key: p.api_key.as_deref().map(digest),
             admin_key: p.admin_key.as_deref().map(digest),
+            admission: Admission::new(p.limits.max_concurrent_requests),
             limits: p.limits,
-            permits,
         }))
     }
 }
@@ -247,10 +265,7 @@ async fn require_admin_key(State(s): State<AppState>, req: Request, next: Next) 
 
 /// A place in the model thread's queue, or 429.
 fn permit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit> {
-    s.0.permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ServeError::Overloaded)
+    s.0.admission.enter()
 }
 
 fn check_len(what: &str, n: usize, max: usize) -> Result<()> {
@@ -595,4 +610,36 @@ async fn reload(
         info: serde_json::to_value(info).unwrap_or_default(),
         seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_answers_429_and_a_finished_request_frees_its_place() {
+        let a = Admission::new(2);
+        let first = a.enter().unwrap();
+        let _second = a.enter().unwrap();
+        let full = a.enter().unwrap_err();
+        assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+        drop(first);
+        assert!(a.enter().is_ok());
+    }
+
+    #[test]
+    fn keys_match_from_either_header_and_only_exactly() {
+        let key = digest("secret");
+        let mut h = HeaderMap::new();
+        assert!(!key_matches(&key, &h));
+        h.insert("x-api-key", "secret".parse().unwrap());
+        assert!(key_matches(&key, &h));
+        h.insert("x-api-key", "secret2".parse().unwrap());
+        assert!(!key_matches(&key, &h));
+        let mut b = HeaderMap::new();
+        b.insert("authorization", "Bearer secret".parse().unwrap());
+        assert!(key_matches(&key, &b));
+        b.insert("authorization", "Basic secret".parse().unwrap());
+        assert!(!key_matches(&key, &b));
+    }
 }

@@ -106,6 +106,21 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Stops the server (dropping every connection) and starts it again on the same port.
+    pub fn restart(&self) -> Result<(), String> {
+        let d = self.data.to_str().ok_or("non-UTF-8 temp path")?;
+        // With its log file: a server writing to pg_ctl's stdout would keep the pipe open.
+        let log = format!("{d}/log");
+        run(
+            &self.bin,
+            self.as_root,
+            "pg_ctl",
+            &["-D", d, "-l", &log, "-m", "fast", "-w", "restart"],
+        )
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(d) = self.data.to_str() {

@@ -203,6 +203,41 @@ pub trait Backend: Send {
     fn export(&mut self, since: Mark) -> Result<ExportBatch, StoreError>;
     /// A write that leaves nothing behind (readiness).
     fn check_writable(&mut self) -> Result<(), StoreError>;
+    /// Whether the connection is gone (a database server restarted): the thread reconnects.
+    fn is_broken(&mut self) -> bool {
+        false
+    }
+}
+
+/// A connection that reopens itself when its server went away, and retries the operation
+/// that found it gone once.
+struct Connection {
+    url: StoreUrl,
+    backend: Box<dyn Backend>,
+}
+
+impl Connection {
+    fn reconnect_if_broken(&mut self) {
+        if self.backend.is_broken() {
+            if let Ok(b) = self.url.connect() {
+                self.backend = b;
+            }
+        }
+    }
+
+    fn run<T>(
+        &mut self,
+        mut op: impl FnMut(&mut dyn Backend) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.reconnect_if_broken();
+        match op(self.backend.as_mut()) {
+            Err(_) if self.backend.is_broken() => {
+                self.reconnect_if_broken();
+                op(self.backend.as_mut())
+            }
+            r => r,
+        }
+    }
 }
 
 /// Where the store lives: `sqlite:PATH` or a `postgres://` / `postgresql://` URL.
@@ -296,8 +331,14 @@ impl Store {
         url: &StoreUrl,
         on_commit: impl Fn(CommitStats) + Send + 'static,
     ) -> Result<(Self, StoreThreads), StoreError> {
-        let mut writer = url.connect()?;
-        let mut reader = url.connect()?;
+        let mut writer = Connection {
+            url: url.clone(),
+            backend: url.connect()?,
+        };
+        let mut reader = Connection {
+            url: url.clone(),
+            backend: url.connect()?,
+        };
         let (wtx, wrx) = mpsc::channel::<(Write, Reply<Outcome>)>();
         let (rtx, rrx) = mpsc::channel::<Read>();
         let w = std::thread::Builder::new()
@@ -312,7 +353,8 @@ impl Store {
                         }
                     }
                     let started = Instant::now();
-                    commit_group(writer.as_mut(), group);
+                    writer.reconnect_if_broken();
+                    commit_group(&mut writer, group);
                     on_commit(CommitStats {
                         writes: 0,
                         seconds: started.elapsed().as_secs_f64(),
@@ -325,10 +367,12 @@ impl Store {
             .spawn(move || {
                 while let Ok(read) = rrx.recv() {
                     match read {
-                        Read::User(u, tx) => drop(tx.send(reader.user(&u))),
-                        Read::Items(tx) => drop(tx.send(reader.items())),
-                        Read::Export(s, tx) => drop(tx.send(reader.export(s))),
-                        Read::CheckWritable(tx) => drop(tx.send(reader.check_writable())),
+                        Read::User(u, tx) => drop(tx.send(reader.run(|b| b.user(&u)))),
+                        Read::Items(tx) => drop(tx.send(reader.run(|b| b.items()))),
+                        Read::Export(s, tx) => drop(tx.send(reader.run(|b| b.export(s)))),
+                        Read::CheckWritable(tx) => {
+                            drop(tx.send(reader.run(|b| b.check_writable())))
+                        }
                     }
                 }
             })
@@ -377,10 +421,11 @@ impl Store {
 }
 
 /// Commits a group in one transaction; if that fails, each write alone, so one bad write
-/// fails only its own caller.
-fn commit_group(backend: &mut dyn Backend, group: Vec<(Write, Reply<Outcome>)>) {
+/// fails only its own caller. A transaction that failed because the server went away is
+/// retried once on a new connection (events are idempotent on their id).
+fn commit_group(conn: &mut Connection, group: Vec<(Write, Reply<Outcome>)>) {
     let writes: Vec<Write> = group.iter().map(|(w, _)| w.clone()).collect();
-    match backend.apply(&writes) {
+    match conn.run(|b| b.apply(&writes)) {
         Ok(outcomes) => {
             for ((_, tx), outcome) in group.into_iter().zip(outcomes) {
                 let _ = tx.send(Ok(outcome));
@@ -388,8 +433,8 @@ fn commit_group(backend: &mut dyn Backend, group: Vec<(Write, Reply<Outcome>)>) 
         }
         Err(_) if group.len() > 1 => {
             for (w, tx) in group {
-                let r = backend
-                    .apply(std::slice::from_ref(&w))
+                let r = conn
+                    .run(|b| b.apply(std::slice::from_ref(&w)))
                     .map(|mut o| o.remove(0));
                 let _ = tx.send(r);
             }

@@ -207,6 +207,10 @@ impl Backend for Postgres {
         Ok(ExportBatch::new(events, items, since))
     }
 
+    fn is_broken(&mut self) -> bool {
+        self.client.is_closed()
+    }
+
     fn check_writable(&mut self) -> Result<(), StoreError> {
         let mut tx = self.client.transaction().map_err(err)?;
         tx.batch_execute(
@@ -227,6 +231,24 @@ mod tests {
         };
         let url = super::super::StoreUrl::parse(&server.url).unwrap();
         super::super::tests::exercise(&url);
+        // The server restarts under a running store: the next write and read reconnect.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (store, threads) = super::super::Store::open(&url, |_| {}).unwrap();
+        server.restart().unwrap();
+        rt.block_on(async {
+            let e =
+                super::super::tests::event("after", "u_r", "i1", super::super::EventKind::Click);
+            let out = store
+                .write(super::super::Write::Events(vec![e]))
+                .await
+                .unwrap();
+            assert_eq!(out, super::super::Outcome::Events(vec![true]));
+            assert_eq!(store.user("u_r").await.unwrap().events.len(), 1);
+        });
+        drop(store);
+        threads.join();
         // A second connection sees the schema and data of the first (replicas share it).
         let mut other = url.connect().unwrap();
         assert_eq!(other.user("u_c").unwrap().events.len(), 50);

@@ -3,7 +3,7 @@
 //! generators as tests/train_cli.rs). Runs in seconds; nothing touches the real data.
 
 mod common;
-use common::tiny::{prepared, tensors, tiny_model};
+use common::tiny::{prepared, run_train_interest, tensors, tiny_model, train_sequence};
 use common::{longtail, run_ok};
 
 use candle_core::Tensor;
@@ -19,36 +19,6 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-/// `train-interest` on the tiny world with `base` flags, then `extra`.
-fn run_train_interest(data: &Path, out: &Path, base: &[&str], extra: &[&str]) {
-    run_ok(
-        longtail()
-            .arg("train-interest")
-            .arg("--data")
-            .arg(data)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "--max-len",
-                "16",
-                "--batch-size",
-                "8",
-                "--learning-rate",
-                "1e-2",
-            ])
-            .args(base)
-            .args([
-                "--eval-users",
-                "0",
-                "--calibration-negatives",
-                "5",
-                "--seed",
-                "3",
-            ])
-            .args(extra),
-    );
 }
 
 /// The bi-encoder architecture on the tiny world.
@@ -470,21 +440,6 @@ fn train_interest_resume_continues_the_learning_rate_schedule() {
         "steps 4-6: same learning rates"
     );
     assert!(resumed[3].1 > 0.0, "no second warmup from 0: {resumed:?}");
-}
-
-/// The sequence architecture (the default) on the tiny world.
-fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
-    let base = [
-        "--hidden-size",
-        "16",
-        "--num-attention-heads",
-        "2",
-        "--max-history",
-        "6",
-        "--id-min-count",
-        "2",
-    ];
-    run_train_interest(data, out, &base, extra);
 }
 
 fn interest_meta(ckpt: &Path) -> Value {

@@ -5,7 +5,7 @@
 //! two replicas sharing one PostgreSQL store.
 
 mod common;
-use common::tiny::{prepared, tiny_classifier, tiny_model};
+use common::tiny::{prepared, tiny_classifier, tiny_model, train_sequence};
 use common::{longtail, run_ok};
 
 use serde_json::{json, Value};
@@ -150,33 +150,11 @@ fn world(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let data = prepared(root);
     let classifier = tiny_classifier(root);
     let interest = root.join("interest");
-    run_ok(
-        longtail()
-            .arg("train-interest")
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&interest)
-            .arg("--model")
-            .arg(&model)
-            .args([
-                "--max-len",
-                "16",
-                "--batch-size",
-                "8",
-                "--hidden-size",
-                "16",
-            ])
-            .args([
-                "--num-attention-heads",
-                "2",
-                "--max-history",
-                "6",
-                "--id-min-count",
-                "2",
-            ])
-            .args(["--max-steps", "4", "--eval-every", "0", "--eval-users", "0"])
-            .args(["--calibration-negatives", "5", "--seed", "3"]),
+    let model = model.to_str().unwrap();
+    train_sequence(
+        &data,
+        &interest,
+        &["--model", model, "--max-steps", "4", "--eval-every", "0"],
     );
     (data, classifier, interest)
 }

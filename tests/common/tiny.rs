@@ -163,3 +163,48 @@ pub fn tiny_classifier(root: &Path) -> PathBuf {
     .unwrap();
     dir
 }
+
+/// `train-interest` on the tiny world with `base` flags, then `extra`.
+pub fn run_train_interest(data: &Path, out: &Path, base: &[&str], extra: &[&str]) {
+    run_ok(
+        longtail()
+            .arg("train-interest")
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--max-len",
+                "16",
+                "--batch-size",
+                "8",
+                "--learning-rate",
+                "1e-2",
+            ])
+            .args(base)
+            .args([
+                "--eval-users",
+                "0",
+                "--calibration-negatives",
+                "5",
+                "--seed",
+                "3",
+            ])
+            .args(extra),
+    );
+}
+
+/// The sequence architecture (the default) on the tiny world.
+pub fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
+    let base = [
+        "--hidden-size",
+        "16",
+        "--num-attention-heads",
+        "2",
+        "--max-history",
+        "6",
+        "--id-min-count",
+        "2",
+    ];
+    run_train_interest(data, out, &base, extra);
+}

@@ -676,7 +676,7 @@ mod tests {
     fn command_line_beats_environment_beats_config_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         // (command path, required arguments, key, default, file, env, command line)
-        let cases: [PrecedenceCase; 8] = [
+        let cases: [PrecedenceCase; 9] = [
             (
                 &["prepare"],
                 &["--items", "i", "--interactions", "x", "--out", "o"],
@@ -739,6 +739,15 @@ mod tests {
                 "5",
                 "6",
                 "7",
+            ),
+            (
+                &["serve"],
+                &["--classifier", "c", "--interest", "i", "--data", "d"],
+                "max_k",
+                "200",
+                "50",
+                "60",
+                "70",
             ),
             (
                 &["model", "fetch"],

@@ -19,6 +19,14 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// A write broke a unique key (an `event_id` or `item_id` already stored), as SQLite and
+    /// PostgreSQL word it.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Backend(m) if m.contains("UNIQUE constraint") || m.contains("duplicate key"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The request is wrong: 400 (or 404/422 by `status`).

@@ -376,7 +376,18 @@ async fn add_items(
             seq: 0,
         })
         .collect();
-    s.0.store.write(Write::Items(stored)).await?;
+    // Two requests adding the same id at once both pass the catalogue check; the store's
+    // unique key lets one win and the other is the same 409 as a known id.
+    s.0.store
+        .write(Write::Items(stored))
+        .await
+        .map_err(|e| match e {
+            e if e.is_unique_violation() => ServeError::Request {
+                status: StatusCode::CONFLICT,
+                message: format!("an item of this request was added meanwhile: {e}"),
+            },
+            e => e.into(),
+        })?;
     let out = embedded
         .iter()
         .map(|e| Scored {

@@ -516,6 +516,11 @@ pub(crate) mod tests {
                 seq: 0,
             };
             store.write(Write::Items(vec![item.clone()])).await.unwrap();
+            let dup = store
+                .write(Write::Items(vec![item.clone()]))
+                .await
+                .unwrap_err();
+            assert!(dup.is_unique_violation(), "{dup}");
             let data = store.user("u_a").await.unwrap();
             assert_eq!(data.events.len(), 2);
             assert_eq!(data.events[0].event, e1);

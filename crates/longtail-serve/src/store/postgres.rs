@@ -13,8 +13,12 @@ pub struct Postgres {
     client: Client,
 }
 
+/// The server's own message (the client's `Display` says only "db error").
 fn err(e: postgres::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::Backend(match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    })
 }
 
 impl Postgres {

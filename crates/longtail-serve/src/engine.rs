@@ -105,7 +105,6 @@ pub struct Models {
     encoder: Option<InterestModel>,
     text_fields: Vec<String>,
     users: HashMap<String, usize>,
-    added: usize,
     pub info: ModelInfo,
 }
 
@@ -185,7 +184,6 @@ impl Models {
             encoder,
             text_fields: summary.options.text_fields,
             users,
-            added: 0,
             info,
         };
         // Items added while serving that the data now holds (a re-training cycle's export)
@@ -307,9 +305,8 @@ impl Models {
         self.recommender
             .add_items(&ids, &emb)
             .map_err(|e| ServeError::bad_request(e.to_string()))?;
-        self.added += items.len();
         self.info.items = self.recommender.num_items();
-        self.info.added_items = self.added;
+        self.info.added_items += items.len();
         Ok(())
     }
 

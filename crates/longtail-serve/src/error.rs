@@ -99,12 +99,19 @@ pub struct ErrorBody {
     pub kind: String,
 }
 
+/// The failure kind an error reply carries as a response extension, for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureKind(pub &'static str);
+
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
+        let kind = self.kind();
         let body = ErrorBody {
             error: self.to_string(),
-            kind: self.kind().to_string(),
+            kind: kind.to_string(),
         };
-        (self.status(), Json(body)).into_response()
+        let mut r = (self.status(), Json(body)).into_response();
+        r.extensions_mut().insert(FailureKind(kind));
+        r
     }
 }

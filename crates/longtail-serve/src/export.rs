@@ -3,7 +3,6 @@
 //! export continues where this one stopped. With a base data dir (the original data, or the
 //! previous export's output) the files are that data plus what is new, ready for `prepare`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,6 +88,10 @@ pub fn export(
         items.push('\n');
     }
     let (mut clicks, mut purchases, mut dismissals) = (0, 0, 0);
+    // One CSV writer for every exported row (it quotes ids that need it).
+    let mut rows = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
     for e in &batch.events {
         match e.event.kind {
             EventKind::Click => clicks += 1,
@@ -98,17 +101,14 @@ pub fn export(
                 continue;
             }
         }
-        let mut w = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::new());
         let ts = e.event.timestamp.to_string();
-        w.write_record([e.event.user.as_str(), e.event.item_id.as_str(), ts.as_str()])
+        rows.write_record([e.event.user.as_str(), e.event.item_id.as_str(), ts.as_str()])
             .map_err(|err| StoreError::Backend(err.to_string()))?;
-        let row = w
-            .into_inner()
-            .map_err(|err| StoreError::Backend(err.to_string()))?;
-        let _ = write!(interactions, "{}", String::from_utf8_lossy(&row));
     }
+    let rows = rows
+        .into_inner()
+        .map_err(|err| StoreError::Backend(err.to_string()))?;
+    interactions.push_str(&String::from_utf8_lossy(&rows));
     std::fs::create_dir_all(out)
         .map_err(|e| ServeError::Startup(format!("creating {}: {e}", out.display())))?;
     let fs_err = |e: longtail_fs::FsError| ServeError::Startup(e.to_string());

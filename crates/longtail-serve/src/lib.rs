@@ -127,7 +127,7 @@ pub async fn start(config: ServeConfig) -> Result<(AppState, Threads), ServeErro
     // Off the async threads: the PostgreSQL client blocks on its own runtime.
     let url = config.store.clone();
     let (store, store_threads) =
-        tokio::task::spawn_blocking(move || Store::open(&url, move |_| m.commit()))
+        tokio::task::spawn_blocking(move || Store::open(&url, move || m.commit()))
             .await
             .map_err(|e| ServeError::Startup(e.to_string()))??;
     let added = store.items().await?;

@@ -20,7 +20,7 @@ use utoipa::OpenApi;
 
 use crate::api::*;
 use crate::engine::{Engine, ModelPaths, Models, RecRequest};
-use crate::error::{ErrorBody, Result, ServeError};
+use crate::error::{ErrorBody, FailureKind, Result, ServeError};
 use crate::metrics::Metrics;
 use crate::store::{Event, Impression, NewItem, Outcome, Store, Write};
 use crate::Limits;
@@ -180,10 +180,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The failure kind of an error reply, for the metrics layer.
-#[derive(Clone, Copy)]
-struct FailureKind(&'static str);
-
 /// Latency per route and status, failures by kind.
 async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
@@ -204,31 +200,7 @@ async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Respons
     response
 }
 
-/// An error reply that the metrics layer can classify.
-struct Failure(ServeError);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let kind = self.0.kind();
-        let mut r = self.0.into_response();
-        r.extensions_mut().insert(FailureKind(kind));
-        r
-    }
-}
-
-impl From<ServeError> for Failure {
-    fn from(e: ServeError) -> Self {
-        Self(e)
-    }
-}
-
-impl From<crate::StoreError> for Failure {
-    fn from(e: crate::StoreError) -> Self {
-        Self(e.into())
-    }
-}
-
-type Reply<T> = std::result::Result<Json<T>, Failure>;
+type Reply<T> = std::result::Result<Json<T>, ServeError>;
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -246,19 +218,15 @@ fn key_matches(expected: &[u8; 32], headers: &HeaderMap) -> bool {
 
 async fn require_api_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
     match &s.0.api_key {
-        Some(key) if !key_matches(key, req.headers()) => {
-            Failure(ServeError::Unauthorized).into_response()
-        }
+        Some(key) if !key_matches(key, req.headers()) => ServeError::Unauthorized.into_response(),
         _ => next.run(req).await,
     }
 }
 
 async fn require_admin_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
     match &s.0.admin_key {
-        None => Failure(ServeError::AdminDisabled).into_response(),
-        Some(key) if !key_matches(key, req.headers()) => {
-            Failure(ServeError::Unauthorized).into_response()
-        }
+        None => ServeError::AdminDisabled.into_response(),
+        Some(key) if !key_matches(key, req.headers()) => ServeError::Unauthorized.into_response(),
         _ => next.run(req).await,
     }
 }
@@ -330,14 +298,15 @@ fn listing_id(l: &serde_json::Map<String, serde_json::Value>) -> Option<String> 
 async fn score(State(s): State<AppState>, Json(req): Json<ScoreRequest>) -> Reply<ScoreResponse> {
     check_len("listings", req.listings.len(), s.0.limits.max_listings)?;
     let _permit = permit(&s)?;
-    let scored = s.0.engine.score(req.listings.clone()).await?;
+    // The ids are taken first, so the listings move to the model thread without a copy.
+    let ids: Vec<Option<String>> = req.listings.iter().map(listing_id).collect();
+    let scored = s.0.engine.score(req.listings).await?;
     Ok(Json(ScoreResponse {
-        results: req
-            .listings
-            .iter()
+        results: ids
+            .into_iter()
             .zip(scored)
-            .map(|(l, (p_tail, label))| Scored {
-                item_id: listing_id(l),
+            .map(|(item_id, (p_tail, label))| Scored {
+                item_id,
                 p_tail,
                 label,
             })
@@ -359,7 +328,7 @@ async fn add_items(
     let listings: Vec<String> = req
         .items
         .iter()
-        .map(|l| serde_json::Value::Object(l.clone()).to_string())
+        .map(|l| serde_json::to_string(l).expect("a JSON object always serialises"))
         .collect();
     let embedded = s.0.engine.embed(req.items).await?;
     let now = crate::now();
@@ -429,16 +398,19 @@ async fn recommend(
     let limits = &s.0.limits;
     let k = req.k.unwrap_or(10);
     if k == 0 || k > limits.max_k {
-        return Err(ServeError::bad_request(format!("`k` must be in 1..={}", limits.max_k)).into());
+        return Err(ServeError::bad_request(format!(
+            "`k` must be in 1..={}",
+            limits.max_k
+        )));
     }
     if req.user_id.is_none() && req.history.is_none() {
-        return Err(ServeError::bad_request("give `user_id` or `history`").into());
+        return Err(ServeError::bad_request("give `user_id` or `history`"));
     }
     if let Some(h) = &req.history {
         check_len("history", h.len(), limits.max_history)?;
     }
     if req.exclude.len() > limits.max_history {
-        return Err(ServeError::bad_request("`exclude` is too long").into());
+        return Err(ServeError::bad_request("`exclude` is too long"));
     }
     let knob = knob(&req)?;
     let _permit = permit(&s)?;
@@ -505,14 +477,15 @@ async fn events(
     let mut out = Vec::with_capacity(req.events.len());
     for e in req.events {
         if e.event_id.trim().is_empty() || e.event_id.len() > 200 {
-            return Err(ServeError::bad_request("`event_id` must be 1-200 characters").into());
+            return Err(ServeError::bad_request(
+                "`event_id` must be 1-200 characters",
+            ));
         }
         if e.user_id.is_empty() || e.item_id.is_empty() {
             return Err(ServeError::bad_request(format!(
                 "event `{}`: `user_id` and `item_id` must be non-empty",
                 e.event_id
-            ))
-            .into());
+            )));
         }
         out.push(Event {
             event_id: e.event_id,
@@ -524,7 +497,9 @@ async fn events(
         });
     }
     let Outcome::Events(new) = s.0.store.write(Write::Events(out)).await? else {
-        return Err(ServeError::Model("the store answered an event write oddly".into()).into());
+        return Err(ServeError::Model(
+            "the store answered an event write oddly".into(),
+        ));
     };
     let committed = new.iter().filter(|&&n| n).count();
     s.0.metrics.events_committed(committed);
@@ -567,7 +542,9 @@ async fn delete_user(
 ) -> Reply<DeleteUserResponse> {
     let user = s.0.pseudo.apply(&id);
     let Outcome::Deleted(n) = s.0.store.write(Write::DeleteUser(user.clone())).await? else {
-        return Err(ServeError::Model("the store answered a delete oddly".into()).into());
+        return Err(ServeError::Model(
+            "the store answered a delete oddly".into(),
+        ));
     };
     Ok(Json(DeleteUserResponse {
         user,

@@ -13,7 +13,6 @@ mod sqlite;
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -297,13 +296,6 @@ enum Read {
     CheckWritable(Reply<()>),
 }
 
-/// Group-commit statistics, for metrics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CommitStats {
-    pub writes: usize,
-    pub seconds: f64,
-}
-
 /// The store as the service uses it: cheap to clone, async, thread-backed.
 #[derive(Clone)]
 pub struct Store {
@@ -329,7 +321,7 @@ impl Store {
     /// after each group commit.
     pub fn open(
         url: &StoreUrl,
-        on_commit: impl Fn(CommitStats) + Send + 'static,
+        on_commit: impl Fn() + Send + 'static,
     ) -> Result<(Self, StoreThreads), StoreError> {
         let mut writer = Connection {
             url: url.clone(),
@@ -352,13 +344,9 @@ impl Store {
                             Err(_) => break,
                         }
                     }
-                    let started = Instant::now();
                     writer.reconnect_if_broken();
                     commit_group(&mut writer, group);
-                    on_commit(CommitStats {
-                        writes: 0,
-                        seconds: started.elapsed().as_secs_f64(),
-                    });
+                    on_commit();
                 }
             })
             .map_err(|e| StoreError::Thread(e.to_string()))?;
@@ -484,7 +472,7 @@ pub(crate) mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (store, threads) = Store::open(url, |_| {}).unwrap();
+        let (store, threads) = Store::open(url, || {}).unwrap();
         rt.block_on(async {
             store.check_writable().await.unwrap();
             let e1 = event("e1", "u_a", "i1", EventKind::Click);

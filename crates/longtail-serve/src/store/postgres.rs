@@ -239,7 +239,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (store, threads) = super::super::Store::open(&url, |_| {}).unwrap();
+        let (store, threads) = super::super::Store::open(&url, || {}).unwrap();
         server.restart().unwrap();
         rt.block_on(async {
             let e =

@@ -137,20 +137,26 @@ bench: build python-deps
 	    $(PYTHON) scripts/bench_gemm_step.py --rust $(TARGET_DIR)/release/examples/gemm_step; \
 	else echo "torch/transformers missing: training benchmark skipped (pip install torch transformers)"; fi
 
-## bench-score: `longtail score` vs a transformers reference (same checkpoint, max_len, threads),
-## on the prepared Office catalogue and on a 100k-row resample of its texts; GEMM ceiling too.
+## bench-score: `longtail score` (fp32 and --precision int8) vs a transformers reference and
+## PyTorch's dynamic int8 (same checkpoint, max_len, threads), on the prepared Office catalogue
+## and on a 100k-row resample of its texts; int8's ROC-AUC / p_tail cost first; GEMM ceilings.
 SCORE_CHECKPOINT ?= $(RUNS)/office-model
 SCORE_ITEMS ?= $(RUNS)/office/items.jsonl
 BENCH_THREADS ?= $(shell nproc)
 SCORE_ROWS ?= 100000
 # Rows the (slow) Python side scores of the resampled catalogue; 0 = all of them.
 SCORE_PYTHON_ROWS ?= 0
+# Prepared data whose validation and test splits measure int8's accuracy cost.
+SCORE_DATA ?= $(RUNS)/office
 bench-score: build
 	@test -f $(SCORE_CHECKPOINT)/model.safetensors || { echo "no checkpoint at $(SCORE_CHECKPOINT): run longtail train (or set SCORE_CHECKPOINT)"; exit 1; }
 	@test -f $(SCORE_ITEMS) || { echo "no $(SCORE_ITEMS): run make demo (or set SCORE_ITEMS)"; exit 1; }
+	@echo "== int8 accuracy vs fp32 (longtail eval --precision int8) =="
+	@$(LONGTAIL) eval --data $(SCORE_DATA) --checkpoint $(SCORE_CHECKPOINT) --precision int8 \
+	    --no-baselines --report $(RUNS)/bench-score/eval-int8.json | tail -5
 	$(PYTHON) scripts/bench_torch_score.py --checkpoint $(SCORE_CHECKPOINT) --items $(SCORE_ITEMS) \
 	    --longtail $(LONGTAIL) --threads $(BENCH_THREADS) --out-dir $(RUNS)/bench-score \
-	    --gemm $(TARGET_DIR)/release/examples/gemm_ceiling
+	    --gemm $(TARGET_DIR)/release/examples/gemm_ceiling --int8-gemm $(TARGET_DIR)/release/examples/int8_gemm
 	$(PYTHON) scripts/bench_torch_score.py --checkpoint $(SCORE_CHECKPOINT) --items $(SCORE_ITEMS) \
 	    --longtail $(LONGTAIL) --threads $(BENCH_THREADS) --out-dir $(RUNS)/bench-score \
 	    --rows $(SCORE_ROWS) --python-rows $(SCORE_PYTHON_ROWS)

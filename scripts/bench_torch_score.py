@@ -19,6 +19,13 @@ scored, and, with --gemm, this machine's GEMM ceiling (the gemm_ceiling example)
 encoder's achieved GFLOP/s can be read against it. One run, side by side: on a shared machine
 only the ratio is meaningful.
 
+With --int8 (default on) two more rows run in the same session: `longtail score --precision
+int8` and PyTorch's own dynamic quantization of the same model
+(`torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, torch.qint8)`, the x86/fbgemm
+engine), with each one's max |p_tail diff| against its own fp32 run; with --int8-gemm, the
+integer GEMM ceiling (the int8_gemm example of longtail-int8) next to the encoder's G(int)OP/s.
+The CPU model and family are printed first: the integer speed-up depends on them.
+
 Usage (repository root):
     python3 scripts/bench_torch_score.py --checkpoint runs/office-ft-default \\
         --items runs/office/items.jsonl --longtail target/release/longtail --threads 2 \\
@@ -51,6 +58,9 @@ def parse_args(argv):
     ap.add_argument("--items", required=True)
     ap.add_argument("--longtail", default="target/release/longtail")
     ap.add_argument("--gemm", default=None, help="gemm_ceiling example binary")
+    ap.add_argument("--int8-gemm", default=None, help="int8_gemm example binary (integer ceiling)")
+    ap.add_argument("--no-int8", dest="int8", action="store_false",
+                    help="skip the int8 rows (longtail --precision int8, torch quantize_dynamic)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rows", type=int, default=0, help="resample to this many rows (0: as is)")
@@ -112,9 +122,23 @@ def separator_of(template):
     return " | " if " | " in template else " "
 
 
-def run_longtail(args, catalogue, out):
+def cpu_model():
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                info.setdefault(k.strip(), v.strip())
+    except OSError:
+        pass
+    flags = info.get("flags", "").split()
+    isa = [f for f in ("avx2", "avx_vnni", "avx512_vnni", "amx_int8") if f in flags]
+    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}; {' '.join(isa) or 'no avx2'})"
+
+
+def run_longtail(args, catalogue, out, precision="fp32"):
     cmd = [args.longtail, "score", "--checkpoint", args.checkpoint, "--input", catalogue,
-           "--output", out, "--threads", str(args.threads)]
+           "--output", out, "--threads", str(args.threads), "--precision", precision]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -123,7 +147,7 @@ def run_longtail(args, catalogue, out):
         sys.exit(f"longtail score failed:\n{proc.stderr}")
     summary = proc.stdout
     rps = float(re.search(r"([0-9.]+) rows/s", summary).group(1))
-    gf = re.search(r"([0-9.]+) GFLOP/s", summary)
+    gf = re.search(r"([0-9.]+) G(?:FLOP|\(int\)OP)/s", summary)
     fwd = re.search(r"([0-9.]+) s in forward passes", summary)
     scores = {}
     with open(out, encoding="utf-8") as f:
@@ -150,7 +174,7 @@ def drop_dangling_separator(enc, sep_token, sep_id, pad_id, max_len):
         enc["token_type_ids"][hit, max_len - 1] = 0
 
 
-def run_python(args, ckpt, ids, texts, max_len, separator):
+def run_python(args, ckpt, ids, texts, max_len, separator, int8=False):
     import torch
     from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
@@ -159,6 +183,9 @@ def run_python(args, ckpt, ids, texts, max_len, separator):
                                   pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
                                   unk_token="[UNK]", mask_token="[MASK]")
     model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    if int8:
+        torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     with open(os.path.join(ckpt, "config.json")) as f:
         cfg = json.load(f)
     pooling = cfg.get("longtail_pooling", "cls_pooler")
@@ -215,27 +242,55 @@ def main(argv=None):
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
+    print(f"[{name}] cpu: {cpu_model()}")
     rust = run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_{len(rows)}.jsonl"))
     n_py = args.python_rows or len(rows)
     py_rows = rows[:n_py]
     ids = [str(r["item_id"]) for r in py_rows]
     texts = [render(ta["template"], names, fields_of(r, names), r.get("text")) for r in py_rows]
-    py = run_python(args, args.checkpoint, ids, texts, ta["max_len"], separator_of(ta["template"]))
-    diffs = [abs(rust["scores"][i] - p) for i, p in py["scores"].items() if i in rust["scores"]]
-    max_diff = max(diffs) if diffs else float("nan")
+    py_args = (args, args.checkpoint, ids, texts, ta["max_len"], separator_of(ta["template"]))
+    py = run_python(*py_args)
+
+    def max_abs_diff(a, b):
+        d = [abs(a[i] - p) for i, p in b.items() if i in a]
+        return (max(d) if d else float("nan")), len(d)
+
+    max_diff, compared = max_abs_diff(rust["scores"], py["scores"])
+    diffs = range(compared)
     ceiling = None
     if args.gemm:
         g = subprocess.run([args.gemm, "2048", "3"], capture_output=True, text=True,
                            env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads)))
         m = re.search(r"ceiling_gflops=([0-9.]+)", g.stdout)
         ceiling = float(m.group(1)) if m else None
+    q = None
+    if args.int8:
+        rust8 = run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_int8_{len(rows)}.jsonl"), "int8")
+        py8 = run_python(*py_args, int8=True)
+        int_ceiling = None
+        if args.int8_gemm:
+            g = subprocess.run([args.int8_gemm, "2048", str(args.threads)], capture_output=True, text=True)
+            m = re.search(r"ceiling_gops=([0-9.]+) kernel=(\S+)", g.stdout)
+            int_ceiling = (float(m.group(1)), m.group(2)) if m else None
+        q = {
+            "longtail_int8_rows_per_s": rust8["rows_per_s"], "torch_int8_rows_per_s": py8["rows_per_s"],
+            "int8_vs_transformers_fp32": rust8["rows_per_s"] / py["rows_per_s"],
+            "int8_vs_torch_int8": rust8["rows_per_s"] / py8["rows_per_s"],
+            "int8_vs_longtail_fp32": rust8["rows_per_s"] / rust["rows_per_s"],
+            "longtail_int8_max_abs_diff_vs_fp32": max_abs_diff(rust["scores"], rust8["scores"])[0],
+            "torch_int8_max_abs_diff_vs_fp32": max_abs_diff(py["scores"], py8["scores"])[0],
+            "encoder_int_gops": rust8["gflops"], "int8_ceiling_gops": int_ceiling and int_ceiling[0],
+            "int8_kernel": int_ceiling and int_ceiling[1], "stdout_int8": rust8["stdout"].splitlines()[0],
+        }
     result = {
-        "name": name, "rows": len(rows), "python_rows": n_py, "threads": args.threads,
+        "name": name, "rows": len(rows), "python_rows": n_py, "threads": args.threads, "cpu": cpu_model(),
         "batch_size": args.batch_size, "max_len": ta["max_len"],
         "longtail_rows_per_s": rust["rows_per_s"], "python_rows_per_s": py["rows_per_s"],
         "ratio": rust["rows_per_s"] / py["rows_per_s"], "max_abs_diff_p_tail": max_diff,
         "compared_rows": len(diffs), "encoder_gflops": rust["gflops"], "gemm_ceiling_gflops": ceiling,
     }
+    if q:
+        result.update({k: v for k, v in q.items() if k != "stdout_int8"})
     if args.json:
         print(json.dumps(result))
     else:
@@ -246,6 +301,17 @@ def main(argv=None):
         if ceiling and rust["gflops"]:
             print(f"[{name}] encoder {rust['gflops']:.1f} GFLOP/s vs GEMM ceiling {ceiling:.1f} GFLOP/s "
                   f"({100 * rust['gflops'] / ceiling:.0f}%)")
+        if q:
+            print(f"[{name}] {q['stdout_int8']}")
+            print(f"[{name}] int8: longtail {q['longtail_int8_rows_per_s']:.1f} rows/s, torch quantize_dynamic "
+                  f"{q['torch_int8_rows_per_s']:.1f} rows/s; longtail int8 = {q['int8_vs_transformers_fp32']:.2f}x "
+                  f"transformers fp32, {q['int8_vs_torch_int8']:.2f}x torch int8, {q['int8_vs_longtail_fp32']:.2f}x "
+                  f"longtail fp32; max |p_tail diff| vs own fp32: longtail {q['longtail_int8_max_abs_diff_vs_fp32']:.2e}, "
+                  f"torch {q['torch_int8_max_abs_diff_vs_fp32']:.2e}")
+            if q["int8_ceiling_gops"] and q["encoder_int_gops"]:
+                print(f"[{name}] encoder {q['encoder_int_gops']:.1f} G(int)OP/s vs int8 GEMM ceiling "
+                      f"{q['int8_ceiling_gops']:.1f} GOP/s ({q['int8_kernel']}, "
+                      f"{100 * q['encoder_int_gops'] / q['int8_ceiling_gops']:.0f}%)")
     return 0
 
 

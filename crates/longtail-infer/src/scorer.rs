@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use longtail_model::{BertForSequenceClassification, Checkpoint, ClassifierOptions, Pooling};
+use longtail_model::{
+    BertForSequenceClassification, Checkpoint, ClassifierOptions, Pooling, Precision,
+};
 use longtail_tokenize::{bucket_batches, BucketConfig, Encoded, FieldSource, ItemTokenizer};
 
 use crate::error::{InferError, Result};
@@ -25,6 +27,8 @@ pub struct ScorerOptions {
     /// Batches of up to this many rows, each allowed the full `max_len` (the trainer's
     /// validation batches); overrides `max_batch_tokens` and `max_batch_size`.
     pub batch_rows: Option<usize>,
+    /// The encoder's linear layers in f32 (default) or int8.
+    pub precision: Precision,
 }
 
 impl Default for ScorerOptions {
@@ -36,6 +40,7 @@ impl Default for ScorerOptions {
             max_batch_size: 256,
             tokenize_threads: None,
             batch_rows: None,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -99,11 +104,14 @@ impl Scorer {
         }
         let checkpoint = Checkpoint::open(dir)?;
         let args = checkpoint.training_args()?.unwrap_or_default();
-        let (model, _) = BertForSequenceClassification::from_files(
+        let (mut model, _) = BertForSequenceClassification::from_files(
             checkpoint.files(),
             &ClassifierOptions::default(),
             &Device::Cpu,
         )?;
+        if opts.precision == Precision::Int8 {
+            model.quantize_int8()?;
+        }
         let tail = model
             .labels()
             .iter()
@@ -150,6 +158,10 @@ impl Scorer {
 
     pub fn model(&self) -> &BertForSequenceClassification {
         &self.model
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.model.bert().precision()
     }
 
     pub fn checkpoint(&self) -> &Path {

@@ -235,6 +235,9 @@ struct Sidecar {
     chunk_rows: usize,
     format: String,
     embeddings: bool,
+    /// Rows scored in one precision cannot be continued in another (absent: fp32).
+    #[serde(default = "fp32")]
+    precision: String,
     rows_consumed: u64,
     scored: u64,
     rejected: u64,
@@ -244,6 +247,10 @@ struct Sidecar {
 }
 
 const SIDECAR_VERSION: u32 = 1;
+
+fn fp32() -> String {
+    longtail_model::Precision::Fp32.as_str().into()
+}
 
 impl Sidecar {
     fn load(path: &Path) -> Result<Option<Self>> {
@@ -307,6 +314,7 @@ pub fn score_file(
         chunk_rows: opts.chunk_rows,
         format: opts.format.name().into(),
         embeddings: opts.embeddings,
+        precision: scorer.precision().as_str().into(),
         rows_consumed: 0,
         scored: 0,
         rejected: 0,
@@ -522,6 +530,13 @@ fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {
             "chunk_rows",
             prev.chunk_rows.to_string(),
             now.chunk_rows.to_string(),
+        );
+    }
+    if prev.precision != now.precision {
+        return mismatch(
+            "precision",
+            prev.precision.clone(),
+            now.precision.clone(),
         );
     }
     if prev.format != now.format || prev.embeddings != now.embeddings {

@@ -1,9 +1,12 @@
 //! The BERT encoder, built from differentiable ops only (see [`crate::ops`]), with Hugging Face
 //! parameter names and real, seedable dropout.
 
-use candle_core::{DType, Tensor};
+use std::sync::Arc;
 
-use crate::config::{BertConfig, HiddenAct};
+use candle_core::{DType, Tensor};
+use longtail_int8::QuantizedLinear;
+
+use crate::config::{BertConfig, HiddenAct, Precision};
 use crate::dropout::{DropoutRng, DropoutRngState, MaskStream};
 use crate::error::{ModelError, Result};
 use crate::ops;
@@ -52,11 +55,13 @@ impl Ctx {
 /// `y = x W^T + b` with `W` of shape `(out, in)` (PyTorch layout). On CPU one fused op
 /// ([`crate::fused_linear`]); elsewhere inputs of any rank are flattened to 2-D so the matmul
 /// is one GEMM and its weight gradient one GEMM too (no broadcast copy of `W` per batch
-/// element as `candle_nn::Linear` does for 3-D inputs).
+/// element as `candle_nn::Linear` does for 3-D inputs). Once quantized ([`crate::int8`]),
+/// the integer layer instead (inference only).
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
+    int8: Option<Arc<QuantizedLinear>>,
 }
 
 impl Linear {
@@ -64,10 +69,19 @@ impl Linear {
         Ok(Self {
             weight: pb.get(&[out_dim, in_dim], "weight", Init::Normal { std })?,
             bias: pb.get(&[out_dim], "bias", Init::Zeros)?,
+            int8: None,
         })
     }
 
+    fn quantize_int8(&mut self) -> Result<()> {
+        self.int8 = Some(crate::int8::quantize(&self.weight, &self.bias)?);
+        Ok(())
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.int8 {
+            return crate::int8::linear(x, q, false);
+        }
         if crate::fused::supported(x) && self.weight.device().is_cpu() {
             return Ok(crate::fused_linear::linear(x, &self.weight, &self.bias)?);
         }
@@ -287,6 +301,18 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    /// The six linear layers of the block (Q, K, V, attention output, FFN in, FFN out).
+    fn linears_mut(&mut self) -> [&mut Linear; 6] {
+        [
+            &mut self.attention.query,
+            &mut self.attention.key,
+            &mut self.attention.value,
+            &mut self.attention_output,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
+
     pub(crate) fn new(pb: &ParamBuilder, cfg: &BertConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         let std = cfg.initializer_range;
@@ -334,13 +360,19 @@ impl Layer {
         let a = self.attention_output.forward(&a)?;
         let a = ctx.dropout(&a, self.dropout)?;
         let a = self.attention_norm.forward(&(a + xq)?, ctx)?;
-        let i = self.intermediate.forward(&a)?;
-        let i = match self.act {
-            // Inference: the vectorised parallel erf kernel (candle's is scalar, one thread).
-            HiddenAct::Gelu if ctx.fused => crate::fused::gelu_erf_inference(&i)?,
-            HiddenAct::Gelu => ops::gelu_erf(&i)?,
-            HiddenAct::GeluTanh => i.gelu()?,
-            HiddenAct::Relu => i.relu()?,
+        let i = match (&self.intermediate.int8, self.act) {
+            // The integer FFN applies GELU to each output tile while it is in cache.
+            (Some(q), HiddenAct::Gelu) => crate::int8::linear(&a, q, true)?,
+            _ => {
+                let i = self.intermediate.forward(&a)?;
+                match self.act {
+                    // Inference: the vectorised parallel erf kernel (candle's is scalar).
+                    HiddenAct::Gelu if ctx.fused => crate::fused::gelu_erf_inference(&i)?,
+                    HiddenAct::Gelu => ops::gelu_erf(&i)?,
+                    HiddenAct::GeluTanh => i.gelu()?,
+                    HiddenAct::Relu => i.relu()?,
+                }
+            }
         };
         let o = self.output.forward(&i)?;
         let o = ctx.dropout(&o, self.dropout)?;
@@ -361,6 +393,7 @@ pub struct BertModel {
     layers: Vec<Layer>,
     pooler: Option<Linear>,
     rng: DropoutRng,
+    precision: Precision,
 }
 
 impl BertModel {
@@ -395,7 +428,44 @@ impl BertModel {
             layers,
             pooler,
             rng: DropoutRng::new(dropout_seed),
+            precision: Precision::Fp32,
         })
+    }
+
+    /// Switches the transformer layers' linear layers to int8 ([`Precision::Int8`]) for
+    /// inference: weights are quantized now, once; embeddings, LayerNorms, softmax and the
+    /// pooler stay f32. Only the inference entry points work afterwards (a training forward
+    /// pass is refused: the integer op has no gradient). Needs f32 weights on the CPU.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        if !self.embeddings.word.device().is_cpu()
+            || self.embeddings.word.dtype() != DType::F32
+        {
+            return Err(ModelError::Input(
+                "int8 needs an f32 model on the CPU".into(),
+            ));
+        }
+        for layer in &mut self.layers {
+            for linear in layer.linears_mut() {
+                linear.quantize_int8()?;
+            }
+        }
+        self.precision = Precision::Int8;
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// A quantized model takes the inference path only.
+    fn check_trainable(&self, ctx: &Ctx) -> Result<()> {
+        if self.precision != Precision::Fp32 && !ctx.fused {
+            return Err(ModelError::Input(format!(
+                "a {} model runs inference only (no gradients through integer layers)",
+                self.precision
+            )));
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -519,6 +589,7 @@ impl BertModel {
         cls_only: bool,
     ) -> Result<Tensor> {
         self.check_inputs(input_ids, token_type_ids, attention_mask)?;
+        self.check_trainable(ctx)?;
         let dtype = self.embeddings.word.dtype();
         let mask = match attention_mask {
             Some(m) => Some(extended_attention_mask(m, dtype)?),
@@ -594,6 +665,7 @@ impl BertModel {
             )));
         }
         let mut ctx = Ctx::new(&self.rng, train);
+        self.check_trainable(&ctx)?;
         let mask = match attention_mask {
             Some(m) => Some(extended_attention_mask(m, hidden.dtype())?),
             None => None,

@@ -258,6 +258,12 @@ impl BertForSequenceClassification {
         self.pooling
     }
 
+    /// The encoder's transformer layers in int8 for scoring (see [`BertModel::quantize_int8`]);
+    /// the pooler and the classification head stay f32.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        self.bert.quantize_int8()
+    }
+
     pub fn bert(&self) -> &BertModel {
         &self.bert
     }

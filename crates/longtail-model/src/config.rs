@@ -426,3 +426,35 @@ mod tests {
         assert!("max".parse::<Pooling>().is_err());
     }
 }
+
+/// Arithmetic of the encoder's linear layers at inference. Training is always f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(
+    feature = "clap",
+    derive(clap::ValueEnum),
+    value(rename_all = "snake_case")
+)]
+pub enum Precision {
+    /// f32 everywhere (the default; bit-identical to earlier releases).
+    #[default]
+    Fp32,
+    /// Q, K, V, attention output and both FFN layers in int8 (per-channel weights, per-token
+    /// dynamic activations, i32 sums); embeddings, LayerNorm, softmax and the head stay f32.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -671,6 +671,31 @@ fn gelu_fast_chunk_dispatch(out: &mut [f32], x: &[f32]) {
     gelu_fast_chunk::<false>(out, x)
 }
 
+/// Erf GELU in place on one contiguous piece (the int8 FFN's output epilogue); the same
+/// formula and kernels as [`gelu_erf_inference`].
+pub(crate) fn gelu_erf_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function was compiled for (checked above).
+        return unsafe { gelu_in_place_avx2(v) };
+    }
+    gelu_in_place_chunk::<false>(v)
+}
+
+#[inline(always)]
+fn gelu_in_place_chunk<const FMA: bool>(v: &mut [f32]) {
+    let s = std::f32::consts::FRAC_1_SQRT_2;
+    for x in v.iter_mut() {
+        *x = 0.5 * *x * (1.0 + erf_fast_f32::<FMA>(*x * s));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_in_place_avx2(v: &mut [f32]) {
+    gelu_in_place_chunk::<true>(v)
+}
+
 fn gelu_fast_fwd(x: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
     out.par_chunks_mut(16384)

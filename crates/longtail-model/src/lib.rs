@@ -36,6 +36,7 @@ pub mod error;
 mod fused;
 mod fused_attention;
 mod fused_linear;
+pub mod int8;
 pub mod ops;
 pub mod params;
 pub mod pretrained;
@@ -44,7 +45,7 @@ pub use bert::{cls_state, extended_attention_mask, mean_pool, BertModel};
 pub use causal::CausalEncoder;
 pub use checkpoint::{Checkpoint, TrainingArgs};
 pub use classifier::{BertForSequenceClassification, ClassifierOptions};
-pub use config::{BertConfig, HiddenAct, Pooling};
+pub use config::{BertConfig, HiddenAct, Pooling, Precision};
 pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};
 #[doc(hidden)]

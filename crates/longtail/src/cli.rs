@@ -11,7 +11,7 @@
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use longtail_classify::TrainConfig;
 use longtail_data::{PrepareOptions, SplitSpec, TailRule};
-use longtail_model::Pooling;
+use longtail_model::{Pooling, Precision};
 use longtail_train::SchedulerType;
 use std::path::PathBuf;
 
@@ -461,6 +461,12 @@ pub struct EvalArgs {
     /// Skip the TF-IDF and majority baselines.
     #[arg(long, default_value_t = false)]
     pub no_baselines: bool,
+
+    /// Score with this precision. With int8 the f32 model runs too: the report gets an
+    /// `fp32` row, and REPORT.precision.json the ROC-AUC of both and max / mean |p_tail
+    /// difference| on validation and the reported split.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// `NAME=DIR`: a checkpoint and the row name it gets in a report.

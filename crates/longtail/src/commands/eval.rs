@@ -8,10 +8,13 @@ use crate::cli::EvalArgs;
 use anyhow::{ensure, Context, Result};
 use longtail_data::{Label, PreparedDataset, Split};
 use longtail_eval::report;
-use longtail_eval::{baselines, evaluate_scores, text_splits, BaselineOptions, Series};
+use longtail_eval::{
+    baselines, compare_precision, evaluate_scores, text_splits, BaselineOptions, PrecisionDiff,
+    Series,
+};
 use longtail_infer::{Scorer, ScorerOptions};
 use longtail_model::checkpoint::METRICS_FILE;
-use longtail_model::Checkpoint;
+use longtail_model::{Checkpoint, Precision};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,16 +29,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
     );
     let ckpt = &args.checkpoint;
     // Batches as in the trainer's validation, so the numbers match the training log.
-    let opts = ScorerOptions {
-        max_len: args.max_len,
-        batch_rows: Some(args.batch_size),
-        ..Default::default()
+    let load = |precision: Precision| -> Result<Scorer> {
+        let opts = ScorerOptions {
+            max_len: args.max_len,
+            batch_rows: Some(args.batch_size),
+            precision,
+            ..Default::default()
+        };
+        Scorer::with_options(ckpt, &opts)
+            .with_context(|| format!("cannot load checkpoint {}", ckpt.display()))
     };
-    let scorer = Scorer::with_options(ckpt, &opts)
-        .with_context(|| format!("cannot load checkpoint {}", ckpt.display()))?;
+    let scorer = load(args.precision)?;
     let dataset = PreparedDataset::load(&args.data)
         .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
-    let score = |s: Split| -> Result<Vec<(f64, bool)>> {
+    let score = |scorer: &Scorer, s: Split| -> Result<Vec<(f64, bool)>> {
         let items: Vec<_> = dataset.split(s).collect();
         let p_tail = scorer.score_items(&items)?;
         Ok(p_tail
@@ -44,16 +51,35 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .map(|(p, item)| (f64::from(p), item.label == Label::Tail))
             .collect())
     };
-    let val = score(Split::Validation)?;
-    let target = if split == Split::Validation {
-        val.clone()
-    } else {
-        score(split)?
+    let score_both = |scorer: &Scorer| -> Result<(Vec<(f64, bool)>, Vec<(f64, bool)>)> {
+        let val = score(scorer, Split::Validation)?;
+        let target = if split == Split::Validation {
+            val.clone()
+        } else {
+            score(scorer, split)?
+        };
+        Ok((val, target))
     };
+    let (val, target) = score_both(&scorer)?;
     let scoring_seconds = started.elapsed().as_secs_f64();
     let metrics = evaluate_scores(&val, &target).map_err(anyhow::Error::from)?;
+    // A cheaper precision is reported against f32 on the same rows.
+    let reference = if args.precision == Precision::Fp32 {
+        None
+    } else {
+        let (ref_val, ref_target) = score_both(&load(Precision::Fp32)?)?;
+        let check = PrecisionCheck {
+            precision: args.precision.as_str(),
+            kernel: longtail_model::int8::kernel().name(),
+            validation: compare_precision(&ref_val, &val),
+            split: crate::cli::value_name(&args.split),
+            reported: compare_precision(&ref_target, &target),
+        };
+        let fp32 = evaluate_scores(&ref_val, &ref_target).map_err(anyhow::Error::from)?;
+        Some((check, fp32))
+    };
 
-    let baseline_metrics = if args.no_baselines {
+    let mut baseline_metrics = if args.no_baselines {
         BTreeMap::new()
     } else if split != Split::Test {
         eprintln!(
@@ -72,6 +98,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".into());
+    if let Some((_, fp32)) = &reference {
+        baseline_metrics.insert(format!("{model_name} (fp32)"), fp32.clone());
+    }
     let (rep, files) = report::write(&args.report, &model_name, &metrics, &baseline_metrics)
         .map_err(anyhow::Error::from)?;
 
@@ -91,7 +120,45 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for c in curves {
         println!("training curve: {}", c.display());
     }
+    if let Some((check, _)) = reference {
+        let path = args.report.with_extension("precision.json");
+        longtail_fs::write_json_atomic(&path, &check)?;
+        println!("{}", check.to_markdown());
+        println!("precision check: {}", path.display());
+    }
     Ok(())
+}
+
+/// `eval --precision int8`: the same rows scored in f32 and in the cheaper precision.
+#[derive(serde::Serialize)]
+struct PrecisionCheck {
+    precision: &'static str,
+    kernel: &'static str,
+    validation: PrecisionDiff,
+    /// The split the report is on (`--split`).
+    split: String,
+    reported: PrecisionDiff,
+}
+
+impl PrecisionCheck {
+    fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "| split | rows | ROC-AUC fp32 | ROC-AUC {p} | AUC change | max abs p_tail diff | mean abs p_tail diff |\n|---|---|---|---|---|---|---|\n",
+            p = self.precision
+        );
+        for (name, d) in [("validation", &self.validation), (self.split.as_str(), &self.reported)] {
+            s += &format!(
+                "| {name} | {} | {:.4} | {:.4} | {:+.4} | {:.4} | {:.5} |\n",
+                d.rows,
+                d.auc_reference,
+                d.auc_candidate,
+                d.auc_candidate - d.auc_reference,
+                d.max_abs_diff,
+                d.mean_abs_diff
+            );
+        }
+        s
+    }
 }
 
 /// REPORT.loss.png (train loss per logging step, validation loss per evaluation) and

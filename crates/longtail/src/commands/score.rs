@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use longtail_infer::{score_file, OutputFormat, Scorer, ScorerOptions, Shard, StreamOptions};
+use longtail_model::Precision;
 
 use crate::cli::defaults;
 
@@ -76,6 +77,13 @@ pub struct ScoreArgs {
     /// Maximum tokens per item (default: the checkpoint's train_args.toml).
     #[arg(long)]
     pub max_len: Option<usize>,
+
+    /// Arithmetic of the encoder's linear layers: fp32 (default, exact) or int8 (per-channel
+    /// weights, per-token activations; faster where the CPU has integer dot products, at an
+    /// accuracy cost that `longtail eval --precision int8` measures). A --resume must use the
+    /// precision the interrupted run used.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// Keeps freed tensor buffers in the heap for reuse: by default glibc returns every large
@@ -106,6 +114,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         max_len: args.max_len,
         max_batch_tokens: args.max_batch_tokens,
         tokenize_threads: Some(args.tokenize_threads),
+        precision: args.precision,
         ..Default::default()
     };
     let scorer = Scorer::with_options(&args.checkpoint, &opts)
@@ -149,8 +158,15 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     .with_context(|| format!("scoring {}", args.input.display()))?;
     bar.finish_and_clear();
     let st = scorer.stats();
+    let arithmetic = match scorer.precision() {
+        Precision::Fp32 => "GFLOP/s (fp32)".to_string(),
+        Precision::Int8 => format!(
+            "G(int)OP/s (int8, {} kernel)",
+            longtail_model::int8::kernel().name()
+        ),
+    };
     println!(
-        "encoder: {} batches, {} rows, {:.1}% padding, {:.1} s in forward passes, {:.1} GFLOP/s",
+        "encoder: {} batches, {} rows, {:.1}% padding, {:.1} s in forward passes, {:.1} {arithmetic}",
         st.batches,
         st.rows,
         100.0 * (1.0 - st.tokens as f64 / (st.padded_tokens.max(1)) as f64),

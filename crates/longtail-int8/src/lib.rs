@@ -1,0 +1,203 @@
+//! longtail-int8: `y = x W^T + b` in integer arithmetic, for scoring on CPUs.
+//!
+//! - **Weights** are quantized once, per output channel, symmetric, to **7 bits**
+//!   (`[-63, 63]`), and packed in panels of [`PANEL`] output columns × 4 inputs (the shape
+//!   one `vpdpbusd` consumes).
+//! - **Activations** are quantized per row (per token) when the layer runs, symmetric to
+//!   `[-127, 127]`, and stored shifted to `u8` (`q + 128`); the shift is taken back out with a
+//!   per-column constant `128 Σ_k w`. Each row's result depends on that row only, so a row
+//!   scores the same whatever else is in its batch.
+//! - **Accumulation** is exact `i32`; dequantization, bias and an optional element-wise
+//!   epilogue (GELU) run on each output tile while it is in cache.
+//!
+//! Why 7-bit weights: AVX2's `vpmaddubsw` adds two `u8 × i8` products into a *saturating*
+//! `i16`; with `u8` up to 255 and `|w| ≤ 63`, `2 · 255 · 63 = 32130 < 32767`, so it never
+//! saturates (tested with adversarial values). The VNNI kernels accumulate straight into
+//! `i32` and would not need it, but using one grid everywhere makes every kernel compute the
+//! **same integers**: a catalogue scored on an AVX-512 host and one scored on an AVX2 host
+//! agree bit for bit.
+//!
+//! Kernels, chosen at run time ([`Kernel::detect`]): AVX-512 VNNI, AVX-VNNI, AVX2, and a
+//! portable scalar loop (any CPU; also the tests' reference).
+
+mod kernels;
+mod quantize;
+
+pub use kernels::Kernel;
+pub use quantize::{quantize_rows, QuantizedRows};
+
+use rayon::prelude::*;
+
+/// Output columns per packed weight panel.
+pub const PANEL: usize = 32;
+/// Largest weight magnitude on the integer grid (7 bits; see the crate docs).
+pub const WEIGHT_MAX: i32 = 63;
+/// Largest activation magnitude on the integer grid.
+pub const ACT_MAX: i32 = 127;
+
+/// Rows per parallel task (a multiple of every kernel's row block).
+const TILE_ROWS: usize = 48;
+/// Panels per parallel task.
+const TILE_PANELS: usize = 2;
+
+/// A linear layer's weight `(out, in)` on the int8 grid, packed for the kernels, with its
+/// per-channel scales, the `u8` shift's correction and the bias.
+#[derive(Clone)]
+pub struct QuantizedLinear {
+    out: usize,
+    k: usize,
+    /// `k` rounded up to a multiple of 4.
+    k_padded: usize,
+    panels: usize,
+    /// `panels × (k_padded / 4) × PANEL × 4` bytes.
+    packed: Vec<i8>,
+    /// Per output column (padded to `panels × PANEL` with zeros).
+    scale: Vec<f32>,
+    correction: Vec<i32>,
+    bias: Vec<f32>,
+}
+
+impl std::fmt::Debug for QuantizedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QuantizedLinear({} -> {}, int8)", self.k, self.out)
+    }
+}
+
+impl QuantizedLinear {
+    /// Quantizes `weight` (row-major `(out, in)`, PyTorch's layout) and keeps `bias` (`out`).
+    pub fn new(weight: &[f32], out: usize, k: usize, bias: &[f32]) -> Self {
+        assert_eq!(weight.len(), out * k, "weight is not ({out}, {k})");
+        assert_eq!(bias.len(), out, "bias is not ({out})");
+        let k_padded = k.div_ceil(4) * 4;
+        let panels = out.div_ceil(PANEL);
+        let cols = panels * PANEL;
+        let groups = k_padded / 4;
+        let mut packed = vec![0i8; panels * groups * PANEL * 4];
+        let mut scale = vec![0f32; cols];
+        let mut correction = vec![0i32; cols];
+        let mut padded_bias = vec![0f32; cols];
+        padded_bias[..out].copy_from_slice(bias);
+        for o in 0..out {
+            let row = &weight[o * k..(o + 1) * k];
+            let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = if amax > 0.0 { amax / WEIGHT_MAX as f32 } else { 1.0 };
+            let inv = 1.0 / s;
+            let (p, c) = (o / PANEL, o % PANEL);
+            let mut sum = 0i32;
+            for (j, &v) in row.iter().enumerate() {
+                let q = (v * inv)
+                    .round_ties_even()
+                    .clamp(-WEIGHT_MAX as f32, WEIGHT_MAX as f32) as i32;
+                sum += q;
+                packed[((p * groups + j / 4) * PANEL + c) * 4 + j % 4] = q as i8;
+            }
+            scale[o] = s;
+            correction[o] = 128 * sum;
+        }
+        Self {
+            out,
+            k,
+            k_padded,
+            panels,
+            packed,
+            scale,
+            correction,
+            bias: padded_bias,
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out
+    }
+
+    /// `x (n, in)` row-major → `(n, out)` row-major, with `epilogue` applied to every piece of
+    /// every output row once its values are final (e.g. GELU in place). Uses rayon's current
+    /// pool; `kernel` is normally [`Kernel::detect`].
+    pub fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        kernel: Kernel,
+        epilogue: &(dyn Fn(&mut [f32]) + Sync),
+    ) -> Vec<f32> {
+        let rows = quantize_rows(x, n, self.k, self.k_padded);
+        // Not zero-filled first (a memset was 8% of an int8 scoring run): the tiles write
+        // every element of every row before anything reads it.
+        let mut y = Vec::with_capacity(n * self.out);
+        self.forward_quantized_into(&rows, kernel, y.spare_capacity_mut().as_mut_ptr().cast(), epilogue);
+        // SAFETY: `forward_quantized_into` wrote all n * out elements.
+        unsafe { y.set_len(n * self.out) };
+        y
+    }
+
+    /// As [`Self::forward`] on rows already quantized (with this layer's `in` width).
+    pub fn forward_quantized(
+        &self,
+        rows: &QuantizedRows,
+        kernel: Kernel,
+        y: &mut [f32],
+        epilogue: &(dyn Fn(&mut [f32]) + Sync),
+    ) {
+        assert_eq!(y.len(), rows.n * self.out, "output is not ({}, {})", rows.n, self.out);
+        self.forward_quantized_into(rows, kernel, y.as_mut_ptr(), epilogue)
+    }
+
+    /// Writes every element of the `(rows.n, out)` row-major output at `y` (which may be
+    /// uninitialised memory of that size).
+    fn forward_quantized_into(
+        &self,
+        rows: &QuantizedRows,
+        kernel: Kernel,
+        y: *mut f32,
+        epilogue: &(dyn Fn(&mut [f32]) + Sync),
+    ) {
+        let n = rows.n;
+        assert_eq!(rows.stride, self.k_padded, "rows quantized for another width");
+        if n == 0 || self.out == 0 {
+            return;
+        }
+        let kernel = kernel.usable();
+        let row_tiles = n.div_ceil(TILE_ROWS);
+        let col_tiles = self.panels.div_ceil(TILE_PANELS);
+        let out_ptr = SendPtr(y);
+        (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+            let (rt, ct) = (t / col_tiles, t % col_tiles);
+            let r0 = rt * TILE_ROWS;
+            let r1 = (r0 + TILE_ROWS).min(n);
+            let p0 = ct * TILE_PANELS;
+            let p1 = (p0 + TILE_PANELS).min(self.panels);
+            let c0 = p0 * PANEL;
+            let c1 = (p1 * PANEL).min(self.out);
+            let out_ptr = &out_ptr;
+            for p in p0..p1 {
+                // SAFETY: tiles cover disjoint (rows, columns) blocks of `y`, whose length was
+                // checked above; the kernel writes rows r0..r1, columns of panel p below `out`.
+                unsafe { kernels::panel_rows(kernel, self, rows, p, r0, r1, out_ptr.0) };
+            }
+            for r in r0..r1 {
+                // SAFETY: as above: row r, columns c0..c1 belong to this tile only.
+                let seg =
+                    unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(r * self.out + c0), c1 - c0) };
+                epilogue(seg);
+            }
+        });
+    }
+}
+
+/// A raw output pointer shared by tiles that write disjoint parts.
+struct SendPtr(*mut f32);
+// SAFETY: the tiles write disjoint elements (see `forward_quantized`).
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// Multiply-adds per call of a `(n, in) x (in, out)` layer: for GOP/s reports.
+pub fn macs(n: usize, k: usize, out: usize) -> f64 {
+    n as f64 * k as f64 * out as f64
+}
+
+#[cfg(test)]
+mod tests;

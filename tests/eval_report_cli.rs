@@ -93,3 +93,53 @@ fn eval_report_files_derive_from_the_given_stem_and_nothing_else_is_touched() {
         assert_eq!(&std::fs::read(out.join(png)).unwrap()[..4], b"\x89PNG");
     }
 }
+
+/// `eval --precision int8` reports the int8 model, adds the same checkpoint in fp32 as a row,
+/// and writes STEM.precision.json with both ROC-AUCs and the p_tail differences per split.
+#[test]
+fn eval_in_int8_reports_the_cost_against_fp32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let ckpt = tmp.path().join("ckpt");
+    run_ok(
+        longtail()
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(&ckpt)
+            .args(["--max-len", "32", "--per-device-train-batch-size", "8"])
+            .args(["--max-steps", "2", "--logging-steps", "1", "--seed", "3"]),
+    );
+    let report = tmp.path().join("out").join("q.json");
+    let ev = run_ok(
+        longtail()
+            .arg("eval")
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .arg("--report")
+            .arg(&report)
+            .args(["--no-baselines", "--precision", "int8"]),
+    );
+    let printed = String::from_utf8_lossy(&ev.stdout);
+    assert!(printed.contains("ROC-AUC int8"), "{printed}");
+    let rep = std::fs::read_to_string(&report).unwrap();
+    assert!(rep.contains("(fp32)"), "no fp32 row in the report: {rep}");
+    let check: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("out").join("q.precision.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(check["precision"], "int8");
+    for split in ["validation", "reported"] {
+        let d = &check[split];
+        assert!(d["rows"].as_u64().unwrap() > 0, "{check}");
+        let max = d["max_abs_diff"].as_f64().unwrap();
+        assert!(max > 0.0 && max < 0.1, "{split}: max |diff| {max}");
+        assert!(d["auc_reference"].as_f64().is_some() && d["auc_candidate"].as_f64().is_some());
+    }
+}

@@ -157,6 +157,15 @@ fn injected_faults_are_rejected_and_no_row_is_lost() {
 
 #[test]
 fn kill_dash_nine_then_resume_is_byte_identical() {
+    kill_then_resume("fp32");
+}
+
+#[test]
+fn kill_dash_nine_then_resume_is_byte_identical_in_int8() {
+    kill_then_resume("int8");
+}
+
+fn kill_then_resume(precision: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tiny_checkpoint(tmp.path());
     let input = tmp.path().join("big.jsonl");
@@ -166,7 +175,7 @@ fn kill_dash_nine_then_resume_is_byte_identical() {
     let mut text = std::fs::read_to_string(&input).unwrap();
     text.push_str("not json\n\n");
     std::fs::write(&input, text).unwrap();
-    let args = ["--chunk-rows", "40"];
+    let args = ["--chunk-rows", "40", "--precision", precision];
 
     let reference = tmp.path().join("reference.jsonl");
     score(&ckpt, &input, &reference, &args);
@@ -249,13 +258,20 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
         gz.write_all(csv.as_bytes()).unwrap();
         gz.finish().unwrap();
     }
-    for format in ["csv", "jsonl"] {
+    for (format, precision) in [("csv", "fp32"), ("jsonl", "fp32"), ("jsonl", "int8")] {
         let whole = tmp.path().join(format!("whole.{format}"));
         score(
             &ckpt,
             &input,
             &whole,
-            &["--chunk-rows", "64", "--format", format],
+            &[
+                "--chunk-rows",
+                "64",
+                "--format",
+                format,
+                "--precision",
+                precision,
+            ],
         );
         let mut cat = Vec::new();
         let mut rejects = Vec::new();
@@ -266,7 +282,16 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
                 &ckpt,
                 &input,
                 &part,
-                &["--chunk-rows", "64", "--format", format, "--shard", &shard],
+                &[
+                    "--chunk-rows",
+                    "64",
+                    "--format",
+                    format,
+                    "--shard",
+                    &shard,
+                    "--precision",
+                    precision,
+                ],
             );
             cat.extend(std::fs::read(&part).unwrap());
             rejects.extend(
@@ -291,6 +316,48 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
     use parquet::file::reader::FileReader;
     assert_eq!(reader.metadata().file_metadata().num_rows(), 1002);
     assert!(!tmp.path().join("whole.parquet.spool.jsonl").exists());
+}
+
+/// int8 really runs the integer layers (outputs differ from fp32), stays close to fp32, and an
+/// interrupted run cannot be continued in the other precision.
+#[test]
+fn int8_is_close_to_fp32_and_resume_keeps_the_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    let input = tmp.path().join("cat.jsonl");
+    catalogue(&input, 300);
+    let (fp32, int8) = (tmp.path().join("fp32.jsonl"), tmp.path().join("int8.jsonl"));
+    score(&ckpt, &input, &fp32, &[]);
+    let stdout = score(&ckpt, &input, &int8, &["--precision", "int8"]);
+    assert!(stdout.contains("int8,"), "{stdout}");
+    let (a, b) = (jsonl(&fp32), jsonl(&int8));
+    assert_eq!(a.len(), b.len());
+    let diffs: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x["p_tail"].as_f64().unwrap() - y["p_tail"].as_f64().unwrap()).abs())
+        .collect();
+    let max = diffs.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max > 0.0,
+        "int8 gave exactly the fp32 scores: the integer path did not run"
+    );
+    assert!(max < 0.05, "int8 is far from fp32: max |p_tail diff| {max}");
+
+    let err = longtail()
+        .arg("score")
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&int8)
+        .args(["--resume", "--precision", "fp32"])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(msg.contains("precision int8, this one fp32"), "{msg}");
 }
 
 #[test]

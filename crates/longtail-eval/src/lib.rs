@@ -29,5 +29,7 @@ pub use baselines::{BaselineOptions, BaselineResults, LabelledTexts, TextSplits}
 pub use data::{load_text_splits, text_splits};
 pub use error::EvalError;
 pub use longtail_plot::Series;
-pub use metrics::{compare_precision, evaluate_at, evaluate_scores, Metrics, PrecisionDiff, RocCurve};
+pub use metrics::{
+    compare_precision, evaluate_at, evaluate_scores, Metrics, PrecisionDiff, RocCurve,
+};
 pub use report::{ClassificationReport, Summary};

@@ -533,11 +533,7 @@ fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {
         );
     }
     if prev.precision != now.precision {
-        return mismatch(
-            "precision",
-            prev.precision.clone(),
-            now.precision.clone(),
-        );
+        return mismatch("precision", prev.precision.clone(), now.precision.clone());
     }
     if prev.format != now.format || prev.embeddings != now.embeddings {
         return mismatch(

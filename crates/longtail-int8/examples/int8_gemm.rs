@@ -9,7 +9,9 @@ use longtail_int8::{macs, quantize_rows, Kernel, QuantizedLinear};
 use std::time::Instant;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).map_or(2048, |s| s.parse().expect("ROWS"));
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(2048, |s| s.parse().expect("ROWS"));
     let ceiling_threads: usize = std::env::args()
         .nth(2)
         .map_or_else(rayon::current_num_threads, |s| s.parse().expect("THREADS"));
@@ -18,19 +20,27 @@ fn main() {
     let weights: Vec<_> = shapes
         .iter()
         .map(|&(k, out)| {
-            let w: Vec<f32> = (0..out * k).map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0).collect();
+            let w: Vec<f32> = (0..out * k)
+                .map(|i| ((i * 7919) % 251) as f32 / 125.0 - 1.0)
+                .collect();
             QuantizedLinear::new(&w, out, k, &vec![0.0; out])
         })
         .collect();
     for threads in [1, 2] {
         for kernel in Kernel::available() {
             let gops = measure(&weights, &shapes, n, threads, kernel);
-            println!("int8 gemm  threads={threads}  kernel={:<12} {gops:>8.1} GOP/s", kernel.name());
+            println!(
+                "int8 gemm  threads={threads}  kernel={:<12} {gops:>8.1} GOP/s",
+                kernel.name()
+            );
         }
     }
     let best = Kernel::detect();
     let gops = measure(&weights, &shapes, n, ceiling_threads, best);
-    println!("ceiling_gops={gops:.1} kernel={} threads={ceiling_threads}", best.name());
+    println!(
+        "ceiling_gops={gops:.1} kernel={} threads={ceiling_threads}",
+        best.name()
+    );
 }
 
 /// GOP/s (2 ops per multiply-add) over the three shapes, 10 repetitions each.
@@ -41,10 +51,15 @@ fn measure(
     threads: usize,
     kernel: Kernel,
 ) -> f64 {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     let (mut ops, mut secs) = (0f64, 0f64);
     for (lin, &(k, out)) in weights.iter().zip(shapes) {
-        let x: Vec<f32> = (0..n * k).map(|i| ((i * 31) % 97) as f32 / 48.0 - 1.0).collect();
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 31) % 97) as f32 / 48.0 - 1.0)
+            .collect();
         let rows = quantize_rows(&x, n, k, k.div_ceil(4) * 4);
         let mut y = vec![0f32; n * out];
         let reps = if kernel == Kernel::Portable { 1 } else { 10 };

@@ -80,12 +80,7 @@ pub(crate) unsafe fn panel_rows(
     r1: usize,
     out: *mut f32,
 ) {
-    let job = Job {
-        lin,
-        rows,
-        p,
-        out,
-    };
+    let job = Job { lin, rows, p, out };
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni => x86::rows_avx512_vnni(&job, r0, r1),
@@ -137,7 +132,8 @@ impl Job<'_> {
             // Raw writes: the output may be uninitialised until this stores it.
             let out = self.out.add((r + i) * lin.out + c0);
             for c in 0..width {
-                out.add(c).write((acc[c] - corr[c]) as f32 * (s * scale[c]) + bias[c]);
+                out.add(c)
+                    .write((acc[c] - corr[c]) as f32 * (s * scale[c]) + bias[c]);
             }
         }
     }
@@ -188,7 +184,12 @@ mod x86 {
         };
     }
 
-    rows_fn!(rows_avx512_vnni, "avx512f,avx512bw,avx512vnni", micro_avx512_vnni, [8, 4, 2, 1]);
+    rows_fn!(
+        rows_avx512_vnni,
+        "avx512f,avx512bw,avx512vnni",
+        micro_avx512_vnni,
+        [8, 4, 2, 1]
+    );
     rows_fn!(rows_avx_vnni, "avx2,avxvnni", micro_avx_vnni, [3, 2, 1]);
     rows_fn!(rows_avx2, "avx2", micro_avx2, [3, 2, 1]);
 

@@ -80,7 +80,11 @@ impl QuantizedLinear {
         for o in 0..out {
             let row = &weight[o * k..(o + 1) * k];
             let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let s = if amax > 0.0 { amax / WEIGHT_MAX as f32 } else { 1.0 };
+            let s = if amax > 0.0 {
+                amax / WEIGHT_MAX as f32
+            } else {
+                1.0
+            };
             let inv = 1.0 / s;
             let (p, c) = (o / PANEL, o % PANEL);
             let mut sum = 0i32;
@@ -128,7 +132,12 @@ impl QuantizedLinear {
         // Not zero-filled first (a memset was 8% of an int8 scoring run): the tiles write
         // every element of every row before anything reads it.
         let mut y = Vec::with_capacity(n * self.out);
-        self.forward_quantized_into(&rows, kernel, y.spare_capacity_mut().as_mut_ptr().cast(), epilogue);
+        self.forward_quantized_into(
+            &rows,
+            kernel,
+            y.spare_capacity_mut().as_mut_ptr().cast(),
+            epilogue,
+        );
         // SAFETY: `forward_quantized_into` wrote all n * out elements.
         unsafe { y.set_len(n * self.out) };
         y
@@ -142,7 +151,13 @@ impl QuantizedLinear {
         y: &mut [f32],
         epilogue: &(dyn Fn(&mut [f32]) + Sync),
     ) {
-        assert_eq!(y.len(), rows.n * self.out, "output is not ({}, {})", rows.n, self.out);
+        assert_eq!(
+            y.len(),
+            rows.n * self.out,
+            "output is not ({}, {})",
+            rows.n,
+            self.out
+        );
         self.forward_quantized_into(rows, kernel, y.as_mut_ptr(), epilogue)
     }
 
@@ -156,7 +171,10 @@ impl QuantizedLinear {
         epilogue: &(dyn Fn(&mut [f32]) + Sync),
     ) {
         let n = rows.n;
-        assert_eq!(rows.stride, self.k_padded, "rows quantized for another width");
+        assert_eq!(
+            rows.stride, self.k_padded,
+            "rows quantized for another width"
+        );
         if n == 0 || self.out == 0 {
             return;
         }
@@ -180,8 +198,9 @@ impl QuantizedLinear {
             }
             for r in r0..r1 {
                 // SAFETY: as above: row r, columns c0..c1 belong to this tile only.
-                let seg =
-                    unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(r * self.out + c0), c1 - c0) };
+                let seg = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.0.add(r * self.out + c0), c1 - c0)
+                };
                 epilogue(seg);
             }
         });

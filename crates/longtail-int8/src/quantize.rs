@@ -18,7 +18,10 @@ pub struct QuantizedRows {
 /// Quantizes `x (n, k)` row by row: scale `max|x_row| / 127`, round to nearest even.
 pub fn quantize_rows(x: &[f32], n: usize, k: usize, stride: usize) -> QuantizedRows {
     assert_eq!(x.len(), n * k, "input is not ({n}, {k})");
-    assert!(stride >= k && stride % 4 == 0, "bad row stride {stride} for width {k}");
+    assert!(
+        stride >= k && stride % 4 == 0,
+        "bad row stride {stride} for width {k}"
+    );
     let mut data = vec![128u8; n * stride];
     let mut scale = vec![0f32; n];
     if k > 0 {
@@ -56,7 +59,11 @@ unsafe fn quantize_row_avx2(row: &[f32], q: &mut [u8]) -> f32 {
 #[inline(always)]
 fn quantize_row_generic(row: &[f32], q: &mut [u8]) -> f32 {
     let amax = abs_max(row);
-    let s = if amax > 0.0 { amax / ACT_MAX as f32 } else { 1.0 };
+    let s = if amax > 0.0 {
+        amax / ACT_MAX as f32
+    } else {
+        1.0
+    };
     let inv = 1.0 / s;
     let lim = ACT_MAX as f32;
     for (d, &v) in q.iter_mut().zip(row) {

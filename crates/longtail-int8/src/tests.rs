@@ -24,7 +24,9 @@ fn reference(x: &[f32], n: usize, w: &[f32], out: usize, k: usize, b: &[f32]) ->
             .collect();
         (q, s)
     };
-    let ws: Vec<_> = (0..out).map(|o| q(&w[o * k..(o + 1) * k], WEIGHT_MAX)).collect();
+    let ws: Vec<_> = (0..out)
+        .map(|o| q(&w[o * k..(o + 1) * k], WEIGHT_MAX))
+        .collect();
     let mut y = vec![0f32; n * out];
     for r in 0..n {
         let (qx, sx) = q(&x[r * k..(r + 1) * k], ACT_MAX);
@@ -40,7 +42,13 @@ fn reference(x: &[f32], n: usize, w: &[f32], out: usize, k: usize, b: &[f32]) ->
 fn every_kernel_equals_the_reference_bit_for_bit() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // Odd widths: k not a multiple of 4, out not a multiple of the panel, rows not of a block.
-    for &(n, k, out) in &[(1, 3, 1), (5, 13, 33), (49, 64, 96), (50, 384, 70), (97, 130, 65)] {
+    for &(n, k, out) in &[
+        (1, 3, 1),
+        (5, 13, 33),
+        (49, 64, 96),
+        (50, 384, 70),
+        (97, 130, 65),
+    ] {
         let x = gaussian(&mut rng, n * k, 1.0);
         let w = gaussian(&mut rng, out * k, 0.05);
         let b = gaussian(&mut rng, out, 0.1);
@@ -72,8 +80,20 @@ fn extreme_values_do_not_saturate() {
             let sign = match o % 4 {
                 0 => 1.0,
                 1 => -1.0,
-                2 => if (j / 2) % 2 == 0 { 1.0 } else { -1.0 },
-                _ => if j % 2 == 0 { -1.0 } else { 1.0 },
+                2 => {
+                    if (j / 2) % 2 == 0 {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                }
+                _ => {
+                    if j % 2 == 0 {
+                        -1.0
+                    } else {
+                        1.0
+                    }
+                }
             };
             w[o * k + j] = sign * 0.5;
         }
@@ -84,7 +104,12 @@ fn extreme_values_do_not_saturate() {
     // The reference itself is exact: row 0 against all-positive weights is k * 3.0 * 0.5.
     assert!((want[0] - 384.0).abs() < 1e-3, "reference {}", want[0]);
     for kernel in Kernel::available() {
-        assert_eq!(lin.forward(&x, n, kernel, &no_epilogue), want, "{}", kernel.name());
+        assert_eq!(
+            lin.forward(&x, n, kernel, &no_epilogue),
+            want,
+            "{}",
+            kernel.name()
+        );
     }
 }
 
@@ -100,8 +125,7 @@ fn close_to_the_float_layer() {
     let (mut err, mut norm) = (0f64, 0f64);
     for r in 0..n {
         for o in 0..out {
-            let exact: f32 =
-                (0..k).map(|j| x[r * k + j] * w[o * k + j]).sum::<f32>() + b[o];
+            let exact: f32 = (0..k).map(|j| x[r * k + j] * w[o * k + j]).sum::<f32>() + b[o];
             err += ((got[r * out + o] - exact) as f64).powi(2);
             norm += (exact as f64).powi(2);
         }
@@ -143,6 +167,11 @@ fn the_epilogue_sees_every_output_once() {
 #[test]
 fn zero_rows_and_zero_weights_are_fine() {
     let lin = QuantizedLinear::new(&[0.0; 8], 2, 4, &[1.0, -1.0]);
-    assert_eq!(lin.forward(&[0.0; 4], 1, Kernel::detect(), &no_epilogue), [1.0, -1.0]);
-    assert!(lin.forward(&[], 0, Kernel::detect(), &no_epilogue).is_empty());
+    assert_eq!(
+        lin.forward(&[0.0; 4], 1, Kernel::detect(), &no_epilogue),
+        [1.0, -1.0]
+    );
+    assert!(lin
+        .forward(&[], 0, Kernel::detect(), &no_epilogue)
+        .is_empty());
 }

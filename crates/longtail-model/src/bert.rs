@@ -437,9 +437,7 @@ impl BertModel {
     /// pooler stay f32. Only the inference entry points work afterwards (a training forward
     /// pass is refused: the integer op has no gradient). Needs f32 weights on the CPU.
     pub fn quantize_int8(&mut self) -> Result<()> {
-        if !self.embeddings.word.device().is_cpu()
-            || self.embeddings.word.dtype() != DType::F32
-        {
+        if !self.embeddings.word.device().is_cpu() || self.embeddings.word.dtype() != DType::F32 {
             return Err(ModelError::Input(
                 "int8 needs an f32 model on the CPU".into(),
             ));

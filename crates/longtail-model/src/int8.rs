@@ -86,9 +86,13 @@ mod tests {
     #[test]
     fn fused_gelu_equals_separate_gelu() {
         let (n, k, out) = (50, 40, 70);
-        let w: Vec<f32> = (0..out * k).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let w: Vec<f32> = (0..out * k)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
         let b: Vec<f32> = (0..out).map(|i| i as f32 / 70.0 - 0.5).collect();
-        let x: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 89) as f32 / 44.0 - 1.0).collect();
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 13) % 89) as f32 / 44.0 - 1.0)
+            .collect();
         let layer = quantize(
             &Tensor::from_vec(w, (out, k), &Device::Cpu).unwrap(),
             &Tensor::from_vec(b, out, &Device::Cpu).unwrap(),

@@ -34,10 +34,18 @@ fn int8_pooled_states_are_close_to_f32() {
     let (pooled_q, _) = m.forward_inference_pooled(&ids, None, Some(&mask)).unwrap();
     let a = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let b = pooled_q.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let err: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt();
+    let err: f32 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f32>()
+        .sqrt();
     let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!(err / norm < 0.03, "relative error {}", err / norm);
-    assert!(err > 0.0, "int8 changed nothing: the integer path did not run");
+    assert!(
+        err > 0.0,
+        "int8 changed nothing: the integer path did not run"
+    );
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod precision;
-pub use precision::{compare_precision, PrecisionDiff};
 pub use calibration::{expected_calibration_error, ECE_BINS};
+pub use precision::{compare_precision, PrecisionDiff};
 pub use ranking::{average_precision, roc_auc, roc_curve, RocCurve};
 pub use threshold::{select_threshold, ClassMetrics, Counts};
 

@@ -146,7 +146,10 @@ impl PrecisionCheck {
             "| split | rows | ROC-AUC fp32 | ROC-AUC {p} | AUC change | max abs p_tail diff | mean abs p_tail diff |\n|---|---|---|---|---|---|---|\n",
             p = self.precision
         );
-        for (name, d) in [("validation", &self.validation), (self.split.as_str(), &self.reported)] {
+        for (name, d) in [
+            ("validation", &self.validation),
+            (self.split.as_str(), &self.reported),
+        ] {
             s += &format!(
                 "| {name} | {} | {:.4} | {:.4} | {:+.4} | {:.4} | {:.5} |\n",
                 d.rows,

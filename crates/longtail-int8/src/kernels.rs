@@ -173,7 +173,7 @@ mod x86 {
                 let (w, groups, stride) = (job.panel(), job.groups(), job.rows.stride);
                 let mut r = r0;
                 $(
-                    while r + $mr <= r1 {
+                    while r1 - r >= $mr {
                         let mut acc = [[0i32; PANEL]; $mr];
                         $micro::<$mr>(job.row(r), stride, w, groups, &mut acc);
                         job.store::<$mr>(r, &acc);

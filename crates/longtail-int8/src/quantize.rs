@@ -19,7 +19,7 @@ pub struct QuantizedRows {
 pub fn quantize_rows(x: &[f32], n: usize, k: usize, stride: usize) -> QuantizedRows {
     assert_eq!(x.len(), n * k, "input is not ({n}, {k})");
     assert!(
-        stride >= k && stride % 4 == 0,
+        stride >= k && stride.is_multiple_of(4),
         "bad row stride {stride} for width {k}"
     );
     let mut data = vec![128u8; n * stride];

@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// `(p_tail, is_tail)` per row of a split.
+type Scored = Vec<(f64, bool)>;
+
 pub fn run(args: EvalArgs) -> Result<()> {
     let started = Instant::now();
     let split: Split = args.split.into();
@@ -51,7 +54,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .map(|(p, item)| (f64::from(p), item.label == Label::Tail))
             .collect())
     };
-    let score_both = |scorer: &Scorer| -> Result<(Vec<(f64, bool)>, Vec<(f64, bool)>)> {
+    // (validation, the reported split), each as (p_tail, is_tail) per row.
+    let score_both = |scorer: &Scorer| -> Result<(Scored, Scored)> {
         let val = score(scorer, Split::Validation)?;
         let target = if split == Split::Validation {
             val.clone()

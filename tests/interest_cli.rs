@@ -685,3 +685,95 @@ fn sequence_resume_on_new_data_recommends_the_new_item() {
         .expect("the new item is recommendable");
     assert!(new_item["score"].as_f64().unwrap().is_finite());
 }
+
+/// `--precision int8` for the item-embedding pass: saved in the checkpoint, close to fp32 but
+/// not equal (the integer layers ran), kept by a resumed run, whose new item (a copy of
+/// I000's text) gets exactly I000's vector (per-row quantization: no batch effects) and whose
+/// old items keep theirs byte for byte. The bi-encoder, which trains the encoder, refuses it.
+#[test]
+fn int8_item_embeddings_are_saved_kept_on_resume_and_close_to_fp32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let model = model.to_str().unwrap();
+    let data = prepared(tmp.path());
+    let steps = ["--model", model, "--max-steps", "2", "--eval-every", "0"];
+    let (fp32, int8) = (tmp.path().join("fp32"), tmp.path().join("int8"));
+    train_sequence(&data, &fp32, &steps);
+    train_sequence(
+        &data,
+        &int8,
+        &[&steps[..], &["--precision", "int8"]].concat(),
+    );
+    assert_eq!(interest_meta(&int8)["precision"], "int8");
+    assert!(interest_meta(&fp32).get("precision").is_none());
+    let emb = |dir: &Path| -> Vec<Vec<f32>> {
+        tensors(&dir.join("item_embeddings.safetensors"))["embeddings"]
+            .to_vec2()
+            .unwrap()
+    };
+    let (a, b) = (emb(&fp32), emb(&int8));
+    assert_eq!(a.len(), b.len());
+    let mut worst = 1f32;
+    for (x, y) in a.iter().zip(&b) {
+        worst = worst.min(x.iter().zip(y).map(|(p, q)| p * q).sum());
+    }
+    assert!(
+        worst > 0.95,
+        "an int8 item vector is far from fp32: cosine {worst}"
+    );
+    assert_ne!(
+        a, b,
+        "int8 gave the fp32 vectors: the integer path did not run"
+    );
+
+    // Resume on a catalogue with one new item whose text is I000's.
+    let new = tmp.path().join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    let items = std::fs::read_to_string(data.join("items.jsonl")).unwrap();
+    let first = items
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"I000\"", "\"NEW1\"");
+    std::fs::write(new.join("items.jsonl"), format!("{items}{first}\n")).unwrap();
+    for f in ["interactions.csv", "stats.json", "prepare.json"] {
+        if data.join(f).is_file() {
+            std::fs::copy(data.join(f), new.join(f)).unwrap();
+        }
+    }
+    let resumed = tmp.path().join("resumed");
+    run_train_interest(
+        &new,
+        &resumed,
+        &["--resume-from", int8.to_str().unwrap()],
+        &["--max-steps", "1", "--eval-every", "0"],
+    );
+    assert_eq!(interest_meta(&resumed)["precision"], "int8");
+    let c = emb(&resumed);
+    assert_eq!(
+        &c[..b.len()],
+        &b[..],
+        "old items' int8 vectors changed on resume"
+    );
+    assert_eq!(c[b.len()], b[0], "the copy of I000 got another vector");
+
+    let out = longtail()
+        .arg("train-interest")
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bi"))
+        .args([
+            "--architecture",
+            "bi-encoder",
+            "--model",
+            model,
+            "--precision",
+            "int8",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("no gradient"), "{msg}");
+}

@@ -111,12 +111,13 @@ impl InterestIndex {
         cache: Option<&Path>,
         batch_size: usize,
     ) -> Result<(Vec<f32>, usize, CacheStatus)> {
-        let hash = items_hash(items, meta.max_len, &meta.template);
+        let hash = items_hash(items, meta.max_len, &meta.template, meta.precision);
         let default_cache = ckpt.join(ITEM_EMBEDDINGS_FILE);
         // The encoder is loaded only when the cache misses.
         let cache = cache.unwrap_or(&default_cache);
         cached_item_embeddings(Some(cache), Some(cache), &hash, items.len(), || {
-            let model = InterestModel::load(&ckpt.to_string_lossy(), meta.max_len, &meta.template)?;
+            let model = InterestModel::load(&ckpt.to_string_lossy(), meta.max_len, &meta.template)?
+                .with_precision(meta.precision)?;
             let encoded = model.encode_items(items)?;
             Ok((model.embed_items(&encoded, batch_size)?, model.dim()))
         })
@@ -352,6 +353,7 @@ pub(crate) mod tests {
                 calibration_negatives: 1,
                 global_step: 0,
                 sequence: None,
+                precision: Default::default(),
             },
             emb,
             dim,

@@ -8,7 +8,7 @@ use candle_nn::VarMap;
 use longtail_data::PreparedItem;
 use longtail_model::checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 use longtail_model::{
-    mean_pool, save_varmap_safetensors, BertConfig, BertModel, Checkpoint, HubOptions,
+    mean_pool, save_varmap_safetensors, BertConfig, BertModel, Checkpoint, HubOptions, Precision,
     PretrainedBert,
 };
 use longtail_tokenize::{Encoded, ItemTokenizer};
@@ -115,6 +115,14 @@ pub struct InterestMeta {
     /// The sequence model's settings (`architecture = "sequence"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<crate::sequence::SequenceMeta>,
+    /// Arithmetic of the frozen encoder's item-embedding pass (catalogue and new items alike).
+    /// Absent: fp32.
+    #[serde(default, skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
+}
+
+fn is_fp32(p: &Precision) -> bool {
+    *p == Precision::Fp32
 }
 
 /// The trainable encoder plus its tokenizer.
@@ -151,6 +159,15 @@ impl InterestModel {
             tokenizer,
             tokenizer_path: checkpoint.tokenizer_path()?,
         })
+    }
+
+    /// The item-embedding pass in `precision` ([`BertModel::quantize_int8`] for int8): for a
+    /// frozen encoder only (int8 has no gradient).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if precision == Precision::Int8 {
+            self.bert.quantize_int8()?;
+        }
+        Ok(self)
     }
 
     pub fn num_layers(&self) -> usize {
@@ -304,11 +321,20 @@ impl InterestModel {
     }
 }
 
-/// Hash of the catalogue as the encoder sees it (ids, texts, tokenization settings): the key of
-/// the item embedding cache.
-pub fn items_hash(items: &[PreparedItem], max_len: usize, template: &str) -> String {
+/// Hash of the catalogue as the encoder sees it (ids, texts, tokenization settings and, when
+/// not fp32, the precision): the key of the item embedding cache.
+pub fn items_hash(
+    items: &[PreparedItem],
+    max_len: usize,
+    template: &str,
+    precision: Precision,
+) -> String {
     let mut h = Sha256::new();
     h.update(format!("{max_len}\0{template}\0").as_bytes());
+    if precision != Precision::Fp32 {
+        // fp32 keys stay what they were, so existing caches still hit.
+        h.update(format!("precision={precision}\0").as_bytes());
+    }
     for it in items {
         h.update(it.item_id.as_bytes());
         h.update([0]);

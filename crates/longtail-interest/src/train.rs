@@ -14,6 +14,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
 use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
+use longtail_model::Precision;
 use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_train::{
     epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
@@ -87,6 +88,9 @@ pub struct TrainInterestConfig {
     pub early_stopping_patience: u64,
     /// Text embedding cache file: used when its catalogue hash matches, else written.
     pub embedding_cache: Option<PathBuf>,
+    /// Arithmetic of the frozen encoder's item-embedding pass (sequence architecture only; a
+    /// resumed run keeps its checkpoint's).
+    pub precision: Precision,
     /// Weight `b` of the popularity prior of the training softmax:
     /// `logits = cos / T + b log q` with `q` the item's share of training targets; 0 = plain.
     pub logq_weight: f64,
@@ -136,6 +140,7 @@ impl Default for TrainInterestConfig {
             attention_probs_dropout_prob: 0.2,
             early_stopping_patience: 5,
             embedding_cache: None,
+            precision: Precision::Fp32,
             logq_weight: 0.0,
             tail_loss_alpha: 0.0,
         }
@@ -312,6 +317,12 @@ fn train_bi_encoder(
     cfg: &TrainInterestConfig,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainInterestOutcome> {
+    if cfg.precision != Precision::Fp32 {
+        return Err(InterestError::invalid(
+            "precision int8 is for the sequence architecture: the bi-encoder fine-tunes the \
+             encoder, and integer layers have no gradient",
+        ));
+    }
     let start = Instant::now();
     if cfg.batch_size < 2 {
         return Err(InterestError::invalid(
@@ -544,8 +555,9 @@ fn train_bi_encoder(
         calibration_negatives: cfg.calibration_negatives,
         global_step: state.global_step,
         sequence: None,
+        precision: Precision::Fp32,
     };
-    let hash = items_hash(&data.items, meta.max_len, &meta.template);
+    let hash = items_hash(&data.items, meta.max_len, &meta.template, meta.precision);
     write_checkpoint(
         &cfg.out, &model, &driver, &state, &meta, cfg, &emb, dim, &hash,
     )?;

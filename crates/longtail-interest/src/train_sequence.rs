@@ -18,7 +18,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use longtail_data::{Label, PreparedDataset};
 use longtail_model::checkpoint::TRAINER_STATE_FILE;
-use longtail_model::DropoutRngState;
+use longtail_model::{DropoutRngState, Precision};
 use longtail_rec::{top_k_excluding, Interactions};
 use longtail_train::{epoch_permutation, LogEntry, ParamGroupSpec, StepDriver, TrainerState};
 use serde::{Deserialize, Serialize};
@@ -138,13 +138,12 @@ fn calibrate(
 fn text_embeddings(
     encoder_src: &str,
     items: &[longtail_data::PreparedItem],
-    max_len: usize,
-    template: &str,
+    (max_len, template, precision): (usize, &str, Precision),
     (read, write): (Option<&Path>, Option<&Path>),
     batch_size: usize,
 ) -> Result<(InterestModel, Vec<f32>, usize, String, CacheStatus)> {
-    let model = InterestModel::load(encoder_src, max_len, template)?;
-    let hash = items_hash(items, model.tokenizer.max_len(), template);
+    let model = InterestModel::load(encoder_src, max_len, template)?.with_precision(precision)?;
+    let hash = items_hash(items, model.tokenizer.max_len(), template, precision);
     let (emb, dim, status) = cached_item_embeddings(read, write, &hash, items.len(), || {
         let encoded = model.encode_items(items)?;
         Ok((model.embed_items(&encoded, batch_size)?, model.dim()))
@@ -236,6 +235,8 @@ pub fn train_sequence(
     let features = prev_seq
         .as_ref()
         .map_or(cfg.item_features, |s| s.item_features);
+    // New items of a resumed run must get vectors from the same arithmetic as the old ones.
+    let precision = prev.as_ref().map_or(cfg.precision, |p| p.precision);
 
     // Text embeddings (frozen encoder).
     let t0 = Instant::now();
@@ -254,13 +255,12 @@ pub fn train_sequence(
         let (encoder, emb, dim, hash, status) = text_embeddings(
             &src,
             &data.items,
-            max_len,
-            &template,
+            (max_len, &template, precision),
             cache,
             cfg.infer_batch_size,
         )?;
         progress(Event::Message(&format!(
-            "text embeddings of {} items ({dim}-d{}) in {:.1}s",
+            "text embeddings of {} items ({dim}-d, {precision}{}) in {:.1}s",
             data.items.len(),
             if status == CacheStatus::Hit {
                 ", cached"
@@ -394,6 +394,7 @@ pub fn train_sequence(
         calibration_negatives: cfg.calibration_negatives,
         global_step: step0,
         sequence: Some(meta.clone()),
+        precision,
     };
     let save =
         |driver: &StepDriver, state: &TrainerState, calibration: Option<Platt>| -> Result<()> {

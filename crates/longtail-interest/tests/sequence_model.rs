@@ -308,6 +308,7 @@ fn index_of(model: SequenceModel, ids: &[String], text: Vec<f32>) -> InterestInd
         calibration_negatives: 0,
         global_step: 0,
         sequence: Some(model.meta.clone()),
+        precision: Default::default(),
     };
     InterestIndex::from_sequence(meta, model, ids, text, 6).unwrap()
 }

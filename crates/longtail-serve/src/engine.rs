@@ -146,6 +146,7 @@ impl Models {
                     meta.max_len,
                     &meta.template,
                 )
+                .and_then(|m| m.with_precision(meta.precision))
                 .map_err(|e| model_err(&paths.interest, &e))?,
             )
         } else {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use longtail_interest::{train_interest, Architecture, Event, ItemFeatures, TrainInterestConfig};
+use longtail_model::Precision;
 use longtail_train::SchedulerType;
 
 use crate::cli::{defaults, value_name};
@@ -143,6 +144,12 @@ pub struct TrainInterestArgs {
     /// up (more tail items ranked high, at some NDCG cost; see docs/interest.md).
     #[arg(long, default_value_t = defaults::train_interest().tail_loss_alpha, help_heading = "Sequence model")]
     pub tail_loss_alpha: f64,
+    /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32 or int8 (faster
+    /// on CPUs with integer dot products, at a small ranking cost measured in
+    /// docs/interest.md). Saved in the checkpoint: `recommend`, `eval-rec` and `serve` embed
+    /// new items the same way; a resumed run keeps its checkpoint's.
+    #[arg(long, value_enum, default_value_t = defaults::train_interest().precision, help_heading = "Sequence model")]
+    pub precision: Precision,
 }
 
 pub fn run(a: TrainInterestArgs) -> Result<()> {
@@ -196,6 +203,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         embedding_cache: a.embedding_cache,
         logq_weight: a.logq_weight,
         tail_loss_alpha: a.tail_loss_alpha,
+        precision: a.precision,
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
     let started = std::time::Instant::now();

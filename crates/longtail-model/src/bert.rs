@@ -134,6 +134,24 @@ impl LayerNorm {
         }
         ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
+
+    /// `self.forward(a + residual)`; at inference one pass per row when the shapes allow.
+    pub(crate) fn forward_residual(
+        &self,
+        a: &Tensor,
+        residual: &Tensor,
+        ctx: &Ctx,
+    ) -> Result<Tensor> {
+        if ctx.fused {
+            let eps = self.eps as f32;
+            if let Some(y) =
+                crate::fused_residual::add_layer_norm(a, residual, &self.weight, &self.bias, eps)?
+            {
+                return Ok(y);
+            }
+        }
+        self.forward(&(a + residual)?, ctx)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -359,7 +377,7 @@ impl Layer {
         let a = self.attention.forward(xq, x, mask, ctx)?;
         let a = self.attention_output.forward(&a)?;
         let a = ctx.dropout(&a, self.dropout)?;
-        let a = self.attention_norm.forward(&(a + xq)?, ctx)?;
+        let a = self.attention_norm.forward_residual(&a, xq, ctx)?;
         let i = match (&self.intermediate.int8, self.act) {
             // The integer FFN applies GELU to each output tile while it is in cache.
             (Some(q), HiddenAct::Gelu) => crate::int8::linear(&a, q, true)?,
@@ -376,7 +394,7 @@ impl Layer {
         };
         let o = self.output.forward(&i)?;
         let o = ctx.dropout(&o, self.dropout)?;
-        self.output_norm.forward(&(o + a)?, ctx)
+        self.output_norm.forward_residual(&o, &a, ctx)
     }
 }
 

@@ -36,6 +36,7 @@ pub mod error;
 mod fused;
 mod fused_attention;
 mod fused_linear;
+mod fused_residual;
 pub mod int8;
 pub mod ops;
 pub mod params;

@@ -159,7 +159,7 @@ bench-score: build
 	    --gemm $(TARGET_DIR)/release/examples/gemm_ceiling --int8-gemm $(TARGET_DIR)/release/examples/int8_gemm
 	$(PYTHON) scripts/bench_torch_score.py --checkpoint $(SCORE_CHECKPOINT) --items $(SCORE_ITEMS) \
 	    --longtail $(LONGTAIL) --threads $(BENCH_THREADS) --out-dir $(RUNS)/bench-score \
-	    --rows $(SCORE_ROWS) --python-rows $(SCORE_PYTHON_ROWS)
+	    --rows $(SCORE_ROWS) --python-rows $(SCORE_PYTHON_ROWS) --no-avx2-kernel
 
 clean-runs:
 	rm -rf $(RUNS)

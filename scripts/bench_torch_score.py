@@ -61,6 +61,8 @@ def parse_args(argv):
     ap.add_argument("--int8-gemm", default=None, help="int8_gemm example binary (integer ceiling)")
     ap.add_argument("--no-int8", dest="int8", action="store_false",
                     help="skip the int8 rows (longtail --precision int8, torch quantize_dynamic)")
+    ap.add_argument("--no-avx2-kernel", dest="avx2_kernel", action="store_false",
+                    help="on a VNNI CPU, skip the extra longtail int8 run with the AVX2 kernel forced")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rows", type=int, default=0, help="resample to this many rows (0: as is)")
@@ -284,7 +286,7 @@ def main(argv=None):
         py8 = run_python(*py_args, int8=True)
         # On a VNNI host, also the AVX2 kernel: what an AVX2-only CPU (Zen 1-3) would run.
         avx2 = (run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_int8_avx2_{len(rows)}.jsonl"),
-                             "int8", kernel="avx2") if has_vnni() else None)
+                             "int8", kernel="avx2") if has_vnni() and args.avx2_kernel else None)
         int_ceiling = None
         if args.int8_gemm:
             g = subprocess.run([args.int8_gemm, "2048", str(args.threads)], capture_output=True, text=True)

@@ -541,3 +541,78 @@ fn refresh_cycle_exports_retrains_gates_and_reloads() {
     assert_eq!(list["history_len"], 3);
     assert!(server.terminate().success());
 }
+
+/// `serve --precision int8`: /info says so, /v1/tail/score gives `score --precision int8`'s
+/// probabilities (the same integer path), and a reload keeps the precision.
+#[test]
+fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, classifier, interest) = world(tmp.path());
+    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
+    let server = Server::start_with(
+        &classifier,
+        &interest,
+        &data,
+        &store,
+        &["--precision", "int8"],
+    );
+    let info = server.ok("GET", "/info", None, None);
+    assert_eq!(info["models"]["classifier_precision"], "int8", "{info}");
+
+    let listings: Vec<Value> = (0..8)
+        .map(|i| listing(&format!("Q{i}"), ["printer desk", "vintage ribbon refill"][i % 2]))
+        .collect();
+    let input = tmp.path().join("listings.jsonl");
+    let text: String = listings.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let cli = |precision: &str| -> Vec<f64> {
+        let out = tmp.path().join(format!("scored-{precision}.jsonl"));
+        run_ok(
+            longtail()
+                .arg("score")
+                .arg("--checkpoint")
+                .arg(&classifier)
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(&out)
+                .args(["--precision", precision]),
+        );
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["p_tail"].as_f64().unwrap())
+            .collect()
+    };
+    let served = |server: &Server| -> Vec<f64> {
+        let v = server.ok(
+            "POST",
+            "/v1/tail/score",
+            Some(KEY),
+            Some(&json!({"listings": listings})),
+        );
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["p_tail"].as_f64().unwrap())
+            .collect()
+    };
+    // The tiny random classifier's p_tail barely moves, so "served in int8" means: nearer
+    // the int8 CLI than the fp32 one (batching may move the last bits), and close to it.
+    let (int8, fp32) = (cli("int8"), cli("fp32"));
+    assert_ne!(int8, fp32, "int8 and fp32 agree exactly: the integer path did not run");
+    let dist = |a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    };
+    let check = |served: Vec<f64>, when: &str| {
+        let (d8, d32) = (dist(&served, &int8), dist(&served, &fp32));
+        assert!(d8 < 1e-5 && d8 < d32, "{when}: |served - int8| {d8}, |served - fp32| {d32}");
+    };
+    check(served(&server), "at start");
+    let reload = json!({"classifier": classifier.to_str().unwrap()});
+    let (status, v) = server.call("POST", "/admin/reload", Some(ADMIN), Some(&reload));
+    assert_eq!(status, 200, "{v}");
+    check(served(&server), "after a reload");
+}

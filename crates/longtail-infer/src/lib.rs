@@ -25,3 +25,5 @@ pub use error::{InferError, Result};
 pub use rows::RowFields;
 pub use scorer::{ForwardStats, Scorer, ScorerOptions, Scores};
 pub use stream::{score_file, OutputFormat, Progress, Shard, StreamOptions, StreamSummary};
+/// The precision a [`Scorer`] runs in (`ScorerOptions::precision`).
+pub use longtail_model::Precision;

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use longtail_data::{listing_text, Label, PrepareSummary, PreparedItem, Split, STATS_FILE};
-use longtail_infer::{RowFields, Scorer};
+use longtail_infer::{Precision, RowFields, Scorer, ScorerOptions};
 use longtail_interest::{
     InterestModel, Pseudonymiser, Recommendation, Recommender, RecommenderOptions,
 };
@@ -23,11 +23,13 @@ use crate::error::{Result, ServeError};
 use crate::metrics::Metrics;
 use crate::store::{NewItem, StoredEvent};
 
-/// The checkpoints a server runs.
+/// The checkpoints a server runs, and the classifier's arithmetic (kept across reloads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPaths {
     pub classifier: PathBuf,
     pub interest: PathBuf,
+    /// `longtail score --precision`: fp32, or int8 linear layers in the classifier's encoder.
+    pub precision: Precision,
 }
 
 /// A checkpoint as `/info` names it: its path and a hash of its weights.
@@ -42,6 +44,8 @@ pub struct Version {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     pub classifier: Version,
+    /// The classifier's arithmetic: `fp32` or `int8`.
+    pub classifier_precision: String,
     pub interest: Version,
     /// The prepared dir (catalogue and histories).
     pub data: String,
@@ -122,7 +126,11 @@ impl Models {
         let model_err = |what: &Path, e: &dyn std::fmt::Display| {
             ServeError::Model(format!("{}: {e}", what.display()))
         };
-        let classifier = Scorer::from_checkpoint(&paths.classifier)
+        let scorer_opts = ScorerOptions {
+            precision: paths.precision,
+            ..Default::default()
+        };
+        let classifier = Scorer::with_options(&paths.classifier, &scorer_opts)
             .map_err(|e| model_err(&paths.classifier, &e))?;
         let classifier_fields = classifier
             .tokenizer()
@@ -171,6 +179,7 @@ impl Models {
             .collect();
         let info = ModelInfo {
             classifier: version(&paths.classifier)?,
+            classifier_precision: paths.precision.as_str().into(),
             interest: version(&paths.interest)?,
             data: data.display().to_string(),
             items: recommender.num_items(),

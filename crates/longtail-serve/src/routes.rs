@@ -573,6 +573,7 @@ async fn reload(
         interest: req
             .interest
             .map_or_else(|| old.interest.clone(), PathBuf::from),
+        precision: old.precision,
     };
     let data = req.data.map_or_else(|| old_data.clone(), PathBuf::from);
     let added = s.0.store.items().await?;

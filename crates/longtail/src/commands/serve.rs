@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use longtail_infer::Precision;
 use longtail_serve::{Limits, ModelPaths, ServeConfig, StoreUrl};
 
 fn limits() -> Limits {
@@ -43,6 +44,11 @@ pub struct ServeArgs {
     /// p_tail at or above this gets the tail label (as `longtail score --threshold`).
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
+    /// Arithmetic of the classifier's encoder for /v1/tail/score and /v1/items, as `longtail
+    /// score --precision` (int8: faster, accuracy cost measured by `longtail eval
+    /// --precision int8`). Kept across /admin/reload.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Pseudonymisation key for user ids (at least 16 bytes); the same key as `recommend`
     /// gives the same pseudonyms. Default: the hex key in --user-id-key-file.
     #[arg(long, hide_env_values = true)]
@@ -113,6 +119,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         models: ModelPaths {
             classifier: args.classifier,
             interest: args.interest,
+            precision: args.precision,
         },
         data: args.data,
         store,

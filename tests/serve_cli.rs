@@ -560,7 +560,12 @@ fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
     assert_eq!(info["models"]["classifier_precision"], "int8", "{info}");
 
     let listings: Vec<Value> = (0..8)
-        .map(|i| listing(&format!("Q{i}"), ["printer desk", "vintage ribbon refill"][i % 2]))
+        .map(|i| {
+            listing(
+                &format!("Q{i}"),
+                ["printer desk", "vintage ribbon refill"][i % 2],
+            )
+        })
         .collect();
     let input = tmp.path().join("listings.jsonl");
     let text: String = listings.iter().map(|l| format!("{l}\n")).collect();
@@ -581,7 +586,11 @@ fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
         std::fs::read_to_string(&out)
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["p_tail"].as_f64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["p_tail"]
+                    .as_f64()
+                    .unwrap()
+            })
             .collect()
     };
     let served = |server: &Server| -> Vec<f64> {
@@ -601,14 +610,23 @@ fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
     // The tiny random classifier's p_tail barely moves, so "served in int8" means: nearer
     // the int8 CLI than the fp32 one (batching may move the last bits), and close to it.
     let (int8, fp32) = (cli("int8"), cli("fp32"));
-    assert_ne!(int8, fp32, "int8 and fp32 agree exactly: the integer path did not run");
+    assert_ne!(
+        int8, fp32,
+        "int8 and fp32 agree exactly: the integer path did not run"
+    );
     let dist = |a: &[f64], b: &[f64]| {
         assert_eq!(a.len(), b.len());
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     };
     let check = |served: Vec<f64>, when: &str| {
         let (d8, d32) = (dist(&served, &int8), dist(&served, &fp32));
-        assert!(d8 < 1e-5 && d8 < d32, "{when}: |served - int8| {d8}, |served - fp32| {d32}");
+        assert!(
+            d8 < 1e-5 && d8 < d32,
+            "{when}: |served - int8| {d8}, |served - fp32| {d32}"
+        );
     };
     check(served(&server), "at start");
     let reload = json!({"classifier": classifier.to_str().unwrap()});

@@ -634,7 +634,7 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
             learning_rate: lr,
             samples_per_second: sps,
         });
-        if state.global_step % cfg.logging_steps == 0 {
+        if state.global_step.is_multiple_of(cfg.logging_steps) {
             let entry = LogEntry::new(state.global_step, state.epoch)
                 .with("loss", loss_since_log / steps_since_log as f64)
                 .with("learning_rate", lr)
@@ -649,7 +649,7 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         let do_eval = match strategy {
             EvalStrategy::No => false,
             EvalStrategy::Epoch => window.end_of_epoch || last_step,
-            EvalStrategy::Steps(s) => state.global_step % s == 0 || last_step,
+            EvalStrategy::Steps(s) => state.global_step.is_multiple_of(s) || last_step,
         };
         let do_save =
             do_eval || (strategy == EvalStrategy::No && (window.end_of_epoch || last_step));

@@ -197,7 +197,7 @@ mod tests {
         let make = |n: usize, offset: usize| {
             let rows: Vec<(String, bool)> = (0..n)
                 .map(|i| {
-                    let tail = (i + offset) % 3 != 0;
+                    let tail = !(i + offset).is_multiple_of(3);
                     let word = if tail { "refill" } else { "printer" };
                     (format!("office {word} item {}", (i + offset) % 5), tail)
                 })

@@ -481,7 +481,7 @@ fn train_bi_encoder(
                 loss: value,
                 samples: step * cfg.batch_size as u64,
             });
-            if step % 10 == 0 {
+            if step.is_multiple_of(10) {
                 progress(Event::Message(&format!(
                     "step {}: loss {value:.4}, {:.1}s/step",
                     state.global_step,
@@ -491,12 +491,12 @@ fn train_bi_encoder(
             let mut entry = LogEntry::new(state.global_step, state.epoch)
                 .with("loss", value)
                 .with("learning_rate", report.learning_rate);
-            let refresh = step % cfg.refresh_every.max(1) == 0 || step == cfg.max_steps;
+            let refresh = step.is_multiple_of(cfg.refresh_every.max(1)) || step == cfg.max_steps;
             if refresh {
                 emb = model.embed_all_from_bottom(&bottom, frozen_layers, cfg.infer_batch_size)?;
             }
-            let eval_now =
-                cfg.eval_every > 0 && (step % cfg.eval_every == 0 || step == cfg.max_steps);
+            let eval_now = cfg.eval_every > 0
+                && (step.is_multiple_of(cfg.eval_every) || step == cfg.max_steps);
             if eval_now && !cfg.use_all_interactions {
                 if !refresh {
                     emb = model.embed_all_from_bottom(

@@ -505,7 +505,7 @@ pub fn train_sequence(
             .with("loss", report.loss)
             .with("learning_rate", report.learning_rate)
             .with("grad_norm", report.grad_norm);
-        let eval_now = evaluate && (step % cfg.eval_every == 0 || step == cfg.max_steps);
+        let eval_now = evaluate && (step.is_multiple_of(cfg.eval_every) || step == cfg.max_steps);
         if eval_now {
             let items = model.item_vectors(&view)?;
             if let Some(m) = validate(&model, &items, &inter, &tail, cfg.eval_users)? {

@@ -162,7 +162,7 @@ fn train(out: &Path, stop_after: Option<u64>) -> Outcome {
         );
         updates_this_run += 1;
 
-        if state.global_step % SAVE_STEPS == 0 {
+        if state.global_step.is_multiple_of(SAVE_STEPS) {
             let metrics: BTreeMap<String, f64> =
                 [("eval_loss".to_string(), eval_loss(&vars))].into();
             let stop = early.on_evaluate(&metrics, &best_cfg, state.best_metric);

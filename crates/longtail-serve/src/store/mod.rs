@@ -441,7 +441,7 @@ pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 pub(crate) fn f32_from_bytes(b: &[u8]) -> Result<Vec<f32>, StoreError> {
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return Err(StoreError::Corrupt(format!(
             "an embedding of {} bytes is not a list of f32",
             b.len()

@@ -128,18 +128,33 @@ impl QuantizedLinear {
         kernel: Kernel,
         epilogue: &(dyn Fn(&mut [f32]) + Sync),
     ) -> Vec<f32> {
-        let rows = quantize_rows(x, n, self.k, self.k_padded);
+        self.forward_rows(&self.quantize_input(x, n), kernel, epilogue)
+    }
+
+    /// Quantizes `x (n, in)` for this layer (and any layer of the same `in` width): several
+    /// layers reading one input quantize it once.
+    pub fn quantize_input(&self, x: &[f32], n: usize) -> QuantizedRows {
+        quantize_rows(x, n, self.k, self.k_padded)
+    }
+
+    /// [`Self::forward`] on rows from [`Self::quantize_input`] (of any layer of this width).
+    pub fn forward_rows(
+        &self,
+        rows: &QuantizedRows,
+        kernel: Kernel,
+        epilogue: &(dyn Fn(&mut [f32]) + Sync),
+    ) -> Vec<f32> {
         // Not zero-filled first (a memset was 8% of an int8 scoring run): the tiles write
         // every element of every row before anything reads it.
-        let mut y = Vec::with_capacity(n * self.out);
+        let mut y = Vec::with_capacity(rows.n * self.out);
         self.forward_quantized_into(
-            &rows,
+            rows,
             kernel,
             y.spare_capacity_mut().as_mut_ptr().cast(),
             epilogue,
         );
         // SAFETY: `forward_quantized_into` wrote all n * out elements.
-        unsafe { y.set_len(n * self.out) };
+        unsafe { y.set_len(rows.n * self.out) };
         y
     }
 

@@ -274,9 +274,19 @@ impl SelfAttention {
                 None => None,
             };
             let dropout = ctx.prob_dropout(b * self.heads * sq * s, self.dropout);
-            let q = self.query.forward(xq)?;
-            let k = self.key.forward(x)?;
-            let v = self.value.forward(x)?;
+            let (q, k, v) = match (&self.query.int8, &self.key.int8, &self.value.int8) {
+                // One quantization of the hidden states for all three integer layers.
+                (Some(wq), Some(wk), Some(wv)) if xq.id() == x.id() => {
+                    let mut qkv = crate::int8::linears_same_input(x, &[wq, wk, wv])?.into_iter();
+                    let mut next = || qkv.next().expect("three outputs");
+                    (next(), next(), next())
+                }
+                _ => (
+                    self.query.forward(xq)?,
+                    self.key.forward(x)?,
+                    self.value.forward(x)?,
+                ),
+            };
             return Ok(crate::fused_attention::attention(
                 &q, &k, &v, self.heads, mask, dropout,
             )?);

@@ -42,6 +42,43 @@ pub(crate) fn linear(x: &Tensor, layer: &Arc<QuantizedLinear>, gelu: bool) -> Re
     })?)
 }
 
+/// Several integer layers of one input width on the same `x (..., in)`: the input is
+/// quantized once (Q, K and V read the same hidden states). Same values as [`linear`] each.
+pub(crate) fn linears_same_input(
+    x: &Tensor,
+    layers: &[&Arc<QuantizedLinear>],
+) -> Result<Vec<Tensor>> {
+    let x = x.contiguous()?;
+    let dims = x.dims().to_vec();
+    let k = layers[0].in_features();
+    if dims.last() != Some(&k) || layers.iter().any(|l| l.in_features() != k) {
+        return Err(crate::error::ModelError::Input(format!(
+            "int8: input {dims:?} does not match the layers' width {k}"
+        )));
+    }
+    let n = dims[..dims.len() - 1].iter().product::<usize>();
+    let rows = {
+        let (storage, layout) = x.storage_and_layout();
+        let (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        else {
+            return Err(crate::error::ModelError::Input(
+                "int8: a contiguous f32 CPU input is needed".into(),
+            ));
+        };
+        layers[0].quantize_input(&v[start..end], n)
+    };
+    layers
+        .iter()
+        .map(|l| {
+            let y = l.forward_rows(&rows, kernel(), &|_: &mut [f32]| {});
+            let mut out = dims.clone();
+            *out.last_mut().unwrap() = l.out_features();
+            Ok(Tensor::from_vec(y, out, x.device())?)
+        })
+        .collect()
+}
+
 struct Int8Linear {
     layer: Arc<QuantizedLinear>,
     gelu: bool,
@@ -81,6 +118,34 @@ impl CustomOp1 for Int8Linear {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Q, K and V from one quantization of their input equal three separate layers.
+    #[test]
+    fn shared_input_quantization_equals_separate_layers() {
+        let (n, k) = (37, 24);
+        let t = |seed: usize, len: usize, shape: &[usize]| {
+            let v: Vec<f32> = (0..len)
+                .map(|i| ((i * 31 + seed * 17) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        };
+        let layers: Vec<_> = [(1, 24), (2, 40), (3, 8)]
+            .iter()
+            .map(|&(seed, out)| {
+                quantize(&t(seed, out * k, &[out, k]), &t(seed + 5, out, &[out])).unwrap()
+            })
+            .collect();
+        let x = t(9, n * k, &[n, k]);
+        let refs: Vec<&Arc<QuantizedLinear>> = layers.iter().collect();
+        let shared = linears_same_input(&x, &refs).unwrap();
+        for (layer, y) in layers.iter().zip(&shared) {
+            let alone = linear(&x, layer, false).unwrap();
+            assert_eq!(
+                y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                alone.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            );
+        }
+    }
 
     /// The FFN's GELU applied per output tile equals the whole-tensor inference kernel.
     #[test]

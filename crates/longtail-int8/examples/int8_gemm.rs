@@ -27,7 +27,7 @@ fn main() {
         })
         .collect();
     for threads in [1, 2] {
-        for kernel in Kernel::available() {
+        for &kernel in Kernel::available() {
             let gops = measure(&weights, &shapes, n, threads, kernel);
             println!(
                 "int8 gemm  threads={threads}  kernel={:<12} {gops:>8.1} GOP/s",

@@ -27,7 +27,13 @@ impl Kernel {
     }
 
     /// Every kernel this CPU runs, fastest first (always ends with [`Kernel::Portable`]).
-    pub fn available() -> Vec<Self> {
+    /// Detected once per process.
+    pub fn available() -> &'static [Self] {
+        static AVAILABLE: std::sync::OnceLock<Vec<Kernel>> = std::sync::OnceLock::new();
+        AVAILABLE.get_or_init(Self::detect_all)
+    }
+
+    fn detect_all() -> Vec<Self> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
@@ -225,57 +231,47 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,avxvnni")]
-    #[inline]
-    unsafe fn micro_avx_vnni<const MR: usize>(
-        a: *const u8,
-        stride: usize,
-        w: *const i8,
-        groups: usize,
-        out: &mut [[i32; PANEL]; MR],
-    ) {
-        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
-        for g in 0..groups {
-            let wp = w.add(g * PANEL * 4);
-            let wv: [__m256i; 4] =
-                std::array::from_fn(|v| _mm256_loadu_si256(wp.add(32 * v) as *const _));
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32(row_bytes(a, stride, i, g));
-                for v in 0..4 {
-                    acc[v] = _mm256_dpbusd_avx_epi32(acc[v], av, wv[v]);
+    /// A 256-bit micro-kernel: four registers of 8 columns each; `$step(acc, row, weights)`
+    /// adds one group of four `u8 × i8` products per lane into `acc`.
+    macro_rules! micro_256 {
+        ($name:ident, $feat:literal, $step:expr) => {
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn $name<const MR: usize>(
+                a: *const u8,
+                stride: usize,
+                w: *const i8,
+                groups: usize,
+                out: &mut [[i32; PANEL]; MR],
+            ) {
+                let step = $step;
+                let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+                for g in 0..groups {
+                    let wp = w.add(g * PANEL * 4);
+                    let wv: [__m256i; 4] =
+                        std::array::from_fn(|v| _mm256_loadu_si256(wp.add(32 * v) as *const _));
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_epi32(row_bytes(a, stride, i, g));
+                        for v in 0..4 {
+                            acc[v] = step(acc[v], av, wv[v]);
+                        }
+                    }
                 }
+                store_256(out, &acc);
             }
-        }
-        store_256(out, &acc);
+        };
     }
 
-    /// `vpmaddubsw` sums two `u8 × i8` products into a saturating `i16`: safe here because
-    /// `|w| <= 63` (see the crate docs); `vpmaddwd` with ones widens pairs to `i32`.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn micro_avx2<const MR: usize>(
-        a: *const u8,
-        stride: usize,
-        w: *const i8,
-        groups: usize,
-        out: &mut [[i32; PANEL]; MR],
-    ) {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
-        for g in 0..groups {
-            let wp = w.add(g * PANEL * 4);
-            let wv: [__m256i; 4] =
-                std::array::from_fn(|v| _mm256_loadu_si256(wp.add(32 * v) as *const _));
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32(row_bytes(a, stride, i, g));
-                for v in 0..4 {
-                    let pairs = _mm256_maddubs_epi16(av, wv[v]);
-                    acc[v] = _mm256_add_epi32(acc[v], _mm256_madd_epi16(pairs, ones));
-                }
-            }
-        }
-        store_256(out, &acc);
-    }
+    micro_256!(micro_avx_vnni, "avx2,avxvnni", |acc, av, w| {
+        _mm256_dpbusd_avx_epi32(acc, av, w)
+    });
+
+    // `vpmaddubsw` sums two `u8 × i8` products into a saturating `i16`: safe here because
+    // `|w| <= 63` (see the crate docs); `vpmaddwd` with ones widens pairs to `i32`.
+    micro_256!(micro_avx2, "avx2", |acc, av, w| {
+        let pairs = _mm256_maddubs_epi16(av, w);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    });
 
     #[target_feature(enable = "avx2")]
     #[inline]

@@ -54,7 +54,7 @@ fn every_kernel_equals_the_reference_bit_for_bit() {
         let b = gaussian(&mut rng, out, 0.1);
         let lin = QuantizedLinear::new(&w, out, k, &b);
         let want = reference(&x, n, &w, out, k, &b);
-        for kernel in Kernel::available() {
+        for &kernel in Kernel::available() {
             let got = lin.forward(&x, n, kernel, &no_epilogue);
             assert_eq!(got, want, "{} at n={n} k={k} out={out}", kernel.name());
         }
@@ -103,7 +103,7 @@ fn extreme_values_do_not_saturate() {
     let want = reference(&x, n, &w, out, k, &b);
     // The reference itself is exact: row 0 against all-positive weights is k * 3.0 * 0.5.
     assert!((want[0] - 384.0).abs() < 1e-3, "reference {}", want[0]);
-    for kernel in Kernel::available() {
+    for &kernel in Kernel::available() {
         assert_eq!(
             lin.forward(&x, n, kernel, &no_epilogue),
             want,

@@ -19,7 +19,8 @@ pub fn kernel() -> Kernel {
     *KERNEL.get_or_init(|| {
         let want = std::env::var("LONGTAIL_INT8_KERNEL").ok();
         Kernel::available()
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| want.as_deref().is_none_or(|w| w == k.name()))
             .unwrap_or_else(Kernel::detect)
     })

@@ -7,7 +7,7 @@ use common::tiny::{prepared, tiny_model};
 use common::{longtail, run_ok};
 
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -18,12 +18,11 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn eval_report_files_derive_from_the_given_stem_and_nothing_else_is_touched() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
-    let data = prepared(tmp.path());
-    let ckpt = tmp.path().join("ckpt");
+/// The tiny world's prepared data and a 2-step `longtail train` checkpoint on it.
+fn trained(root: &Path) -> (PathBuf, PathBuf) {
+    let model = tiny_model(root);
+    let data = prepared(root);
+    let ckpt = root.join("ckpt");
     run_ok(
         longtail()
             .arg("train")
@@ -36,6 +35,13 @@ fn eval_report_files_derive_from_the_given_stem_and_nothing_else_is_touched() {
             .args(["--max-len", "32", "--per-device-train-batch-size", "8"])
             .args(["--max-steps", "2", "--logging-steps", "1", "--seed", "3"]),
     );
+    (data, ckpt)
+}
+
+#[test]
+fn eval_report_files_derive_from_the_given_stem_and_nothing_else_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ckpt) = trained(tmp.path());
 
     // An earlier report (and its companions) in the same directory must survive.
     let out = tmp.path().join("out");
@@ -99,21 +105,7 @@ fn eval_report_files_derive_from_the_given_stem_and_nothing_else_is_touched() {
 #[test]
 fn eval_in_int8_reports_the_cost_against_fp32() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
-    let data = prepared(tmp.path());
-    let ckpt = tmp.path().join("ckpt");
-    run_ok(
-        longtail()
-            .arg("train")
-            .arg("--data")
-            .arg(&data)
-            .arg("--model")
-            .arg(&model)
-            .arg("--out")
-            .arg(&ckpt)
-            .args(["--max-len", "32", "--per-device-train-batch-size", "8"])
-            .args(["--max-steps", "2", "--logging-steps", "1", "--seed", "3"]),
-    );
+    let (data, ckpt) = trained(tmp.path());
     let report = tmp.path().join("out").join("q.json");
     let ev = run_ok(
         longtail()

@@ -597,6 +597,31 @@ fn sequence_resume_is_bit_exact() {
 }
 
 /// `--resume-from` on new data: a catalogue with a brand-new item and more interactions.
+/// A copy of the prepared `data` in `dir` with one more item, `NEW1` (I000's text), and
+/// `more_interactions` (CSV lines) appended to the interactions.
+fn with_new_item(data: &Path, dir: &Path, more_interactions: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let items = std::fs::read_to_string(data.join("items.jsonl")).unwrap();
+    let first = items
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"I000\"", "\"NEW1\"");
+    std::fs::write(dir.join("items.jsonl"), format!("{items}{first}\n")).unwrap();
+    let inter = std::fs::read_to_string(data.join("interactions.csv")).unwrap();
+    std::fs::write(
+        dir.join("interactions.csv"),
+        format!("{inter}{more_interactions}"),
+    )
+    .unwrap();
+    for f in ["stats.json", "prepare.json"] {
+        if data.join(f).is_file() {
+            std::fs::copy(data.join(f), dir.join(f)).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
 /// Training continues (step count adds up, the ID rows stay those of the first run) and the
 /// new item, which has no ID embedding and was never trained on, is recommended from its text.
 #[test]
@@ -619,26 +644,11 @@ fn sequence_resume_on_new_data_recommends_the_new_item() {
     );
     // New data: one more item (a copy of the first line with a new id) and a new user who
     // bought two old items.
-    let new = tmp.path().join("new");
-    std::fs::create_dir_all(&new).unwrap();
-    let items = std::fs::read_to_string(data.join("items.jsonl")).unwrap();
-    let first = items
-        .lines()
-        .next()
-        .unwrap()
-        .replace("\"I000\"", "\"NEW1\"");
-    std::fs::write(new.join("items.jsonl"), format!("{items}{first}\n")).unwrap();
-    let inter = std::fs::read_to_string(data.join("interactions.csv")).unwrap();
-    std::fs::write(
-        new.join("interactions.csv"),
-        format!("{inter}fresh,I003,1500000000\nfresh,I006,1500000001\n"),
-    )
-    .unwrap();
-    for f in ["stats.json", "prepare.json"] {
-        if data.join(f).is_file() {
-            std::fs::copy(data.join(f), new.join(f)).unwrap();
-        }
-    }
+    let new = with_new_item(
+        &data,
+        &tmp.path().join("new"),
+        "fresh,I003,1500000000\nfresh,I006,1500000001\n",
+    );
     let resumed = tmp.path().join("resumed");
     run_train_interest(
         &new,
@@ -727,20 +737,7 @@ fn int8_item_embeddings_are_saved_kept_on_resume_and_close_to_fp32() {
     );
 
     // Resume on a catalogue with one new item whose text is I000's.
-    let new = tmp.path().join("new");
-    std::fs::create_dir_all(&new).unwrap();
-    let items = std::fs::read_to_string(data.join("items.jsonl")).unwrap();
-    let first = items
-        .lines()
-        .next()
-        .unwrap()
-        .replace("\"I000\"", "\"NEW1\"");
-    std::fs::write(new.join("items.jsonl"), format!("{items}{first}\n")).unwrap();
-    for f in ["interactions.csv", "stats.json", "prepare.json"] {
-        if data.join(f).is_file() {
-            std::fs::copy(data.join(f), new.join(f)).unwrap();
-        }
-    }
+    let new = with_new_item(&data, &tmp.path().join("new"), "");
     let resumed = tmp.path().join("resumed");
     run_train_interest(
         &new,

@@ -164,6 +164,26 @@ fn listing(id: &str, title: &str) -> Value {
            "description": "black pack"})
 }
 
+/// `longtail score` of `input` into `out` with `extra` flags: its rows.
+fn cli_scores(classifier: &Path, input: &Path, out: &Path, extra: &[&str]) -> Vec<Value> {
+    run_ok(
+        longtail()
+            .arg("score")
+            .arg("--checkpoint")
+            .arg(classifier)
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(out)
+            .args(extra),
+    );
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -242,22 +262,7 @@ fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
     let input = tmp.path().join("listings.jsonl");
     let text: String = listings.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&input, text).unwrap();
-    let out = tmp.path().join("scored.jsonl");
-    run_ok(
-        longtail()
-            .arg("score")
-            .arg("--checkpoint")
-            .arg(&classifier)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&out),
-    );
-    let cli: Vec<Value> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let cli = cli_scores(&classifier, &input, &tmp.path().join("scored.jsonl"), &[]);
     let results = scored["results"].as_array().unwrap();
     assert_eq!(results.len(), cli.len());
     for (a, b) in results.iter().zip(&cli) {
@@ -572,25 +577,9 @@ fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
     std::fs::write(&input, text).unwrap();
     let cli = |precision: &str| -> Vec<f64> {
         let out = tmp.path().join(format!("scored-{precision}.jsonl"));
-        run_ok(
-            longtail()
-                .arg("score")
-                .arg("--checkpoint")
-                .arg(&classifier)
-                .arg("--input")
-                .arg(&input)
-                .arg("--output")
-                .arg(&out)
-                .args(["--precision", precision]),
-        );
-        std::fs::read_to_string(&out)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["p_tail"]
-                    .as_f64()
-                    .unwrap()
-            })
+        cli_scores(&classifier, &input, &out, &["--precision", precision])
+            .iter()
+            .map(|r| r["p_tail"].as_f64().unwrap())
             .collect()
     };
     let served = |server: &Server| -> Vec<f64> {

@@ -390,3 +390,118 @@ fn prepare_real_office_data_with_injected_faults() {
     );
     assert!(kept.iter().any(|v| v["item_id"] == "EMPTY"));
 }
+
+/// Every command that runs a model takes `--device` (and `LONGTAIL_DEVICE`); asking a CPU-only
+/// build for CUDA fails at once, in one line that says how to get a CUDA build. Nothing else
+/// is read first: the paths below do not exist.
+#[test]
+fn device_cuda_fails_in_one_actionable_line_on_a_cpu_build() {
+    let missing = "/nonexistent/longtail-device-test";
+    let commands: [&[&str]; 7] = [
+        &[
+            "train", "--data", missing, "--model", missing, "--out", missing,
+        ],
+        &[
+            "eval",
+            "--data",
+            missing,
+            "--checkpoint",
+            missing,
+            "--report",
+            "r.json",
+        ],
+        &[
+            "score",
+            "--checkpoint",
+            missing,
+            "--input",
+            missing,
+            "--output",
+            missing,
+        ],
+        &[
+            "train-interest",
+            "--data",
+            missing,
+            "--model",
+            missing,
+            "--out",
+            missing,
+        ],
+        &[
+            "recommend",
+            "--checkpoint",
+            missing,
+            "--data",
+            missing,
+            "--output",
+            missing,
+        ],
+        &[
+            "eval-rec",
+            "--data",
+            missing,
+            "--report",
+            "r.json",
+            "--checkpoint",
+            missing,
+        ],
+        &[
+            "serve",
+            "--classifier",
+            missing,
+            "--interest",
+            missing,
+            "--data",
+            missing,
+        ],
+    ];
+    for args in commands {
+        for via_env in [false, true] {
+            let mut cmd = longtail();
+            cmd.args(args);
+            if via_env {
+                cmd.env("LONGTAIL_DEVICE", "cuda:0");
+            } else {
+                cmd.args(["--device", "cuda:0"]);
+            }
+            let out = cmd.output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} ran");
+            if cfg!(feature = "cuda") {
+                // A CUDA build: either no GPU here (said so) or it got past the device.
+                assert!(!err.contains("built without CUDA"), "{args:?}: {err}");
+                continue;
+            }
+            assert!(
+                err.contains("--device cuda:0: this longtail was built without CUDA")
+                    && err.contains("make build-cuda")
+                    && err.contains("--device cpu"),
+                "{args:?} (env {via_env}): {err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+    // A command's own variable wins over LONGTAIL_DEVICE.
+    let out = longtail()
+        .args(commands[2])
+        .env("LONGTAIL_DEVICE", "cuda:0")
+        .env("LONGTAIL_SCORE_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("CUDA"), "{err}");
+    assert!(
+        err.contains(missing),
+        "fails on the checkpoint instead: {err}"
+    );
+    // A value that is no device names the forms that are.
+    let out = longtail()
+        .args(commands[2])
+        .args(["--device", "tpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("expected auto, cpu, cuda or cuda:N"), "{err}");
+}

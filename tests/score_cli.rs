@@ -396,6 +396,7 @@ fn scorer_and_cli_match_the_probabilities_eval_uses() {
         &ClassifierOptions::default(),
         24,
         longtail_tokenize::CATALOGUE_TEMPLATE,
+        &candle_core::Device::Cpu,
     )
     .unwrap();
     let enc = EncodedSplit::encode(&tokenizer, &items).unwrap();

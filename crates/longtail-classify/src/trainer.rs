@@ -27,8 +27,8 @@ use longtail_model::checkpoint::{
     DEFAULT_MAX_LEN, METRICS_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, TRAIN_ARGS_FILE,
 };
 use longtail_model::{
-    BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DropoutRngState,
-    HubOptions,
+    BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DeviceSpec,
+    DropoutRngState, HubOptions,
 };
 use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
@@ -92,6 +92,10 @@ pub struct TrainConfig {
     pub template: String,
     /// Testing aid: stop (as if killed) after this many updates in this invocation; 0 = never.
     pub stop_after_steps: u64,
+    /// Where the model trains (`auto`, `cpu`, `cuda:N`). Not part of what a resume must match:
+    /// a run may continue on another device.
+    #[serde(default)]
+    pub device: DeviceSpec,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +130,7 @@ impl Default for TrainConfig {
             resume: false,
             template: longtail_tokenize::CATALOGUE_TEMPLATE.into(),
             stop_after_steps: 0,
+            device: DeviceSpec::default(),
         }
     }
 }
@@ -292,11 +297,12 @@ pub fn load_model(
     opts: &ClassifierOptions,
     max_len: usize,
     template: &str,
+    device: &Device,
 ) -> Result<(BertForSequenceClassification, ItemTokenizer, Checkpoint)> {
     let checkpoint = Checkpoint::resolve(model, &HubOptions::default())
         .map_err(ClassifyError::model(format!("cannot find model {model}")))?;
     let (model_obj, _report) =
-        BertForSequenceClassification::from_files(checkpoint.files(), opts, &Device::Cpu)
+        BertForSequenceClassification::from_files(checkpoint.files(), opts, device)
             .map_err(ClassifyError::model(format!("cannot load model {model}")))?;
     let tokenizer =
         checkpoint
@@ -353,7 +359,10 @@ impl Saver<'_> {
 pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutcome> {
     cfg.validate()?;
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = cfg
+        .device
+        .resolve()
+        .map_err(longtail_model::ModelError::from)?;
     fs::create_dir_all(&cfg.out).map_err(|e| ClassifyError::io(&cfg.out, e))?;
     let existing = last_checkpoint(&cfg.out)?;
     if existing.is_some() && !cfg.resume {
@@ -388,7 +397,8 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         Some(dir) => dir.to_string_lossy().into_owned(),
         None => cfg.model.clone(),
     };
-    let (model, tokenizer, source) = load_model(&model_src, &opts, cfg.max_len, &cfg.template)?;
+    let (model, tokenizer, source) =
+        load_model(&model_src, &opts, cfg.max_len, &cfg.template, &device)?;
     observer.on_message(&format!(
         "tokenizing {} train / {} validation items (max_len {})",
         train_items.len(),

@@ -29,6 +29,8 @@ pub struct ScorerOptions {
     pub batch_rows: Option<usize>,
     /// The encoder's linear layers in f32 (default) or int8.
     pub precision: Precision,
+    /// Where the model runs (int8 is CPU-only).
+    pub device: Device,
 }
 
 impl Default for ScorerOptions {
@@ -41,6 +43,7 @@ impl Default for ScorerOptions {
             tokenize_threads: None,
             batch_rows: None,
             precision: Precision::Fp32,
+            device: Device::Cpu,
         }
     }
 }
@@ -107,7 +110,7 @@ impl Scorer {
         let (mut model, _) = BertForSequenceClassification::from_files(
             checkpoint.files(),
             &ClassifierOptions::default(),
-            &Device::Cpu,
+            &opts.device,
         )?;
         if opts.precision == Precision::Int8 {
             model.quantize_int8()?;

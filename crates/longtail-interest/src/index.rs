@@ -5,7 +5,7 @@ use std::path::Path;
 
 use longtail_data::PreparedItem;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::model::{
@@ -47,6 +47,7 @@ impl InterestIndex {
         items: &[PreparedItem],
         cache: Option<&Path>,
         batch_size: usize,
+        device: &Device,
     ) -> Result<(Self, CacheStatus)> {
         let meta: InterestMeta = longtail_fs::read_json(&ckpt.join(INTEREST_FILE))?;
         let needs_text = meta
@@ -54,14 +55,14 @@ impl InterestIndex {
             .as_ref()
             .is_none_or(|s| s.item_features.uses_text());
         let (emb, dim, status) = if needs_text {
-            Self::text_embeddings(ckpt, &meta, items, cache, batch_size)?
+            Self::text_embeddings(ckpt, &meta, items, cache, batch_size, device)?
         } else {
             (Vec::new(), 0, CacheStatus::Hit)
         };
         let ids: Vec<String> = items.iter().map(|i| i.item_id.clone()).collect();
         let index = match meta.sequence.clone() {
             Some(seq) => {
-                let model = SequenceModel::load(seq, &ckpt.join(SEQUENCE_WEIGHTS_FILE))?;
+                let model = SequenceModel::load(seq, &ckpt.join(SEQUENCE_WEIGHTS_FILE), device)?;
                 Self::from_sequence(meta, model, &ids, emb, dim)?
             }
             None => Self::pooled(meta, emb, dim),
@@ -110,14 +111,20 @@ impl InterestIndex {
         items: &[PreparedItem],
         cache: Option<&Path>,
         batch_size: usize,
+        device: &Device,
     ) -> Result<(Vec<f32>, usize, CacheStatus)> {
         let hash = items_hash(items, meta.max_len, &meta.template, meta.precision);
         let default_cache = ckpt.join(ITEM_EMBEDDINGS_FILE);
         // The encoder is loaded only when the cache misses.
         let cache = cache.unwrap_or(&default_cache);
         cached_item_embeddings(Some(cache), Some(cache), &hash, items.len(), || {
-            let model = InterestModel::load(&ckpt.to_string_lossy(), meta.max_len, &meta.template)?
-                .with_precision(meta.precision)?;
+            let model = InterestModel::load(
+                &ckpt.to_string_lossy(),
+                meta.max_len,
+                &meta.template,
+                device,
+            )?
+            .with_precision(meta.precision)?;
             let encoded = model.encode_items(items)?;
             Ok((model.embed_items(&encoded, batch_size)?, model.dim()))
         })

@@ -148,9 +148,9 @@ pub fn pool_normalise(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 impl InterestModel {
     /// Loads the encoder weights of a model directory or hub id (a `train` checkpoint's
     /// `bert.*` weights load too; a classifier head is ignored) and the tokenizer next to it.
-    pub fn load(model: &str, max_len: usize, template: &str) -> Result<Self> {
+    pub fn load(model: &str, max_len: usize, template: &str, device: &Device) -> Result<Self> {
         let checkpoint = Checkpoint::resolve(model, &HubOptions::default())?;
-        let loaded = PretrainedBert::load(checkpoint.files(), false, DType::F32, &Device::Cpu)?;
+        let loaded = PretrainedBert::load(checkpoint.files(), false, DType::F32, device)?;
         let tokenizer = checkpoint.item_tokenizer(template, max_len, None)?;
         Ok(Self {
             bert: loaded.model,
@@ -170,6 +170,11 @@ impl InterestModel {
         Ok(self)
     }
 
+    /// Where the encoder's weights live.
+    pub fn device(&self) -> &Device {
+        self.bert.device()
+    }
+
     pub fn num_layers(&self) -> usize {
         self.config.num_hidden_layers
     }
@@ -187,9 +192,9 @@ impl InterestModel {
         let b = self.tokenizer.pad_batch(encoded, idx)?;
         let shape = b.shape();
         Ok((
-            Tensor::from_vec(b.input_ids, shape, &Device::Cpu)?,
-            Tensor::from_vec(b.token_type_ids, shape, &Device::Cpu)?,
-            Tensor::from_vec(b.attention_mask, shape, &Device::Cpu)?,
+            Tensor::from_vec(b.input_ids, shape, self.device())?,
+            Tensor::from_vec(b.token_type_ids, shape, self.device())?,
+            Tensor::from_vec(b.attention_mask, shape, self.device())?,
         ))
     }
 
@@ -276,7 +281,7 @@ impl InterestModel {
             mask.extend((0..s).map(|p| u32::from(p < len)));
         }
         let hidden = Tensor::stack(&rows, 0)?;
-        let mask = Tensor::from_vec(mask, (idx.len(), s), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, (idx.len(), s), self.device())?;
         let out = self
             .bert
             .forward_layers_t(&hidden, Some(&mask), from_layer, train)?;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use candle_core::Device;
 use longtail_data::{Label, PreparedDataset};
 use longtail_rec::interactions::index_of;
 use longtail_rec::{
@@ -29,13 +30,26 @@ pub struct EaseBlend {
 }
 
 /// How [`Recommender::load`] finds its pieces.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RecommenderOptions<'a> {
     /// Item embedding cache (default: `item_embeddings.safetensors` in the checkpoint).
     pub embedding_cache: Option<&'a Path>,
     /// Items per inference batch when the cache must be (re)computed.
     pub batch_size: usize,
     pub ease: Option<EaseBlend>,
+    /// Where the encoder and the sequence model run.
+    pub device: Device,
+}
+
+impl Default for RecommenderOptions<'_> {
+    fn default() -> Self {
+        Self {
+            embedding_cache: None,
+            batch_size: 0,
+            ease: None,
+            device: Device::Cpu,
+        }
+    }
 }
 
 /// What loading did, for the caller to report.
@@ -102,8 +116,13 @@ impl Recommender {
             &data.join(longtail_data::INTERACTIONS_FILE),
             &index_of(&item_ids),
         )?;
-        let (index, embeddings) =
-            InterestIndex::load(ckpt, &dataset.items, opts.embedding_cache, opts.batch_size)?;
+        let (index, embeddings) = InterestIndex::load(
+            ckpt,
+            &dataset.items,
+            opts.embedding_cache,
+            opts.batch_size,
+            &opts.device,
+        )?;
         let (rec, ease_fit) = Self::new(index, item_ids, is_tail, interactions, opts.ease)?;
         Ok((
             rec,

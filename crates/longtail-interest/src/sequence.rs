@@ -82,6 +82,7 @@ pub struct SequenceModel {
     pub meta: SequenceMeta,
     pub varmap: VarMap,
     dtype: DType,
+    device: Device,
     encoder: CausalEncoder,
     adaptor: Option<Adaptor>,
     id_embeddings: Option<Tensor>,
@@ -124,15 +125,20 @@ pub struct CatalogueView {
 }
 
 impl SequenceModel {
-    /// A freshly initialised model (seeded), f32.
-    pub fn new(meta: SequenceMeta, seed: u64) -> Result<Self> {
-        Self::new_with_dtype(meta, seed, DType::F32)
+    /// A freshly initialised model (seeded), f32, on `device`.
+    pub fn new(meta: SequenceMeta, seed: u64, device: &Device) -> Result<Self> {
+        Self::new_with_dtype(meta, seed, DType::F32, device)
     }
 
     /// [`Self::new`] in `dtype` (f64 for the finite-difference tests).
-    pub fn new_with_dtype(meta: SequenceMeta, seed: u64, dtype: DType) -> Result<Self> {
+    pub fn new_with_dtype(
+        meta: SequenceMeta,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
-        let pb = ParamBuilder::new(&varmap, dtype, &Device::Cpu, seed);
+        let pb = ParamBuilder::new(&varmap, dtype, device, seed);
         let h = meta.hidden_size();
         let std = meta.encoder.initializer_range;
         let adaptor = if meta.item_features.uses_text() {
@@ -167,6 +173,7 @@ impl SequenceModel {
             meta,
             varmap,
             dtype,
+            device: device.clone(),
             encoder,
             adaptor,
             id_embeddings,
@@ -174,8 +181,8 @@ impl SequenceModel {
     }
 
     /// A model with the weights of `path` (`sequence.safetensors`).
-    pub fn load(meta: SequenceMeta, path: &Path) -> Result<Self> {
-        let mut model = Self::new(meta, 0)?;
+    pub fn load(meta: SequenceMeta, path: &Path, device: &Device) -> Result<Self> {
+        let mut model = Self::new(meta, 0, device)?;
         model
             .varmap
             .load(path)
@@ -185,6 +192,10 @@ impl SequenceModel {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         Ok(longtail_model::save_varmap_safetensors(&self.varmap, path)?)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn encoder(&self) -> &CausalEncoder {
@@ -198,7 +209,7 @@ impl SequenceModel {
         let text = match (self.meta.item_features.uses_text(), text) {
             (false, _) => None,
             (true, Some(t)) if t.len() == n * self.meta.text_dim => Some(
-                Tensor::from_slice(t, (n, self.meta.text_dim), &Device::Cpu)?
+                Tensor::from_slice(t, (n, self.meta.text_dim), &self.device)?
                     .to_dtype(self.dtype)?,
             ),
             (true, _) => {
@@ -222,7 +233,7 @@ impl SequenceModel {
             .collect();
         Ok(CatalogueView {
             text,
-            id_rows: Tensor::from_vec(rows, n, &Device::Cpu)?,
+            id_rows: Tensor::from_vec(rows, n, &self.device)?,
             n_items: n,
         })
     }
@@ -245,7 +256,7 @@ impl SequenceModel {
         }
         match out {
             Some(t) => Ok(t),
-            None => Ok(Tensor::zeros((view.n_items, h), self.dtype, &Device::Cpu)?),
+            None => Ok(Tensor::zeros((view.n_items, h), self.dtype, &self.device)?),
         }
     }
 
@@ -275,7 +286,7 @@ impl SequenceModel {
     /// Unit-norm user vectors `(b, hidden)` of histories (each oldest first, non-empty; the
     /// last `max_history` items are used), no gradient, f32.
     pub fn user_vectors(&self, items: &Tensor, histories: &[&[usize]]) -> Result<Tensor> {
-        let (idx, mask) = left_pad(histories, self.meta.max_history())?;
+        let (idx, mask) = left_pad(histories, self.meta.max_history(), &self.device)?;
         let s = idx.dim(1)?;
         let states = self.sequence_states(items, &idx, &mask, false)?;
         let last = states.narrow(1, s - 1, 1)?.squeeze(1)?;
@@ -316,7 +327,11 @@ pub fn l2_normalise(x: &Tensor) -> Result<Tensor> {
 
 /// Left-padded index and mask tensors `(b, s)` of the last `max_len` items of each history,
 /// `s` the longest kept length. Padding uses index 0 with mask 0.
-pub fn left_pad(histories: &[&[usize]], max_len: usize) -> Result<(Tensor, Tensor)> {
+pub fn left_pad(
+    histories: &[&[usize]],
+    max_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let s = histories
         .iter()
         .map(|h| h.len().min(max_len))
@@ -335,8 +350,8 @@ pub fn left_pad(histories: &[&[usize]], max_len: usize) -> Result<(Tensor, Tenso
         }
     }
     Ok((
-        Tensor::from_vec(idx, (b, s), &Device::Cpu)?,
-        Tensor::from_vec(mask, (b, s), &Device::Cpu)?,
+        Tensor::from_vec(idx, (b, s), device)?,
+        Tensor::from_vec(mask, (b, s), device)?,
     ))
 }
 
@@ -367,7 +382,7 @@ pub fn next_item_loss(
             &s[..s.len() - 1]
         })
         .collect();
-    let (idx, mask) = left_pad(&inputs, max_history)?;
+    let (idx, mask) = left_pad(&inputs, max_history, model.device())?;
     let (b, s) = idx.dims2()?;
     // Position (r, c) of the padded batch predicts the item after it.
     let mut rows = Vec::new();
@@ -388,7 +403,7 @@ pub fn next_item_loss(
     let items = model.item_vectors(view)?;
     let states = model.sequence_states(&items, &idx, &mask, train)?;
     let h = model.meta.hidden_size();
-    let rows = Tensor::from_vec(rows.clone(), rows.len(), &Device::Cpu)?;
+    let rows = Tensor::from_vec(rows.clone(), rows.len(), model.device())?;
     let users = states.reshape((b * s, h))?.index_select(&rows, 0)?;
     let mut logits =
         (l2_normalise(&users)?.matmul(&l2_normalise(&items)?.t()?)? / model.meta.temperature)?;
@@ -486,7 +501,7 @@ pub(crate) mod tests {
 
     #[test]
     fn left_padding_keeps_the_last_items() {
-        let (idx, mask) = left_pad(&[&[1, 2, 3, 4, 5], &[7]], 3).unwrap();
+        let (idx, mask) = left_pad(&[&[1, 2, 3, 4, 5], &[7]], 3, &Device::Cpu).unwrap();
         assert_eq!(
             idx.to_vec2::<u32>().unwrap(),
             vec![vec![3, 4, 5], vec![0, 0, 7]]
@@ -500,7 +515,7 @@ pub(crate) mod tests {
     #[test]
     fn items_without_an_id_row_get_text_only() {
         let meta = tiny_meta(ItemFeatures::TextId, 2);
-        let m = SequenceModel::new(meta, 1).unwrap();
+        let m = SequenceModel::new(meta, 1, &Device::Cpu).unwrap();
         let ids: Vec<String> = ["i0", "new", "i1"].iter().map(|s| s.to_string()).collect();
         let text: Vec<f32> = (0..18).map(|i| (i as f32 * 0.37).sin()).collect();
         let with_ids = m.item_vectors(&m.view(&ids, Some(&text)).unwrap()).unwrap();

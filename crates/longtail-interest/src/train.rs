@@ -14,7 +14,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
 use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
-use longtail_model::Precision;
+use longtail_model::{DeviceSpec, ModelError, Precision};
 use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_train::{
     epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
@@ -99,6 +99,9 @@ pub struct TrainInterestConfig {
     /// values weight rare next items up.
     #[serde(default)]
     pub tail_loss_alpha: f64,
+    /// Where the models run (`auto`, `cpu`, `cuda:N`); a resume may use another device.
+    #[serde(default)]
+    pub device: DeviceSpec,
 }
 
 impl Default for TrainInterestConfig {
@@ -143,6 +146,7 @@ impl Default for TrainInterestConfig {
             precision: Precision::Fp32,
             logq_weight: 0.0,
             tail_loss_alpha: 0.0,
+            device: DeviceSpec::default(),
         }
     }
 }
@@ -307,14 +311,16 @@ pub fn train_interest(
         Some(dir) => longtail_fs::read_json::<InterestMeta>(&dir.join(INTEREST_FILE))?.architecture,
         None => cfg.architecture,
     };
+    let device = cfg.device.resolve().map_err(ModelError::from)?;
     match architecture {
-        Architecture::Sequence => crate::train_sequence::train_sequence(cfg, progress),
-        Architecture::BiEncoder => train_bi_encoder(cfg, progress),
+        Architecture::Sequence => crate::train_sequence::train_sequence(cfg, &device, progress),
+        Architecture::BiEncoder => train_bi_encoder(cfg, &device, progress),
     }
 }
 
 fn train_bi_encoder(
     cfg: &TrainInterestConfig,
+    device: &Device,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainInterestOutcome> {
     if cfg.precision != Precision::Fp32 {
@@ -375,7 +381,7 @@ fn train_bi_encoder(
             0,
         ),
     };
-    let model = InterestModel::load(&model_src, max_len, &template)?;
+    let model = InterestModel::load(&model_src, max_len, &template, device)?;
     let n_layers = model.num_layers();
     if frozen_layers >= n_layers {
         return Err(InterestError::invalid(format!(
@@ -463,9 +469,9 @@ fn train_bi_encoder(
                 });
                 targets.push(c);
             }
-            let users = Tensor::from_vec(user_rows, (chunk.len(), dim), &Device::Cpu)?;
+            let users = Tensor::from_vec(user_rows, (chunk.len(), dim), device)?;
             let lq: Vec<f32> = cols.iter().map(|&i| log_q[i]).collect();
-            let lq = Tensor::from_vec(lq, cols.len(), &Device::Cpu)?;
+            let lq = Tensor::from_vec(lq, cols.len(), device)?;
             let report = driver.step(1, |_| -> Result<Tensor> {
                 let items = model.embed_from_bottom(&bottom, &cols, frozen_layers, true)?;
                 info_nce_logq(&users, &items, &targets, &lq, cfg.temperature)

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use longtail_data::{Label, PreparedDataset};
 use longtail_model::checkpoint::TRAINER_STATE_FILE;
 use longtail_model::{DropoutRngState, Precision};
@@ -141,8 +141,10 @@ fn text_embeddings(
     (max_len, template, precision): (usize, &str, Precision),
     (read, write): (Option<&Path>, Option<&Path>),
     batch_size: usize,
+    device: &Device,
 ) -> Result<(InterestModel, Vec<f32>, usize, String, CacheStatus)> {
-    let model = InterestModel::load(encoder_src, max_len, template)?.with_precision(precision)?;
+    let model =
+        InterestModel::load(encoder_src, max_len, template, device)?.with_precision(precision)?;
     let hash = items_hash(items, model.tokenizer.max_len(), template, precision);
     let (emb, dim, status) = cached_item_embeddings(read, write, &hash, items.len(), || {
         let encoded = model.encode_items(items)?;
@@ -167,6 +169,7 @@ pub fn epoch_batches(lens: &[usize], batch_size: usize, seed: u64, epoch: u64) -
 
 pub fn train_sequence(
     cfg: &TrainInterestConfig,
+    device: &Device,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainInterestOutcome> {
     let start = Instant::now();
@@ -258,6 +261,7 @@ pub fn train_sequence(
             (max_len, &template, precision),
             cache,
             cfg.infer_batch_size,
+            device,
         )?;
         progress(Event::Message(&format!(
             "text embeddings of {} items ({dim}-d, {precision}{}) in {:.1}s",
@@ -331,8 +335,8 @@ pub fn train_sequence(
         meta.max_history()
     )));
     let model = match &cfg.resume_from {
-        Some(dir) => SequenceModel::load(meta.clone(), &dir.join(SEQUENCE_WEIGHTS_FILE))?,
-        None => SequenceModel::new(meta.clone(), cfg.seed)?,
+        Some(dir) => SequenceModel::load(meta.clone(), &dir.join(SEQUENCE_WEIGHTS_FILE), device)?,
+        None => SequenceModel::new(meta.clone(), cfg.seed, device)?,
     };
     let view = model.view(&item_ids, text.as_ref().map(|t| t.1.as_slice()))?;
     let step0 = prev.as_ref().map_or(0, |p| p.global_step);
@@ -442,11 +446,7 @@ pub fn train_sequence(
             .iter()
             .map(|&c| (cfg.logq_weight * (c.max(0.5) / total).ln()) as f32)
             .collect();
-        Some(Tensor::from_vec(
-            v,
-            item_ids.len(),
-            &candle_core::Device::Cpu,
-        )?)
+        Some(Tensor::from_vec(v, item_ids.len(), device)?)
     } else {
         None
     };

@@ -86,7 +86,7 @@ fn every_parameter_gets_a_gradient() {
         (ItemFeatures::TextId, 8),
     ] {
         // Items 0-4 have ID rows; 5 and 6 are text only (or nothing, for ID-only).
-        let m = SequenceModel::new(meta_with_text(features, 5, 0.1, dim), 1).unwrap();
+        let m = SequenceModel::new(meta_with_text(features, 5, 0.1, dim), 1, &Device::Cpu).unwrap();
         let view = m.view(&item_ids(7), Some(&text_of_width(7, dim))).unwrap();
         let loss = next_item_loss(&m, &view, &SEQS, None, None, true).unwrap();
         let grads = loss.backward().unwrap();
@@ -125,6 +125,7 @@ fn finite_differences(dim: usize) {
         meta_with_text(ItemFeatures::TextId, 5, 0.2, dim),
         4,
         DType::F64,
+        &Device::Cpu,
     )
     .unwrap();
     let view = m.view(&item_ids(7), Some(&text_of_width(7, dim))).unwrap();
@@ -176,8 +177,13 @@ fn finite_differences(dim: usize) {
 /// model's own states and item vectors.
 #[test]
 fn loss_matches_a_hand_computation() {
-    let m =
-        SequenceModel::new_with_dtype(meta(ItemFeatures::TextId, 5, 0.0), 2, DType::F64).unwrap();
+    let m = SequenceModel::new_with_dtype(
+        meta(ItemFeatures::TextId, 5, 0.0),
+        2,
+        DType::F64,
+        &Device::Cpu,
+    )
+    .unwrap();
     let view = m.view(&item_ids(7), Some(&text(7))).unwrap();
     let lq = [-1.0f64, -2.0, -0.5, -3.0, -1.5, -2.5, -4.0];
     let lq_t = Tensor::new(&lq, &Device::Cpu).unwrap();
@@ -197,7 +203,7 @@ fn loss_matches_a_hand_computation() {
     for seq in SEQS {
         let seq = &seq[seq.len() - seq.len().min(max_history + 1)..];
         let inputs = &seq[..seq.len() - 1];
-        let (idx, mask) = left_pad(&[inputs], max_history).unwrap();
+        let (idx, mask) = left_pad(&[inputs], max_history, &Device::Cpu).unwrap();
         let states = m
             .sequence_states(&items, &idx, &mask, false)
             .unwrap()
@@ -245,7 +251,7 @@ fn a_then_b(features: ItemFeatures) -> (SequenceModel, Vec<String>, Vec<f32>) {
     m.encoder.hidden_size = 16;
     m.encoder.intermediate_size = 32;
     m.temperature = 0.1;
-    let model = SequenceModel::new(m, 9).unwrap();
+    let model = SequenceModel::new(m, 9, &Device::Cpu).unwrap();
     let ids = item_ids(n);
     let text = text(n);
     let view = model.view(&ids, Some(&text)).unwrap();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use longtail_int8::QuantizedLinear;
 
 use crate::config::{BertConfig, HiddenAct, Precision};
@@ -467,7 +467,9 @@ impl BertModel {
     pub fn quantize_int8(&mut self) -> Result<()> {
         if !self.embeddings.word.device().is_cpu() || self.embeddings.word.dtype() != DType::F32 {
             return Err(ModelError::Input(
-                "int8 needs an f32 model on the CPU".into(),
+                "--precision int8 runs on the CPU only (integer kernels for x86); use --device \
+                 cpu, or fp32 on a GPU"
+                    .into(),
             ));
         }
         for layer in &mut self.layers {
@@ -477,6 +479,11 @@ impl BertModel {
         }
         self.precision = Precision::Int8;
         Ok(())
+    }
+
+    /// Where the weights live.
+    pub fn device(&self) -> &Device {
+        self.embeddings.word.device()
     }
 
     pub fn precision(&self) -> Precision {

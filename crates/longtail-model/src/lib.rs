@@ -31,6 +31,7 @@ pub mod causal;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
+pub mod device;
 pub mod dropout;
 pub mod error;
 mod fused;
@@ -43,10 +44,12 @@ pub mod params;
 pub mod pretrained;
 
 pub use bert::{cls_state, extended_attention_mask, mean_pool, BertModel};
+pub use candle_core::Device;
 pub use causal::CausalEncoder;
 pub use checkpoint::{Checkpoint, TrainingArgs};
 pub use classifier::{BertForSequenceClassification, ClassifierOptions};
 pub use config::{BertConfig, HiddenAct, Pooling, Precision};
+pub use device::{cuda_compiled, device_name, DeviceError, DeviceSpec};
 pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};
 #[doc(hidden)]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use candle_core::Device;
 use longtail_data::{listing_text, Label, PrepareSummary, PreparedItem, Split, STATS_FILE};
 use longtail_infer::{Precision, RowFields, Scorer, ScorerOptions};
 use longtail_interest::{
@@ -23,13 +24,15 @@ use crate::error::{Result, ServeError};
 use crate::metrics::Metrics;
 use crate::store::{NewItem, StoredEvent};
 
-/// The checkpoints a server runs, and the classifier's arithmetic (kept across reloads).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The checkpoints a server runs, the classifier's arithmetic and the device (both kept
+/// across reloads).
+#[derive(Debug, Clone)]
 pub struct ModelPaths {
     pub classifier: PathBuf,
     pub interest: PathBuf,
     /// `longtail score --precision`: fp32, or int8 linear layers in the classifier's encoder.
     pub precision: Precision,
+    pub device: Device,
 }
 
 /// A checkpoint as `/info` names it: its path and a hash of its weights.
@@ -128,6 +131,7 @@ impl Models {
         };
         let scorer_opts = ScorerOptions {
             precision: paths.precision,
+            device: paths.device.clone(),
             ..Default::default()
         };
         let classifier = Scorer::with_options(&paths.classifier, &scorer_opts)
@@ -143,6 +147,7 @@ impl Models {
             embedding_cache: None,
             batch_size: 64,
             ease: None,
+            device: paths.device.clone(),
         };
         let (recommender, _) = Recommender::load(&paths.interest, data, &opts)
             .map_err(|e| model_err(&paths.interest, &e))?;
@@ -153,6 +158,7 @@ impl Models {
                     &paths.interest.to_string_lossy(),
                     meta.max_len,
                     &meta.template,
+                    &paths.device,
                 )
                 .and_then(|m| m.with_precision(meta.precision))
                 .map_err(|e| model_err(&paths.interest, &e))?,

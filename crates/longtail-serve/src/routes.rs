@@ -574,6 +574,7 @@ async fn reload(
             .interest
             .map_or_else(|| old.interest.clone(), PathBuf::from),
         precision: old.precision,
+        device: old.device.clone(),
     };
     let data = req.data.map_or_else(|| old_data.clone(), PathBuf::from);
     let added = s.0.store.items().await?;

@@ -11,7 +11,7 @@
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use longtail_classify::TrainConfig;
 use longtail_data::{PrepareOptions, SplitSpec, TailRule};
-use longtail_model::{Pooling, Precision};
+use longtail_model::{DeviceSpec, Pooling, Precision};
 use longtail_train::SchedulerType;
 use std::path::PathBuf;
 
@@ -35,8 +35,12 @@ fn with_env_vars(cmd: clap::Command, path: &[String]) -> clap::Command {
         cmd
     } else {
         cmd.mut_args(|a| {
-            let name = env_var_name(path, a.get_id().as_str());
-            a.env(name)
+            let id = a.get_id().as_str();
+            let name = env_var_name(path, id);
+            let global = id == "device"
+                && std::env::var_os(&name).is_none()
+                && std::env::var_os(DEVICE_ENV).is_some();
+            a.env(if global { DEVICE_ENV.to_string() } else { name })
         })
     };
     let names: Vec<String> = cmd
@@ -409,6 +413,9 @@ pub struct TrainArgs {
     /// Testing aid: stop as if interrupted after N updates of this invocation (0 = never).
     #[arg(long, default_value_t = 0, hide = true)]
     pub stop_after_steps: u64,
+
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// The split `eval` reports on.
@@ -467,6 +474,9 @@ pub struct EvalArgs {
     /// difference| on validation and the reported split.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
+
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// `NAME=DIR`: a checkpoint and the row name it gets in a report.
@@ -531,6 +541,9 @@ pub struct EvalRecArgs {
     /// EASE lambda grid searched on validation.
     #[arg(long, value_delimiter = ',', default_values_t = defaults::eval_rec().lambda_grid)]
     pub ease_lambdas: Vec<f64>,
+
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[cfg(test)]
@@ -841,5 +854,26 @@ mod tests {
             crate::config::apply_config_file(command(), &[cmd.to_string()], &root.join(file))
                 .unwrap_or_else(|e| panic!("{file}: {e:#}"));
         }
+    }
+}
+
+/// Names the device for every command at once; a command's own `LONGTAIL_<COMMAND>_DEVICE`
+/// wins over it.
+pub const DEVICE_ENV: &str = "LONGTAIL_DEVICE";
+
+/// `--device`, shared by every command that runs a model.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// Where the model runs: auto (a CUDA GPU when this binary was built with CUDA and one
+    /// answers, else the CPU), cpu, cuda (GPU 0) or cuda:N. LONGTAIL_DEVICE sets it for every
+    /// command.
+    #[arg(long, value_name = "DEVICE", default_value_t = DeviceSpec::Auto)]
+    pub device: DeviceSpec,
+}
+
+impl DeviceArg {
+    /// The candle device, or a one-line error that says what to do instead.
+    pub fn resolve(&self) -> anyhow::Result<longtail_model::Device> {
+        Ok(self.device.resolve()?)
     }
 }

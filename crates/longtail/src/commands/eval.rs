@@ -31,12 +31,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
         "--report needs a file name (e.g. runs/eval/report.json)"
     );
     let ckpt = &args.checkpoint;
+    let device = args.device.resolve()?;
     // Batches as in the trainer's validation, so the numbers match the training log.
     let load = |precision: Precision| -> Result<Scorer> {
         let opts = ScorerOptions {
             max_len: args.max_len,
             batch_rows: Some(args.batch_size),
             precision,
+            device: device.clone(),
             ..Default::default()
         };
         Scorer::with_options(ckpt, &opts)

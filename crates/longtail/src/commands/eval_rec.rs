@@ -9,6 +9,8 @@ use std::time::Instant;
 
 pub fn run(args: EvalRecArgs) -> Result<()> {
     let started = Instant::now();
+    // Before the baselines run: a device that cannot be had fails at once.
+    let device = args.device.resolve()?;
     let tail_rule = args.tail_rule;
     tail_rule.validate(2)?;
     ensure!(
@@ -87,6 +89,7 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             &split,
             &segments,
             &opts,
+            &device,
             &mut report,
         )?;
     }

@@ -17,6 +17,7 @@ use longtail_data::PreparedDataset;
 use longtail_eval::rec::{add_blended_models, RecOptions, RecReport, Segments};
 use longtail_interest::scorer::InterestScorer;
 use longtail_interest::InterestIndex;
+use longtail_model::Device;
 use longtail_rec::{ItemIdx, RecSplit, Stage};
 
 use crate::cli::NamedCheckpoint;
@@ -30,8 +31,8 @@ fn histories(split: &RecSplit) -> Vec<Vec<ItemIdx>> {
         .collect()
 }
 
-fn load(data: &PreparedDataset, ckpt: &Path) -> Result<InterestIndex> {
-    let (index, status) = InterestIndex::load(ckpt, &data.items, None, 64)
+fn load(data: &PreparedDataset, ckpt: &Path, device: &Device) -> Result<InterestIndex> {
+    let (index, status) = InterestIndex::load(ckpt, &data.items, None, 64, device)
         .with_context(|| format!("cannot load interest checkpoint {}", ckpt.display()))?;
     eprintln!(
         "  interest checkpoint {} ({}): item embeddings {status:?}",
@@ -48,13 +49,14 @@ pub fn add_interest_models(
     split: &RecSplit,
     segments: &Segments,
     opts: &RecOptions,
+    device: &Device,
     report: &mut RecReport,
 ) -> Result<()> {
     let dataset = PreparedDataset::load(data)
         .with_context(|| format!("cannot load prepared dataset {}", data.display()))?;
     let log = |line: &str| eprintln!("  {line}");
     let histories = histories(split);
-    let index = load(&dataset, ckpt)?;
+    let index = load(&dataset, ckpt, device)?;
     let interest = InterestScorer::new(&index, "longtail").precompute(&histories)?;
     if index.is_sequence() {
         report.add_model(split, segments, &interest)?;
@@ -68,7 +70,7 @@ pub fn add_interest_models(
         add_blended_models(split, segments, opts, &interest, report, &log)?;
     }
     for c in compare {
-        let other = load(&dataset, &c.dir)?;
+        let other = load(&dataset, &c.dir, device)?;
         let scorer = InterestScorer::new(&other, c.name.clone()).precompute(&histories)?;
         report.add_model(split, segments, &scorer)?;
         log(&format!("{} ({}) done", c.name, c.dir.display()));

@@ -62,6 +62,9 @@ pub struct RecommendArgs {
     /// Items per inference batch when the cache must be (re)computed.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+
+    #[command(flatten)]
+    pub device: crate::cli::DeviceArg,
 }
 
 #[derive(Serialize)]
@@ -157,6 +160,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         embedding_cache: args.embedding_cache.as_deref(),
         batch_size: args.batch_size,
         ease: parse_ease(&args)?,
+        device: args.device.resolve()?,
     };
     let (rec, loaded) =
         Recommender::load(&args.checkpoint, &args.data, &opts).with_context(|| {

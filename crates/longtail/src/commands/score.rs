@@ -84,6 +84,9 @@ pub struct ScoreArgs {
     /// precision the interrupted run used.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
+
+    #[command(flatten)]
+    pub device: crate::cli::DeviceArg,
 }
 
 /// Keeps freed tensor buffers in the heap for reuse: by default glibc returns every large
@@ -115,6 +118,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         max_batch_tokens: args.max_batch_tokens,
         tokenize_threads: Some(args.tokenize_threads),
         precision: args.precision,
+        device: args.device.resolve()?,
         ..Default::default()
     };
     let scorer = Scorer::with_options(&args.checkpoint, &opts)

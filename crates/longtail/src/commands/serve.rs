@@ -81,9 +81,13 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = limits().timeout_seconds)]
     pub timeout_seconds: u64,
+
+    #[command(flatten)]
+    pub device: crate::cli::DeviceArg,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let device = args.device.resolve()?;
     let store = StoreUrl::parse(&args.store)?;
     if !(0.0..=1.0).contains(&args.threshold) {
         bail!("--threshold must be in [0, 1], got {}", args.threshold);
@@ -120,6 +124,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             classifier: args.classifier,
             interest: args.interest,
             precision: args.precision,
+            device,
         },
         data: args.data,
         store,

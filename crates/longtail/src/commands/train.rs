@@ -88,6 +88,7 @@ fn to_config(a: TrainArgs) -> TrainConfig {
         resume: a.resume,
         template: a.template,
         stop_after_steps: a.stop_after_steps,
+        device: a.device.device,
     }
 }
 

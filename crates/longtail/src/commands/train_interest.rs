@@ -150,6 +150,9 @@ pub struct TrainInterestArgs {
     /// new items the same way; a resumed run keeps its checkpoint's.
     #[arg(long, value_enum, default_value_t = defaults::train_interest().precision, help_heading = "Sequence model")]
     pub precision: Precision,
+
+    #[command(flatten)]
+    pub device: crate::cli::DeviceArg,
 }
 
 pub fn run(a: TrainInterestArgs) -> Result<()> {
@@ -203,6 +206,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         embedding_cache: a.embedding_cache,
         logq_weight: a.logq_weight,
         tail_loss_alpha: a.tail_loss_alpha,
+        device: a.device.device,
         precision: a.precision,
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");

@@ -70,7 +70,7 @@ fn ce(dev: &Device, dtype: DType) -> CrossEntropy {
     }
 }
 
-fn model(pooling: Pooling, dtype: DType) -> BertForSequenceClassification {
+fn model(pooling: Pooling, dtype: DType, dev: &Device) -> BertForSequenceClassification {
     BertForSequenceClassification::new_random(
         &tiny_config(),
         &ClassifierOptions {
@@ -81,7 +81,7 @@ fn model(pooling: Pooling, dtype: DType) -> BertForSequenceClassification {
             dtype,
             ..Default::default()
         },
-        &Device::Cpu,
+        dev,
     )
     .unwrap()
 }
@@ -100,10 +100,10 @@ fn l2(t: &Tensor) -> f64 {
 
 #[test]
 fn every_parameter_gets_a_gradient() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let x = inputs(&dev);
     for pooling in [Pooling::ClsPooler, Pooling::Cls, Pooling::Mean] {
-        let m = model(pooling, DType::F32);
+        let m = model(pooling, DType::F32, &dev);
         let vars = m.named_trainable_vars();
         let expected = 5 + 2 * 16 + 2 + if pooling == Pooling::ClsPooler { 2 } else { 0 };
         assert_eq!(vars.len(), expected, "{pooling}");
@@ -138,35 +138,37 @@ fn every_parameter_gets_a_gradient() {
 }
 
 /// The fused CPU ops (linear, attention, dropout, softmax, layer norm, GELU) and the
-/// composite path other devices take give the same loss and the same gradient for every
-/// parameter, with dropout on and padding in the batch (f64, every pooling).
+/// composite path other devices take (here on the test device) give the same loss and the
+/// same gradient for every parameter, with dropout on and padding in the batch (f64, every
+/// pooling). The dropout masks come from the same seeded host stream on every device.
 #[test]
 fn fused_and_composite_paths_agree_on_the_whole_model() {
-    let dev = Device::Cpu;
-    let x = inputs(&dev);
+    let dev = test_device();
+    let run = |dev: &Device, pooling: Pooling| {
+        let x = inputs(dev);
+        let m = model(pooling, DType::F64, dev);
+        let logits = m
+            .forward_t(&x.ids, Some(&x.types), Some(&x.mask), true)
+            .unwrap();
+        let loss = m.loss(&logits, &x.labels, &ce(dev, DType::F64)).unwrap();
+        let grads = loss.backward().unwrap();
+        let by_name: std::collections::HashMap<String, Tensor> = m
+            .named_trainable_vars()
+            .into_iter()
+            .map(|(n, v)| (n, grads.get(v.as_tensor()).unwrap().to_device(&Device::Cpu).unwrap()))
+            .collect();
+        (loss.to_scalar::<f64>().unwrap(), by_name)
+    };
     for pooling in [Pooling::ClsPooler, Pooling::Cls, Pooling::Mean] {
-        let m = model(pooling, DType::F64);
-        let state = m.dropout_rng_state();
-        let run = || {
-            m.set_dropout_rng_state(state);
-            let logits = m
-                .forward_t(&x.ids, Some(&x.types), Some(&x.mask), true)
-                .unwrap();
-            let loss = m.loss(&logits, &x.labels, &ce(&dev, DType::F64)).unwrap();
-            let grads = loss.backward().unwrap();
-            (loss.to_scalar::<f64>().unwrap(), grads)
-        };
-        let (loss_f, grads_f) = run();
-        let (loss_c, grads_c) = longtail_model::with_composite_ops(run);
+        let (loss_f, grads_f) = run(&Device::Cpu, pooling);
+        let (loss_c, grads_c) = longtail_model::with_composite_ops(|| run(&dev, pooling));
         assert!(
             (loss_f - loss_c).abs() < 1e-12,
-            "{pooling}: loss {loss_f} vs {loss_c}"
+            "{pooling} on {dev:?}: loss {loss_f} vs {loss_c}"
         );
-        for (name, var) in m.named_trainable_vars() {
-            let (a, b) = (
-                grads_f.get(var.as_tensor()).unwrap(),
-                grads_c.get(var.as_tensor()).unwrap(),
-            );
+        assert_eq!(grads_f.len(), grads_c.len());
+        for (name, a) in &grads_f {
+            let b = &grads_c[name];
             let d = l2(&(a - b).unwrap());
             assert!(
                 d < 1e-10 * (1.0 + l2(b)),
@@ -179,9 +181,9 @@ fn fused_and_composite_paths_agree_on_the_whole_model() {
 /// Central differences in f64, with dropout on (the masks replayed by resetting the RNG state).
 #[test]
 fn gradients_match_finite_differences() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let x = inputs(&dev);
-    let m = model(Pooling::ClsPooler, DType::F64);
+    let m = model(Pooling::ClsPooler, DType::F64, &dev);
     let ce = ce(&dev, DType::F64);
     let state = m.dropout_rng_state();
     let loss_fn = || -> (Tensor, f64) {
@@ -266,10 +268,10 @@ fn gradients_match_finite_differences() {
 
 #[test]
 fn one_adamw_step_changes_every_trainable_parameter() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let x = inputs(&dev);
     for pooling in [Pooling::ClsPooler, Pooling::Mean] {
-        let m = model(pooling, DType::F32);
+        let m = model(pooling, DType::F32, &dev);
         let before: Vec<(String, Tensor)> = m
             .named_trainable_vars()
             .into_iter()

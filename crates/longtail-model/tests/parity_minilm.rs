@@ -173,3 +173,42 @@ fn minilm_fused_inference_equals_differentiable_forward() {
         .unwrap();
     assert!(max_abs_diff(&a, &b) < 1e-6);
 }
+
+/// The real MiniLM on the test device (`LONGTAIL_TEST_DEVICE`; scripts/gpu_check.sh runs this
+/// with `cuda`) through the composite ops every non-CPU device takes, against the fused CPU
+/// inference path: fp32 hidden states within 1e-4.
+#[test]
+fn minilm_on_the_test_device_matches_the_fused_cpu_path() {
+    let Some(dir) = base_model_dir() else {
+        return;
+    };
+    let dev = test_device();
+    let (cpu_batch, what) = minilm_inputs(&dir, &Device::Cpu);
+    let cpu = load_minilm(&dir)
+        .model
+        .forward_inference(
+            &cpu_batch.input_ids,
+            Some(&cpu_batch.token_type_ids),
+            Some(&cpu_batch.attention_mask),
+        )
+        .unwrap();
+    let (batch, _) = minilm_inputs(&dir, &dev);
+    let files = PretrainedFiles::from_dir(&dir).unwrap();
+    let m = PretrainedBert::load(&files, true, DType::F32, &dev).unwrap();
+    let other = longtail_model::with_composite_ops(|| {
+        m.model
+            .forward_t(
+                &batch.input_ids,
+                Some(&batch.token_type_ids),
+                Some(&batch.attention_mask),
+                false,
+            )
+            .unwrap()
+    });
+    let diff = max_abs_diff(&cpu, &other);
+    println!(
+        "MiniLM on {} (composite ops) vs fused CPU on {what}: max abs diff {diff:.3e}",
+        longtail_model::device_name(&dev)
+    );
+    assert!(diff < 1e-4, "max abs diff {diff}");
+}

@@ -13,6 +13,16 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The device of the device-parametrised tests: `LONGTAIL_TEST_DEVICE` (`cpu` when unset;
+/// scripts/gpu_check.sh sets `cuda`). A device that cannot be had fails the test.
+pub fn test_device() -> Device {
+    let spec: longtail_model::DeviceSpec = std::env::var("LONGTAIL_TEST_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .unwrap();
+    spec.resolve().unwrap()
+}
+
 /// The real all-MiniLM-L6-v2 (checkpoints/ is not in git: `make setup` places it), or `None`
 /// with a recorded skip.
 pub fn base_model_dir() -> Option<PathBuf> {
@@ -128,7 +138,8 @@ pub fn tokenize(tokenizer_json: &Path, texts: &[String], device: &Device) -> Bat
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+    let host = |t: &Tensor| t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    (host(a) - host(b))
         .unwrap()
         .abs()
         .unwrap()

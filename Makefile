@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh
+.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -84,9 +84,40 @@ check-eval-rec: build
 	$(LONGTAIL) eval-rec --data $(OFFICE_PREPARED) --report $(RUNS)/eval-rec-office/report.json
 	$(PYTHON) scripts/check_eval_rec.py $(OFFICE_PREPARED) $(RUNS)/eval-rec-office/report.json
 
+## lint: rustfmt, clippy, and clippy over the CUDA build (compile only; LINT_CUDA=0 skips it:
+## the first run fetches CUDA from PyPI and compiles candle's kernels, ~20 min on 2 cores)
+LINT_CUDA ?= 1
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if [ "$(LINT_CUDA)" = 1 ]; then $(MAKE) --no-print-directory check-cuda; fi
+
+# The CUDA build, made on a machine with no GPU: CUDA 13.0's nvcc, headers and libraries come
+# from PyPI wheels (scripts/cuda_toolkit.sh); candle's kernels are compiled for
+# CUDA_COMPUTE_CAP (90: H100 / H200). Its own target dir, so the CPU build is never disturbed.
+CUDA_TOOLKIT := build/cuda-13.0
+CUDA_COMPUTE_CAP ?= 90
+CUDA_ENV = CUDA_HOME=$(abspath $(CUDA_TOOLKIT)) PATH="$(abspath $(CUDA_TOOLKIT))/bin:$$PATH" \
+    CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP)
+
+$(CUDA_TOOLKIT)/lib/libcuda.so:
+	bash scripts/cuda_toolkit.sh $(CUDA_TOOLKIT)
+
+## build-cuda: the CUDA binary (target/cuda/release/longtail: `--device cuda`) and the test
+## executables scripts/gpu_check.sh runs (~25 min the first time on 2 cores)
+build-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
+	$(CUDA_ENV) $(CARGO) build --release --target-dir target/cuda -p longtail -p longtail-model \
+	    --features longtail/cuda --bins --test gradients --test parity_minilm
+
+## gpu-bundle: build-cuda, plus the model and data gpu_check.sh reads, in one archive for a GPU
+## machine without Rust (build/gpu-bundle.tar.xz, < 60 MB; see docs/gpu.md)
+gpu-bundle: build-cuda
+	bash scripts/gpu_bundle.sh target/cuda build/gpu-bundle.tar.xz
+
+# --release: reuses the kernels build-cuda compiled (nvcc runs once per profile).
+check-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
+	$(CUDA_ENV) $(CARGO) clippy --release --target-dir target/cuda --workspace --all-targets \
+	    --features longtail/cuda,longtail-model/cuda -- -D warnings
 
 ## interest: the sequence interest model and the SASRec baseline on the prepared Office data,
 ## then one eval-rec run with every row (~6 min on 2 CPU cores; docs/interest.md)

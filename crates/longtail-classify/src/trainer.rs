@@ -400,7 +400,8 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     let (model, tokenizer, source) =
         load_model(&model_src, &opts, cfg.max_len, &cfg.template, &device)?;
     observer.on_message(&format!(
-        "tokenizing {} train / {} validation items (max_len {})",
+        "training on {}; tokenizing {} train / {} validation items (max_len {})",
+        longtail_model::device_name(&device),
         train_items.len(),
         val_items.len(),
         tokenizer.max_len()

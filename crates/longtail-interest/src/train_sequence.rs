@@ -201,7 +201,9 @@ pub fn train_sequence(
         &item_index,
     )?;
     progress(Event::Message(&format!(
-        "{} items, {} users, {} interactions ({} rows with unknown items, {} repeats skipped)",
+        "on {}: {} items, {} users, {} interactions ({} rows with unknown items, {} repeats \
+         skipped)",
+        longtail_model::device_name(device),
         data.items.len(),
         inter.users.len(),
         inter.kept(),

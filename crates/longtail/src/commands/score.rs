@@ -170,7 +170,9 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         ),
     };
     println!(
-        "encoder: {} batches, {} rows, {:.1}% padding, {:.1} s in forward passes, {:.1} {arithmetic}",
+        "encoder on {}: {} batches, {} rows, {:.1}% padding, {:.1} s in forward passes, {:.1} \
+         {arithmetic}",
+        longtail_model::device_name(scorer.model().device()),
         st.batches,
         st.rows,
         100.0 * (1.0 - st.tokens as f64 / (st.padded_tokens.max(1)) as f64),

@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda
+.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -113,6 +113,14 @@ build-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
 ## machine without Rust (build/gpu-bundle.tar.xz, < 60 MB; see docs/gpu.md)
 gpu-bundle: build-cuda
 	bash scripts/gpu_bundle.sh target/cuda build/gpu-bundle.tar.xz
+
+## check-cuda-no-gpu: the CUDA binary where the driver finds no GPU (a fake libcuda.so.1):
+## --device cuda fails in one line; auto falls back to the CPU with the CPU build's exact scores.
+## Needs a trained classifier (CLASSIFIER, default the one `make demo` trains).
+CLASSIFIER ?= $(RUNS)/office-model
+check-cuda-no-gpu: build-cuda build
+	bash scripts/cuda_without_gpu.sh target/cuda/release/longtail $(LONGTAIL) $(CLASSIFIER) \
+	    $(DATASET)/items.jsonl $(CUDA_TOOLKIT)
 
 # --release: reuses the kernels build-cuda compiled (nvcc runs once per profile).
 check-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so

@@ -155,7 +155,16 @@ fn fused_and_composite_paths_agree_on_the_whole_model() {
         let by_name: std::collections::HashMap<String, Tensor> = m
             .named_trainable_vars()
             .into_iter()
-            .map(|(n, v)| (n, grads.get(v.as_tensor()).unwrap().to_device(&Device::Cpu).unwrap()))
+            .map(|(n, v)| {
+                (
+                    n,
+                    grads
+                        .get(v.as_tensor())
+                        .unwrap()
+                        .to_device(&Device::Cpu)
+                        .unwrap(),
+                )
+            })
             .collect();
         (loss.to_scalar::<f64>().unwrap(), by_name)
     };

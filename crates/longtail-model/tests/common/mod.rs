@@ -138,7 +138,12 @@ pub fn tokenize(tokenizer_json: &Path, texts: &[String], device: &Device) -> Bat
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let host = |t: &Tensor| t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    let host = |t: &Tensor| {
+        t.to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+    };
     (host(a) - host(b))
         .unwrap()
         .abs()

@@ -9,7 +9,8 @@
 #   2. MiniLM forward on the GPU against the fused CPU path (fp32, max abs diff < 1e-4)
 #   3. 100 training steps of the default recipe on the Office data (loss falls; samples/s)
 #   4. score of the Office catalogue on the GPU and on the CPU (rows/s; p_tail within 1e-4)
-#   5. train-interest for a few steps on the GPU
+#   5. bf16 mixed precision on the GPU: 100 training steps and the Office catalogue's scores
+#   6. train-interest for a few steps on the GPU
 #
 # Usage: scripts/gpu_check.sh BUNDLE_DIR   (the unpacked gpu-bundle/ folder)
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU: a test of this script on any machine.
@@ -118,7 +119,30 @@ else
   row "score Office (p_tail vs CPU < 1e-4)" FAIL "see $work/score.log"
 fi
 
-log "5. train-interest, a few steps on $device"
+log "5. bf16 mixed precision on $device: 100 training steps, then score the catalogue"
+if "$lt" train --data "$work/office" --model "$bundle/minilm" --out "$work/model-bf16" \
+  --max-steps 100 --eval-strategy no --logging-steps 10 --precision bf16 --device "$device" \
+  >"$work/train-bf16.log" 2>&1; then
+  row "train bf16, 100 steps" PASS "$(grep '^trained' "$work/train-bf16.log" | grep -o '[0-9.]* samples/s')"
+else
+  row "train bf16, 100 steps" FAIL "see $work/train-bf16.log"
+fi
+if "$lt" score --checkpoint "$work/model" --input "$bundle/office/items.jsonl" \
+  --output "$work/scores.bf16.jsonl" --precision bf16 --device "$device" >"$work/score-bf16.log" 2>&1; then
+  diff="$(python3 - "$work/scores.bf16.jsonl" "$work/scores.$device.jsonl" <<'EOF'
+import json, sys
+a, b = ([json.loads(l)["p_tail"] for l in open(p)] for p in sys.argv[1:3])
+print(f"max abs p_tail diff vs fp32 {max(abs(x - y) for x, y in zip(a, b)):.2e}")
+EOF
+)"
+  max="$(echo "$diff" | grep -o '[0-9.e+-]*$')"
+  python3 -c "import sys; sys.exit(0 if float('$max') < 0.02 else 1)" && ok=PASS || ok=FAIL
+  row "score bf16 (p_tail vs fp32 < 0.02)" "$ok" "$(grep '^scored' "$work/score-bf16.log" | grep -o '[0-9.]* rows/s'); $diff"
+else
+  row "score bf16 (p_tail vs fp32 < 0.02)" FAIL "see $work/score-bf16.log"
+fi
+
+log "6. train-interest, a few steps on $device"
 if "$lt" train-interest --data "$work/office" --model "$bundle/minilm" --out "$work/interest" \
   --max-steps 40 --eval-every 20 --device "$device" >"$work/interest.log" 2>&1; then
   row "train-interest, 40 steps" PASS "$(grep -E '^trained|^validation NDCG' "$work/interest.log" | tr '\n' ' ')"

@@ -318,46 +318,54 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
     assert!(!tmp.path().join("whole.parquet.spool.jsonl").exists());
 }
 
-/// int8 really runs the integer layers (outputs differ from fp32), stays close to fp32, and an
-/// interrupted run cannot be continued in the other precision.
+/// int8 (integer layers) and bf16 (matmuls on bf16 copies) really run (outputs differ from
+/// fp32), stay close to fp32, and an interrupted run cannot be continued in another precision.
 #[test]
-fn int8_is_close_to_fp32_and_resume_keeps_the_precision() {
+fn int8_and_bf16_are_close_to_fp32_and_resume_keeps_the_precision() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tiny_checkpoint(tmp.path());
     let input = tmp.path().join("cat.jsonl");
     catalogue(&input, 300);
-    let (fp32, int8) = (tmp.path().join("fp32.jsonl"), tmp.path().join("int8.jsonl"));
+    let fp32 = tmp.path().join("fp32.jsonl");
     score(&ckpt, &input, &fp32, &[]);
-    let stdout = score(&ckpt, &input, &int8, &["--precision", "int8"]);
-    assert!(stdout.contains("int8,"), "{stdout}");
-    let (a, b) = (jsonl(&fp32), jsonl(&int8));
-    assert_eq!(a.len(), b.len());
-    let diffs: Vec<f64> = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x["p_tail"].as_f64().unwrap() - y["p_tail"].as_f64().unwrap()).abs())
-        .collect();
-    let max = diffs.iter().copied().fold(0.0, f64::max);
-    assert!(
-        max > 0.0,
-        "int8 gave exactly the fp32 scores: the integer path did not run"
-    );
-    assert!(max < 0.05, "int8 is far from fp32: max |p_tail diff| {max}");
+    for precision in ["int8", "bf16"] {
+        let out = tmp.path().join(format!("{precision}.jsonl"));
+        let stdout = score(&ckpt, &input, &out, &["--precision", precision]);
+        assert!(stdout.contains(&format!("({precision}")), "{stdout}");
+        let (a, b) = (jsonl(&fp32), jsonl(&out));
+        assert_eq!(a.len(), b.len());
+        let max = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x["p_tail"].as_f64().unwrap() - y["p_tail"].as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            max > 0.0,
+            "{precision} gave exactly the fp32 scores: its path did not run"
+        );
+        assert!(
+            max < 0.05,
+            "{precision} is far from fp32: max |p_tail diff| {max}"
+        );
 
-    let err = longtail()
-        .arg("score")
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&int8)
-        .args(["--resume", "--precision", "fp32"])
-        .output()
-        .unwrap();
-    assert!(!err.status.success());
-    let msg = String::from_utf8_lossy(&err.stderr);
-    assert!(msg.contains("precision int8, this one fp32"), "{msg}");
+        let err = longtail()
+            .arg("score")
+            .arg("--checkpoint")
+            .arg(&ckpt)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .args(["--resume", "--precision", "fp32"])
+            .output()
+            .unwrap();
+        assert!(!err.status.success());
+        let msg = String::from_utf8_lossy(&err.stderr);
+        assert!(
+            msg.contains(&format!("precision {precision}, this one fp32")),
+            "{msg}"
+        );
+    }
 }
 
 #[test]

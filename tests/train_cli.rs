@@ -183,6 +183,55 @@ fn freeze_encoder_trains_the_head_only() {
     assert!(!same(&base[l1], &t2[l1]));
 }
 
+/// `--precision bf16`: mixed precision trains every layer, keeps f32 weights (the master copy),
+/// gives other weights than fp32 from the same seed (the bf16 matmuls ran), and is recorded in
+/// train_args.toml. int8 cannot train.
+#[test]
+fn bf16_training_keeps_f32_weights_and_trains_every_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let (bf16, fp32) = (tmp.path().join("bf16"), tmp.path().join("fp32"));
+    let epochs = ["--num-train-epochs", "1"];
+    let stdout = train(
+        &data,
+        &model,
+        &bf16,
+        &[&epochs[..], &["--precision", "bf16"]].concat(),
+    );
+    train(&data, &model, &fp32, &epochs);
+    let log = String::from_utf8_lossy(&stdout.stderr);
+    assert!(log.contains("in bf16"), "{log}");
+    let base = tensors(&model.join("model.safetensors"));
+    let (a, b) = (
+        tensors(&bf16.join("model.safetensors")),
+        tensors(&fp32.join("model.safetensors")),
+    );
+    for name in [
+        "bert.encoder.layer.0.attention.self.query.weight",
+        "bert.encoder.layer.1.output.dense.weight",
+        "classifier.weight",
+    ] {
+        assert_eq!(a[name].dtype(), candle_core::DType::F32, "{name}");
+        assert!(!same(&base[name], &a[name]), "{name} did not train in bf16");
+        assert!(!same(&a[name], &b[name]), "{name}: bf16 equals fp32");
+    }
+    let args = std::fs::read_to_string(bf16.join("train_args.toml")).unwrap();
+    assert!(args.contains("precision = \"bf16\""), "{args}");
+
+    let out = train_command(
+        &data,
+        &model,
+        &tmp.path().join("int8"),
+        &["--precision", "int8"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("precision int8 is for scoring"), "{err}");
+}
+
 /// The `longtail train` command line of these tests: small defaults for a tiny model, each
 /// replaced when `extra` sets the same flag.
 fn train_command(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> std::process::Command {

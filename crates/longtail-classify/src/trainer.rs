@@ -28,7 +28,7 @@ use longtail_model::checkpoint::{
 };
 use longtail_model::{
     BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DeviceSpec,
-    DropoutRngState, HubOptions,
+    DropoutRngState, HubOptions, Precision,
 };
 use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
@@ -96,6 +96,9 @@ pub struct TrainConfig {
     /// a run may continue on another device.
     #[serde(default)]
     pub device: DeviceSpec,
+    /// `fp32`, or `bf16`: the encoder's matmuls on bf16 copies, f32 master weights.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -131,6 +134,7 @@ impl Default for TrainConfig {
             template: longtail_tokenize::CATALOGUE_TEMPLATE.into(),
             stop_after_steps: 0,
             device: DeviceSpec::default(),
+            precision: Precision::Fp32,
         }
     }
 }
@@ -199,6 +203,11 @@ impl TrainConfig {
                 )
             },
         )?;
+        ensure(self.precision != Precision::Int8, || {
+            "precision int8 is for scoring (integer layers have no gradient); train in fp32 or \
+             bf16"
+                .into()
+        })?;
         self.eval_strategy()?;
         self.best_metric_name()?;
         self.lr_scheduler_type.parse::<SchedulerType>()?;
@@ -397,11 +406,13 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         Some(dir) => dir.to_string_lossy().into_owned(),
         None => cfg.model.clone(),
     };
-    let (model, tokenizer, source) =
+    let (mut model, tokenizer, source) =
         load_model(&model_src, &opts, cfg.max_len, &cfg.template, &device)?;
+    model.set_precision(cfg.precision)?;
     observer.on_message(&format!(
-        "training on {}; tokenizing {} train / {} validation items (max_len {})",
+        "training on {} in {}; tokenizing {} train / {} validation items (max_len {})",
         longtail_model::device_name(&device),
+        cfg.precision,
         train_items.len(),
         val_items.len(),
         tokenizer.max_len()

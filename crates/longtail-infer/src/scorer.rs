@@ -27,7 +27,7 @@ pub struct ScorerOptions {
     /// Batches of up to this many rows, each allowed the full `max_len` (the trainer's
     /// validation batches); overrides `max_batch_tokens` and `max_batch_size`.
     pub batch_rows: Option<usize>,
-    /// The encoder's linear layers in f32 (default) or int8.
+    /// The encoder's linear layers in f32 (default), int8 (CPU) or bf16 (mixed, for a GPU).
     pub precision: Precision,
     /// Where the model runs (int8 is CPU-only).
     pub device: Device,
@@ -112,9 +112,7 @@ impl Scorer {
             &ClassifierOptions::default(),
             &opts.device,
         )?;
-        if opts.precision == Precision::Int8 {
-            model.quantize_int8()?;
-        }
+        model.set_precision(opts.precision)?;
         let tail = model
             .labels()
             .iter()

@@ -161,12 +161,10 @@ impl InterestModel {
         })
     }
 
-    /// The item-embedding pass in `precision` ([`BertModel::quantize_int8`] for int8): for a
-    /// frozen encoder only (int8 has no gradient).
+    /// The item-embedding pass in `precision` ([`BertModel::set_precision`]): for a frozen
+    /// encoder only (int8 has no gradient).
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        if precision == Precision::Int8 {
-            self.bert.quantize_int8()?;
-        }
+        self.bert.set_precision(precision)?;
         Ok(self)
     }
 

@@ -325,8 +325,8 @@ fn train_bi_encoder(
 ) -> Result<TrainInterestOutcome> {
     if cfg.precision != Precision::Fp32 {
         return Err(InterestError::invalid(
-            "precision int8 is for the sequence architecture: the bi-encoder fine-tunes the \
-             encoder, and integer layers have no gradient",
+            "--precision int8 / bf16 is for the sequence architecture's frozen item pass; the \
+             bi-encoder trains in fp32",
         ));
     }
     let start = Instant::now();

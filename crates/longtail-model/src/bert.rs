@@ -62,6 +62,20 @@ pub(crate) struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
     int8: Option<Arc<QuantizedLinear>>,
+    /// Mixed precision ([`Precision::Bf16`]): the matmul reads bf16 copies of input and weight.
+    bf16: bool,
+}
+
+/// `a b`; with `bf16`, of bf16 copies of both, the result cast back to `a`'s dtype. cuBLAS
+/// accumulates such a product in f32 on tensor cores. The casts are differentiable, so the
+/// gradient reaches the f32 weights (the master copy) through them.
+fn matmul_in(a: &Tensor, b: &Tensor, bf16: bool) -> Result<Tensor> {
+    if !bf16 {
+        return Ok(a.matmul(b)?);
+    }
+    Ok(a.to_dtype(DType::BF16)?
+        .matmul(&b.to_dtype(DType::BF16)?)?
+        .to_dtype(a.dtype())?)
 }
 
 impl Linear {
@@ -70,6 +84,7 @@ impl Linear {
             weight: pb.get(&[out_dim, in_dim], "weight", Init::Normal { std })?,
             bias: pb.get(&[out_dim], "bias", Init::Zeros)?,
             int8: None,
+            bf16: false,
         })
     }
 
@@ -82,7 +97,7 @@ impl Linear {
         if let Some(q) = &self.int8 {
             return crate::int8::linear(x, q, false);
         }
-        if crate::fused::supported(x) && self.weight.device().is_cpu() {
+        if !self.bf16 && crate::fused::supported(x) && self.weight.device().is_cpu() {
             return Ok(crate::fused_linear::linear(x, &self.weight, &self.bias)?);
         }
         let dims = x.dims().to_vec();
@@ -94,7 +109,7 @@ impl Linear {
         } else {
             x.reshape(((), in_dim))?
         };
-        let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let y = matmul_in(&x2, &self.weight.t()?, self.bf16)?.broadcast_add(&self.bias)?;
         if dims.len() == 2 {
             Ok(y)
         } else {
@@ -233,6 +248,8 @@ struct SelfAttention {
     heads: usize,
     head_dim: usize,
     dropout: f64,
+    /// The two attention products in bf16 ([`Precision::Bf16`]).
+    bf16: bool,
 }
 
 impl SelfAttention {
@@ -246,6 +263,7 @@ impl SelfAttention {
             heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
             dropout: cfg.attention_probs_dropout_prob,
+            bf16: false,
         })
     }
 
@@ -265,7 +283,11 @@ impl SelfAttention {
         // A per-query mask `(b, 1, sq, s)` (causal) takes the composite path; the fused kernel
         // handles per-key masks `(b, 1, 1, s)`.
         let per_key_mask = mask.is_none_or(|m| m.dims().get(2) == Some(&1));
-        if per_key_mask && crate::fused::supported(x) && self.query.weight.device().is_cpu() {
+        if per_key_mask
+            && !self.bf16
+            && crate::fused::supported(x)
+            && self.query.weight.device().is_cpu()
+        {
             // One op for scores, mask, softmax, dropout and the weighted sum (same maths).
             let mask = match mask {
                 Some(m) => Some(std::sync::Arc::new(
@@ -301,7 +323,7 @@ impl SelfAttention {
         let q = split(self.query.forward(xq)?, sq)?.affine(scale, 0.)?;
         let k = split(self.key.forward(x)?, s)?.contiguous()?;
         let v = split(self.value.forward(x)?, s)?.contiguous()?;
-        let mut scores = q.matmul(&k.t()?)?;
+        let mut scores = matmul_in(&q, &k.t()?, self.bf16)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
@@ -311,7 +333,7 @@ impl SelfAttention {
             ops::softmax_last_dim(&scores)?
         };
         let probs = ctx.dropout(&probs, self.dropout)?;
-        let context = probs.matmul(&v)?;
+        let context = matmul_in(&probs, &v, self.bf16)?;
         Ok(context.transpose(1, 2)?.reshape((b, sq, h))?)
     }
 }
@@ -481,6 +503,36 @@ impl BertModel {
         Ok(())
     }
 
+    /// Mixed precision ([`Precision::Bf16`]): every matmul of the transformer layers (the six
+    /// linear layers and the two attention products) reads bf16 copies of its inputs; the
+    /// weights stay f32 (the master copy the optimizer updates), and so do embeddings,
+    /// LayerNorm, softmax, GELU, residuals, the pooler and the head. Trainable. It pays on a
+    /// GPU with bf16 tensor cores; the CPU widens bf16 back to f32 and only gets slower.
+    pub fn autocast_bf16(&mut self) -> Result<()> {
+        if self.precision == Precision::Int8 {
+            return Err(ModelError::Input(
+                "an int8 model cannot also run bf16".into(),
+            ));
+        }
+        for layer in &mut self.layers {
+            layer.attention.bf16 = true;
+            for linear in layer.linears_mut() {
+                linear.bf16 = true;
+            }
+        }
+        self.precision = Precision::Bf16;
+        Ok(())
+    }
+
+    /// [`Self::quantize_int8`] or [`Self::autocast_bf16`] by `precision` (fp32: unchanged).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        match precision {
+            Precision::Fp32 => Ok(()),
+            Precision::Int8 => self.quantize_int8(),
+            Precision::Bf16 => self.autocast_bf16(),
+        }
+    }
+
     /// Where the weights live.
     pub fn device(&self) -> &Device {
         self.embeddings.word.device()
@@ -492,7 +544,7 @@ impl BertModel {
 
     /// A quantized model takes the inference path only.
     fn check_trainable(&self, ctx: &Ctx) -> Result<()> {
-        if self.precision != Precision::Fp32 && !ctx.fused {
+        if self.precision == Precision::Int8 && !ctx.fused {
             return Err(ModelError::Input(format!(
                 "a {} model runs inference only (no gradients through integer layers)",
                 self.precision

@@ -264,6 +264,11 @@ impl BertForSequenceClassification {
         self.bert.quantize_int8()
     }
 
+    /// The encoder in `precision` (see [`BertModel::set_precision`]); the head stays f32.
+    pub fn set_precision(&mut self, precision: crate::Precision) -> Result<()> {
+        self.bert.set_precision(precision)
+    }
+
     pub fn bert(&self) -> &BertModel {
         &self.bert
     }

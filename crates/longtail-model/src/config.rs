@@ -442,6 +442,10 @@ pub enum Precision {
     /// Q, K, V, attention output and both FFN layers in int8 (per-channel weights, per-token
     /// dynamic activations, i32 sums); embeddings, LayerNorm, softmax and the head stay f32.
     Int8,
+    /// Mixed precision for a GPU: the transformer layers' matmuls read bf16 copies of their
+    /// inputs (f32 accumulation); weights (the master copy), optimizer moments, LayerNorm,
+    /// softmax, GELU, residuals and the head stay f32. For training and scoring.
+    Bf16,
 }
 
 impl Precision {
@@ -449,6 +453,7 @@ impl Precision {
         match self {
             Self::Fp32 => "fp32",
             Self::Int8 => "int8",
+            Self::Bf16 => "bf16",
         }
     }
 }

@@ -8,6 +8,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::*;
 use longtail_model::{
     ops, BertConfig, BertForSequenceClassification, ClassifierOptions, CrossEntropy, Pooling,
+    Precision,
 };
 
 fn tiny_config() -> BertConfig {
@@ -316,6 +317,42 @@ fn one_adamw_step_changes_every_trainable_parameter() {
             .unwrap();
         let pooler_moved = max_abs_diff(&pooler_before, &pooler_after) > 0.0;
         assert_eq!(pooler_moved, pooling == Pooling::ClsPooler);
+    }
+}
+
+/// Mixed precision ([`Precision::Bf16`]) on the test device: the loss is near the fp32 loss but
+/// not equal to it (the bf16 matmuls ran), every parameter still gets a gradient through the
+/// casts, and weights and gradients stay f32.
+#[test]
+fn bf16_autocast_trains_f32_weights_near_the_fp32_loss() {
+    let dev = test_device();
+    let x = inputs(&dev);
+    let loss_of = |m: &BertForSequenceClassification| {
+        let logits = m
+            .forward_t(&x.ids, Some(&x.types), Some(&x.mask), false)
+            .unwrap();
+        m.loss(&logits, &x.labels, &ce(&dev, DType::F32)).unwrap()
+    };
+    let fp32 = loss_of(&model(Pooling::ClsPooler, DType::F32, &dev))
+        .to_scalar::<f32>()
+        .unwrap();
+    let mut m = model(Pooling::ClsPooler, DType::F32, &dev);
+    m.set_precision(Precision::Bf16).unwrap();
+    let loss = loss_of(&m);
+    let bf16 = loss.to_scalar::<f32>().unwrap();
+    println!("loss fp32 {fp32} bf16 {bf16}");
+    assert_ne!(fp32, bf16, "the bf16 path did not run");
+    assert!((fp32 - bf16).abs() < 1e-2 * fp32.abs(), "{fp32} vs {bf16}");
+    let grads = loss.backward().unwrap();
+    for (name, var) in m.named_trainable_vars() {
+        assert_eq!(var.dtype(), DType::F32, "{name}");
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_eq!(g.dtype(), DType::F32, "{name}");
+        if !name.ends_with("attention.self.key.bias") {
+            assert!(l2(g) > 1e-7, "zero gradient for {name}");
+        }
     }
 }
 

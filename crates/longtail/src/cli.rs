@@ -414,6 +414,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0, hide = true)]
     pub stop_after_steps: u64,
 
+    /// fp32 (default) or bf16: mixed precision for a GPU, the encoder's matmuls on bf16 copies
+    /// (f32 accumulation) while weights and AdamW moments stay f32. Slower on a CPU.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -469,9 +474,9 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = false)]
     pub no_baselines: bool,
 
-    /// Score with this precision. With int8 the f32 model runs too: the report gets an
-    /// `fp32` row, and REPORT.precision.json the ROC-AUC of both and max / mean |p_tail
-    /// difference| on validation and the reported split.
+    /// Score with this precision (fp32, int8 on the CPU, bf16 for a GPU). With int8 or bf16
+    /// the f32 model runs too: the report gets an `fp32` row, and REPORT.precision.json the
+    /// ROC-AUC of both and max / mean |p_tail difference| on validation and the reported split.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
 

@@ -76,7 +76,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let (ref_val, ref_target) = score_both(&load(Precision::Fp32)?)?;
         let check = PrecisionCheck {
             precision: args.precision.as_str(),
-            kernel: longtail_model::int8::kernel().name(),
+            kernel: (args.precision == Precision::Int8)
+                .then(|| longtail_model::int8::kernel().name()),
             validation: compare_precision(&ref_val, &val),
             split: crate::cli::value_name(&args.split),
             reported: compare_precision(&ref_target, &target),
@@ -139,7 +140,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
 #[derive(serde::Serialize)]
 struct PrecisionCheck {
     precision: &'static str,
-    kernel: &'static str,
+    /// The integer kernel (int8 only).
+    kernel: Option<&'static str>,
     validation: PrecisionDiff,
     /// The split the report is on (`--split`).
     split: String,

@@ -78,9 +78,10 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub max_len: Option<usize>,
 
-    /// Arithmetic of the encoder's linear layers: fp32 (default, exact) or int8 (per-channel
-    /// weights, per-token activations; faster where the CPU has integer dot products, at an
-    /// accuracy cost that `longtail eval --precision int8` measures). A --resume must use the
+    /// Arithmetic of the encoder's linear layers: fp32 (default, exact); int8 (CPU only:
+    /// per-channel weights, per-token activations; faster where the CPU has integer dot
+    /// products); or bf16 (for a GPU: matmuls on bf16 copies, f32 accumulation; slower on a
+    /// CPU). `longtail eval --precision P` measures what P costs. A --resume must use the
     /// precision the interrupted run used.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
@@ -164,6 +165,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let st = scorer.stats();
     let arithmetic = match scorer.precision() {
         Precision::Fp32 => "GFLOP/s (fp32)".to_string(),
+        Precision::Bf16 => "GFLOP/s (bf16 matmuls)".to_string(),
         Precision::Int8 => format!(
             "G(int)OP/s (int8, {} kernel)",
             longtail_model::int8::kernel().name()

@@ -89,6 +89,7 @@ fn to_config(a: TrainArgs) -> TrainConfig {
         template: a.template,
         stop_after_steps: a.stop_after_steps,
         device: a.device.device,
+        precision: a.precision,
     }
 }
 

@@ -12,6 +12,7 @@ use longtail_infer::Scorer;
 use longtail_model::ClassifierOptions;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Catalogue words, all in the shared tiny tokenizer's vocabulary (`common::tiny`).
@@ -53,18 +54,22 @@ fn catalogue(path: &Path, n: usize) {
     std::fs::write(path, s).unwrap();
 }
 
+/// `longtail score --checkpoint CKPT --input INPUT --output OUTPUT EXTRA...`, not yet run.
+fn score_command(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> Command {
+    let mut cmd = longtail();
+    cmd.arg("score")
+        .arg("--checkpoint")
+        .arg(ckpt)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(extra);
+    cmd
+}
+
 fn score(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> String {
-    let out = run_ok(
-        longtail()
-            .arg("score")
-            .arg("--checkpoint")
-            .arg(ckpt)
-            .arg("--input")
-            .arg(input)
-            .arg("--output")
-            .arg(output)
-            .args(extra),
-    );
+    let out = run_ok(&mut score_command(ckpt, input, output, extra));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -182,15 +187,7 @@ fn kill_then_resume(precision: &str) {
 
     let out = tmp.path().join("killed.jsonl");
     let sidecar = tmp.path().join("killed.jsonl.progress.json");
-    let mut child = longtail()
-        .arg("score")
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&out)
-        .args(args)
+    let mut child = score_command(&ckpt, &input, &out, &args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -348,15 +345,7 @@ fn int8_and_bf16_are_close_to_fp32_and_resume_keeps_the_precision() {
             "{precision} is far from fp32: max |p_tail diff| {max}"
         );
 
-        let err = longtail()
-            .arg("score")
-            .arg("--checkpoint")
-            .arg(&ckpt)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&out)
-            .args(["--resume", "--precision", "fp32"])
+        let err = score_command(&ckpt, &input, &out, &["--resume", "--precision", "fp32"])
             .output()
             .unwrap();
         assert!(!err.status.success());

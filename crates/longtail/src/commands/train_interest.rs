@@ -144,9 +144,9 @@ pub struct TrainInterestArgs {
     /// up (more tail items ranked high, at some NDCG cost; see docs/interest.md).
     #[arg(long, default_value_t = defaults::train_interest().tail_loss_alpha, help_heading = "Sequence model")]
     pub tail_loss_alpha: f64,
-    /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32, bf16 (for a GPU) or int8 (faster
-    /// on CPUs with integer dot products, at a small ranking cost measured in
-    /// docs/interest.md). Saved in the checkpoint: `recommend`, `eval-rec` and `serve` embed
+    /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32, bf16 (for a
+    /// GPU) or int8 (faster on CPUs with integer dot products, at a small ranking cost measured
+    /// in docs/interest.md). Saved in the checkpoint: `recommend`, `eval-rec` and `serve` embed
     /// new items the same way; a resumed run keeps its checkpoint's.
     #[arg(long, value_enum, default_value_t = defaults::train_interest().precision, help_heading = "Sequence model")]
     pub precision: Precision,

@@ -82,14 +82,17 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
     };
     let mut report = rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
     if let Some(ckpt) = &args.checkpoint {
-        super::eval_rec_interest::add_interest_models(
-            &args.data,
+        let models = super::eval_rec_interest::InterestCheckpoints {
+            data: &args.data,
             ckpt,
-            &args.compare,
+            compare: &args.compare,
+            device: &device,
+        };
+        super::eval_rec_interest::add_interest_models(
+            &models,
             &split,
             &segments,
             &opts,
-            &device,
             &mut report,
         )?;
     }

@@ -42,16 +42,30 @@ fn load(data: &PreparedDataset, ckpt: &Path, device: &Device) -> Result<Interest
     Ok(index)
 }
 
+/// The interest checkpoints of one `eval-rec` run and where they run.
+pub struct InterestCheckpoints<'a> {
+    /// The prepared dir the checkpoints embed their items from.
+    pub data: &'a Path,
+    /// `--checkpoint`: the `longtail` row.
+    pub ckpt: &'a Path,
+    /// `--compare NAME=DIR`: one more row each.
+    pub compare: &'a [NamedCheckpoint],
+    pub device: &'a Device,
+}
+
 pub fn add_interest_models(
-    data: &Path,
-    ckpt: &Path,
-    compare: &[NamedCheckpoint],
+    models: &InterestCheckpoints<'_>,
     split: &RecSplit,
     segments: &Segments,
     opts: &RecOptions,
-    device: &Device,
     report: &mut RecReport,
 ) -> Result<()> {
+    let InterestCheckpoints {
+        data,
+        ckpt,
+        compare,
+        device,
+    } = *models;
     let dataset = PreparedDataset::load(data)
         .with_context(|| format!("cannot load prepared dataset {}", data.display()))?;
     let log = |line: &str| eprintln!("  {line}");

@@ -22,7 +22,7 @@ if "$cuda_bin" score --checkpoint "$ckpt" --input "$tmp/items.jsonl" --output "$
   --device cuda 2>"$tmp/err"; then
   echo "FAIL: --device cuda succeeded without a GPU"; exit 1
 fi
-grep -q 'no usable CUDA GPU 0' "$tmp/err" && [[ "$(wc -l <"$tmp/err")" == 1 ]] ||
+grep -q 'no usable CUDA GPU 0 on this machine (CUDA_ERROR_NO_DEVICE)' "$tmp/err" && [[ "$(wc -l <"$tmp/err")" == 1 ]] ||
   { echo "FAIL: unexpected error:"; cat "$tmp/err"; exit 1; }
 echo "ok: --device cuda without a GPU: $(cat "$tmp/err")"
 

@@ -59,14 +59,23 @@ impl DeviceSpec {
             Self::Cuda(ordinal) => Device::new_cuda(ordinal).map_err(|e| DeviceError::NoGpu {
                 spec: self,
                 ordinal,
-                reason: first_line(&e.to_string()),
+                reason: driver_reason(&e.to_string()),
             }),
         }
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
+/// The driver's error name (`CUDA_ERROR_NO_DEVICE`) when the message has one, else its first
+/// line: candle's message wraps it in cudarc's debug output.
+fn driver_reason(message: &str) -> String {
+    if let Some(at) = message.find("CUDA_ERROR_") {
+        let name: String = message[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        return name;
+    }
+    message.lines().next().unwrap_or_default().to_string()
 }
 
 /// How a resolved device is named in logs and reports (`cpu`, `cuda:0`).
@@ -174,6 +183,13 @@ mod tests {
             assert!(DeviceSpec::Auto.resolve().unwrap().is_cpu());
         }
         assert_eq!(device_name(&Device::Cpu), "cpu");
+    }
+
+    #[test]
+    fn driver_errors_are_named_by_their_code() {
+        let m = "DriverError(CUDA_ERROR_NO_DEVICE, \"<Failure when calling cuGetErrorString()>\")";
+        assert_eq!(driver_reason(m), "CUDA_ERROR_NO_DEVICE");
+        assert_eq!(driver_reason("no cuda\nmore"), "no cuda");
     }
 
     /// The CPU build names the fix (the CUDA build is exercised by scripts/gpu_check.sh).

@@ -22,8 +22,8 @@ pub mod scorer;
 pub mod stream;
 
 pub use error::{InferError, Result};
-/// The precision a [`Scorer`] runs in (`ScorerOptions::precision`).
-pub use longtail_model::Precision;
+/// The precision and the device a [`Scorer`] runs in (`ScorerOptions::precision`, `::device`).
+pub use longtail_model::{Device, Precision};
 pub use rows::RowFields;
 pub use scorer::{ForwardStats, Scorer, ScorerOptions, Scores};
 pub use stream::{score_file, OutputFormat, Progress, Shard, StreamOptions, StreamSummary};

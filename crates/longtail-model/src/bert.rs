@@ -487,7 +487,7 @@ impl BertModel {
     /// pooler stay f32. Only the inference entry points work afterwards (a training forward
     /// pass is refused: the integer op has no gradient). Needs f32 weights on the CPU.
     pub fn quantize_int8(&mut self) -> Result<()> {
-        if !self.embeddings.word.device().is_cpu() || self.embeddings.word.dtype() != DType::F32 {
+        if !self.device().is_cpu() || self.embeddings.word.dtype() != DType::F32 {
             return Err(ModelError::Input(
                 "--precision int8 runs on the CPU only (integer kernels for x86); use --device \
                  cpu, or fp32 on a GPU"

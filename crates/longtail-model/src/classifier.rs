@@ -258,13 +258,8 @@ impl BertForSequenceClassification {
         self.pooling
     }
 
-    /// The encoder's transformer layers in int8 for scoring (see [`BertModel::quantize_int8`]);
-    /// the pooler and the classification head stay f32.
-    pub fn quantize_int8(&mut self) -> Result<()> {
-        self.bert.quantize_int8()
-    }
-
-    /// The encoder in `precision` (see [`BertModel::set_precision`]); the head stays f32.
+    /// The encoder in `precision` (see [`BertModel::set_precision`]: int8 for scoring, bf16
+    /// mixed precision); the pooler and the classification head stay f32.
     pub fn set_precision(&mut self, precision: crate::Precision) -> Result<()> {
         self.bert.set_precision(precision)
     }

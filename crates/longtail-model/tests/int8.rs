@@ -29,7 +29,7 @@ fn int8_pooled_states_are_close_to_f32() {
     let (ids, mask) = inputs();
     let mut m = model();
     let (pooled, _) = m.forward_inference_pooled(&ids, None, Some(&mask)).unwrap();
-    m.quantize_int8().unwrap();
+    m.set_precision(Precision::Int8).unwrap();
     assert_eq!(m.bert().precision(), Precision::Int8);
     let (pooled_q, _) = m.forward_inference_pooled(&ids, None, Some(&mask)).unwrap();
     let a = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -52,7 +52,7 @@ fn int8_pooled_states_are_close_to_f32() {
 fn a_quantized_model_refuses_training() {
     let (ids, mask) = inputs();
     let mut m = model();
-    m.quantize_int8().unwrap();
+    m.set_precision(Precision::Int8).unwrap();
     let err = m.forward_t(&ids, None, Some(&mask), true).unwrap_err();
     assert!(err.to_string().contains("inference only"), "{err}");
 }

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use candle_core::Device;
 use longtail_data::{listing_text, Label, PrepareSummary, PreparedItem, Split, STATS_FILE};
-use longtail_infer::{Precision, RowFields, Scorer, ScorerOptions};
+use longtail_infer::{Device, Precision, RowFields, Scorer, ScorerOptions};
 use longtail_interest::{
     InterestModel, Pseudonymiser, Recommendation, Recommender, RecommenderOptions,
 };
@@ -30,7 +29,7 @@ use crate::store::{NewItem, StoredEvent};
 pub struct ModelPaths {
     pub classifier: PathBuf,
     pub interest: PathBuf,
-    /// `longtail score --precision`: fp32, or int8 linear layers in the classifier's encoder.
+    /// `longtail score --precision` of the classifier's encoder: fp32, int8 or bf16.
     pub precision: Precision,
     pub device: Device,
 }
@@ -47,7 +46,7 @@ pub struct Version {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     pub classifier: Version,
-    /// The classifier's arithmetic: `fp32` or `int8`.
+    /// The classifier's arithmetic: `fp32`, `int8` or `bf16`.
     pub classifier_precision: String,
     pub interest: Version,
     /// The prepared dir (catalogue and histories).

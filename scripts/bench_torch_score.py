@@ -26,6 +26,11 @@ engine), with each one's max |p_tail diff| against its own fp32 run; with --int8
 integer GEMM ceiling (the int8_gemm example of longtail-int8) next to the encoder's G(int)OP/s.
 The CPU model and family are printed first: the integer speed-up depends on them.
 
+With --device cuda both sides run on the GPU (`longtail score --device cuda`, the model and
+batches moved to the GPU in Python); the int8 rows are CPU-only and are skipped there, and
+--bf16 adds `longtail score --precision bf16` against the same model cast to bfloat16
+(`model.to(torch.bfloat16)`, what a transformers user runs for GPU inference).
+
 Usage (repository root):
     python3 scripts/bench_torch_score.py --checkpoint runs/office-ft-default \\
         --items runs/office/items.jsonl --longtail target/release/longtail --threads 2 \\
@@ -64,6 +69,9 @@ def parse_args(argv):
     ap.add_argument("--no-avx2-kernel", dest="avx2_kernel", action="store_false",
                     help="on a VNNI CPU, skip the extra longtail int8 run with the AVX2 kernel forced")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both sides)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="add a bf16 row: longtail --precision bf16 vs the model in bfloat16")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rows", type=int, default=0, help="resample to this many rows (0: as is)")
     ap.add_argument("--python-rows", type=int, default=0, help="score only the first M rows in Python")
@@ -153,7 +161,8 @@ def has_vnni():
 
 def run_longtail(args, catalogue, out, precision="fp32", kernel=None):
     cmd = [args.longtail, "score", "--checkpoint", args.checkpoint, "--input", catalogue,
-           "--output", out, "--threads", str(args.threads), "--precision", precision]
+           "--output", out, "--threads", str(args.threads), "--precision", precision,
+           "--device", args.device]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
     if kernel:
         env["LONGTAIL_INT8_KERNEL"] = kernel
@@ -191,7 +200,7 @@ def drop_dangling_separator(enc, sep_token, sep_id, pad_id, max_len):
         enc["token_type_ids"][hit, max_len - 1] = 0
 
 
-def run_python(args, ckpt, ids, texts, max_len, separator, int8=False):
+def run_python(args, ckpt, ids, texts, max_len, separator, int8=False, bf16=False):
     import torch
     from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
@@ -203,6 +212,8 @@ def run_python(args, ckpt, ids, texts, max_len, separator, int8=False):
     if int8:
         torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    device = torch.device(args.device)
+    model = model.to(device, dtype=torch.bfloat16 if bf16 else torch.float32)
     with open(os.path.join(ckpt, "config.json")) as f:
         cfg = json.load(f)
     pooling = cfg.get("longtail_pooling", "cls_pooler")
@@ -218,6 +229,7 @@ def run_python(args, ckpt, ids, texts, max_len, separator, int8=False):
                       padding="longest", return_tensors="pt")
             if sep_token is not None:
                 drop_dangling_separator(enc, sep_token, tok.sep_token_id, tok.pad_token_id, max_len)
+            enc = enc.to(device)
             if pooling == "cls_pooler":
                 logits = model(**enc).logits
             else:
@@ -228,7 +240,7 @@ def run_python(args, ckpt, ids, texts, max_len, separator, int8=False):
                 else:
                     pooled = h[:, 0]
                 logits = model.classifier(pooled)
-            p = torch.softmax(logits, dim=-1)[:, tail].tolist()
+            p = torch.softmax(logits.float(), dim=-1)[:, tail].tolist()
             for i, v in zip(ids[s:s + args.batch_size], p):
                 out[i] = v
     secs = time.perf_counter() - t0
@@ -259,6 +271,10 @@ def main(argv=None):
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
+    if args.device != "cpu":
+        args.int8 = False  # longtail's int8 kernels and torch's quantize_dynamic are CPU-only
+        import torch
+        print(f"[{name}] device: {args.device} ({torch.cuda.get_device_name(torch.device(args.device))})")
     print(f"[{name}] cpu: {cpu_model()}")
     rust = run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_{len(rows)}.jsonl"))
     n_py = args.python_rows or len(rows)
@@ -306,8 +322,18 @@ def main(argv=None):
             q["longtail_int8_avx2_rows_per_s"] = avx2["rows_per_s"]
             q["int8_avx2_vs_transformers_fp32"] = avx2["rows_per_s"] / py["rows_per_s"]
             q["int8_avx2_same_scores"] = avx2["scores"] == rust8["scores"]
+    half = None
+    if args.bf16:
+        rust16 = run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_bf16_{len(rows)}.jsonl"), "bf16")
+        py16 = run_python(*py_args, bf16=True)
+        half = {
+            "longtail_bf16_rows_per_s": rust16["rows_per_s"], "torch_bf16_rows_per_s": py16["rows_per_s"],
+            "bf16_ratio": rust16["rows_per_s"] / py16["rows_per_s"],
+            "longtail_bf16_max_abs_diff_vs_fp32": max_abs_diff(rust["scores"], rust16["scores"])[0],
+            "torch_bf16_max_abs_diff_vs_fp32": max_abs_diff(py["scores"], py16["scores"])[0],
+        }
     result = {
-        "name": name, "rows": len(rows), "python_rows": n_py, "threads": args.threads, "cpu": cpu_model(),
+        "name": name, "rows": len(rows), "device": args.device, "python_rows": n_py, "threads": args.threads, "cpu": cpu_model(),
         "batch_size": args.batch_size, "max_len": ta["max_len"],
         "longtail_rows_per_s": rust["rows_per_s"], "python_rows_per_s": py["rows_per_s"],
         "ratio": rust["rows_per_s"] / py["rows_per_s"], "max_abs_diff_p_tail": max_diff,
@@ -315,6 +341,8 @@ def main(argv=None):
     }
     if q:
         result.update({k: v for k, v in q.items() if k != "stdout_int8"})
+    if half:
+        result.update(half)
     if args.json:
         print(json.dumps(result))
     else:
@@ -322,6 +350,10 @@ def main(argv=None):
         print(f"[{name}] rows={len(rows)} threads={args.threads}: longtail {rust['rows_per_s']:.1f} rows/s, "
               f"python (transformers, batch {args.batch_size}, {n_py} rows) {py['rows_per_s']:.1f} rows/s, "
               f"ratio {result['ratio']:.2f}x, max |p_tail diff| {max_diff:.2e} over {len(diffs)} rows")
+        if half:
+            print(f"[{name}] bf16: longtail {half['longtail_bf16_rows_per_s']:.1f} rows/s, torch (model in bfloat16) "
+                  f"{half['torch_bf16_rows_per_s']:.1f} rows/s, ratio {half['bf16_ratio']:.2f}x; max |p_tail diff| vs own "
+                  f"fp32: longtail {half['longtail_bf16_max_abs_diff_vs_fp32']:.2e}, torch {half['torch_bf16_max_abs_diff_vs_fp32']:.2e}")
         if ceiling and rust["gflops"]:
             print(f"[{name}] encoder {rust['gflops']:.1f} GFLOP/s vs GEMM ceiling {ceiling:.1f} GFLOP/s "
                   f"({100 * rust['gflops'] / ceiling:.0f}%)")

@@ -36,7 +36,7 @@ save_file({k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in t
           sys.argv[2], metadata={"format": "pt"})
 EOF
 cp "$data/items.jsonl" "$data/interactions.csv" "$b/office/"
-git rev-parse HEAD >"$b/COMMIT" 2>/dev/null || true
+git describe --always --dirty >"$b/COMMIT" 2>/dev/null || true
 mkdir -p "$(dirname "$out")"
 tar -C "$stage" -cf - gpu-bundle | xz -T1 --lzma2=preset=9,dict=512MiB >"$out.tmp"
 mv "$out.tmp" "$out"

@@ -24,22 +24,7 @@ mkdir -p "$work"
 export LONGTAIL_TEST_DEVICE="$device" LONGTAIL_TEST_BASE_MODEL="$bundle/minilm" \
   LONGTAIL_TEST_OFFICE_ITEMS="$bundle/office/items.jsonl" RUST_BACKTRACE=1
 
-# The CUDA libraries the binary links: the system's, else the CUDA 13 wheels that PyTorch's
-# Python carries (site-packages/nvidia/...).
-find_cuda_libs() {
-  local dirs=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/nvidia/lib64
-    /usr/lib/x86_64-linux-gnu /usr/lib64)
-  local py
-  py="$(python3 -c 'import nvidia, os; print(" ".join(nvidia.__path__))' 2>/dev/null || true)"
-  local missing
-  missing="$(ldd "$lt" | awk '/not found/ {print $1}')"
-  for lib in $missing; do
-    local hit
-    hit="$(find "${dirs[@]}" $py -name "$lib" 2>/dev/null | head -1)"
-    [[ -n "$hit" ]] && export LD_LIBRARY_PATH="$(dirname "$hit")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  done
-}
-find_cuda_libs
+source "$(dirname "${BASH_SOURCE[0]}")/cuda_libs.sh"
 
 declare -a rows
 failed=0
@@ -53,8 +38,7 @@ echo "gpu_check: device $device, bundle $bundle (commit $(cat "$bundle/COMMIT" 2
 if [[ "$device" == cuda* ]]; then
   nvidia-smi -L || true
 fi
-if ldd "$lt" | grep -q 'not found'; then
-  ldd "$lt" | grep 'not found'
+if ! find_cuda_libs "$lt"; then
   row "CUDA libraries" FAIL "missing: $(ldd "$lt" | awk '/not found/ {print $1}' | tr '\n' ' ')"
   printf '%s\n' "${rows[@]}"
   exit 1
@@ -81,7 +65,8 @@ log "3. prepare + 100 training steps on $device"
 "$lt" prepare --items "$bundle/office/items.jsonl" --interactions "$bundle/office/interactions.csv" \
   --out "$work/office" >"$work/prepare.log" 2>&1 || echo "prepare failed: $work/prepare.log"
 if "$lt" train --data "$work/office" --model "$bundle/minilm" --out "$work/model" --max-steps 100 \
-  --eval-strategy no --logging-steps 10 --device "$device" 2>&1 | tee "$work/train.log" | tail -4; then
+  --eval-strategy no --logging-steps 10 --device "$device" --phase-times 2>&1 |
+  tee "$work/train.log" | tail -5; then
   loss="$(python3 - "$work/model/metrics.jsonl" <<'EOF'
 import json, sys
 losses = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
@@ -91,7 +76,7 @@ EOF
 )"
   sps="$(grep '^trained' "$work/train.log" | grep -o '[0-9.]* samples/s')"
   [[ "$loss" == falls* ]] && ok=PASS || ok=FAIL
-  row "train, 100 steps" "$ok" "$sps; loss $loss"
+  row "train, 100 steps" "$ok" "$sps; loss $loss; $(grep -o '^phase times: .*' "$work/train.log")"
 else
   row "train, 100 steps" FAIL "see $work/train.log"
 fi

@@ -34,8 +34,8 @@ use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
     checkpoint_dir_name, class_weights_inverse_frequency, last_checkpoint,
     num_update_steps_per_epoch, remaining_updates, rotate_checkpoints, AdamW, AdamWConfig,
-    BestMetricConfig, EarlyStopping, LogEntry, LrSchedule, ParamGroupSpec, RngState, SchedulerType,
-    StepDriver, TrainError, TrainerState, EARLY_STOPPING_CALLBACK,
+    BestMetricConfig, EarlyStopping, LogEntry, LrSchedule, ParamGroupSpec, PhaseTimes, RngState,
+    SchedulerType, StepDriver, TrainError, TrainerState, EARLY_STOPPING_CALLBACK,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,10 @@ pub struct TrainConfig {
     /// `fp32`, or `bf16`: the encoder's matmuls on bf16 copies, f32 master weights.
     #[serde(default)]
     pub precision: Precision,
+    /// Time each phase of the updates (forward, backward, clip, AdamW), synchronising the
+    /// device after each; reported in [`TrainOutcome::phase_times`]. A diagnostic.
+    #[serde(default)]
+    pub phase_times: bool,
 }
 
 impl Default for TrainConfig {
@@ -135,6 +139,7 @@ impl Default for TrainConfig {
             stop_after_steps: 0,
             device: DeviceSpec::default(),
             precision: Precision::Fp32,
+            phase_times: false,
         }
     }
 }
@@ -252,6 +257,8 @@ pub struct TrainOutcome {
     pub early_stopped: bool,
     /// Stopped by `stop_after_steps` (the final model was not exported).
     pub interrupted: bool,
+    /// Per-phase wall time of this run's updates, with `phase_times` on.
+    pub phase_times: Option<PhaseTimes>,
 }
 
 impl TrainOutcome {
@@ -462,6 +469,9 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     let schedule =
         LrSchedule::from_args(scheduler, cfg.learning_rate, max_steps, 0, cfg.warmup_ratio)?;
     let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
+    if cfg.phase_times {
+        driver = driver.time_phases();
+    }
     let strategy = cfg.eval_strategy()?;
     let best_cfg = BestMetricConfig::new(cfg.best_metric_name()?);
     let mut early = if cfg.early_stopping_patience > 0 {
@@ -752,6 +762,7 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         seconds: started.elapsed().as_secs_f64(),
         early_stopped,
         interrupted,
+        phase_times: driver.phase_times(),
     })
 }
 

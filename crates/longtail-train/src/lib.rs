@@ -59,7 +59,7 @@ pub use optim_state::{OptimizerStateMeta, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS
 pub use param_groups::{is_no_decay_param, ParamGroup, ParamGroupSpec, Partition};
 pub use schedule::{resolve_warmup_steps, resolve_warmup_steps_v5, LrSchedule, SchedulerType};
 pub use shuffle::{epoch_permutation, DataOrder};
-pub use step::{remaining_updates, StepDriver, StepReport, UpdateWindow};
+pub use step::{remaining_updates, PhaseTimes, StepDriver, StepReport, UpdateWindow};
 pub use trainer_state::{
     resume_position, LogEntry, ResumePosition, RngState, TrainerState, TRAINER_STATE_FILE,
 };

@@ -6,8 +6,9 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::accumulate::{accumulation_windows, num_update_steps_per_epoch, GradAccumulator};
 use crate::adamw::AdamW;
@@ -29,6 +30,62 @@ pub struct StepReport {
     pub learning_rate: f64,
 }
 
+/// Wall time of each phase of the updates, with the device synchronised at the end of every
+/// phase: a GPU runs kernels asynchronously, so without the synchronisation the time lands
+/// wherever the next read-back waits. A diagnostic ([`StepDriver::time_phases`]), off by
+/// default because the extra synchronisations cost a little.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PhaseTimes {
+    pub updates: u64,
+    /// Forward passes up to the loss on the host (building and uploading the batch included).
+    pub forward: Duration,
+    pub backward: Duration,
+    /// The global gradient norm and the clipping.
+    pub clip: Duration,
+    /// The AdamW update.
+    pub optimizer: Duration,
+}
+
+impl PhaseTimes {
+    /// `forward 12.3 ms, backward 20.1 ms, clip 1.0 ms, AdamW 8.2 ms per update (100 updates)`.
+    pub fn per_update(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3 / self.updates.max(1) as f64;
+        format!(
+            "forward {:.1} ms, backward {:.1} ms, clip {:.1} ms, AdamW {:.1} ms per update ({} updates)",
+            ms(self.forward),
+            ms(self.backward),
+            ms(self.clip),
+            ms(self.optimizer),
+            self.updates
+        )
+    }
+}
+
+#[derive(Debug)]
+struct PhaseClock {
+    device: Device,
+    times: PhaseTimes,
+    last: Instant,
+}
+
+impl PhaseClock {
+    /// Synchronises the device and adds the time since the last lap to `phase`.
+    fn lap(&mut self, phase: fn(&mut PhaseTimes) -> &mut Duration) -> Result<()> {
+        self.device.synchronize()?;
+        let now = Instant::now();
+        *phase(&mut self.times) += now - self.last;
+        self.last = now;
+        Ok(())
+    }
+
+    /// Starts timing from now (whatever ran since the last lap is no phase's).
+    fn restart(&mut self) -> Result<()> {
+        self.device.synchronize()?;
+        self.last = Instant::now();
+        Ok(())
+    }
+}
+
 /// Optimizer + schedule + clipping + accumulation + update counter.
 ///
 /// Update `n + 1` uses `schedule.lr_at(n)` where `n` counts every update since the schedule
@@ -41,6 +98,7 @@ pub struct StepDriver {
     max_grad_norm: f64,
     accumulator: GradAccumulator,
     global_step: u64,
+    clock: Option<PhaseClock>,
 }
 
 impl StepDriver {
@@ -54,7 +112,28 @@ impl StepDriver {
             max_grad_norm,
             accumulator,
             global_step: 0,
+            clock: None,
         }
+    }
+
+    /// Measures the wall time of each phase of every update from now on (see [`PhaseTimes`]).
+    pub fn time_phases(mut self) -> Self {
+        let device = self
+            .optimizer
+            .trainable_vars()
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
+        self.clock = Some(PhaseClock {
+            device,
+            times: PhaseTimes::default(),
+            last: Instant::now(),
+        });
+        self
+    }
+
+    /// The phase times so far, when [`time_phases`](Self::time_phases) is on.
+    pub fn phase_times(&self) -> Option<PhaseTimes> {
+        self.clock.as_ref().map(|c| c.times)
     }
 
     /// Continues the schedule after `global_step` updates whose optimizer state was not kept
@@ -103,6 +182,9 @@ impl StepDriver {
         F: FnMut(usize) -> Result<Tensor, E>,
     {
         let step = self.global_step + 1;
+        if let Some(clock) = &mut self.clock {
+            clock.restart()?;
+        }
         self.accumulator.begin_window(micro_batches)?;
         let result = self.accumulate::<E, F>(micro_batches, step, &mut loss_of);
         // Whatever happened, the next update starts from an empty window.
@@ -113,6 +195,9 @@ impl StepDriver {
             &self.optimizer.trainable_vars(),
             self.max_grad_norm,
         )?;
+        if let Some(clock) = &mut self.clock {
+            clock.lap(|t| &mut t.clip)?;
+        }
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "gradient norm",
@@ -124,6 +209,10 @@ impl StepDriver {
         let learning_rate = self.schedule.lr_at(self.global_step);
         self.optimizer.set_learning_rate(learning_rate);
         self.optimizer.step(&grads)?;
+        if let Some(clock) = &mut self.clock {
+            clock.lap(|t| &mut t.optimizer)?;
+            clock.times.updates += 1;
+        }
         self.global_step = step;
         Ok(StepReport {
             step,
@@ -157,7 +246,13 @@ impl StepDriver {
                 .into());
             }
             mean += value / micro_batches as f64;
+            if let Some(clock) = &mut self.clock {
+                clock.lap(|t| &mut t.forward)?;
+            }
             self.accumulator.backward(&loss)?;
+            if let Some(clock) = &mut self.clock {
+                clock.lap(|t| &mut t.backward)?;
+            }
         }
         Ok(mean)
     }
@@ -265,6 +360,25 @@ mod tests {
         assert_eq!(r.learning_rate, lrs[2]);
         b.step::<TrainError, _>(1, |_| Ok(sq(&wb))).unwrap();
         assert_eq!(values(&wb), values(&w));
+    }
+
+    #[test]
+    fn phase_times_count_updates_and_leave_the_updates_alone() {
+        let sq = |w: &Var| w.as_tensor().sqr().unwrap().sum_all().unwrap();
+        let (mut plain, wp) = driver(0.1, 4);
+        let (timed, wt) = driver(0.1, 4);
+        let mut timed = timed.time_phases();
+        assert_eq!(plain.phase_times(), None);
+        for _ in 0..3 {
+            plain.step::<TrainError, _>(2, |_| Ok(sq(&wp))).unwrap();
+            timed.step::<TrainError, _>(2, |_| Ok(sq(&wt))).unwrap();
+        }
+        assert_eq!(values(&wt), values(&wp));
+        let t = timed.phase_times().unwrap();
+        assert_eq!(t.updates, 3);
+        let total = t.forward + t.backward + t.clip + t.optimizer;
+        assert!(total > Duration::ZERO);
+        assert!(t.per_update().ends_with("per update (3 updates)"), "{}", t.per_update());
     }
 
     #[test]

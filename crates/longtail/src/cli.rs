@@ -419,6 +419,11 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
 
+    /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
+    /// device synchronised after each phase; a little slower, for profiling a GPU run.
+    #[arg(long, default_value_t = false)]
+    pub phase_times: bool,
+
     #[command(flatten)]
     pub device: DeviceArg,
 }

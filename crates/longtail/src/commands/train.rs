@@ -38,6 +38,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ""
         }
     );
+    if let Some(times) = outcome.phase_times {
+        println!("phase times: {}", times.per_update());
+    }
     if let Some(best) = outcome.best_metric {
         println!(
             "best validation {}: {best:.4} at {}",
@@ -90,6 +93,7 @@ fn to_config(a: TrainArgs) -> TrainConfig {
         stop_after_steps: a.stop_after_steps,
         device: a.device.device,
         precision: a.precision,
+        phase_times: a.phase_times,
     }
 }
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# longtail against PyTorch on one GPU, side by side, from the prebuilt bundle
+# (scripts/gpu_bundle.sh): the default fine-tuning recipe (configs/train.toml, Office data) in
+# fp32 and bf16 with samples/s, where an update's time goes (--phase-times) and test ROC-AUC,
+# then catalogue scoring rows/s (scripts/bench_torch_score.py --device, 20k resampled rows).
+# The PyTorch side is scripts/finetune_torch.py and transformers on the machine's own torch.
+# Under 6 minutes on one H100.
+#
+# Usage: scripts/gpu_bench.sh BUNDLE_DIR   (run from the repository root)
+# GPU_BENCH_DEVICE=cpu runs the same steps on the CPU (a test of this script), best with
+# GPU_BENCH_MAX_STEPS=5 GPU_BENCH_SCORE_ROWS=200 (both sides stop after that many updates).
+set -uo pipefail
+
+bundle="$(cd "${1:?usage: scripts/gpu_bench.sh BUNDLE_DIR}" && pwd)"
+device="${GPU_BENCH_DEVICE:-cuda}"
+rows="${GPU_BENCH_SCORE_ROWS:-20000}"
+max_steps="${GPU_BENCH_MAX_STEPS:--1}"
+work="${GPU_BENCH_WORK:-$(mktemp -d)}"
+lt="$bundle/bin/longtail"
+mkdir -p "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/cuda_libs.sh"
+find_cuda_libs "$lt" || exit 1
+export PYTHONUNBUFFERED=1
+
+declare -a table
+add() { table+=("$(printf '| %s |' "$*")"); }
+auc() { python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['$2']:.4f}\")" "$1"; }
+
+echo "gpu_bench: device $device ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)), bundle commit $(cat "$bundle/COMMIT" 2>/dev/null || echo ?)"
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+"$lt" prepare --items "$bundle/office/items.jsonl" --interactions "$bundle/office/interactions.csv" \
+  --out "$work/office" >"$work/prepare.log" 2>&1 || { cat "$work/prepare.log"; exit 1; }
+
+for precision in fp32 bf16; do
+  echo; echo "== fine-tune, $precision: longtail"
+  "$lt" train --config configs/train.toml --data "$work/office" --model "$bundle/minilm" \
+    --out "$work/lt-$precision" --precision "$precision" --device "$device" --phase-times --max-steps "$max_steps" \
+    >"$work/train-$precision.log" 2>&1
+  tail -6 "$work/train-$precision.log"
+  "$lt" eval --checkpoint "$work/lt-$precision" --data "$work/office" --device "$device" \
+    --no-baselines --report "$work/eval-$precision.json" >"$work/eval-$precision.log" 2>&1
+  lt_auc="$(auc "$work/eval-$precision.json" auc 2>/dev/null || echo '?')"
+  echo "== fine-tune, $precision: PyTorch"
+  python3 scripts/finetune_torch.py --data "$work/office" --model "$bundle/minilm" \
+    --config configs/train.toml --device "$device" --precision "$precision" --max-steps "$max_steps" \
+    --out "$work/torch-$precision.json" >"$work/torch-$precision.log" 2>&1
+  tail -3 "$work/torch-$precision.log" | cut -c1-400
+  lt_sps="$(grep -o '[0-9.]* samples/s' "$work/train-$precision.log" | tail -1)"
+  py_sps="$(python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['train_samples_per_second']:.1f} samples/s\")" "$work/torch-$precision.json" 2>/dev/null || echo '?')"
+  add "fine-tune $precision | longtail $lt_sps, test AUC $lt_auc | PyTorch $py_sps, test AUC $(auc "$work/torch-$precision.json" test_auc 2>/dev/null || echo '?') | $(grep -o 'phase times: .*' "$work/train-$precision.log")"
+done
+
+echo; echo "== score, $rows resampled Office rows"
+python3 scripts/bench_torch_score.py --checkpoint "$work/lt-fp32" --items "$bundle/office/items.jsonl" \
+  --longtail "$lt" --device "$device" --bf16 --rows "$rows" --batch-size 64 \
+  --out-dir "$work/score" 2>&1 | tee "$work/score.log"
+add "score fp32 | $(grep -o 'longtail [0-9.]* rows/s' "$work/score.log" | head -1) | $(grep -o 'python (transformers[^)]*) [0-9.]* rows/s' "$work/score.log") | $(grep -o 'ratio [0-9.]*x, max |p_tail diff| [0-9.e+-]*' "$work/score.log" | head -1)"
+add "score bf16 | $(grep -o 'bf16: longtail [0-9.]* rows/s' "$work/score.log") | $(grep -o 'torch (model in bfloat16) [0-9.]* rows/s' "$work/score.log") | $(grep -o 'ratio [0-9.]*x; max .*' "$work/score.log" | tail -1)"
+
+if command -v nsys >/dev/null; then
+  echo; echo "== nsys: 30 fp32 updates"
+  nsys profile -t cuda -o "$work/train-prof" --force-overwrite true "$lt" train --data "$work/office" \
+    --model "$bundle/minilm" --out "$work/lt-prof" --max-steps 30 --eval-strategy no --device "$device" \
+    >"$work/nsys-run.log" 2>&1 &&
+    nsys stats -r cuda_api_sum,cuda_gpu_kern_sum -f csv "$work/train-prof.nsys-rep" >"$work/nsys-stats.csv" 2>&1
+  head -25 "$work/nsys-stats.csv" | cut -c1-200
+fi
+
+echo
+echo "## gpu_bench summary ($device)"
+echo "| run | longtail | PyTorch | notes |"
+echo "|---|---|---|---|"
+printf '%s\n' "${table[@]}"

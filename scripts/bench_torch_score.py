@@ -259,6 +259,10 @@ def main(argv=None):
     ta = train_args(args.checkpoint)
     names = re.findall(r"\{(\w+)\}", ta["template"])
     src = load_rows(args.items)
+    if src and not isinstance(src[0].get("fields"), dict):
+        print("note: raw catalogue rows: longtail cleans their text (HTML, NFKC: '™' becomes 'TM') and "
+              "the Python side does not, so p_tail differs on rows where that changes the tokens; "
+              "pass prepare's items.jsonl for a like-for-like comparison", file=sys.stderr)
     if args.rows:
         rng = random.Random(args.seed)
         picked = [(j, rng.choice(src)) for j in range(args.rows)]

@@ -51,7 +51,9 @@ for precision in fp32 bf16; do
 done
 
 echo; echo "== score, $rows resampled Office rows"
-python3 scripts/bench_torch_score.py --checkpoint "$work/lt-fp32" --items "$bundle/office/items.jsonl" \
+# prepare's items.jsonl: its cleaned fields are what both sides tokenize (raw rows would be
+# cleaned by longtail only, NFKC and all, and their p_tail would differ where that matters).
+python3 scripts/bench_torch_score.py --checkpoint "$work/lt-fp32" --items "$work/office/items.jsonl" \
   --longtail "$lt" --device "$device" --bf16 --rows "$rows" --batch-size 64 \
   --out-dir "$work/score" 2>&1 | tee "$work/score.log"
 add "score fp32 | $(grep -o 'longtail [0-9.]* rows/s' "$work/score.log" | head -1) | $(grep -o 'python (transformers[^)]*) [0-9.]* rows/s' "$work/score.log") | $(grep -o 'ratio [0-9.]*x, max |p_tail diff| [0-9.e+-]*' "$work/score.log" | head -1)"

@@ -6,13 +6,16 @@
 //! chosen by `(seed, call counter)`: the masks of forward call `k` depend only on the seed and
 //! `k`, never on what earlier calls consumed, so a trainer resumes bit-for-bit by saving and
 //! restoring [`DropoutRngState`]. Masks are generated on the host and uploaded, which makes
-//! them identical on every device.
+//! them identical on every device. The draws are split into chunks filled in parallel, each
+//! from its own position of the same stream ([`fill_in_parallel`]), so the values are those of
+//! one sequential fill; a GPU gets one byte per element (keep or not) and scales on the device.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -90,7 +93,7 @@ impl MaskStream {
     pub(crate) fn keep_flags(&mut self, n: usize, p: f64) -> (Vec<bool>, f64) {
         let threshold = self.draw(n, p);
         (
-            self.buf.iter().map(|&u| u >= threshold).collect(),
+            self.buf.par_iter().map(|&u| u >= threshold).collect(),
             1.0 / (1.0 - p),
         )
     }
@@ -98,19 +101,28 @@ impl MaskStream {
     /// Fills `buf` with the next `n` draws; returns the keep threshold for `p`.
     fn draw(&mut self, n: usize, p: f64) -> u32 {
         self.buf.resize(n, 0);
-        self.rng.fill(&mut self.buf[..]);
+        fill_in_parallel(&mut self.rng, &mut self.buf);
         // keep iff u >= p * 2^32, i.e. with probability 1 - p (to 2^-32).
         (p * 4294967296.0).round().min(u32::MAX as f64) as u32
     }
 
     fn mask(&mut self, dims: &[usize], dtype: DType, device: &Device, p: f64) -> Result<Tensor> {
+        if device.is_cpu() {
+            self.scaled_mask(dims, dtype, p)
+        } else {
+            self.flag_mask(dims, dtype, device, p)
+        }
+    }
+
+    /// The mask built on the host: `1 / (1 - p)` where kept, else 0.
+    fn scaled_mask(&mut self, dims: &[usize], dtype: DType, p: f64) -> Result<Tensor> {
         let threshold = self.draw(dims.iter().product(), p);
         let scale = 1.0 / (1.0 - p);
         let t = match dtype {
             DType::F64 => {
                 let v: Vec<f64> = self
                     .buf
-                    .iter()
+                    .par_iter()
                     .map(|&u| if u >= threshold { scale } else { 0.0 })
                     .collect();
                 Tensor::from_vec(v, dims, &Device::Cpu)?
@@ -119,14 +131,62 @@ impl MaskStream {
                 let s = scale as f32;
                 let v: Vec<f32> = self
                     .buf
-                    .iter()
+                    .par_iter()
                     .map(|&u| if u >= threshold { s } else { 0.0 })
                     .collect();
                 Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(dtype)?
             }
         };
-        Ok(t.to_device(device)?)
+        Ok(t)
     }
+
+    /// The same mask for another device: one byte per element crosses to the device (a quarter
+    /// of an f32 mask), which turns it into `dtype` and scales it there. `0 * s` and `1 * s`
+    /// are exact, so the values equal [`Self::scaled_mask`]'s.
+    fn flag_mask(
+        &mut self,
+        dims: &[usize],
+        dtype: DType,
+        device: &Device,
+        p: f64,
+    ) -> Result<Tensor> {
+        let threshold = self.draw(dims.iter().product(), p);
+        let flags: Vec<u8> = self
+            .buf
+            .par_iter()
+            .map(|&u| u8::from(u >= threshold))
+            .collect();
+        let scale = match dtype {
+            DType::F64 => 1.0 / (1.0 - p),
+            // The f32 scale, as scaled_mask rounds it.
+            _ => f64::from((1.0 / (1.0 - p)) as f32),
+        };
+        Ok(Tensor::from_vec(flags, dims, device)?
+            .to_dtype(dtype)?
+            .affine(scale, 0.0)?)
+    }
+}
+
+/// Words of the stream one parallel task fills.
+const FILL_CHUNK: usize = 1 << 15;
+
+/// `rng.fill(buf)`, in parallel: chunk `i` is drawn by a copy of `rng` moved to the word where
+/// a sequential fill would be at that chunk, and `rng` ends where the sequential fill would.
+fn fill_in_parallel(rng: &mut ChaCha8Rng, buf: &mut [u32]) {
+    if buf.len() <= FILL_CHUNK {
+        rng.fill(buf);
+        return;
+    }
+    let start = rng.get_word_pos();
+    let base = rng.clone();
+    buf.par_chunks_mut(FILL_CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let mut r = base.clone();
+            r.set_word_pos(start + (i * FILL_CHUNK) as u128);
+            r.fill(chunk);
+        });
+    rng.set_word_pos(start + buf.len() as u128);
 }
 
 #[cfg(test)]
@@ -156,6 +216,47 @@ mod tests {
         // E[dropout(x)] = x
         let mean = v.iter().map(|&e| e as f64).sum::<f64>() / v.len() as f64;
         assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+    }
+
+    #[test]
+    fn the_parallel_fill_is_the_sequential_fill() {
+        let mut seq = ChaCha8Rng::seed_from_u64(3);
+        seq.set_stream(5);
+        let mut par = seq.clone();
+        // Not a multiple of the chunk, then a small draw that continues the stream.
+        for n in [3 * FILL_CHUNK + 17, 5, FILL_CHUNK + 1] {
+            let mut a = vec![0u32; n];
+            let mut b = vec![0u32; n];
+            seq.fill(&mut a[..]);
+            fill_in_parallel(&mut par, &mut b);
+            assert_eq!(a, b, "n = {n}");
+            assert_eq!(seq.get_word_pos(), par.get_word_pos());
+        }
+    }
+
+    #[test]
+    fn the_device_mask_equals_the_host_mask() {
+        // flag_mask is what a GPU gets; built here on the CPU it must equal scaled_mask.
+        let dims = [4, 3 * FILL_CHUNK / 16 + 5];
+        for (dtype, p) in [(DType::F32, 0.1), (DType::F64, 0.25), (DType::BF16, 0.1)] {
+            let host = DropoutRng::new(9)
+                .next_stream()
+                .scaled_mask(&dims, dtype, p)
+                .unwrap();
+            let dev = DropoutRng::new(9)
+                .next_stream()
+                .flag_mask(&dims, dtype, &Device::Cpu, p)
+                .unwrap();
+            let bits = |t: &Tensor| {
+                t.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            };
+            assert_eq!(bits(&host), bits(&dev), "{dtype:?}");
+        }
     }
 
     #[test]

@@ -378,7 +378,11 @@ mod tests {
         assert_eq!(t.updates, 3);
         let total = t.forward + t.backward + t.clip + t.optimizer;
         assert!(total > Duration::ZERO);
-        assert!(t.per_update().ends_with("per update (3 updates)"), "{}", t.per_update());
+        assert!(
+            t.per_update().ends_with("per update (3 updates)"),
+            "{}",
+            t.per_update()
+        );
     }
 
     #[test]

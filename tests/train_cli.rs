@@ -232,6 +232,29 @@ fn bf16_training_keeps_f32_weights_and_trains_every_layer() {
     assert!(err.contains("precision int8 is for scoring"), "{err}");
 }
 
+/// `--phase-times` prints one line with the four phases' time per update, counting every update.
+#[test]
+fn phase_times_says_where_an_update_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = prepared(tmp.path());
+    let out = train(
+        &data,
+        &model,
+        &tmp.path().join("timed"),
+        &["--max-steps", "3", "--phase-times"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("phase times: "))
+        .unwrap_or_else(|| panic!("no phase times line in {stdout}"));
+    for phase in ["forward ", "backward ", "clip ", "AdamW "] {
+        assert!(line.contains(phase), "{line}");
+    }
+    assert!(line.ends_with("per update (3 updates)"), "{line}");
+}
+
 /// The `longtail train` command line of these tests: small defaults for a tiny model, each
 /// replaced when `extra` sets the same flag.
 fn train_command(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> std::process::Command {

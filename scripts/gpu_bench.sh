@@ -27,7 +27,7 @@ add() { table+=("$(printf '| %s |' "$*")"); }
 auc() { python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['$2']:.4f}\")" "$1"; }
 
 echo "gpu_bench: device $device ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)), bundle commit $(cat "$bundle/COMMIT" 2>/dev/null || echo ?)"
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p')), $(nproc) cores"
 "$lt" prepare --items "$bundle/office/items.jsonl" --interactions "$bundle/office/interactions.csv" \
   --out "$work/office" >"$work/prepare.log" 2>&1 || { cat "$work/prepare.log"; exit 1; }
 

@@ -481,9 +481,10 @@ fn sequence_model_trains_recommends_and_is_evaluated_next_to_sasrec() {
     assert!(w.contains_key("item_id_embeddings.weight"));
     assert!(w.contains_key("encoder.layer.0.attention.self.query.weight"));
 
-    // SASRec: ID embeddings only, no text encoder in the checkpoint.
+    // SASRec: ID embeddings only, no text encoder in the checkpoint. With --phase-times, one
+    // line says where the 6 updates' time went.
     let sasrec = tmp.path().join("sasrec");
-    train_sequence(
+    let out = train_sequence(
         &data,
         &sasrec,
         &[
@@ -493,7 +494,15 @@ fn sequence_model_trains_recommends_and_is_evaluated_next_to_sasrec() {
             "6",
             "--eval-every",
             "2",
+            "--phase-times",
         ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(
+            |l| l.starts_with("phase times: forward ") && l.ends_with("per update (6 updates)")
+        ),
+        "{stdout}"
     );
     assert!(!sasrec.join("model.safetensors").exists());
     assert!(!tensors(&sasrec.join("sequence.safetensors")).contains_key("adaptor.dense.weight"));

@@ -165,7 +165,12 @@ pub fn tiny_classifier(root: &Path) -> PathBuf {
 }
 
 /// `train-interest` on the tiny world with `base` flags, then `extra`.
-pub fn run_train_interest(data: &Path, out: &Path, base: &[&str], extra: &[&str]) {
+pub fn run_train_interest(
+    data: &Path,
+    out: &Path,
+    base: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
     run_ok(
         longtail()
             .arg("train-interest")
@@ -191,11 +196,11 @@ pub fn run_train_interest(data: &Path, out: &Path, base: &[&str], extra: &[&str]
                 "3",
             ])
             .args(extra),
-    );
+    )
 }
 
 /// The sequence architecture (the default) on the tiny world.
-pub fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
+pub fn train_sequence(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let base = [
         "--hidden-size",
         "16",
@@ -206,5 +211,5 @@ pub fn train_sequence(data: &Path, out: &Path, extra: &[&str]) {
         "--id-min-count",
         "2",
     ];
-    run_train_interest(data, out, &base, extra);
+    run_train_interest(data, out, &base, extra)
 }

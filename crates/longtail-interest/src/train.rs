@@ -17,8 +17,8 @@ use longtail_model::checkpoint::{OPTIMIZER_JSON_FILE, TRAINER_STATE_FILE};
 use longtail_model::{DeviceSpec, ModelError, Precision};
 use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_train::{
-    epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, SchedulerType,
-    StepDriver, TrainerState,
+    epoch_permutation, AdamW, AdamWConfig, LogEntry, LrSchedule, ParamGroupSpec, PhaseTimes,
+    SchedulerType, StepDriver, TrainerState,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -102,6 +102,10 @@ pub struct TrainInterestConfig {
     /// Where the models run (`auto`, `cpu`, `cuda:N`); a resume may use another device.
     #[serde(default)]
     pub device: DeviceSpec,
+    /// Time each phase of the updates (forward, backward, clip, AdamW), synchronising the
+    /// device after each; reported in [`TrainInterestOutcome::phase_times`]. A diagnostic.
+    #[serde(default)]
+    pub phase_times: bool,
 }
 
 impl Default for TrainInterestConfig {
@@ -147,6 +151,7 @@ impl Default for TrainInterestConfig {
             logq_weight: 0.0,
             tail_loss_alpha: 0.0,
             device: DeviceSpec::default(),
+            phase_times: false,
         }
     }
 }
@@ -183,6 +188,8 @@ pub struct TrainInterestOutcome {
     pub last: Option<ValMetrics>,
     pub calibration: Option<Platt>,
     pub out: PathBuf,
+    /// Per-phase wall time of this run's updates, with `phase_times` on.
+    pub phase_times: Option<PhaseTimes>,
 }
 
 /// Validation Recall@10 (full ranking, training items excluded) for up to `limit` users.
@@ -575,6 +582,7 @@ fn train_bi_encoder(
         last,
         calibration,
         out: cfg.out.clone(),
+        phase_times: driver.phase_times(),
     })
 }
 
@@ -606,6 +614,9 @@ pub(crate) fn driver_and_state(
     match &cfg.resume_from {
         Some(dir) if dir.join(OPTIMIZER_JSON_FILE).is_file() => driver.restore(dir, step0)?,
         _ => driver = driver.starting_at(step0),
+    }
+    if cfg.phase_times {
+        driver = driver.time_phases();
     }
     let mut state = TrainerState {
         max_steps: step0 + cfg.max_steps,

@@ -578,5 +578,6 @@ pub fn train_sequence(
         last: best,
         calibration,
         out: cfg.out.clone(),
+        phase_times: driver.phase_times(),
     })
 }

@@ -151,6 +151,11 @@ pub struct TrainInterestArgs {
     #[arg(long, value_enum, default_value_t = defaults::train_interest().precision, help_heading = "Sequence model")]
     pub precision: Precision,
 
+    /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
+    /// device synchronised after each phase; a little slower, for profiling a GPU run.
+    #[arg(long, default_value_t = false)]
+    pub phase_times: bool,
+
     #[command(flatten)]
     pub device: crate::cli::DeviceArg,
 }
@@ -208,6 +213,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         tail_loss_alpha: a.tail_loss_alpha,
         device: a.device.device,
         precision: a.precision,
+        phase_times: a.phase_times,
     };
     let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
     let started = std::time::Instant::now();
@@ -234,6 +240,9 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         "trained {} steps on {} next-item pairs in {:.1}s",
         outcome.steps, outcome.train_pairs, outcome.seconds
     );
+    if let Some(times) = outcome.phase_times {
+        println!("phase times: {}", times.per_update());
+    }
     if let (Some(a), Some(b)) = (&outcome.initial, &outcome.last) {
         if b.ndcg_at_10 > 0.0 {
             println!(

@@ -24,7 +24,8 @@ export PYTHONUNBUFFERED=1
 
 declare -a table
 add() { table+=("$(printf '| %s |' "$*")"); }
-auc() { python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['$2']:.4f}\")" "$1"; }
+# field FILE KEY FORMAT: one number of a JSON file, formatted (`?` when it cannot be read).
+field() { python3 -c "import json,sys; print(format(json.load(open(sys.argv[1]))[sys.argv[2]], sys.argv[3]))" "$@" 2>/dev/null || echo '?'; }
 
 echo "gpu_bench: device $device ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)), bundle commit $(cat "$bundle/COMMIT" 2>/dev/null || echo ?)"
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p')), $(nproc) cores"
@@ -39,15 +40,15 @@ for precision in fp32 bf16; do
   tail -6 "$work/train-$precision.log"
   "$lt" eval --checkpoint "$work/lt-$precision" --data "$work/office" --device "$device" \
     --no-baselines --report "$work/eval-$precision.json" >"$work/eval-$precision.log" 2>&1
-  lt_auc="$(auc "$work/eval-$precision.json" auc 2>/dev/null || echo '?')"
+  lt_auc="$(field "$work/eval-$precision.json" auc .4f)"
   echo "== fine-tune, $precision: PyTorch"
   python3 scripts/finetune_torch.py --data "$work/office" --model "$bundle/minilm" \
     --config configs/train.toml --device "$device" --precision "$precision" --max-steps "$max_steps" \
     --out "$work/torch-$precision.json" >"$work/torch-$precision.log" 2>&1
   tail -3 "$work/torch-$precision.log" | cut -c1-400
   lt_sps="$(grep -o '[0-9.]* samples/s' "$work/train-$precision.log" | tail -1)"
-  py_sps="$(python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['train_samples_per_second']:.1f} samples/s\")" "$work/torch-$precision.json" 2>/dev/null || echo '?')"
-  add "fine-tune $precision | longtail $lt_sps, test AUC $lt_auc | PyTorch $py_sps, test AUC $(auc "$work/torch-$precision.json" test_auc 2>/dev/null || echo '?') | $(grep -o 'phase times: .*' "$work/train-$precision.log")"
+  py_sps="$(field "$work/torch-$precision.json" train_samples_per_second .1f) samples/s"
+  add "fine-tune $precision | longtail $lt_sps, test AUC $lt_auc | PyTorch $py_sps, test AUC $(field "$work/torch-$precision.json" test_auc .4f) | $(grep -o 'phase times: .*' "$work/train-$precision.log")"
 done
 
 echo; echo "== score, $rows resampled Office rows"

@@ -117,7 +117,7 @@ impl MaskStream {
     /// The mask built on the host: `1 / (1 - p)` where kept, else 0.
     fn scaled_mask(&mut self, dims: &[usize], dtype: DType, p: f64) -> Result<Tensor> {
         let threshold = self.draw(dims.iter().product(), p);
-        let scale = 1.0 / (1.0 - p);
+        let scale = mask_scale(dtype, p);
         let t = match dtype {
             DType::F64 => {
                 let v: Vec<f64> = self
@@ -156,14 +156,19 @@ impl MaskStream {
             .par_iter()
             .map(|&u| u8::from(u >= threshold))
             .collect();
-        let scale = match dtype {
-            DType::F64 => 1.0 / (1.0 - p),
-            // The f32 scale, as scaled_mask rounds it.
-            _ => f64::from((1.0 / (1.0 - p)) as f32),
-        };
         Ok(Tensor::from_vec(flags, dims, device)?
             .to_dtype(dtype)?
-            .affine(scale, 0.0)?)
+            .affine(mask_scale(dtype, p), 0.0)?)
+    }
+}
+
+/// The value of a kept element, `1 / (1 - p)`: in f64 for f64 masks, else rounded to f32 (the
+/// host builds every other dtype's mask in f32 first).
+fn mask_scale(dtype: DType, p: f64) -> f64 {
+    let scale = 1.0 / (1.0 - p);
+    match dtype {
+        DType::F64 => scale,
+        _ => f64::from(scale as f32),
     }
 }
 

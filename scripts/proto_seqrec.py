@@ -145,7 +145,9 @@ DEFAULT = dict(
     #   is absorbed in training and left out at serving, so b > 0 shifts scores towards the tail.
     # tail_loss_alpha a: per-target loss weight (count_target + 1)^-a, mean 1 over the batch.
     # id_gate g: ID part scaled by a learned scalar initialised at g (None = no gate).
-    id_dropout=0.0, logq=0.0, tail_loss_alpha=0.0, id_gate=None,
+    # recency g: per-target loss weight g^(positions from the end of the training sequence),
+    #   mean 1 over the batch (1.0 = off; 0.0 = only each sequence's last target).
+    id_dropout=0.0, logq=0.0, tail_loss_alpha=0.0, id_gate=None, recency=1.0,
 )
 
 
@@ -294,8 +296,13 @@ def train_eval(d, T, **kw):
             lg = m.logits(out[valid], E)
             if c["logq"]:
                 lg = lg + logq
+            w = torch.ones(len(t))
             if c["tail_loss_alpha"]:
-                w = cnt[t] ** -c["tail_loss_alpha"]
+                w = w * cnt[t] ** -c["tail_loss_alpha"]
+            if c["recency"] != 1.0:
+                back = torch.arange(y.shape[1] - 1, -1, -1, dtype=torch.float32)
+                w = w * (torch.tensor(c["recency"]) ** back).expand(y.shape)[valid]
+            if c["tail_loss_alpha"] or c["recency"] != 1.0:
                 loss = (F.cross_entropy(lg, t, reduction="none") * (w / w.mean())).mean()
             else:
                 loss = F.cross_entropy(lg, t)

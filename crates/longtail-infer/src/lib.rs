@@ -25,5 +25,5 @@ pub use error::{InferError, Result};
 /// The precision and the device a [`Scorer`] runs in (`ScorerOptions::precision`, `::device`).
 pub use longtail_model::{Device, Precision};
 pub use rows::RowFields;
-pub use scorer::{ForwardStats, Scorer, ScorerOptions, Scores};
+pub use scorer::{default_max_batch_tokens, ForwardStats, Scorer, ScorerOptions, Scores};
 pub use stream::{score_file, OutputFormat, Progress, Shard, StreamOptions, StreamSummary};

@@ -47,6 +47,7 @@ fn every_kernel_equals_the_reference_bit_for_bit() {
         (5, 13, 33),
         (49, 64, 96),
         (50, 384, 70),
+        (51, 40, 40),
         (97, 130, 65),
     ] {
         let x = gaussian(&mut rng, n * k, 1.0);

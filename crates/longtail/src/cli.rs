@@ -74,10 +74,6 @@ pub(crate) mod defaults {
         longtail_eval::rec::RecOptions::default()
     }
 
-    pub fn scorer() -> longtail_infer::ScorerOptions {
-        longtail_infer::ScorerOptions::default()
-    }
-
     pub fn stream() -> longtail_infer::StreamOptions {
         longtail_infer::StreamOptions::new("", "")
     }

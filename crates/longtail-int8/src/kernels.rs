@@ -71,12 +71,14 @@ impl Kernel {
     }
 }
 
-/// Rows `r0..r1` of `rows` times panel `p` of `lin`, dequantized into `out` (`(n, lin.out)`
-/// row-major).
+/// Rows `r0..r1` of `rows` times panel `p` of `lin`, dequantized into `out`: row-major rows
+/// of `lin.out` floats, `out` holding row `out_row0` first.
 ///
 /// # Safety
-/// `kernel` must be usable on this CPU ([`Kernel::usable`]); `out` must hold `r1` rows of
-/// `lin.out` floats, and no other thread may touch rows `r0..r1` of panel `p` meanwhile.
+/// `kernel` must be usable on this CPU ([`Kernel::usable`]); `out` must hold rows
+/// `out_row0..r1` (`out_row0 <= r0`) of `lin.out` floats, and no other thread may touch rows
+/// `r0..r1` of panel `p` meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn panel_rows(
     kernel: Kernel,
     lin: &QuantizedLinear,
@@ -85,8 +87,15 @@ pub(crate) unsafe fn panel_rows(
     r0: usize,
     r1: usize,
     out: *mut f32,
+    out_row0: usize,
 ) {
-    let job = Job { lin, rows, p, out };
+    let job = Job {
+        lin,
+        rows,
+        p,
+        out,
+        out_row0,
+    };
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni => x86::rows_avx512_vnni(&job, r0, r1),
@@ -103,6 +112,8 @@ struct Job<'a> {
     rows: &'a QuantizedRows,
     p: usize,
     out: *mut f32,
+    /// The input row that `out`'s first row holds.
+    out_row0: usize,
 }
 
 impl Job<'_> {
@@ -136,7 +147,7 @@ impl Job<'_> {
         for (i, acc) in acc.iter().enumerate() {
             let s = self.rows.scale[r + i];
             // Raw writes: the output may be uninitialised until this stores it.
-            let out = self.out.add((r + i) * lin.out + c0);
+            let out = self.out.add((r + i - self.out_row0) * lin.out + c0);
             for c in 0..width {
                 out.add(c)
                     .write((acc[c] - corr[c]) as f32 * (s * scale[c]) + bias[c]);

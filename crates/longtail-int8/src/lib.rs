@@ -176,6 +176,60 @@ impl QuantizedLinear {
         self.forward_quantized_into(rows, kernel, y.as_mut_ptr(), epilogue)
     }
 
+    /// This layer's output with `epilogue` applied, quantized as the input of `next` (whose
+    /// `in` is this layer's `out`): the same bytes and scales as [`Self::forward_rows`]
+    /// followed by `next.quantize_input`, but each task computes whole rows (every panel),
+    /// applies the epilogue and quantizes them while they are in cache, so the f32 output is
+    /// never written out. For the FFN: GELU, then the second layer's input.
+    pub fn forward_rows_into(
+        &self,
+        rows: &QuantizedRows,
+        kernel: Kernel,
+        epilogue: &(dyn Fn(&mut [f32]) + Sync),
+        next: &QuantizedLinear,
+    ) -> QuantizedRows {
+        assert_eq!(
+            rows.stride, self.k_padded,
+            "rows quantized for another width"
+        );
+        assert_eq!(
+            next.k, self.out,
+            "the next layer does not take this layer's output"
+        );
+        let (n, stride) = (rows.n, next.k_padded);
+        let mut data = vec![128u8; n * stride];
+        let mut scale = vec![0f32; n];
+        if self.out > 0 {
+            let kernel = kernel.usable();
+            data.par_chunks_mut(TILE_ROWS * stride)
+                .zip(scale.par_chunks_mut(TILE_ROWS))
+                .enumerate()
+                .for_each(|(t, (q, s))| {
+                    let (r0, r1) = (t * TILE_ROWS, (t * TILE_ROWS + s.len()));
+                    let mut y: Vec<f32> = Vec::with_capacity((r1 - r0) * self.out);
+                    for p in 0..self.panels {
+                        // SAFETY: `y` has room for rows r0..r1 (from row r0) of `out` floats;
+                        // only this task uses it.
+                        unsafe {
+                            kernels::panel_rows(kernel, self, rows, p, r0, r1, y.as_mut_ptr(), r0)
+                        };
+                    }
+                    // SAFETY: the panels wrote every column of every row r0..r1.
+                    unsafe { y.set_len((r1 - r0) * self.out) };
+                    for ((y, q), s) in y.chunks_mut(self.out).zip(q.chunks_mut(stride)).zip(s) {
+                        epilogue(y);
+                        *s = quantize::quantize_row(y, &mut q[..self.out]);
+                    }
+                });
+        }
+        QuantizedRows {
+            n,
+            stride,
+            data,
+            scale,
+        }
+    }
+
     /// Writes every element of the `(rows.n, out)` row-major output at `y` (which may be
     /// uninitialised memory of that size).
     fn forward_quantized_into(
@@ -209,7 +263,7 @@ impl QuantizedLinear {
             for p in p0..p1 {
                 // SAFETY: tiles cover disjoint (rows, columns) blocks of `y`, whose length was
                 // checked above; the kernel writes rows r0..r1, columns of panel p below `out`.
-                unsafe { kernels::panel_rows(kernel, self, rows, p, r0, r1, out_ptr.0) };
+                unsafe { kernels::panel_rows(kernel, self, rows, p, r0, r1, out_ptr.0, 0) };
             }
             for r in r0..r1 {
                 // SAFETY: as above: row r, columns c0..c1 belong to this tile only.

@@ -41,7 +41,7 @@ pub fn quantize_rows(x: &[f32], n: usize, k: usize, stride: usize) -> QuantizedR
 /// Quantizes one row into `q`, returns its scale. The AVX2 build of the same code rounds and
 /// converts 8 lanes at a time (the baseline x86-64 target has no vector rounding and calls
 /// `rintf` per element: that alone took longer than the integer GEMM).
-fn quantize_row(row: &[f32], q: &mut [u8]) -> f32 {
+pub(crate) fn quantize_row(row: &[f32], q: &mut [u8]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has the feature the function was compiled for (checked above).

@@ -176,3 +176,30 @@ fn zero_rows_and_zero_weights_are_fine() {
         .forward(&[], 0, Kernel::detect(), &no_epilogue)
         .is_empty());
 }
+
+/// Two layers chained through `forward_rows_into` give the next layer the same bytes and
+/// scales as the f32 output quantized afterwards, with every kernel: rows across tiles and a
+/// partial last tile, an output width that is not a multiple of the panel or of 4.
+#[test]
+fn forward_rows_into_equals_forward_then_quantize() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (n, k, mid) = (101, 40, 70);
+    let x = gaussian(&mut rng, n * k, 1.0);
+    let first = QuantizedLinear::new(&gaussian(&mut rng, mid * k, 0.1), mid, k, &[0.5; 70]);
+    let second = QuantizedLinear::new(&gaussian(&mut rng, 9 * mid, 0.1), 9, mid, &[0.0; 9]);
+    let square = |v: &mut [f32]| v.iter_mut().for_each(|v| *v *= *v);
+    let rows = first.quantize_input(&x, n);
+    for &kernel in Kernel::available() {
+        let y = first.forward_rows(&rows, kernel, &square);
+        let want = second.quantize_input(&y, n);
+        let got = first.forward_rows_into(&rows, kernel, &square, &second);
+        assert_eq!(
+            (got.n, got.stride),
+            (want.n, want.stride),
+            "{}",
+            kernel.name()
+        );
+        assert_eq!(got.data, want.data, "{}", kernel.name());
+        assert_eq!(got.scale, want.scale, "{}", kernel.name());
+    }
+}

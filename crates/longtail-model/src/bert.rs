@@ -95,7 +95,7 @@ impl Linear {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(q) = &self.int8 {
-            return crate::int8::linear(x, q, false);
+            return crate::int8::linear(x, q);
         }
         if !self.bf16 && crate::fused::supported(x) && self.weight.device().is_cpu() {
             return Ok(crate::fused_linear::linear(x, &self.weight, &self.bias)?);
@@ -410,21 +410,22 @@ impl Layer {
         let a = self.attention_output.forward(&a)?;
         let a = ctx.dropout(&a, self.dropout)?;
         let a = self.attention_norm.forward_residual(&a, xq, ctx)?;
-        let i = match (&self.intermediate.int8, self.act) {
-            // The integer FFN applies GELU to each output tile while it is in cache.
-            (Some(q), HiddenAct::Gelu) => crate::int8::linear(&a, q, true)?,
+        let o = match (&self.intermediate.int8, &self.output.int8, self.act) {
+            // The integer FFN: GELU and the second layer's input quantization on each block
+            // of rows while it is in cache.
+            (Some(q1), Some(q2), HiddenAct::Gelu) => crate::int8::feed_forward_gelu(&a, q1, q2)?,
             _ => {
                 let i = self.intermediate.forward(&a)?;
-                match self.act {
+                let i = match self.act {
                     // Inference: the vectorised parallel erf kernel (candle's is scalar).
                     HiddenAct::Gelu if ctx.fused => crate::fused::gelu_erf_inference(&i)?,
                     HiddenAct::Gelu => ops::gelu_erf(&i)?,
                     HiddenAct::GeluTanh => i.gelu()?,
                     HiddenAct::Relu => i.relu()?,
-                }
+                };
+                self.output.forward(&i)?
             }
         };
-        let o = self.output.forward(&i)?;
         let o = ctx.dropout(&o, self.dropout)?;
         self.output_norm.forward_residual(&o, &a, ctx)
     }

@@ -34,13 +34,53 @@ pub(crate) fn quantize(weight: &Tensor, bias: &Tensor) -> Result<Arc<QuantizedLi
     Ok(Arc::new(QuantizedLinear::new(&w, out, k, &b)))
 }
 
-/// `x (..., in)` → `(..., out)` through the integer layer; with `gelu`, erf GELU on the output.
-pub(crate) fn linear(x: &Tensor, layer: &Arc<QuantizedLinear>, gelu: bool) -> Result<Tensor> {
+/// `x (..., in)` → `(..., out)` through the integer layer.
+pub(crate) fn linear(x: &Tensor, layer: &Arc<QuantizedLinear>) -> Result<Tensor> {
     let x = x.contiguous()?;
     Ok(x.apply_op1_no_bwd(&Int8Linear {
         layer: layer.clone(),
-        gelu,
     })?)
+}
+
+/// The feed-forward block `second(gelu(first(x)))` in integers: GELU and the quantization of
+/// `second`'s input run on each block of rows while it is in cache
+/// ([`QuantizedLinear::forward_rows_into`]), so the wide f32 intermediate is never written
+/// out. Same values as [`linear`], erf GELU, [`linear`].
+pub(crate) fn feed_forward_gelu(
+    x: &Tensor,
+    first: &Arc<QuantizedLinear>,
+    second: &Arc<QuantizedLinear>,
+) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let dims = x.dims().to_vec();
+    let rows = quantize_input(&x, first)?;
+    let mid = first.forward_rows_into(&rows, kernel(), &crate::fused::gelu_erf_in_place, second);
+    let y = second.forward_rows(&mid, kernel(), &|_: &mut [f32]| {});
+    let mut out = dims;
+    *out.last_mut().expect("checked by quantize_input") = second.out_features();
+    Ok(Tensor::from_vec(y, out, x.device())?)
+}
+
+/// The rows of a contiguous f32 CPU `x (..., in)` quantized for `layer` (and any layer of its
+/// input width).
+fn quantize_input(x: &Tensor, layer: &QuantizedLinear) -> Result<longtail_int8::QuantizedRows> {
+    let dims = x.dims();
+    let k = layer.in_features();
+    if dims.last() != Some(&k) {
+        return Err(crate::error::ModelError::Input(format!(
+            "int8: input {dims:?} does not match the layer's width {k}"
+        )));
+    }
+    let n = dims[..dims.len() - 1].iter().product::<usize>();
+    let (storage, layout) = x.storage_and_layout();
+    let (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        return Err(crate::error::ModelError::Input(
+            "int8: a contiguous f32 CPU input is needed".into(),
+        ));
+    };
+    Ok(layer.quantize_input(&v[start..end], n))
 }
 
 /// Several integer layers of one input width on the same `x (..., in)`: the input is
@@ -52,23 +92,12 @@ pub(crate) fn linears_same_input(
     let x = x.contiguous()?;
     let dims = x.dims().to_vec();
     let k = layers[0].in_features();
-    if dims.last() != Some(&k) || layers.iter().any(|l| l.in_features() != k) {
+    if layers.iter().any(|l| l.in_features() != k) {
         return Err(crate::error::ModelError::Input(format!(
-            "int8: input {dims:?} does not match the layers' width {k}"
+            "int8: layers of different input widths share an input {dims:?}"
         )));
     }
-    let n = dims[..dims.len() - 1].iter().product::<usize>();
-    let rows = {
-        let (storage, layout) = x.storage_and_layout();
-        let (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        else {
-            return Err(crate::error::ModelError::Input(
-                "int8: a contiguous f32 CPU input is needed".into(),
-            ));
-        };
-        layers[0].quantize_input(&v[start..end], n)
-    };
+    let rows = quantize_input(&x, layers[0])?;
     layers
         .iter()
         .map(|l| {
@@ -82,7 +111,6 @@ pub(crate) fn linears_same_input(
 
 struct Int8Linear {
     layer: Arc<QuantizedLinear>,
-    gelu: bool,
 }
 
 impl CustomOp1 for Int8Linear {
@@ -103,12 +131,9 @@ impl CustomOp1 for Int8Linear {
             bail!("{}: input {dims:?} is not (..., {k})", self.name())
         }
         let n = dims[..dims.len() - 1].iter().product::<usize>();
-        let epilogue: &(dyn Fn(&mut [f32]) + Sync) = if self.gelu {
-            &crate::fused::gelu_erf_in_place
-        } else {
-            &|_: &mut [f32]| {}
-        };
-        let y = self.layer.forward(&v[start..end], n, kernel(), epilogue);
+        let y = self
+            .layer
+            .forward(&v[start..end], n, kernel(), &|_: &mut [f32]| {});
         let mut out = dims.to_vec();
         *out.last_mut().unwrap() = self.layer.out_features();
         Ok((CpuStorage::F32(y), Shape::from(out)))
@@ -140,7 +165,7 @@ mod tests {
         let refs: Vec<&Arc<QuantizedLinear>> = layers.iter().collect();
         let shared = linears_same_input(&x, &refs).unwrap();
         for (layer, y) in layers.iter().zip(&shared) {
-            let alone = linear(&x, layer, false).unwrap();
+            let alone = linear(&x, layer).unwrap();
             assert_eq!(
                 y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 alone.flatten_all().unwrap().to_vec1::<f32>().unwrap()
@@ -148,26 +173,24 @@ mod tests {
         }
     }
 
-    /// The FFN's GELU applied per output tile equals the whole-tensor inference kernel.
+    /// The integer FFN (GELU and the second layer's quantization per block of rows) equals
+    /// its steps run one after another, over several row tiles, for a 3-D input.
     #[test]
-    fn fused_gelu_equals_separate_gelu() {
-        let (n, k, out) = (50, 40, 70);
-        let w: Vec<f32> = (0..out * k)
-            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
-            .collect();
-        let b: Vec<f32> = (0..out).map(|i| i as f32 / 70.0 - 0.5).collect();
-        let x: Vec<f32> = (0..n * k)
-            .map(|i| ((i * 13) % 89) as f32 / 44.0 - 1.0)
-            .collect();
-        let layer = quantize(
-            &Tensor::from_vec(w, (out, k), &Device::Cpu).unwrap(),
-            &Tensor::from_vec(b, out, &Device::Cpu).unwrap(),
-        )
-        .unwrap();
-        let x = Tensor::from_vec(x, (n, k), &Device::Cpu).unwrap();
-        let fused = linear(&x, &layer, true).unwrap();
-        let separate =
-            crate::fused::gelu_erf_inference(&linear(&x, &layer, false).unwrap()).unwrap();
+    fn feed_forward_equals_linear_gelu_linear() {
+        let (n, k, mid, out) = (150, 40, 70, 24);
+        let t = |seed: usize, len: usize, shape: &[usize]| {
+            let v: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 + seed * 13) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        };
+        let first = quantize(&t(1, mid * k, &[mid, k]), &t(2, mid, &[mid])).unwrap();
+        let second = quantize(&t(3, out * mid, &[out, mid]), &t(4, out, &[out])).unwrap();
+        let x = t(5, n * k, &[3, n / 3, k]);
+        let fused = feed_forward_gelu(&x, &first, &second).unwrap();
+        let mid_f32 = crate::fused::gelu_erf_inference(&linear(&x, &first).unwrap()).unwrap();
+        let separate = linear(&mid_f32, &second).unwrap();
+        assert_eq!(fused.dims(), &[3, n / 3, out]);
         assert_eq!(
             fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             separate.flatten_all().unwrap().to_vec1::<f32>().unwrap()

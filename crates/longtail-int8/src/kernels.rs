@@ -245,7 +245,7 @@ mod x86 {
     /// A 256-bit micro-kernel: the panel's 32 columns in two passes of 16 (two registers of
     /// 8 columns each per row), so `2 · MR` accumulators, two weight registers, the broadcast
     /// row and the step's temporaries fit the 16 `ymm` registers without spilling (a
-    /// 3-row × 32-column block spilled accumulators to the stack every step: -25%).
+    /// 3-row × 32-column block spilled accumulators to the stack every step; docs/score.md).
     /// `$step(acc, row, weights)` adds one group of four `u8 × i8` products per lane into `acc`.
     macro_rules! micro_256 {
         ($name:ident, $feat:literal, $step:expr) => {

@@ -205,7 +205,7 @@ impl QuantizedLinear {
                 .zip(scale.par_chunks_mut(TILE_ROWS))
                 .enumerate()
                 .for_each(|(t, (q, s))| {
-                    let (r0, r1) = (t * TILE_ROWS, (t * TILE_ROWS + s.len()));
+                    let (r0, r1) = (t * TILE_ROWS, t * TILE_ROWS + s.len());
                     let mut y: Vec<f32> = Vec::with_capacity((r1 - r0) * self.out);
                     for p in 0..self.panels {
                         // SAFETY: `y` has room for rows r0..r1 (from row r0) of `out` floats;

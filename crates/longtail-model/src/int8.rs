@@ -1,14 +1,13 @@
-//! The encoder's linear layers in integer arithmetic ([`longtail_int8`]), as a candle op for
-//! the inference path. Weights are quantized once ([`crate::BertModel::quantize_int8`]);
-//! every call quantizes its input rows, runs the integer GEMM for this CPU and applies bias
-//! (and GELU for the FFN's first layer) on each output tile. No backward: a quantized model
-//! refuses the training forward pass.
+//! The encoder's linear layers in integer arithmetic ([`longtail_int8`]) for the inference
+//! path. Weights are quantized once ([`crate::BertModel::quantize_int8`]); every call
+//! quantizes its input rows, runs the integer GEMM for this CPU and applies bias on each output
+//! tile (the FFN also GELU and the second layer's quantization). No backward: a quantized
+//! model refuses the training forward pass.
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use longtail_int8::{Kernel, QuantizedLinear};
+use candle_core::{CpuStorage, Tensor};
+use longtail_int8::{Kernel, QuantizedLinear, QuantizedRows};
 
 use crate::error::Result;
 
@@ -37,9 +36,8 @@ pub(crate) fn quantize(weight: &Tensor, bias: &Tensor) -> Result<Arc<QuantizedLi
 /// `x (..., in)` → `(..., out)` through the integer layer.
 pub(crate) fn linear(x: &Tensor, layer: &Arc<QuantizedLinear>) -> Result<Tensor> {
     let x = x.contiguous()?;
-    Ok(x.apply_op1_no_bwd(&Int8Linear {
-        layer: layer.clone(),
-    })?)
+    let rows = quantize_input(&x, layer)?;
+    output(&x, layer, &rows)
 }
 
 /// The feed-forward block `second(gelu(first(x)))` in integers: GELU and the quantization of
@@ -52,18 +50,22 @@ pub(crate) fn feed_forward_gelu(
     second: &Arc<QuantizedLinear>,
 ) -> Result<Tensor> {
     let x = x.contiguous()?;
-    let dims = x.dims().to_vec();
     let rows = quantize_input(&x, first)?;
     let mid = first.forward_rows_into(&rows, kernel(), &crate::fused::gelu_erf_in_place, second);
-    let y = second.forward_rows(&mid, kernel(), &|_: &mut [f32]| {});
-    let mut out = dims;
-    *out.last_mut().expect("checked by quantize_input") = second.out_features();
-    Ok(Tensor::from_vec(y, out, x.device())?)
+    output(&x, second, &mid)
+}
+
+/// `layer` on `rows` (quantized from `x (..., in)`) as a tensor `(..., out)`.
+fn output(x: &Tensor, layer: &QuantizedLinear, rows: &QuantizedRows) -> Result<Tensor> {
+    let y = layer.forward_rows(rows, kernel(), &|_: &mut [f32]| {});
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().expect("checked by quantize_input") = layer.out_features();
+    Ok(Tensor::from_vec(y, dims, x.device())?)
 }
 
 /// The rows of a contiguous f32 CPU `x (..., in)` quantized for `layer` (and any layer of its
 /// input width).
-fn quantize_input(x: &Tensor, layer: &QuantizedLinear) -> Result<longtail_int8::QuantizedRows> {
+fn quantize_input(x: &Tensor, layer: &QuantizedLinear) -> Result<QuantizedRows> {
     let dims = x.dims();
     let k = layer.in_features();
     if dims.last() != Some(&k) {
@@ -90,54 +92,15 @@ pub(crate) fn linears_same_input(
     layers: &[&Arc<QuantizedLinear>],
 ) -> Result<Vec<Tensor>> {
     let x = x.contiguous()?;
-    let dims = x.dims().to_vec();
     let k = layers[0].in_features();
     if layers.iter().any(|l| l.in_features() != k) {
         return Err(crate::error::ModelError::Input(format!(
-            "int8: layers of different input widths share an input {dims:?}"
+            "int8: layers of different input widths share an input {:?}",
+            x.dims()
         )));
     }
     let rows = quantize_input(&x, layers[0])?;
-    layers
-        .iter()
-        .map(|l| {
-            let y = l.forward_rows(&rows, kernel(), &|_: &mut [f32]| {});
-            let mut out = dims.clone();
-            *out.last_mut().unwrap() = l.out_features();
-            Ok(Tensor::from_vec(y, out, x.device())?)
-        })
-        .collect()
-}
-
-struct Int8Linear {
-    layer: Arc<QuantizedLinear>,
-}
-
-impl CustomOp1 for Int8Linear {
-    fn name(&self) -> &'static str {
-        "longtail-int8-linear"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(v) = s else {
-            bail!("{}: f32 input only, got {:?}", self.name(), s.dtype())
-        };
-        let Some((start, end)) = l.contiguous_offsets() else {
-            bail!("{}: the input must be contiguous", self.name())
-        };
-        let dims = l.dims();
-        let k = self.layer.in_features();
-        if dims.last() != Some(&k) {
-            bail!("{}: input {dims:?} is not (..., {k})", self.name())
-        }
-        let n = dims[..dims.len() - 1].iter().product::<usize>();
-        let y = self
-            .layer
-            .forward(&v[start..end], n, kernel(), &|_: &mut [f32]| {});
-        let mut out = dims.to_vec();
-        *out.last_mut().unwrap() = self.layer.out_features();
-        Ok((CpuStorage::F32(y), Shape::from(out)))
-    }
+    layers.iter().map(|l| output(&x, l, &rows)).collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! kernel at 1 and 2 threads, then `ceiling_gops=X kernel=K`: the fastest kernel at THREADS
 //! (default: all cores), the line `make bench-score` reads.
 
-use longtail_int8::{macs, quantize_rows, Kernel, QuantizedLinear};
+use longtail_int8::{macs, Kernel, QuantizedLinear};
 use std::time::Instant;
 
 fn main() {
@@ -60,7 +60,7 @@ fn measure(
         let x: Vec<f32> = (0..n * k)
             .map(|i| ((i * 31) % 97) as f32 / 48.0 - 1.0)
             .collect();
-        let rows = quantize_rows(&x, n, k, k.div_ceil(4) * 4);
+        let rows = lin.quantize_input(&x, n);
         let mut y = vec![0f32; n * out];
         let reps = if kernel == Kernel::Portable { 1 } else { 20 };
         pool.install(|| lin.forward_quantized(&rows, kernel, &mut y, &|_| {}));

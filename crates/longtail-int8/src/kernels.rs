@@ -131,7 +131,7 @@ impl Job<'_> {
         self.rows.data[r * self.rows.stride..(r + 1) * self.rows.stride].as_ptr()
     }
 
-    /// Dequantizes `MR` rows of sums starting at row `r`: `(acc - 128 Σw) · s_row · s_col + b`.
+    /// Dequantizes `MR` rows of sums starting at row `r`: `(acc - ACT_ZERO Σw) · s_row · s_col + b`.
     /// Plain arithmetic in one fixed order, so every kernel's caller writes the same floats.
     ///
     /// # Safety
@@ -208,7 +208,7 @@ mod x86 {
         [8, 4, 2, 1]
     );
     rows_fn!(rows_avx_vnni, "avx2,avxvnni", micro_avx_vnni, [4, 2, 1]);
-    rows_fn!(rows_avx2, "avx2", micro_avx2, [4, 2, 1]);
+    rows_fn!(rows_avx2, "avx2", micro_avx2, [3, 2, 1]);
 
     /// The four bytes of row `i` at group `g`, broadcast to every 32-bit lane.
     #[inline(always)]
@@ -243,12 +243,13 @@ mod x86 {
     }
 
     /// A 256-bit micro-kernel: the panel's 32 columns in two passes of 16 (two registers of
-    /// 8 columns each per row), so `2 · MR` accumulators, two weight registers, the broadcast
-    /// row and the step's temporaries fit the 16 `ymm` registers without spilling (a
+    /// 8 columns each per row), so `2 · MR` accumulators, the weight registers, the broadcast
+    /// rows and the step's temporaries fit the 16 `ymm` registers without spilling (a
     /// 3-row × 32-column block spilled accumulators to the stack every step; docs/score.md).
-    /// `$step(acc, row, weights)` adds one group of four `u8 × i8` products per lane into `acc`.
+    /// `$step(acc, rows, weights)` adds `$g` consecutive groups of four `u8 × i8` products per
+    /// lane into `acc` (`rows[j]` and `weights[j]` belong to group `g + j`).
     macro_rules! micro_256 {
-        ($name:ident, $feat:literal, $step:expr) => {
+        ($name:ident, $feat:literal, $g:literal, $step:expr) => {
             #[target_feature(enable = $feat)]
             #[inline]
             unsafe fn $name<const MR: usize>(
@@ -259,15 +260,20 @@ mod x86 {
                 out: &mut [[i32; PANEL]; MR],
             ) {
                 let step = $step;
+                debug_assert!(groups.is_multiple_of($g), "rows padded to whole steps");
                 for half in 0..2 {
                     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
                     let wh = w.add(64 * half);
-                    for g in 0..groups {
-                        let wp = wh.add(g * PANEL * 4);
-                        let w0 = _mm256_loadu_si256(wp as *const _);
-                        let w1 = _mm256_loadu_si256(wp.add(32) as *const _);
+                    for g in (0..groups).step_by($g) {
+                        let load = |j: usize, v: usize| {
+                            _mm256_loadu_si256(wh.add((g + j) * PANEL * 4 + 32 * v) as *const _)
+                        };
+                        let w0: [__m256i; $g] = std::array::from_fn(|j| load(j, 0));
+                        let w1: [__m256i; $g] = std::array::from_fn(|j| load(j, 1));
                         for (i, acc) in acc.iter_mut().enumerate() {
-                            let av = _mm256_set1_epi32(row_bytes(a, stride, i, g));
+                            let av: [__m256i; $g] = std::array::from_fn(|j| {
+                                _mm256_set1_epi32(row_bytes(a, stride, i, g + j))
+                            });
                             acc[0] = step(acc[0], av, w0);
                             acc[1] = step(acc[1], av, w1);
                         }
@@ -283,14 +289,27 @@ mod x86 {
         };
     }
 
-    micro_256!(micro_avx_vnni, "avx2,avxvnni", |acc, av, w| {
-        _mm256_dpbusd_avx_epi32(acc, av, w)
-    });
+    micro_256!(
+        micro_avx_vnni,
+        "avx2,avxvnni",
+        1,
+        |acc, av: [__m256i; 1], w: [__m256i; 1]| _mm256_dpbusd_avx_epi32(acc, av[0], w[0])
+    );
 
-    // `vpmaddubsw` sums two `u8 × i8` products into a saturating `i16`: safe here because
-    // `|w| <= 63` (see the crate docs); `vpmaddwd` with ones widens pairs to `i32`.
-    micro_256!(micro_avx2, "avx2", |acc, av, w| {
-        let pairs = _mm256_maddubs_epi16(av, w);
-        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-    });
+    // `vpmaddubsw` sums two `u8 × i8` products into a saturating `i16`. With `u8 ≤ 127` and
+    // `|w| ≤ 63` (the crate docs), the pair sums of two groups still fit an `i16` (at most
+    // `4 · 127 · 63 = 32004`), so they are added before one `vpmaddwd` with ones widens them
+    // to `i32`: three multiplies per two groups, not four.
+    micro_256!(
+        micro_avx2,
+        "avx2",
+        2,
+        |acc, av: [__m256i; 2], w: [__m256i; 2]| {
+            let pairs = _mm256_add_epi16(
+                _mm256_maddubs_epi16(av[0], w[0]),
+                _mm256_maddubs_epi16(av[1], w[1]),
+            );
+            _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        }
+    );
 }

@@ -3,19 +3,23 @@
 //! - **Weights** are quantized once, per output channel, symmetric, to **7 bits**
 //!   (`[-63, 63]`), and packed in panels of [`PANEL`] output columns × 4 inputs (the shape
 //!   one `vpdpbusd` consumes).
-//! - **Activations** are quantized per row (per token) when the layer runs, symmetric to
-//!   `[-127, 127]`, and stored shifted to `u8` (`q + 128`); the shift is taken back out with a
-//!   per-column constant `128 Σ_k w`. Each row's result depends on that row only, so a row
-//!   scores the same whatever else is in its batch.
+//! - **Activations** are quantized per row (per token) when the layer runs, symmetric, also to
+//!   **7 bits** (`[-63, 63]`), and stored shifted to `u8` (`q + 64`, in `[1, 127]`); the shift
+//!   is taken back out with a per-column constant `64 Σ_k w`. Each row's result depends on that
+//!   row only, so a row scores the same whatever else is in its batch.
 //! - **Accumulation** is exact `i32`; dequantization, bias and an optional element-wise
 //!   epilogue (GELU) run on each output tile while it is in cache.
 //!
-//! Why 7-bit weights: AVX2's `vpmaddubsw` adds two `u8 × i8` products into a *saturating*
-//! `i16`; with `u8` up to 255 and `|w| ≤ 63`, `2 · 255 · 63 = 32130 < 32767`, so it never
-//! saturates (tested with adversarial values). The VNNI kernels accumulate straight into
-//! `i32` and would not need it, but using one grid everywhere makes every kernel compute the
-//! **same integers**: a catalogue scored on an AVX-512 host and one scored on an AVX2 host
-//! agree bit for bit.
+//! Why 7 bits on both sides: AVX2's `vpmaddubsw` adds two `u8 × i8` products into a
+//! *saturating* `i16`, and widening that to `i32` (`vpmaddwd`) takes a second multiply. With
+//! `u8 ≤ 127` and `|w| ≤ 63`, four products stay within `4 · 127 · 63 = 32004 < 32767`, so the
+//! AVX2 kernel adds the pairs of two input groups in `i16` and widens once: 3 multiplies per
+//! 64 products instead of 4, and CPUs without VNNI (AMD Zen 1-3) are bound by exactly those
+//! multiplies (tested with adversarial values). The VNNI kernels accumulate straight into `i32`
+//! and would not need it, but using one grid everywhere makes every kernel compute the **same
+//! integers**: a catalogue scored on an AVX-512 host and one scored on an AVX2 host agree bit
+//! for bit. The accuracy cost of the 7-bit activations against 8-bit ones was measured on
+//! Office (docs/score.md): within the noise of the int8 error itself.
 //!
 //! Kernels, chosen at run time ([`Kernel::detect`]): AVX-512 VNNI, AVX-VNNI, AVX2, and a
 //! portable scalar loop (any CPU; also the tests' reference).
@@ -32,8 +36,14 @@ use rayon::prelude::*;
 pub const PANEL: usize = 32;
 /// Largest weight magnitude on the integer grid (7 bits; see the crate docs).
 pub const WEIGHT_MAX: i32 = 63;
-/// Largest activation magnitude on the integer grid.
-pub const ACT_MAX: i32 = 127;
+/// Largest activation magnitude on the integer grid (7 bits; see the crate docs).
+pub const ACT_MAX: i32 = 63;
+/// The stored `u8` of activation 0: activations are kept as `q + ACT_ZERO`.
+pub const ACT_ZERO: u8 = 64;
+/// Inputs per packed group (one 32-bit lane of `u8`s).
+const GROUP: usize = 4;
+/// Rows are padded to a multiple of this many inputs: the AVX2 kernel takes two groups a step.
+const K_ALIGN: usize = 2 * GROUP;
 
 /// Rows per parallel task (a multiple of every kernel's row block).
 const TILE_ROWS: usize = 48;
@@ -46,7 +56,7 @@ const TILE_PANELS: usize = 2;
 pub struct QuantizedLinear {
     out: usize,
     k: usize,
-    /// `k` rounded up to a multiple of 4.
+    /// `k` rounded up to a multiple of [`K_ALIGN`].
     k_padded: usize,
     panels: usize,
     /// `panels × (k_padded / 4) × PANEL × 4` bytes.
@@ -68,7 +78,7 @@ impl QuantizedLinear {
     pub fn new(weight: &[f32], out: usize, k: usize, bias: &[f32]) -> Self {
         assert_eq!(weight.len(), out * k, "weight is not ({out}, {k})");
         assert_eq!(bias.len(), out, "bias is not ({out})");
-        let k_padded = k.div_ceil(4) * 4;
+        let k_padded = k.div_ceil(K_ALIGN) * K_ALIGN;
         let panels = out.div_ceil(PANEL);
         let cols = panels * PANEL;
         let groups = k_padded / 4;
@@ -96,7 +106,7 @@ impl QuantizedLinear {
                 packed[((p * groups + j / 4) * PANEL + c) * 4 + j % 4] = q as i8;
             }
             scale[o] = s;
-            correction[o] = 128 * sum;
+            correction[o] = ACT_ZERO as i32 * sum;
         }
         Self {
             out,
@@ -197,7 +207,7 @@ impl QuantizedLinear {
             "the next layer does not take this layer's output"
         );
         let (n, stride) = (rows.n, next.k_padded);
-        let mut data = vec![128u8; n * stride];
+        let mut data = vec![ACT_ZERO; n * stride];
         let mut scale = vec![0f32; n];
         if self.out > 0 {
             let kernel = kernel.usable();

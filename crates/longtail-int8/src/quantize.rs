@@ -2,10 +2,10 @@
 
 use rayon::prelude::*;
 
-use crate::ACT_MAX;
+use crate::{ACT_MAX, ACT_ZERO};
 
-/// Rows of activations on the int8 grid, stored as `q + 128` (`u8`), each padded to
-/// `stride` bytes with 128 (zero).
+/// Rows of activations on the integer grid, stored as `q + ACT_ZERO` (`u8`), each padded to
+/// `stride` bytes with `ACT_ZERO` (zero).
 #[derive(Debug, Clone)]
 pub struct QuantizedRows {
     pub n: usize,
@@ -15,14 +15,14 @@ pub struct QuantizedRows {
     pub scale: Vec<f32>,
 }
 
-/// Quantizes `x (n, k)` row by row: scale `max|x_row| / 127`, round to nearest even.
+/// Quantizes `x (n, k)` row by row: scale `max|x_row| / ACT_MAX`, round to nearest even.
 pub fn quantize_rows(x: &[f32], n: usize, k: usize, stride: usize) -> QuantizedRows {
     assert_eq!(x.len(), n * k, "input is not ({n}, {k})");
     assert!(
-        stride >= k && stride.is_multiple_of(4),
+        stride >= k && stride.is_multiple_of(crate::K_ALIGN),
         "bad row stride {stride} for width {k}"
     );
-    let mut data = vec![128u8; n * stride];
+    let mut data = vec![ACT_ZERO; n * stride];
     let mut scale = vec![0f32; n];
     if k > 0 {
         data.par_chunks_mut(stride)
@@ -72,8 +72,8 @@ fn quantize_row_generic(row: &[f32], q: &mut [u8]) -> f32 {
         // the first comparison and lands on -127, so `r` is always a whole number in range.
         let r = if r >= -lim { r } else { -lim };
         let r = if r <= lim { r } else { lim };
-        // SAFETY: `r` is finite and within [-127, 127] (see above).
-        *d = (unsafe { r.to_int_unchecked::<i32>() } + 128) as u8;
+        // SAFETY: `r` is finite and within [-ACT_MAX, ACT_MAX] (see above).
+        *d = (unsafe { r.to_int_unchecked::<i32>() } + ACT_ZERO as i32) as u8;
     }
     s
 }

@@ -62,15 +62,16 @@ fn every_kernel_equals_the_reference_bit_for_bit() {
     }
 }
 
-/// The largest products AVX2's `vpmaddubsw` can see: activations at the ends of the grid
-/// (u8 255 and 1) against weights at +-63, paired so both products of a pair have one sign.
-/// With 8-bit weights these pairs would saturate the i16 and the sums would be wrong.
+/// The largest sums AVX2's `i16` steps can see: activations at the ends of the grid (u8 127
+/// and 1) against weights at +-63, arranged so all four products the AVX2 kernel adds in one
+/// `i16` (two pairs of two groups) have one sign. With 8-bit weights or 8-bit activations
+/// these sums would saturate the i16 and the results would be wrong.
 #[test]
 fn extreme_values_do_not_saturate() {
     let (n, k, out) = (4, 256, 64);
     let mut x = vec![0f32; n * k];
     for j in 0..k {
-        x[j] = 3.0; // row 0: all +max -> u8 255
+        x[j] = 3.0; // row 0: all +max -> u8 127
         x[k + j] = -3.0; // row 1: all -max -> u8 1
         x[2 * k + j] = if (j / 2) % 2 == 0 { 3.0 } else { -3.0 }; // sign flips per pair
         x[3 * k + j] = if j % 2 == 0 { 3.0 } else { -3.0 }; // sign flips within a pair

@@ -10,7 +10,8 @@ Tail items: pareto 0.8 on training counts.
 
 Item text = "{title} | {brand} | {categories} | {description}" (blank fields dropped with the
 separator before them), all-MiniLM-L6-v2, max_len 48 tokens incl. [CLS]/[SEP], mean pooling
-over the attention mask, L2-normalised; cached to /tmp/proto/text_emb.npy.
+over the attention mask, L2-normalised; cached to /tmp/proto/text_emb.npy (PROTO_MAX_LEN=N for
+another length: text_emb_N.npy). The cache is not keyed by the data: delete it for other data.
 
 usage: proto_seqrec.py DATA_DIR CKPT_DIR [--refs] [--sweep NAME ...] [--out /tmp/proto/results.md]
 Needs numpy, torch, transformers. Single-threaded (torch.set_num_threads(1)).
@@ -34,13 +35,16 @@ CACHE = "/tmp/proto"
 
 
 def render(item):
+    if "text" in item:  # a prepared items.jsonl (`longtail prepare`): already rendered
+        return item["text"]
     parts = [(item.get(k) or "").strip() for k in ("title", "brand", "categories", "description")]
     parts = [p for p in parts if p]
     return " | ".join(parts)
 
 
 def text_embeddings(data, ckpt, max_len=48):
-    path = f"{CACHE}/text_emb.npy"
+    max_len = int(os.environ.get("PROTO_MAX_LEN", max_len))
+    path = f"{CACHE}/text_emb.npy" if max_len == 48 else f"{CACHE}/text_emb_{max_len}.npy"
     if os.path.exists(path):
         return np.load(path)
     from transformers import AutoModel, AutoTokenizer
@@ -89,6 +93,30 @@ class Data:
         self.eval_users = [u for u, v in enumerate(valid) if v is not None]
         self.targets = np.array([valid[u] for u in self.eval_users])
         self.hists = [train[u] for u in self.eval_users]
+        self.time_tables(data_dir, item_ids)
+
+    def time_tables(self, data_dir, item_ids):
+        """Day of every training item (same dedup as split()) and cumulative daily counts of the
+        training events, for the time-aware popularity prior (`time_prior`)."""
+        _, events = load(data_dir)
+        days = []
+        for evs in events.values():
+            evs.sort()
+            seen, d = set(), []
+            for t, _, item in evs:
+                if item not in seen:
+                    seen.add(item)
+                    d.append(t // 86400)
+            days.append(d[:-2] if len(d) >= 3 else d)
+        d0 = min(x for d in days for x in d)
+        self.train_days = [[x - d0 + 1 for x in d] for d in days]  # day 0 = before everything
+        nd = max(x for d in self.train_days for x in d) + 1
+        C = np.zeros((nd, self.n), dtype=np.float32)
+        for h, d in zip(self.train, self.train_days):
+            np.add.at(C, (np.array(d, dtype=np.int64), np.array(h, dtype=np.int64)), 1)
+        self.cum = np.cumsum(C, axis=0)  # cum[d, i] = training events of i on days <= d
+        # query day of an evaluated user = day of the last history item
+        self.hist_days = np.array([self.train_days[u][-1] for u in self.eval_users])
 
 
 def rank_metrics(S, hists, targets, tail):
@@ -148,6 +176,10 @@ DEFAULT = dict(
     # recency g: per-target loss weight g^(positions from the end of the training sequence),
     #   mean 1 over the batch (1.0 = off; 0.0 = only each sequence's last target).
     id_dropout=0.0, logq=0.0, tail_loss_alpha=0.0, id_gate=None, recency=1.0,
+    # time_prior: logits += w . f(day, item), f = log1p of the item's training events in the 30 /
+    #   180 days before the query day and before it at all, and log1p(age in days); counts stop the
+    #   day before the query (no same-day leak). w learned; kept at serving (part of the model).
+    time_prior=False, time_windows=(30, 180),
 )
 
 
@@ -195,6 +227,8 @@ class SeqRec(nn.Module):
                                                         dtype=torch.float32)[:, None])
             if c["id_gate"] is not None:
                 self.gate = nn.Parameter(torch.tensor(float(c["id_gate"])))
+        if c["time_prior"]:
+            self.tw = nn.Parameter(torch.zeros(len(c["time_windows"]) + 2))
         self.pos = nn.Embedding(c["max_hist"], w)
         nn.init.normal_(self.pos.weight, std=0.02)
         self.ln_in = nn.LayerNorm(w)
@@ -240,6 +274,24 @@ class SeqRec(nn.Module):
         return u @ E.T
 
 
+def time_features(cum, days, windows):
+    """(len(days), n, k) features of every item at each query day (events before that day)."""
+    prev = np.maximum(days - 1, 0)
+    tot = cum[prev]
+    f = [np.log1p(tot - cum[np.maximum(prev - w, 0)]) for w in windows]
+    f.append(np.log1p(tot))
+    seen = tot > 0
+    first = np.argmax(cum > 0, axis=0)  # first day with an event, per item
+    age = np.where(seen, days[:, None] - first[None, :], 0)
+    f.append(np.log1p(age))
+    return torch.tensor(np.stack(f, -1), dtype=torch.float32)
+
+
+def time_bias(m, cum, days, windows):
+    u, inv = np.unique(days, return_inverse=True)
+    return (time_features(cum, u, windows) @ m.tw)[torch.tensor(inv)]
+
+
 def pad_left(seqs, L):
     out = np.full((len(seqs), L), -1, dtype=np.int64)
     for r, s in enumerate(seqs):
@@ -268,6 +320,9 @@ def train_eval(d, T, **kw):
     seqs = [h[-(L + 1):] for h in d.train if len(h) >= 2]
     X = pad_left([s[:-1] for s in seqs], L)
     Y = pad_left([s[1:] for s in seqs], L)
+    if c["time_prior"]:
+        dseqs = [ds[-(L + 1):] for h, ds in zip(d.train, d.train_days) if len(h) >= 2]
+        XD = pad_left([x[:-1] for x in dseqs], L)  # day of each input position
     lens = np.array([len(x) for x in seqs])
     H = pad_left(d.hists, L)
     eorder = np.argsort([len(h) for h in d.hists], kind="stable")
@@ -296,6 +351,9 @@ def train_eval(d, T, **kw):
             lg = m.logits(out[valid], E)
             if c["logq"]:
                 lg = lg + logq
+            if c["time_prior"]:
+                qd = XD[b][:, keep:][valid].numpy()
+                lg = lg + time_bias(m, d.cum, qd, c["time_windows"])
             w = torch.ones(len(t))
             if c["tail_loss_alpha"]:
                 w = w * cnt[t] ** -c["tail_loss_alpha"]
@@ -317,7 +375,11 @@ def train_eval(d, T, **kw):
             for s in range(0, len(H), 512):
                 h = H[s:s + 512]
                 h = h[:, int((h >= 0).any(0).nonzero().min()):]
-                S.append(m.logits(m.encode(h, E)[:, -1], E).numpy())
+                lg = m.logits(m.encode(h, E)[:, -1], E)
+                if c["time_prior"]:
+                    qd = d.hist_days[eorder[s:s + 512]]
+                    lg = lg + time_bias(m, d.cum, qd, c["time_windows"])
+                S.append(lg.numpy())
             S = np.concatenate(S)[einv]
         met = rank_metrics(S, d.hists, d.targets, d.tail)
         hist.append(round(met["ndcg"], 4))
@@ -327,6 +389,8 @@ def train_eval(d, T, **kw):
             since += 1
         if since >= c["patience"] or time.time() - t0 > c["max_seconds"]:
             break
+    if c["time_prior"]:
+        print("time prior weights", m.tw.detach().numpy().round(3), flush=True)
     best = dict(best, epochs=ep, best_epoch=best_ep, seconds=time.time() - t0, curve=hist)
     return c, best
 

@@ -208,6 +208,7 @@ mod x86 {
         [8, 4, 2, 1]
     );
     rows_fn!(rows_avx_vnni, "avx2,avxvnni", micro_avx_vnni, [4, 2, 1]);
+    // 3 rows: the AVX2 step holds two groups' weights and rows, and 4 rows spilled.
     rows_fn!(rows_avx2, "avx2", micro_avx2, [3, 2, 1]);
 
     /// The four bytes of row `i` at group `g`, broadcast to every 32-bit lane.

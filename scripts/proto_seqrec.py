@@ -180,6 +180,10 @@ DEFAULT = dict(
     #   180 days before the query day and before it at all, and log1p(age in days); counts stop the
     #   day before the query (no same-day leak). w learned; kept at serving (part of the model).
     time_prior=False, time_windows=(30, 180),
+    # text_skip b: a second score head in the frozen text space, logits += beta cos(P u, t_i) / tau
+    #   (P: width -> 384 learned, beta learned from b; 0 = off): fine-grained text matches for
+    #   items the adaptor + ID space ranks by popularity.
+    text_skip=0.0,
 )
 
 
@@ -229,6 +233,9 @@ class SeqRec(nn.Module):
                 self.gate = nn.Parameter(torch.tensor(float(c["id_gate"])))
         if c["time_prior"]:
             self.tw = nn.Parameter(torch.zeros(len(c["time_windows"]) + 2))
+        if c["text_skip"]:
+            self.skip = nn.Linear(w, T.shape[1])
+            self.beta = nn.Parameter(torch.tensor(float(c["text_skip"])))
         self.pos = nn.Embedding(c["max_hist"], w)
         nn.init.normal_(self.pos.weight, std=0.02)
         self.ln_in = nn.LayerNorm(w)
@@ -270,8 +277,12 @@ class SeqRec(nn.Module):
 
     def logits(self, u, E):
         if self.c["score"] == "cos":
-            return F.normalize(u, dim=-1) @ F.normalize(E, dim=-1).T / self.c["tau"]
-        return u @ E.T
+            lg = F.normalize(u, dim=-1) @ F.normalize(E, dim=-1).T / self.c["tau"]
+        else:
+            lg = u @ E.T
+        if self.c["text_skip"]:
+            lg = lg + self.beta * F.normalize(self.skip(u), dim=-1) @ self.T.T / self.c["tau"]
+        return lg
 
 
 def time_features(cum, days, windows):
@@ -391,6 +402,8 @@ def train_eval(d, T, **kw):
             break
     if c["time_prior"]:
         print("time prior weights", m.tw.detach().numpy().round(3), flush=True)
+    if c["text_skip"]:
+        print("text skip beta", round(float(m.beta.detach()), 3), flush=True)
     best = dict(best, epochs=ep, best_epoch=best_ep, seconds=time.time() - t0, curve=hist)
     return c, best
 

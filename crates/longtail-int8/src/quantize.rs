@@ -69,7 +69,7 @@ fn quantize_row_generic(row: &[f32], q: &mut [u8]) -> f32 {
     for (d, &v) in q.iter_mut().zip(row) {
         let r = (v * inv).round_ties_even();
         // Two selects instead of `clamp` + a saturating cast (which stays scalar): a NaN fails
-        // the first comparison and lands on -127, so `r` is always a whole number in range.
+        // the first comparison and lands on -ACT_MAX, so `r` is always a whole number in range.
         let r = if r >= -lim { r } else { -lim };
         let r = if r <= lim { r } else { lim };
         // SAFETY: `r` is finite and within [-ACT_MAX, ACT_MAX] (see above).

@@ -46,18 +46,24 @@ def load(dir_):
     return item_ids, events
 
 
+def first_purchases(evs):
+    """One user's events in (timestamp, row) order, a repeated item keeping its first event:
+    [(timestamp, item)]. Sorts `evs` in place."""
+    evs.sort()
+    out, seen = [], set()
+    for t, _, item in evs:
+        if item not in seen:
+            seen.add(item)
+            out.append((t, item))
+    return out
+
+
 def split(events):
     train, valid, test = [], [], []
     dropped = 0
     for evs in events.values():
-        evs.sort()
-        seq, seen = [], set()
-        for _, _, item in evs:
-            if item in seen:
-                dropped += 1
-            else:
-                seen.add(item)
-                seq.append(item)
+        seq = [item for _, item in first_purchases(evs)]
+        dropped += len(evs) - len(seq)
         if len(seq) >= 3:
             train.append(seq[:-2]); valid.append(seq[-2]); test.append(seq[-1])
         else:

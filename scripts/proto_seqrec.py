@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_eval_rec import load, pareto_tail, split  # noqa: E402  (the eval-rec protocol)
+from check_eval_rec import first_purchases, load, pareto_tail, split  # noqa: E402  (the eval-rec protocol)
 
 torch.set_num_threads(1)
 CACHE = "/tmp/proto"
@@ -93,20 +93,14 @@ class Data:
         self.eval_users = [u for u, v in enumerate(valid) if v is not None]
         self.targets = np.array([valid[u] for u in self.eval_users])
         self.hists = [train[u] for u in self.eval_users]
-        self.time_tables(data_dir, item_ids)
+        self.time_tables(events)
 
-    def time_tables(self, data_dir, item_ids):
-        """Day of every training item (same dedup as split()) and cumulative daily counts of the
-        training events, for the time-aware popularity prior (`time_prior`)."""
-        _, events = load(data_dir)
+    def time_tables(self, events):
+        """Day of every training item (split()'s first purchases) and cumulative daily counts of
+        the training events, for the time-aware popularity prior (`time_prior`)."""
         days = []
         for evs in events.values():
-            evs.sort()
-            seen, d = set(), []
-            for t, _, item in evs:
-                if item not in seen:
-                    seen.add(item)
-                    d.append(t // 86400)
+            d = [t // 86400 for t, _ in first_purchases(evs)]
             days.append(d[:-2] if len(d) >= 3 else d)
         d0 = min(x for d in days for x in d)
         self.train_days = [[x - d0 + 1 for x in d] for d in days]  # day 0 = before everything
@@ -115,6 +109,7 @@ class Data:
         for h, d in zip(self.train, self.train_days):
             np.add.at(C, (np.array(d, dtype=np.int64), np.array(h, dtype=np.int64)), 1)
         self.cum = np.cumsum(C, axis=0)  # cum[d, i] = training events of i on days <= d
+        self.first_day = np.argmax(self.cum > 0, axis=0)  # per item, its first purchase day
         # query day of an evaluated user = day of the last history item
         self.hist_days = np.array([self.train_days[u][-1] for u in self.eval_users])
 
@@ -285,22 +280,20 @@ class SeqRec(nn.Module):
         return lg
 
 
-def time_features(cum, days, windows):
+def time_features(d, days, windows):
     """(len(days), n, k) features of every item at each query day (events before that day)."""
     prev = np.maximum(days - 1, 0)
-    tot = cum[prev]
-    f = [np.log1p(tot - cum[np.maximum(prev - w, 0)]) for w in windows]
+    tot = d.cum[prev]
+    f = [np.log1p(tot - d.cum[np.maximum(prev - w, 0)]) for w in windows]
     f.append(np.log1p(tot))
-    seen = tot > 0
-    first = np.argmax(cum > 0, axis=0)  # first day with an event, per item
-    age = np.where(seen, days[:, None] - first[None, :], 0)
+    age = np.where(tot > 0, days[:, None] - d.first_day[None, :], 0)
     f.append(np.log1p(age))
     return torch.tensor(np.stack(f, -1), dtype=torch.float32)
 
 
-def time_bias(m, cum, days, windows):
+def time_bias(m, d, days, windows):
     u, inv = np.unique(days, return_inverse=True)
-    return (time_features(cum, u, windows) @ m.tw)[torch.tensor(inv)]
+    return (time_features(d, u, windows) @ m.tw)[torch.tensor(inv)]
 
 
 def pad_left(seqs, L):
@@ -364,7 +357,7 @@ def train_eval(d, T, **kw):
                 lg = lg + logq
             if c["time_prior"]:
                 qd = XD[b][:, keep:][valid].numpy()
-                lg = lg + time_bias(m, d.cum, qd, c["time_windows"])
+                lg = lg + time_bias(m, d, qd, c["time_windows"])
             w = torch.ones(len(t))
             if c["tail_loss_alpha"]:
                 w = w * cnt[t] ** -c["tail_loss_alpha"]
@@ -389,7 +382,7 @@ def train_eval(d, T, **kw):
                 lg = m.logits(m.encode(h, E)[:, -1], E)
                 if c["time_prior"]:
                     qd = d.hist_days[eorder[s:s + 512]]
-                    lg = lg + time_bias(m, d.cum, qd, c["time_windows"])
+                    lg = lg + time_bias(m, d, qd, c["time_windows"])
                 S.append(lg.numpy())
             S = np.concatenate(S)[einv]
         met = rank_metrics(S, d.hists, d.targets, d.tail)

@@ -179,6 +179,16 @@ DEFAULT = dict(
     #   (P: width -> 384 learned, beta learned from b; 0 = off): fine-grained text matches for
     #   items the adaptor + ID space ranks by popularity.
     text_skip=0.0,
+    # id_unk: items below id_min_count share one learned "unknown ID" vector instead of a zero
+    #   ID part, so the text-only (tail) items can be placed as a group relative to the head.
+    # two_channel: score = cos(A u, text part)/tau + cos(B u, ID part)/tau, the ID channel of an
+    #   item without an ID being a learned shared vector: text matching is not bent by ID geometry.
+    # group_la g: group-level logit adjustment, training logits += g * log(share of the item's
+    #   group, head or tail, among training targets); left out at serving, so the served score
+    #   is the head/tail-balanced posterior with each group's inner order kept.
+    # moe k: UniSRec's mixture-of-adaptors, text part = LN(sum_k softmax(G t)_k (W_k (t - c_k)))
+    #   with k experts (0 = the single linear adaptor).
+    id_unk=False, two_channel=False, group_la=0.0, moe=0,
 )
 
 
@@ -219,6 +229,11 @@ class SeqRec(nn.Module):
             self.register_buffer("T", torch.tensor(T, dtype=torch.float32))
             self.tproj = nn.Linear(T.shape[1], w)
             self.tln = nn.LayerNorm(w)
+            if c["moe"]:
+                k, dt = c["moe"], T.shape[1]
+                self.experts = nn.Parameter(torch.randn(k, dt, w) * 0.02)
+                self.centres = nn.Parameter(torch.zeros(k, dt))
+                self.gate_w = nn.Linear(dt, k)
         if c["id"]:
             self.idemb = nn.Embedding(n, w)
             nn.init.normal_(self.idemb.weight, std=c["id_init"])
@@ -226,6 +241,11 @@ class SeqRec(nn.Module):
                                                         dtype=torch.float32)[:, None])
             if c["id_gate"] is not None:
                 self.gate = nn.Parameter(torch.tensor(float(c["id_gate"])))
+            if c["id_unk"] or c["two_channel"]:
+                self.unk = nn.Parameter(torch.randn(w) * c["id_init"])
+            if c["two_channel"]:
+                self.ch_t = nn.Linear(w, w)
+                self.ch_i = nn.Linear(w, w)
         if c["time_prior"]:
             self.tw = nn.Parameter(torch.zeros(len(c["time_windows"]) + 2))
         if c["text_skip"]:
@@ -244,7 +264,12 @@ class SeqRec(nn.Module):
     def items(self):
         """Catalogue vectors; called once per step, so one ID-dropout mask serves inputs and outputs."""
         e = 0
-        if self.c["text"]:
+        if self.c["text"] and self.c["moe"]:
+            X = self.T[None] - self.centres[:, None]  # (k, n, dt)
+            Y = torch.einsum("knd,kdw->nkw", X, self.experts)
+            g = torch.softmax(self.gate_w(self.T), -1)[..., None]
+            e = self.tln((g * Y).sum(1))
+        elif self.c["text"]:
             e = self.tln(self.tproj(self.T))
         if self.c["id"]:
             mask = self.idmask
@@ -252,6 +277,10 @@ class SeqRec(nn.Module):
                 # no 1/(1-p) rescale: a dropped item must look exactly like a text-only (tail) item
                 mask = mask * (torch.rand_like(mask) >= self.c["id_dropout"])
             idv = self.idemb.weight * mask
+            if self.c["id_unk"] or self.c["two_channel"]:
+                idv = idv + (1 - mask) * self.unk
+            if self.c["two_channel"]:
+                return (e, idv)
             e = e + (self.gate * idv if self.c["id_gate"] is not None else idv)
         return e
 
@@ -259,6 +288,8 @@ class SeqRec(nn.Module):
         """seq: (B, L) left-padded with -1. Returns (B, L, w) outputs."""
         B, L = seq.shape
         pad = seq < 0
+        if isinstance(E, tuple):
+            E = E[0] + E[1]
         x = E[seq.clamp(min=0)] * (~pad)[..., None]
         x = x + self.pos.weight[self.c["max_hist"] - L:][None]
         x = self.edrop(self.ln_in(x))
@@ -271,6 +302,10 @@ class SeqRec(nn.Module):
         return self.ln_out(x)
 
     def logits(self, u, E):
+        if isinstance(E, tuple):
+            et, ei = E
+            return (F.normalize(self.ch_t(u), dim=-1) @ F.normalize(et, dim=-1).T
+                    + F.normalize(self.ch_i(u), dim=-1) @ F.normalize(ei, dim=-1).T) / self.c["tau"]
         if self.c["score"] == "cos":
             lg = F.normalize(u, dim=-1) @ F.normalize(E, dim=-1).T / self.c["tau"]
         else:
@@ -334,6 +369,11 @@ def train_eval(d, T, **kw):
     H = H[torch.tensor(eorder)]
     cnt = torch.tensor(d.counts, dtype=torch.float32) + 1
     logq = c["logq"] * (cnt / cnt.sum()).log()  # added to training logits only
+    if c["group_la"]:
+        tail_t = torch.tensor(d.tail)
+        share = float(tail_t[Y[Y >= 0]].float().mean())
+        logq = logq + c["group_la"] * torch.where(tail_t, torch.tensor(share).log(),
+                                                  torch.tensor(1 - share).log())
     best, best_ep, since, t0, hist = None, 0, 0, time.time(), []
     ep = 0
     for ep in range(1, c["epochs"] + 1):
@@ -353,7 +393,7 @@ def train_eval(d, T, **kw):
             valid = y >= 0
             t = y[valid]
             lg = m.logits(out[valid], E)
-            if c["logq"]:
+            if c["logq"] or c["group_la"]:
                 lg = lg + logq
             if c["time_prior"]:
                 qd = XD[b][:, keep:][valid].numpy()

@@ -605,6 +605,55 @@ fn sequence_resume_is_bit_exact() {
     assert!(moved, "steps 4-6 changed nothing");
 }
 
+/// `--group-logq-weight` and `--tail-rule` reach training: both are saved with the run, and two
+/// steps with the group prior end at other weights than two plain steps from the same seed. A
+/// rule with a second (torso) cut is refused, naming the setting.
+#[test]
+fn the_group_prior_flags_reach_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let model = model.to_str().unwrap();
+    let data = prepared(tmp.path());
+    let common = ["--model", model, "--max-steps", "2", "--eval-every", "0"];
+    let plain = tmp.path().join("plain");
+    train_sequence(&data, &plain, &common);
+    let grouped = tmp.path().join("grouped");
+    let mut a = common.to_vec();
+    a.extend(["--group-logq-weight", "1", "--tail-rule", "min-count:3"]);
+    train_sequence(&data, &grouped, &a);
+
+    let args: Value = serde_json::from_str(
+        &std::fs::read_to_string(grouped.join("train_interest_args.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(args["group_logq_weight"], 1.0);
+    assert_eq!(args["tail_rule"], "min-count:3");
+    let (p, g) = (
+        tensors(&plain.join("sequence.safetensors")),
+        tensors(&grouped.join("sequence.safetensors")),
+    );
+    assert!(
+        p.iter().any(|(name, t)| max_abs_diff(t, &g[name]) > 0.0),
+        "the group prior changed no weight"
+    );
+
+    let out = longtail()
+        .args(["train-interest", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .args(["--model", model, "--group-logq-weight", "1"])
+        .args(["--tail-rule", "pareto:0.8,0.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tail_rule") && err.contains("pareto:0.8,0.5"),
+        "{err}"
+    );
+}
+
 /// `--resume-from` on new data: a catalogue with a brand-new item and more interactions.
 /// A copy of the prepared `data` in `dir` with one more item, `NEW1` (I000's text), and
 /// `more_interactions` (CSV lines) appended to the interactions.

@@ -99,6 +99,16 @@ pub struct TrainInterestConfig {
     /// values weight rare next items up.
     #[serde(default)]
     pub tail_loss_alpha: f64,
+    /// Weight `g` of a head/tail group prior in the training softmax: `logits += g log
+    /// q(group)`, `q` the share of training targets in the item's group (tail or head by
+    /// `tail_rule` on training counts). Like `logq_weight` but one shift per group, so the
+    /// order within the head and within the tail is kept; 1 = the group-balanced posterior.
+    #[serde(default)]
+    pub group_logq_weight: f64,
+    /// Head/tail rule of `group_logq_weight`'s groups, on training interaction counts (the
+    /// rule `eval-rec` applies; default `pareto:0.8`).
+    #[serde(default)]
+    pub tail_rule: longtail_data::TailRule,
     /// Where the models run (`auto`, `cpu`, `cuda:N`); a resume may use another device.
     #[serde(default)]
     pub device: DeviceSpec,
@@ -150,6 +160,8 @@ impl Default for TrainInterestConfig {
             precision: Precision::Fp32,
             logq_weight: 0.0,
             tail_loss_alpha: 0.0,
+            group_logq_weight: 0.0,
+            tail_rule: longtail_data::TailRule::default(),
             device: DeviceSpec::default(),
             phase_times: false,
         }

@@ -167,6 +167,55 @@ pub fn epoch_batches(lens: &[usize], batch_size: usize, seed: u64, epoch: u64) -
         .collect()
 }
 
+/// The prior added to the training logits, per item: `b ln q_i` with `q_i` the item's share
+/// of the training targets (`counts`), plus, with `groups = (is_tail, g)`, `g ln q(group)` with
+/// `q(group)` the share of the targets whose item is in the same group (tail or head). `None`
+/// when both weights are 0. Scoring leaves it out, so the served model ranks by the lift over
+/// the prior: `g = 1` treats head and tail as equally likely, keeping the order within each.
+pub fn training_prior(
+    counts: &[f64],
+    logq_weight: f64,
+    groups: Option<(&[bool], f64)>,
+) -> Option<Vec<f32>> {
+    let group_weight = groups.map_or(0.0, |(_, g)| g);
+    if logq_weight == 0.0 && group_weight == 0.0 {
+        return None;
+    }
+    // Half a target for an empty item or group, so that its log share stays finite.
+    let total: f64 = counts.iter().sum::<f64>().max(1.0);
+    let group_log = |tail: bool| -> f64 {
+        let Some((is_tail, _)) = groups else {
+            return 0.0;
+        };
+        let n: f64 = counts
+            .iter()
+            .zip(is_tail)
+            .filter(|&(_, &t)| t == tail)
+            .map(|(&c, _)| c)
+            .sum();
+        (n.max(0.5) / total).ln()
+    };
+    let (tail_log, head_log) = (group_log(true), group_log(false));
+    Some(
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let item = if logq_weight != 0.0 {
+                    logq_weight * (c.max(0.5) / total).ln()
+                } else {
+                    0.0
+                };
+                let group = match groups {
+                    Some((is_tail, g)) => g * if is_tail[i] { tail_log } else { head_log },
+                    None => 0.0,
+                };
+                (item + group) as f32
+            })
+            .collect(),
+    )
+}
+
 pub fn train_sequence(
     cfg: &TrainInterestConfig,
     device: &Device,
@@ -188,10 +237,19 @@ pub fn train_sequence(
             cfg.tail_loss_alpha.is_finite() && cfg.tail_loss_alpha >= 0.0,
             "tail_loss_alpha must be a number >= 0",
         ),
+        (
+            cfg.group_logq_weight.is_finite(),
+            "group_logq_weight must be a finite number",
+        ),
     ] {
         if !ok {
             return Err(InterestError::invalid(what));
         }
+    }
+    if cfg.group_logq_weight != 0.0 {
+        cfg.tail_rule
+            .validate(2)
+            .map_err(|e| InterestError::invalid(format!("tail_rule: {e}")))?;
     }
     let data = PreparedDataset::load(&cfg.data)?;
     let item_ids: Vec<String> = data.items.iter().map(|i| i.item_id.clone()).collect();
@@ -428,12 +486,18 @@ pub fn train_sequence(
             })
         };
 
-    // Each item's count as a training target: the popularity correction `b log q` of the
-    // training logits (q: share of the targets) and the tail weights `(count + 1)^-a`.
+    // Each item's count as a training target: the popularity prior `b log q` of the training
+    // logits (q: share of the targets), the group prior `g log q(group)` and the tail weights
+    // `(count + 1)^-a`.
     let mut counts = vec![0f64; item_ids.len()];
+    let mut interactions = vec![0u64; item_ids.len()];
     for &u in &seqs {
-        for &i in &seq_of(u)[1..] {
+        let s = seq_of(u);
+        for &i in &s[1..] {
             counts[i] += 1.0;
+        }
+        for &i in s {
+            interactions[i] += 1;
         }
     }
     let target_weights: Option<Vec<f32>> = (cfg.tail_loss_alpha != 0.0).then(|| {
@@ -442,15 +506,22 @@ pub fn train_sequence(
             .map(|&c| (c + 1.0).powf(-cfg.tail_loss_alpha) as f32)
             .collect()
     });
-    let log_q = if cfg.logq_weight != 0.0 {
-        let total: f64 = counts.iter().sum();
-        let v: Vec<f32> = counts
+    let groups = (cfg.group_logq_weight != 0.0).then(|| {
+        let labels =
+            longtail_data::label::assign_labels(&item_ids, &interactions, &cfg.tail_rule, 2);
+        labels
+            .labels
             .iter()
-            .map(|&c| (cfg.logq_weight * (c.max(0.5) / total).ln()) as f32)
-            .collect();
-        Some(Tensor::from_vec(v, item_ids.len(), device)?)
-    } else {
-        None
+            .map(|&l| l == Label::Tail)
+            .collect::<Vec<bool>>()
+    });
+    let log_q = match training_prior(
+        &counts,
+        cfg.logq_weight,
+        groups.as_deref().map(|g| (g, cfg.group_logq_weight)),
+    ) {
+        Some(v) => Some(Tensor::from_vec(v, item_ids.len(), device)?),
+        None => None,
     };
     let per_epoch = seqs.len().div_ceil(cfg.batch_size);
     let seq_lens: Vec<usize> = seqs
@@ -580,4 +651,47 @@ pub fn train_sequence(
         out: cfg.out.clone(),
         phase_times: driver.phase_times(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::training_prior;
+
+    #[test]
+    fn no_prior_without_a_weight() {
+        assert!(training_prior(&[3.0, 1.0], 0.0, None).is_none());
+        assert!(training_prior(&[3.0, 1.0], 0.0, Some((&[false, true], 0.0))).is_none());
+    }
+
+    #[test]
+    fn the_item_prior_is_b_log_share_with_half_a_target_for_unseen_items() {
+        let p = training_prior(&[6.0, 2.0, 2.0, 0.0], 0.5, None).unwrap();
+        let want = [0.6f64, 0.2, 0.2, 0.05].map(|q| (0.5 * q.ln()) as f32);
+        assert_eq!(p, want);
+    }
+
+    /// One shift per group: the order within each group is untouched, and the tail moves up
+    /// against the head by `g ln(q_head / q_tail)`.
+    #[test]
+    fn the_group_prior_is_one_shift_per_group() {
+        let counts = [6.0, 2.0, 1.0, 1.0, 0.0];
+        let is_tail = [false, false, true, true, true];
+        let p = training_prior(&counts, 0.0, Some((&is_tail, 2.0))).unwrap();
+        let head = (2.0 * 0.8f64.ln()) as f32;
+        let tail = (2.0 * 0.2f64.ln()) as f32;
+        assert_eq!(p, [head, head, tail, tail, tail]);
+
+        // Both priors add up; a group without targets gets half a target's share.
+        let both = training_prior(&counts, 1.0, Some((&is_tail, 1.0))).unwrap();
+        let item = training_prior(&counts, 1.0, None).unwrap();
+        let group = training_prior(&counts, 0.0, Some((&is_tail, 1.0))).unwrap();
+        for i in 0..5 {
+            assert!((both[i] - item[i] - group[i]).abs() < 1e-6);
+        }
+        let empty = training_prior(&[3.0, 1.0], 0.0, Some((&[false, false], 1.0))).unwrap();
+        assert_eq!(empty, [0.0, 0.0]);
+        let no_tail_targets =
+            training_prior(&[3.0, 1.0, 0.0], 0.0, Some((&[false, false, true], 1.0))).unwrap();
+        assert_eq!(no_tail_targets[2], (0.5f64 / 4.0).ln() as f32);
+    }
 }

@@ -144,6 +144,18 @@ pub struct TrainInterestArgs {
     /// up (more tail items ranked high, at some NDCG cost; see docs/interest.md).
     #[arg(long, default_value_t = defaults::train_interest().tail_loss_alpha, help_heading = "Sequence model")]
     pub tail_loss_alpha: f64,
+    /// [sequence] Head/tail group prior in the training softmax, `cos/T + g log q(group)`
+    /// (q = the share of training targets in the item's group, tail or head by --tail-rule;
+    /// scoring uses the cosine alone): like --logq-weight, but one shift for the whole tail, so
+    /// the order within the head and within the tail is kept. 1 treats head and tail as
+    /// equally likely; more tail items ranked high at a smaller NDCG cost than --logq-weight's
+    /// (docs/interest.md).
+    #[arg(long, default_value_t = defaults::train_interest().group_logq_weight, help_heading = "Sequence model")]
+    pub group_logq_weight: f64,
+    /// [sequence] Head/tail rule of --group-logq-weight's groups, applied to training
+    /// interaction counts as `eval-rec` does (pareto:S, quantile:Q, min-count:N).
+    #[arg(long, default_value_t = defaults::train_interest().tail_rule, help_heading = "Sequence model")]
+    pub tail_rule: longtail_data::TailRule,
     /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32, bf16 (for a
     /// GPU) or int8 (faster on CPUs with integer dot products, at a small ranking cost measured
     /// in docs/interest.md). Saved in the checkpoint: `recommend`, `eval-rec` and `serve` embed
@@ -211,6 +223,8 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         embedding_cache: a.embedding_cache,
         logq_weight: a.logq_weight,
         tail_loss_alpha: a.tail_loss_alpha,
+        group_logq_weight: a.group_logq_weight,
+        tail_rule: a.tail_rule,
         device: a.device.device,
         precision: a.precision,
         phase_times: a.phase_times,

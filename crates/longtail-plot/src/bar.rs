@@ -8,6 +8,25 @@ use crate::draw::{draw_header, font_px, PALETTE};
 use crate::font::FAMILY;
 use crate::BarChart;
 
+/// Width in pixels of `chars` characters of DejaVu Sans at `font_px` (an average glyph is
+/// about 0.6 em), for layout decisions only.
+fn text_px(chars: usize, font_px: u32) -> f64 {
+    chars as f64 * font_px as f64 * 0.6
+}
+
+/// Pixels a bar needs so that its value label (`0.123`) does not touch its neighbour's.
+const BAR_PX: f64 = 40.0;
+
+impl BarChart {
+    /// The image width at which every bar's value label fits beside its neighbours' (bars
+    /// fill 80% of a group), plus the axes; never below `min`. Reports with many models grow
+    /// wider instead of printing labels over each other.
+    pub fn fitting_width(&self, min: u32) -> u32 {
+        let bars = (self.groups.len() * self.series.len().max(1)) as f64;
+        ((bars * BAR_PX / 0.8) as u32 + 120).max(min)
+    }
+}
+
 /// Draws `chart` into `rgb`, a `size.0 * size.1 * 3` byte RGB buffer.
 pub(crate) fn draw_bars(chart: &BarChart, rgb: &mut [u8], size: (u32, u32)) -> Result<(), String> {
     let n_groups = chart.groups.len();
@@ -35,12 +54,24 @@ pub(crate) fn draw_bars(chart: &BarChart, rgb: &mut [u8], size: (u32, u32)) -> R
     let body = draw_header(&root, &chart.title, chart.subtitle.as_deref(), size.1)?;
     let label_px = font_px(size.1, 36, 11, 20);
     let tick_px = font_px(size.1, 40, 11, 16);
+    // Group names wider than their group (many models, long names) alternate between two
+    // rows, so neighbours do not print over each other.
+    let plot_px = size.0.saturating_sub(36 + label_px * 4) as f64;
+    let group_px = plot_px / n_groups.max(1) as f64;
+    let widest = chart
+        .groups
+        .iter()
+        .map(|g| g.chars().count())
+        .max()
+        .unwrap_or(0);
+    let stagger = n_groups > 1 && text_px(widest, tick_px) > group_px - 4.0;
+    let names_px = if stagger { tick_px + 4 } else { 0 };
     // group g spans x in [g, g + 1); its name is drawn under the centre
     let x = 0f64..n_groups.max(1) as f64;
     let mut ctx = ChartBuilder::on(&body)
         .margin(12)
         .margin_right(24)
-        .x_label_area_size(label_px * 3)
+        .x_label_area_size(label_px * 3 + names_px)
         .y_label_area_size(label_px * 4)
         .build_cartesian_2d(x, 0f64..y_top)
         .map_err(|e| e.to_string())?;
@@ -60,8 +91,17 @@ pub(crate) fn draw_bars(chart: &BarChart, rgb: &mut [u8], size: (u32, u32)) -> R
     for (g, name) in chart.groups.iter().enumerate() {
         // the root area's pixel coordinates are the backend's
         let (px, py) = ctx.backend_coord(&(g as f64 + 0.5, 0.0));
-        root.draw(&Text::new(name.clone(), (px, py + 6), name_style.clone()))
-            .map_err(|e| e.to_string())?;
+        let row = if stagger && g % 2 == 1 {
+            names_px as i32
+        } else {
+            0
+        };
+        root.draw(&Text::new(
+            name.clone(),
+            (px, py + 6 + row),
+            name_style.clone(),
+        ))
+        .map_err(|e| e.to_string())?;
     }
     // bars fill 80% of a group, side by side
     let width = 0.8 / n_series.max(1) as f64;

@@ -266,6 +266,35 @@ mod tests {
         assert!(err.to_string().contains("2 values for 3 groups"), "{err}");
     }
 
+    /// 16 models with long names (an eval-rec report with many `--compare` rows): the image
+    /// grows to about 40 px a bar, never below the minimum, and draws.
+    #[test]
+    fn many_groups_get_a_wider_image() {
+        let groups: Vec<String> = (0..16)
+            .map(|i| format!("text-last-item+ease-{i}"))
+            .collect();
+        let series = |name: &str| BarSeries {
+            name: name.into(),
+            values: (0..16).map(|i| 0.01 * i as f64).collect(),
+        };
+        let mut chart = BarChart {
+            title: "Recall@10".into(),
+            groups,
+            series: vec![series("head"), series("tail"), series("overall")],
+            ..BarChart::default()
+        };
+        assert_eq!(chart.fitting_width(900), 48 * 50 + 120);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("many.png");
+        render_bar_png(&chart, &path, chart.fitting_width(900), 600).unwrap();
+        assert_png(&path);
+        chart.groups.truncate(3);
+        for s in &mut chart.series {
+            s.values.truncate(3);
+        }
+        assert_eq!(chart.fitting_width(900), 900);
+    }
+
     #[test]
     fn rejects_tiny_images() {
         let dir = tempfile::tempdir().unwrap();

@@ -219,7 +219,8 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
     let markdown = json.with_extension("md");
     longtail_fs::write_atomic(&markdown, markdown_table(report).as_bytes())?;
     let head_tail_png = sibling(json, "_head_tail.png");
-    render_bar_png(&head_tail_chart(report), &head_tail_png, 900, 600)?;
+    let chart = head_tail_chart(report);
+    render_bar_png(&chart, &head_tail_png, chart.fitting_width(900), 600)?;
     let tradeoff_png = if report.tradeoffs.is_empty() {
         None
     } else {

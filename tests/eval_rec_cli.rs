@@ -100,7 +100,12 @@ fn eval_rec_on_the_tiny_fixture_matches_hand_computed_values() {
     let curves = r["tradeoffs"].as_array().unwrap();
     assert_eq!(curves.len(), 1, "baselines only: one curve");
     assert!(curves[0]["points"].as_array().unwrap().len() > 10);
-    for f in ["report.md", "report_head_tail.png", "report_tradeoff.png"] {
+    for f in [
+        "report.md",
+        "report_head_tail.png",
+        "report_frontier.png",
+        "report_tradeoff.png",
+    ] {
         let p = tmp.path().join("rec").join(f);
         assert!(
             std::fs::metadata(&p).unwrap().len() > 100,

@@ -108,7 +108,18 @@ pub(crate) fn draw_header<'a>(
     Ok(body)
 }
 
-fn draw_body<X, Y>(area: &Area, chart: &LineChart, x: X, y: Y, height: u32) -> Result<(), String>
+/// A chart drawing into a bitmap, with axes of coordinate types `X` and `Y`.
+pub(crate) type Frame<'a, X, Y> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>;
+
+/// The plotting frame shared by the line and scatter charts: margins, axis areas, both axes
+/// described and ticked with [`format_tick`], a faint grid.
+pub(crate) fn axes<'a, X, Y>(
+    area: &Area<'a>,
+    x: X,
+    y: Y,
+    (x_label, y_label): (&str, &str),
+    height: u32,
+) -> Result<Frame<'a, X::CoordDescType, Y::CoordDescType>, String>
 where
     X: AsRangedCoord<Value = f64>,
     Y: AsRangedCoord<Value = f64>,
@@ -124,14 +135,9 @@ where
         .y_label_area_size(label_px * 4)
         .build_cartesian_2d(x, y)
         .map_err(|e| e.to_string())?;
-    let (y_top, y_bottom) = {
-        let r = ctx.y_range();
-        (r.end, r.start)
-    };
-
     ctx.configure_mesh()
-        .x_desc(chart.x_label.as_str())
-        .y_desc(chart.y_label.as_str())
+        .x_desc(x_label)
+        .y_desc(y_label)
         .axis_desc_style((FAMILY, label_px))
         .label_style((FAMILY, tick_px))
         .x_label_formatter(&|v| format_tick(*v))
@@ -140,6 +146,22 @@ where
         .light_line_style(TRANSPARENT)
         .draw()
         .map_err(|e| e.to_string())?;
+    Ok(ctx)
+}
+
+fn draw_body<X, Y>(area: &Area, chart: &LineChart, x: X, y: Y, height: u32) -> Result<(), String>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let tick_px = font_px(height, 40, 11, 16);
+    let mut ctx = axes(area, x, y, (&chart.x_label, &chart.y_label), height)?;
+    let (y_top, y_bottom) = {
+        let r = ctx.y_range();
+        (r.end, r.start)
+    };
 
     for (i, (x, label)) in chart.vlines.iter().enumerate() {
         if !plottable(*x, chart.log_x) {

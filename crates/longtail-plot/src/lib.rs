@@ -1,5 +1,5 @@
-//! longtail-plot: small PNG line charts (ROC curves, loss curves, popularity curves) and
-//! grouped bar charts.
+//! longtail-plot: small PNG line charts (ROC curves, loss curves, popularity curves),
+//! grouped bar charts and scatter charts of named points.
 //!
 //! Rendering uses plotters' bitmap backend with the DejaVu Sans font compiled
 //! into the binary, so no system fonts are needed.
@@ -10,6 +10,7 @@ mod axis;
 mod bar;
 mod draw;
 mod font;
+mod scatter;
 
 use std::path::{Path, PathBuf};
 
@@ -99,6 +100,37 @@ pub struct BarChart {
     pub y_label: String,
     pub groups: Vec<String>,
     pub series: Vec<BarSeries>,
+}
+
+/// One named point of a [`ScatterChart`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedPoint {
+    pub name: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// Points with their names printed beside them, one colour each (e.g. one point per model).
+/// Points that are not finite are left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScatterChart {
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub x_label: String,
+    pub y_label: String,
+    pub points: Vec<NamedPoint>,
+}
+
+/// Renders a [`ScatterChart`] like [`render_png`] (same atomic write).
+pub fn render_scatter_png(
+    chart: &ScatterChart,
+    path: &Path,
+    width: u32,
+    height: u32,
+) -> Result<(), PlotError> {
+    render_with(path, width, height, |rgb| {
+        scatter::draw_scatter(chart, rgb, (width, height))
+    })
 }
 
 /// Renders a [`BarChart`] like [`render_png`] (same atomic write).
@@ -293,6 +325,34 @@ mod tests {
             s.values.truncate(3);
         }
         assert_eq!(chart.fitting_width(900), 900);
+    }
+
+    #[test]
+    fn writes_scatter_png_with_close_and_unplottable_points() {
+        let point = |name: &str, x: f64, y: f64| NamedPoint {
+            name: name.into(),
+            x,
+            y,
+        };
+        let chart = ScatterChart {
+            title: "NDCG@10 vs tail-item Recall@10".into(),
+            x_label: "tail-item Recall@10".into(),
+            y_label: "NDCG@10".into(),
+            points: vec![
+                point("longtail", 0.056, 0.071),
+                point("logq0.5", 0.077, 0.072),
+                point("group0.5", 0.072, 0.0707),
+                point("ease", 0.028, 0.035),
+                point("broken", f64::NAN, 0.05),
+            ],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scatter.png");
+        render_scatter_png(&chart, &path, 900, 600).unwrap();
+        assert_png(&path);
+        let empty = ScatterChart::default();
+        render_scatter_png(&empty, &dir.path().join("empty.png"), 300, 200).unwrap();
     }
 
     #[test]

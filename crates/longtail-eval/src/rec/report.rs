@@ -1,13 +1,14 @@
 //! The `eval-rec` report: JSON (`{"models": {name: ModelMetrics}, ...}`),
-//! a Markdown table, and two PNGs (head vs tail Recall@10 per model; the
-//! re-ranking trade-off curve).
+//! a Markdown table, and three PNGs (head vs tail Recall@10 per model; NDCG@10 against
+//! tail-item Recall@10, one point per model; the re-ranking trade-off curve).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use longtail_plot::{
-    render_bar_png, render_png, BarChart, BarSeries, LegendPosition, LineChart, Series,
+    render_bar_png, render_png, render_scatter_png, BarChart, BarSeries, LegendPosition, LineChart,
+    NamedPoint, ScatterChart, Series,
 };
 use serde::{Deserialize, Serialize};
 
@@ -197,6 +198,7 @@ pub struct RecReportFiles {
     pub json: PathBuf,
     pub markdown: PathBuf,
     pub head_tail_png: PathBuf,
+    pub frontier_png: PathBuf,
     pub tradeoff_png: Option<PathBuf>,
 }
 
@@ -208,8 +210,8 @@ fn sibling(json: &Path, suffix: &str) -> PathBuf {
     json.with_file_name(format!("{stem}{suffix}"))
 }
 
-/// Writes `FILE.json`, `FILE.md`, `FILE_head_tail.png` and (with a curve)
-/// `FILE_tradeoff.png`.
+/// Writes `FILE.json`, `FILE.md`, `FILE_head_tail.png`, `FILE_frontier.png` and (with a
+/// curve) `FILE_tradeoff.png`.
 pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, EvalError> {
     if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
@@ -221,6 +223,8 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
     let head_tail_png = sibling(json, "_head_tail.png");
     let chart = head_tail_chart(report);
     render_bar_png(&chart, &head_tail_png, chart.fitting_width(900), 600)?;
+    let frontier_png = sibling(json, "_frontier.png");
+    render_scatter_png(&frontier_chart(report), &frontier_png, 900, 600)?;
     let tradeoff_png = if report.tradeoffs.is_empty() {
         None
     } else {
@@ -232,6 +236,7 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
         json: json.to_path_buf(),
         markdown,
         head_tail_png,
+        frontier_png,
         tradeoff_png,
     })
 }
@@ -381,6 +386,29 @@ pub fn head_tail_chart(report: &RecReport) -> BarChart {
                 values: get(|m| m.overall.recall_10),
             },
         ],
+    }
+}
+
+/// One point per model: NDCG@10 against tail-item Recall@10 on the test targets, the
+/// head/tail trade-off across rows (`--compare` checkpoints trained with different tail
+/// settings trace a frontier). Upper right is better on both.
+pub fn frontier_chart(report: &RecReport) -> ScatterChart {
+    ScatterChart {
+        title: "NDCG@10 vs tail-item Recall@10 (test)".into(),
+        subtitle: Some(
+            "one point per model; up = better overall, right = more tail targets found".into(),
+        ),
+        x_label: "tail-item Recall@10".into(),
+        y_label: "NDCG@10".into(),
+        points: report
+            .models
+            .iter()
+            .map(|(name, m)| NamedPoint {
+                name: name.clone(),
+                x: m.tail_items.recall_10,
+                y: m.overall.ndcg_10,
+            })
+            .collect(),
     }
 }
 

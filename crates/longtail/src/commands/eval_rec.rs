@@ -99,10 +99,11 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
     let files = rec::write_report(&report, &args.report)?;
     print!("{}", rec::report::markdown_table(&report));
     eprintln!(
-        "wrote {}, {}, {}{} in {:.1}s",
+        "wrote {}, {}, {}, {}{} in {:.1}s",
         files.json.display(),
         files.markdown.display(),
         files.head_tail_png.display(),
+        files.frontier_png.display(),
         files
             .tradeoff_png
             .as_ref()

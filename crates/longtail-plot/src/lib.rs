@@ -121,15 +121,16 @@ pub struct ScatterChart {
     pub points: Vec<NamedPoint>,
 }
 
-/// Renders a [`ScatterChart`] like [`render_png`] (same atomic write).
+/// Renders [`ScatterChart`]s side by side, one equal-width panel each (e.g. validation and
+/// test), like [`render_png`] (same atomic write).
 pub fn render_scatter_png(
-    chart: &ScatterChart,
+    charts: &[ScatterChart],
     path: &Path,
     width: u32,
     height: u32,
 ) -> Result<(), PlotError> {
     render_with(path, width, height, |rgb| {
-        scatter::draw_scatter(chart, rgb, (width, height))
+        scatter::draw_scatter_panels(charts, rgb, (width, height))
     })
 }
 
@@ -349,10 +350,11 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scatter.png");
-        render_scatter_png(&chart, &path, 900, 600).unwrap();
+        render_scatter_png(&[chart.clone(), chart], &path, 1800, 600).unwrap();
         assert_png(&path);
         let empty = ScatterChart::default();
-        render_scatter_png(&empty, &dir.path().join("empty.png"), 300, 200).unwrap();
+        render_scatter_png(&[empty], &dir.path().join("empty.png"), 300, 200).unwrap();
+        render_scatter_png(&[], &dir.path().join("none.png"), 300, 200).unwrap();
     }
 
     #[test]

@@ -4,16 +4,28 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::axis::{extent, plottable};
-use crate::draw::{axes, draw_header, font_px, PALETTE};
+use crate::draw::{axes, draw_header, font_px, Area, PALETTE};
 use crate::font::FAMILY;
 use crate::ScatterChart;
 
-/// Draws `chart` into `rgb`, a `size.0 * size.1 * 3` byte RGB buffer.
-pub(crate) fn draw_scatter(
-    chart: &ScatterChart,
+/// Draws `charts` side by side, one panel each, into `rgb`, a `size.0 * size.1 * 3` byte RGB
+/// buffer.
+pub(crate) fn draw_scatter_panels(
+    charts: &[ScatterChart],
     rgb: &mut [u8],
     size: (u32, u32),
 ) -> Result<(), String> {
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = root.split_evenly((1, charts.len().max(1)));
+    for (chart, area) in charts.iter().zip(&panels) {
+        draw_scatter(chart, &root, area, size.1)?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// One panel: `area` is a part of `root`, where the names are drawn in backend pixels.
+fn draw_scatter(chart: &ScatterChart, root: &Area, area: &Area, height: u32) -> Result<(), String> {
     let points: Vec<_> = chart
         .points
         .iter()
@@ -23,16 +35,14 @@ pub(crate) fn draw_scatter(
     let (x0, x1) = extent(points.iter().map(|p| p.x), false, None);
     let (y0, y1) = extent(points.iter().map(|p| p.y), false, None);
     let xs = (x0, x1 + 0.2 * (x1 - x0));
-    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let body = draw_header(&root, &chart.title, chart.subtitle.as_deref(), size.1)?;
-    let tick_px = font_px(size.1, 40, 11, 16);
+    let body = draw_header(area, &chart.title, chart.subtitle.as_deref(), height)?;
+    let tick_px = font_px(height, 40, 11, 16);
     let mut ctx = axes(
         &body,
         xs.0..xs.1,
         y0..y1,
         (&chart.x_label, &chart.y_label),
-        size.1,
+        height,
     )?;
     let (px_range, py_range) = ctx.plotting_area().get_pixel_range();
     // Names keep clear of every dot and of the names placed before them.
@@ -63,7 +73,7 @@ pub(crate) fn draw_scatter(
         root.draw(&Text::new(p.name.clone(), (rect.x, rect.y), style))
             .map_err(|e| e.to_string())?;
     }
-    root.present().map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// A label's box in pixels: top-left corner, width and height.

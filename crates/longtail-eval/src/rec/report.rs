@@ -1,6 +1,7 @@
 //! The `eval-rec` report: JSON (`{"models": {name: ModelMetrics}, ...}`),
 //! a Markdown table, and three PNGs (head vs tail Recall@10 per model; NDCG@10 against
-//! tail-item Recall@10, one point per model; the re-ranking trade-off curve).
+//! tail-item Recall@10, one point per model, validation and test; the re-ranking trade-off
+//! curve).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -224,7 +225,7 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
     let chart = head_tail_chart(report);
     render_bar_png(&chart, &head_tail_png, chart.fitting_width(900), 600)?;
     let frontier_png = sibling(json, "_frontier.png");
-    render_scatter_png(&frontier_chart(report), &frontier_png, 900, 600)?;
+    render_scatter_png(&frontier_charts(report), &frontier_png, 1800, 600)?;
     let tradeoff_png = if report.tradeoffs.is_empty() {
         None
     } else {
@@ -389,19 +390,16 @@ pub fn head_tail_chart(report: &RecReport) -> BarChart {
     }
 }
 
-/// One point per model: NDCG@10 against tail-item Recall@10 on the test targets, the
-/// head/tail trade-off across rows (`--compare` checkpoints trained with different tail
-/// settings trace a frontier). Upper right is better on both.
-pub fn frontier_chart(report: &RecReport) -> ScatterChart {
-    ScatterChart {
-        title: "NDCG@10 vs tail-item Recall@10 (test)".into(),
-        subtitle: Some(
-            "one point per model; up = better overall, right = more tail targets found".into(),
-        ),
+/// One point per model: NDCG@10 against tail-item Recall@10, the head/tail trade-off across
+/// rows (`--compare` checkpoints trained with different tail settings trace a frontier), in
+/// two panels: validation, where a setting is chosen, and test. Upper right is better on both.
+pub fn frontier_charts(report: &RecReport) -> [ScatterChart; 2] {
+    let panel = |split: &str, models: &BTreeMap<String, ModelMetrics>, note: &str| ScatterChart {
+        title: format!("NDCG@10 vs tail-item Recall@10 ({split})"),
+        subtitle: Some(note.into()),
         x_label: "tail-item Recall@10".into(),
         y_label: "NDCG@10".into(),
-        points: report
-            .models
+        points: models
             .iter()
             .map(|(name, m)| NamedPoint {
                 name: name.clone(),
@@ -409,7 +407,19 @@ pub fn frontier_chart(report: &RecReport) -> ScatterChart {
                 y: m.overall.ndcg_10,
             })
             .collect(),
-    }
+    };
+    [
+        panel(
+            "validation",
+            &report.validation,
+            "one point per model; choose settings here (up: better overall, right: more tail)",
+        ),
+        panel(
+            "test",
+            &report.models,
+            "the same models on the test targets, for reporting",
+        ),
+    ]
 }
 
 /// NDCG@10 against the tail share (APLT@10) of the lists, one line per model and knob.

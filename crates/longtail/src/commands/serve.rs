@@ -75,15 +75,33 @@ pub struct ServeArgs {
     /// Requests waiting for or in the model thread; more are answered 429.
     #[arg(long, default_value_t = limits().max_concurrent_requests)]
     pub max_concurrent_requests: usize,
-    /// Token budget of one scoring batch (requests waiting together share a forward pass).
-    #[arg(long, default_value_t = limits().max_batch_tokens)]
-    pub max_batch_tokens: usize,
+    /// Token budget of one scoring batch (requests waiting together share a forward pass);
+    /// default 8192, and 4096 with `--precision int8`, as for `longtail score`.
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = limits().timeout_seconds)]
     pub timeout_seconds: u64,
 
     #[command(flatten)]
     pub device: crate::cli::DeviceArg,
+}
+
+/// The request limits of `args`; an unset `--max-batch-tokens` follows `--precision` as in
+/// `longtail score`.
+fn limits_of(args: &ServeArgs) -> Limits {
+    Limits {
+        max_body_bytes: args.max_body_bytes,
+        max_listings: args.max_listings,
+        max_events: args.max_events,
+        max_history: args.max_history,
+        max_k: args.max_k,
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_batch_tokens: args
+            .max_batch_tokens
+            .unwrap_or_else(|| longtail_infer::default_max_batch_tokens(args.precision)),
+        timeout_seconds: args.timeout_seconds,
+    }
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -119,6 +137,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.admin_key.is_none() {
         eprintln!("note: no --admin-key: /admin/reload and /v1/users are disabled (403)");
     }
+    let limits = limits_of(&args);
     let config = ServeConfig {
         models: ModelPaths {
             classifier: args.classifier,
@@ -133,16 +152,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         admin_key: args.admin_key,
         pseudonymiser,
         threshold: args.threshold,
-        limits: Limits {
-            max_body_bytes: args.max_body_bytes,
-            max_listings: args.max_listings,
-            max_events: args.max_events,
-            max_history: args.max_history,
-            max_k: args.max_k,
-            max_concurrent_requests: args.max_concurrent_requests,
-            max_batch_tokens: args.max_batch_tokens,
-            timeout_seconds: args.timeout_seconds,
-        },
+        limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -211,5 +221,40 @@ pub fn run_events(cmd: EventsCommand) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let base = [
+            "longtail",
+            "serve",
+            "--classifier",
+            "c",
+            "--interest",
+            "i",
+            "--data",
+            "d",
+        ];
+        match crate::cli::Cli::try_parse_from(base.iter().chain(extra))
+            .unwrap()
+            .command
+        {
+            crate::cli::Command::Serve(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_batch_token_budget_follows_the_precision_unless_set() {
+        assert_eq!(limits_of(&serve_args(&[])).max_batch_tokens, 8192);
+        let int8 = serve_args(&["--precision", "int8"]);
+        assert_eq!(limits_of(&int8).max_batch_tokens, 4096);
+        let set = serve_args(&["--precision", "int8", "--max-batch-tokens", "1000"]);
+        assert_eq!(limits_of(&set).max_batch_tokens, 1000);
     }
 }

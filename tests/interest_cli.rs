@@ -456,7 +456,7 @@ fn sequence_model_trains_recommends_and_is_evaluated_next_to_sasrec() {
     let model = model.to_str().unwrap();
     let data = prepared(tmp.path());
     let ckpt = tmp.path().join("seq");
-    train_sequence(
+    let trained = train_sequence(
         &data,
         &ckpt,
         &["--model", model, "--max-steps", "6", "--eval-every", "2"],
@@ -527,6 +527,24 @@ fn sequence_model_trains_recommends_and_is_evaluated_next_to_sasrec() {
     let report = tmp.path().join("rec/report.json");
     let compare = format!("sasrec={}", sasrec.display());
     let r = eval_rec(&data, &ckpt, &report, &["--compare", &compare]);
+    // The trainer's validation tail recall is eval-rec's: the same users, and tail items by the
+    // same rule on training counts (not the prepared labels, which count every split).
+    let stdout = String::from_utf8_lossy(&trained.stdout);
+    let printed: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("validation Recall@10 "))
+        .and_then(|l| l.split("tail ").nth(1))
+        .and_then(|t| t.split(" -> ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no validation tail line in {stdout}"));
+    let evaluated = r["validation"]["longtail"]["tail_items"]["recall@10"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (printed - evaluated).abs() < 5e-5,
+        "{printed} vs {evaluated}"
+    );
     for m in [
         "longtail",
         "text-last-item",

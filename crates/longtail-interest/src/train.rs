@@ -105,8 +105,9 @@ pub struct TrainInterestConfig {
     /// order within the head and within the tail is kept; 1 = the group-balanced posterior.
     #[serde(default)]
     pub group_logq_weight: f64,
-    /// Head/tail rule of `group_logq_weight`'s groups, on training interaction counts (the
-    /// rule `eval-rec` applies; default `pareto:0.8`).
+    /// Head/tail rule on training interaction counts, as `eval-rec` applies it (default
+    /// `pareto:0.8`): the groups of `group_logq_weight` and the tail of the validation
+    /// tail-item recall the sequence trainer prints.
     #[serde(default)]
     pub tail_rule: longtail_data::TailRule,
     /// Where the models run (`auto`, `cpu`, `cuda:N`); a resume may use another device.

@@ -246,11 +246,9 @@ pub fn train_sequence(
             return Err(InterestError::invalid(what));
         }
     }
-    if cfg.group_logq_weight != 0.0 {
-        cfg.tail_rule
-            .validate(2)
-            .map_err(|e| InterestError::invalid(format!("tail_rule: {e}")))?;
-    }
+    cfg.tail_rule
+        .validate(2)
+        .map_err(|e| InterestError::invalid(format!("tail_rule: {e}")))?;
     let data = PreparedDataset::load(&cfg.data)?;
     let item_ids: Vec<String> = data.items.iter().map(|i| i.item_id.clone()).collect();
     let item_index: HashMap<String, usize> = longtail_rec::interactions::index_of(&item_ids);
@@ -268,7 +266,6 @@ pub fn train_sequence(
         inter.rejected,
         inter.duplicates
     )));
-    let tail: Vec<bool> = data.items.iter().map(|i| i.label == Label::Tail).collect();
     let seq_of = |u: usize| -> &[usize] {
         if cfg.use_all_interactions {
             &inter.seqs[u]
@@ -276,6 +273,21 @@ pub fn train_sequence(
             inter.train_prefix(u)
         }
     };
+    // Each item's training interactions. They label head and tail as `eval-rec` does
+    // (`tail_rule` on training counts; the prepared labels count validation and test events
+    // too), for the validation tail recall printed here and the group prior.
+    let mut train_counts = vec![0u64; item_ids.len()];
+    for u in 0..inter.seqs.len() {
+        for &i in seq_of(u) {
+            train_counts[i] += 1;
+        }
+    }
+    let tail: Vec<bool> =
+        longtail_data::label::assign_labels(&item_ids, &train_counts, &cfg.tail_rule, 2)
+            .labels
+            .iter()
+            .map(|&l| l == Label::Tail)
+            .collect();
 
     // What a resumed run inherits: the settings, the ID rows and the encoder.
     let prev: Option<InterestMeta> = match &cfg.resume_from {
@@ -342,12 +354,6 @@ pub fn train_sequence(
     let meta = match &prev_seq {
         Some(s) => s.clone(),
         None => {
-            let mut counts = vec![0u64; item_ids.len()];
-            for u in 0..inter.seqs.len() {
-                for &i in seq_of(u) {
-                    counts[i] += 1;
-                }
-            }
             // SASRec gives every trained item an ID; text + ID only the frequent ones.
             let min = match features {
                 ItemFeatures::Id => 1,
@@ -355,7 +361,7 @@ pub fn train_sequence(
             };
             let id_items: Vec<String> = if features.uses_id() {
                 (0..item_ids.len())
-                    .filter(|&i| counts[i] >= min)
+                    .filter(|&i| train_counts[i] >= min)
                     .map(|i| item_ids[i].clone())
                     .collect()
             } else {
@@ -490,14 +496,9 @@ pub fn train_sequence(
     // logits (q: share of the targets), the group prior `g log q(group)` and the tail weights
     // `(count + 1)^-a`.
     let mut counts = vec![0f64; item_ids.len()];
-    let mut interactions = vec![0u64; item_ids.len()];
     for &u in &seqs {
-        let s = seq_of(u);
-        for &i in &s[1..] {
+        for &i in &seq_of(u)[1..] {
             counts[i] += 1.0;
-        }
-        for &i in s {
-            interactions[i] += 1;
         }
     }
     let target_weights: Option<Vec<f32>> = (cfg.tail_loss_alpha != 0.0).then(|| {
@@ -506,19 +507,10 @@ pub fn train_sequence(
             .map(|&c| (c + 1.0).powf(-cfg.tail_loss_alpha) as f32)
             .collect()
     });
-    let groups = (cfg.group_logq_weight != 0.0).then(|| {
-        let labels =
-            longtail_data::label::assign_labels(&item_ids, &interactions, &cfg.tail_rule, 2);
-        labels
-            .labels
-            .iter()
-            .map(|&l| l == Label::Tail)
-            .collect::<Vec<bool>>()
-    });
     let log_q = match training_prior(
         &counts,
         cfg.logq_weight,
-        groups.as_deref().map(|g| (g, cfg.group_logq_weight)),
+        (cfg.group_logq_weight != 0.0).then_some((tail.as_slice(), cfg.group_logq_weight)),
     ) {
         Some(v) => Some(Tensor::from_vec(v, item_ids.len(), device)?),
         None => None,

@@ -152,8 +152,9 @@ pub struct TrainInterestArgs {
     /// (docs/interest.md).
     #[arg(long, default_value_t = defaults::train_interest().group_logq_weight, help_heading = "Sequence model")]
     pub group_logq_weight: f64,
-    /// [sequence] Head/tail rule of --group-logq-weight's groups, applied to training
-    /// interaction counts as `eval-rec` does (pareto:S, quantile:Q, min-count:N).
+    /// [sequence] Head/tail rule, applied to training interaction counts as `eval-rec` does
+    /// (pareto:S, quantile:Q, min-count:N): --group-logq-weight's groups and the tail of the
+    /// validation tail-item recall printed during training.
     #[arg(long, default_value_t = defaults::train_interest().tail_rule, help_heading = "Sequence model")]
     pub tail_rule: longtail_data::TailRule,
     /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32, bf16 (for a

@@ -4,15 +4,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::axis::format_tick;
-use crate::draw::{draw_header, font_px, PALETTE};
+use crate::draw::{draw_header, font_px, text_px, PALETTE};
 use crate::font::FAMILY;
 use crate::BarChart;
-
-/// Width in pixels of `chars` characters of DejaVu Sans at `font_px` (an average glyph is
-/// about 0.6 em), for layout decisions only.
-fn text_px(chars: usize, font_px: u32) -> f64 {
-    chars as f64 * font_px as f64 * 0.6
-}
 
 /// Pixels a bar needs so that its value label (`0.123`) does not touch its neighbour's.
 const BAR_PX: f64 = 40.0;

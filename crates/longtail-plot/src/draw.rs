@@ -72,6 +72,12 @@ pub(crate) fn font_px(height: u32, divisor: u32, min: u32, max: u32) -> u32 {
     (height / divisor).clamp(min, max)
 }
 
+/// Width in pixels of `chars` characters of DejaVu Sans at `font_px` (an average glyph is
+/// about 0.6 em), for layout decisions only.
+pub(crate) fn text_px(chars: usize, font_px: u32) -> f64 {
+    chars as f64 * font_px as f64 * 0.6
+}
+
 /// Title and optional subtitle; returns the remaining area for the plot.
 pub(crate) fn draw_header<'a>(
     root: &Area<'a>,

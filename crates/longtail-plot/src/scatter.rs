@@ -4,7 +4,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::axis::{extent, plottable};
-use crate::draw::{axes, draw_header, font_px, Area, PALETTE};
+use crate::draw::{axes, draw_header, font_px, text_px, Area, PALETTE};
 use crate::font::FAMILY;
 use crate::ScatterChart;
 
@@ -63,7 +63,7 @@ fn draw_scatter(chart: &ScatterChart, root: &Area, area: &Area, height: u32) -> 
         ctx.draw_series(std::iter::once(Circle::new((p.x, p.y), 5, color.filled())))
             .map_err(|e| e.to_string())?;
         let at = ctx.backend_coord(&(p.x, p.y));
-        let w = (p.name.chars().count() as f64 * tick_px as f64 * 0.6) as i32;
+        let w = text_px(p.name.chars().count(), tick_px) as i32;
         let h = tick_px as i32;
         let rect = label_place(at, (w, h), &placed, (&px_range, &py_range));
         placed.push(rect);

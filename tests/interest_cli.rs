@@ -672,6 +672,52 @@ fn the_group_prior_flags_reach_training() {
     );
 }
 
+/// `--adaptor-experts 3` trains a mixture of three adaptors: the checkpoint holds the experts,
+/// their centres and the gate in place of the single dense map, `interest.json` says how many,
+/// and `recommend` rebuilds the mixture from the checkpoint and serves from it.
+#[test]
+fn a_mixture_of_adaptors_trains_and_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let model = model.to_str().unwrap();
+    let data = prepared(tmp.path());
+    let ckpt = tmp.path().join("moe");
+    train_sequence(
+        &data,
+        &ckpt,
+        &[
+            "--model",
+            model,
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--adaptor-experts",
+            "3",
+        ],
+    );
+    let meta = interest_meta(&ckpt);
+    assert_eq!(meta["sequence"]["adaptor_experts"], 3);
+    let text_dim = meta["sequence"]["text_dim"].as_u64().unwrap() as usize;
+    let width = meta["sequence"]["encoder"]["hidden_size"].as_u64().unwrap() as usize;
+    let w = tensors(&ckpt.join("sequence.safetensors"));
+    assert_eq!(w["adaptor.experts.weight"].dims(), &[3, width, text_dim]);
+    assert_eq!(w["adaptor.experts.centres"].dims(), &[3, text_dim]);
+    assert_eq!(w["adaptor.gate.weight"].dims(), &[3, text_dim]);
+    assert!(!w.contains_key("adaptor.dense.weight"));
+
+    let recs = tmp.path().join("recs.jsonl");
+    recommend(&ckpt, &data, &recs, &[]);
+    let rows = read_jsonl(&recs);
+    assert_eq!(rows.len(), histories(&data).len(), "one row per user");
+    assert!(
+        rows.iter()
+            .all(|r| r["recommendations"].as_array().unwrap().len() == 5),
+        "{:?}",
+        rows[0]
+    );
+}
+
 /// `--resume-from` on new data: a catalogue with a brand-new item and more interactions.
 /// A copy of the prepared `data` in `dir` with one more item, `NEW1` (I000's text), and
 /// `more_interactions` (CSV lines) appended to the interactions.

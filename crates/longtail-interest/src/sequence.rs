@@ -66,6 +66,14 @@ pub struct SequenceMeta {
     pub id_min_count: u64,
     /// Catalogue ids of the items with an ID embedding, in row order.
     pub id_items: Vec<String>,
+    /// Projections in the text adaptor: 1 = one linear map; k > 1 = UniSRec's mixture of k
+    /// maps with a softmax gate on the text (checkpoints before it have 1).
+    #[serde(default = "one_expert")]
+    pub adaptor_experts: usize,
+}
+
+fn one_expert() -> usize {
+    1
 }
 
 impl SequenceMeta {
@@ -88,21 +96,67 @@ pub struct SequenceModel {
     id_embeddings: Option<Tensor>,
 }
 
-/// `LayerNorm(W t + b)`: projects the text space onto the model's width. When the width is
-/// the text's, a residual path makes it `LayerNorm(t + W t + b)`: the model starts from the
-/// text geometry (fine-grained similarity among rarely bought items) and learns a correction.
+/// `LayerNorm(P(t))`: projects the text space onto the model's width. When the width is the
+/// text's, a residual path makes it `LayerNorm(t + P(t))`: the model starts from the text
+/// geometry (fine-grained similarity among rarely bought items) and learns a correction.
 struct Adaptor {
-    weight: Tensor,
-    bias: Tensor,
+    projection: Projection,
     norm_weight: Tensor,
     norm_bias: Tensor,
     eps: f64,
     residual: bool,
 }
 
+enum Projection {
+    /// `W t + b`.
+    Linear { weight: Tensor, bias: Tensor },
+    /// UniSRec's mixture of adaptors: `sum_k softmax(G t + g)_k W_k (t - c_k)`. Each expert
+    /// can specialise in a region of the text space (a product family), which one map shared
+    /// by the whole catalogue cannot.
+    Mixture {
+        /// `(k, hidden, text_dim)`.
+        experts: Tensor,
+        /// `(k, text_dim)`: each expert's learned origin of the text space.
+        centres: Tensor,
+        /// `(k, text_dim)` and `(k,)`.
+        gate_weight: Tensor,
+        gate_bias: Tensor,
+    },
+}
+
+impl Projection {
+    fn forward(&self, text: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Linear { weight, bias } => text.matmul(&weight.t()?)?.broadcast_add(bias)?,
+            Self::Mixture {
+                experts,
+                centres,
+                gate_weight,
+                gate_bias,
+            } => {
+                let (k, h, d) = experts.dims3()?;
+                let n = text.dim(0)?;
+                // W_k (t - c_k) = W_k t - W_k c_k: one (n, d) x (d, k h) product for all experts.
+                let wt = text
+                    .matmul(&experts.reshape((k * h, d))?.t()?)?
+                    .reshape((n, k, h))?;
+                let wc = centres
+                    .unsqueeze(1)?
+                    .matmul(&experts.transpose(1, 2)?)?
+                    .squeeze(1)?;
+                let y = wt.broadcast_sub(&wc.unsqueeze(0)?)?;
+                let gate = ops::softmax_last_dim(
+                    &text.matmul(&gate_weight.t()?)?.broadcast_add(gate_bias)?,
+                )?;
+                gate.unsqueeze(2)?.broadcast_mul(&y)?.sum(1)?
+            }
+        })
+    }
+}
+
 impl Adaptor {
     fn forward(&self, text: &Tensor) -> Result<Tensor> {
-        let mut h = text.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let mut h = self.projection.forward(text)?;
         if self.residual {
             h = (h + text)?;
         }
@@ -146,11 +200,39 @@ impl SequenceModel {
                 return Err(InterestError::invalid("text features need text_dim > 0"));
             }
             let a = pb.pp("adaptor");
+            let k = meta.adaptor_experts;
+            if k == 0 {
+                return Err(InterestError::invalid("adaptor_experts must be >= 1"));
+            }
+            let projection = if k == 1 {
+                Projection::Linear {
+                    weight: a.pp("dense").get(
+                        &[h, meta.text_dim],
+                        "weight",
+                        Init::Normal { std },
+                    )?,
+                    bias: a.pp("dense").get(&[h], "bias", Init::Zeros)?,
+                }
+            } else {
+                Projection::Mixture {
+                    experts: a.pp("experts").get(
+                        &[k, h, meta.text_dim],
+                        "weight",
+                        Init::Normal { std },
+                    )?,
+                    centres: a
+                        .pp("experts")
+                        .get(&[k, meta.text_dim], "centres", Init::Zeros)?,
+                    gate_weight: a.pp("gate").get(
+                        &[k, meta.text_dim],
+                        "weight",
+                        Init::Normal { std },
+                    )?,
+                    gate_bias: a.pp("gate").get(&[k], "bias", Init::Zeros)?,
+                }
+            };
             Some(Adaptor {
-                weight: a
-                    .pp("dense")
-                    .get(&[h, meta.text_dim], "weight", Init::Normal { std })?,
-                bias: a.pp("dense").get(&[h], "bias", Init::Zeros)?,
+                projection,
                 norm_weight: a.pp("LayerNorm").get(&[h], "weight", Init::Ones)?,
                 norm_bias: a.pp("LayerNorm").get(&[h], "bias", Init::Zeros)?,
                 eps: meta.encoder.layer_norm_eps,
@@ -476,6 +558,7 @@ pub(crate) mod tests {
             temperature: 0.5,
             id_min_count: 1,
             id_items: (0..id_items).map(|i| format!("i{i}")).collect(),
+            adaptor_experts: 1,
         }
     }
 
@@ -497,6 +580,64 @@ pub(crate) mod tests {
             equal.to_scalar::<f64>().unwrap()
         );
         assert!(weighted_softmax_cross_entropy(&logits, &[2, 0], &[0.0, 0.0]).is_err());
+    }
+
+    /// With every expert the same map `W` around the same centre `c`, the gate's weights sum
+    /// to 1 and the mixture is the single map `W (t - c)`, whatever the gate says.
+    #[test]
+    fn a_mixture_of_equal_experts_is_one_linear_map() {
+        let dev = Device::Cpu;
+        let (k, h, d, n) = (3, 4, 5, 6);
+        let seq = |len: usize, a: f64| -> Vec<f64> {
+            (0..len).map(|i| ((i as f64 + 1.0) * a).sin()).collect()
+        };
+        let w = Tensor::from_vec(seq(h * d, 0.7), (h, d), &dev).unwrap();
+        let c = Tensor::from_vec(seq(d, 1.3), d, &dev).unwrap();
+        let text = Tensor::from_vec(seq(n * d, 0.37), (n, d), &dev).unwrap();
+        let mixture = Projection::Mixture {
+            experts: Tensor::stack(&[&w, &w, &w], 0).unwrap(),
+            centres: Tensor::stack(&[&c, &c, &c], 0).unwrap(),
+            gate_weight: Tensor::from_vec(seq(k * d, 2.1), (k, d), &dev).unwrap(),
+            gate_bias: Tensor::from_vec(seq(k, 0.5), k, &dev).unwrap(),
+        };
+        let bias = c
+            .unsqueeze(0)
+            .unwrap()
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let linear = Projection::Linear {
+            weight: w.clone(),
+            bias: bias.neg().unwrap(),
+        };
+        let got = mixture.forward(&text).unwrap().to_vec2::<f64>().unwrap();
+        let want = linear.forward(&text).unwrap().to_vec2::<f64>().unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+        }
+        // Different experts: the gate now matters, and each row mixes them by its own text.
+        let experts = Tensor::from_vec(seq(k * h * d, 0.9), (k, h, d), &dev).unwrap();
+        let two = Projection::Mixture {
+            experts: experts.clone(),
+            centres: Tensor::zeros((k, d), DType::F64, &dev).unwrap(),
+            gate_weight: Tensor::from_vec(seq(k * d, 2.1), (k, d), &dev).unwrap(),
+            gate_bias: Tensor::zeros(k, DType::F64, &dev).unwrap(),
+        };
+        let row0 = two.forward(&text).unwrap().to_vec2::<f64>().unwrap()[0].clone();
+        let t0 = text.get(0).unwrap().to_vec1::<f64>().unwrap();
+        let g = seq(k * d, 2.1);
+        let logits: Vec<f64> = (0..k)
+            .map(|e| (0..d).map(|j| g[e * d + j] * t0[j]).sum())
+            .collect();
+        let z: f64 = logits.iter().map(|l| l.exp()).sum();
+        let ex = experts.to_vec3::<f64>().unwrap();
+        for o in 0..h {
+            let want: f64 = (0..k)
+                .map(|e| logits[e].exp() / z * (0..d).map(|j| ex[e][o][j] * t0[j]).sum::<f64>())
+                .sum();
+            assert!((row0[o] - want).abs() < 1e-12, "{o}: {} vs {want}", row0[o]);
+        }
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct TrainInterestConfig {
     pub item_features: ItemFeatures,
     /// Items with at least this many training interactions get an ID embedding (`text-id`).
     pub id_min_count: u64,
+    /// Projections in the text adaptor: 1 = one linear map, k > 1 = a mixture of k maps gated
+    /// on the text (UniSRec's MoE adaptor).
+    #[serde(default = "one")]
+    pub adaptor_experts: usize,
     /// Width of the item vectors and the causal transformer.
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -119,6 +123,10 @@ pub struct TrainInterestConfig {
     pub phase_times: bool,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl Default for TrainInterestConfig {
     fn default() -> Self {
         Self {
@@ -150,6 +158,7 @@ impl Default for TrainInterestConfig {
             seed: 42,
             item_features: ItemFeatures::TextId,
             id_min_count: 10,
+            adaptor_experts: 1,
             hidden_size: 128,
             num_hidden_layers: 1,
             num_attention_heads: 2,

@@ -225,6 +225,7 @@ pub fn train_sequence(
     for (ok, what) in [
         (cfg.batch_size >= 1, "batch_size must be >= 1"),
         (cfg.max_history >= 1, "max_history must be >= 1"),
+        (cfg.adaptor_experts >= 1, "adaptor_experts must be >= 1"),
         (
             cfg.temperature.is_finite() && cfg.temperature > 0.0,
             "temperature must be a positive number",
@@ -387,6 +388,7 @@ pub fn train_sequence(
                 temperature: cfg.temperature,
                 id_min_count: min,
                 id_items,
+                adaptor_experts: cfg.adaptor_experts,
             }
         }
     };

@@ -39,6 +39,7 @@ fn meta_with_text(
         temperature: 0.5,
         id_min_count: 1,
         id_items: (0..n_id).map(|i| format!("i{i}")).collect(),
+        adaptor_experts: 1,
     }
 }
 
@@ -79,26 +80,45 @@ fn l2(t: &Tensor) -> f64 {
         .sqrt()
 }
 
+/// [`meta_with_text`] with a mixture of `experts` adaptors.
+fn meta_with_experts(
+    features: ItemFeatures,
+    dropout: f64,
+    dim: usize,
+    experts: usize,
+) -> SequenceMeta {
+    SequenceMeta {
+        adaptor_experts: experts,
+        ..meta_with_text(features, 5, dropout, dim)
+    }
+}
+
 #[test]
 fn every_parameter_gets_a_gradient() {
-    for (features, dim) in [
-        (ItemFeatures::Text, 6),
-        (ItemFeatures::Id, 6),
-        (ItemFeatures::TextId, 6),
-        (ItemFeatures::TextId, 8),
+    for (features, dim, experts) in [
+        (ItemFeatures::Text, 6, 1),
+        (ItemFeatures::Id, 6, 1),
+        (ItemFeatures::TextId, 6, 1),
+        (ItemFeatures::TextId, 8, 1),
+        (ItemFeatures::TextId, 6, 3),
+        (ItemFeatures::Text, 8, 3),
     ] {
         // Items 0-4 have ID rows; 5 and 6 are text only (or nothing, for ID-only).
-        let m = SequenceModel::new(meta_with_text(features, 5, 0.1, dim), 1, &Device::Cpu).unwrap();
+        let meta = meta_with_experts(features, 0.1, dim, experts);
+        let m = SequenceModel::new(meta, 1, &Device::Cpu).unwrap();
         let view = m.view(&item_ids(7), Some(&text_of_width(7, dim))).unwrap();
         let loss = next_item_loss(&m, &view, &SEQS, None, None, true).unwrap();
         let grads = loss.backward().unwrap();
         let vars = longtail_model::named_vars(&m.varmap);
-        // Positions, input LayerNorm (2), two layers of 16 tensors, adaptor (4), ID table.
-        let expected = 1
-            + 2
-            + 2 * 16
-            + if features.uses_text() { 4 } else { 0 }
-            + usize::from(features.uses_id());
+        // Positions, input LayerNorm (2), two layers of 16 tensors, adaptor (dense 2 or
+        // experts, centres and gate 4; LayerNorm 2), ID table.
+        let adaptor = match (features.uses_text(), experts) {
+            (false, _) => 0,
+            (true, 1) => 4,
+            (true, _) => 6,
+        };
+        let expected = 1 + 2 + 2 * 16 + adaptor + usize::from(features.uses_id());
+        let features = format!("{features}, {experts} experts, text width {dim}");
         assert_eq!(vars.len(), expected, "{features}");
         for (name, var) in &vars {
             let g = grads
@@ -114,17 +134,17 @@ fn every_parameter_gets_a_gradient() {
 }
 
 /// Central differences in f64 with dropout on (masks replayed by resetting the stream), with
-/// and without the adaptor's residual path.
+/// and without the adaptor's residual path, with one adaptor and with a mixture.
 #[test]
 fn gradients_match_finite_differences() {
-    for dim in [6, 8] {
-        finite_differences(dim);
+    for (dim, experts) in [(6, 1), (8, 1), (6, 3), (8, 2)] {
+        finite_differences(dim, experts);
     }
 }
 
-fn finite_differences(dim: usize) {
+fn finite_differences(dim: usize, experts: usize) {
     let m = SequenceModel::new_with_dtype(
-        meta_with_text(ItemFeatures::TextId, 5, 0.2, dim),
+        meta_with_experts(ItemFeatures::TextId, 0.2, dim, experts),
         4,
         DType::F64,
         &Device::Cpu,

@@ -108,6 +108,10 @@ pub struct TrainInterestArgs {
     /// [sequence] Training interactions an item needs for an ID embedding (`text-id`).
     #[arg(long, default_value_t = defaults::train_interest().id_min_count, help_heading = "Sequence model")]
     pub id_min_count: u64,
+    /// [sequence] Projections in the text adaptor: 1 = one linear map; k > 1 = UniSRec's
+    /// mixture of k maps, gated by the item's text (each can specialise in a product family).
+    #[arg(long, default_value_t = defaults::train_interest().adaptor_experts, help_heading = "Sequence model")]
+    pub adaptor_experts: usize,
     /// [sequence] Width of the item vectors and the transformer.
     #[arg(long, default_value_t = defaults::train_interest().hidden_size, help_heading = "Sequence model")]
     pub hidden_size: usize,
@@ -214,6 +218,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         seed: a.seed,
         item_features: a.item_features,
         id_min_count: a.id_min_count,
+        adaptor_experts: a.adaptor_experts,
         hidden_size: a.hidden_size,
         num_hidden_layers: a.num_hidden_layers,
         num_attention_heads: a.num_attention_heads,

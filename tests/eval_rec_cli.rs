@@ -100,6 +100,20 @@ fn eval_rec_on_the_tiny_fixture_matches_hand_computed_values() {
     let curves = r["tradeoffs"].as_array().unwrap();
     assert_eq!(curves.len(), 1, "baselines only: one curve");
     assert!(curves[0]["points"].as_array().unwrap().len() > 10);
+    // Each curve comes in both stages, over the same knobs; unre-ranked (tail weight 0), each
+    // stage's point is that model's own row of the stage.
+    let name = curves[0]["model"].as_str().unwrap();
+    for (stage, rows) in [("points", &r["models"]), ("validation", &r["validation"])] {
+        let pts = curves[0][stage].as_array().unwrap();
+        assert_eq!(pts.len(), curves[0]["points"].as_array().unwrap().len());
+        let plain = pts
+            .iter()
+            .find(|p| p["knob"] == "tail_weight" && p["value"] == 0.0)
+            .unwrap_or_else(|| panic!("{stage}: no tail weight 0 in {pts:?}"));
+        for (point, row) in [("ndcg@10", "ndcg@10"), ("recall@10", "recall@10")] {
+            close(&plain[point], rows[name]["overall"][row].as_f64().unwrap());
+        }
+    }
     for f in [
         "report.md",
         "report_head_tail.png",

@@ -40,7 +40,11 @@ pub struct LambdaSearch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tradeoff {
     pub model: String,
+    /// The test-stage curve.
     pub points: Vec<TradeoffPoint>,
+    /// The same knobs on the validation targets: where a served knob value is chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<TradeoffPoint>,
 }
 
 /// The validation search of a blend weight (`w` of the first model, `1 - w` of the second).
@@ -127,7 +131,8 @@ impl RecReport {
         Ok(())
     }
 
-    /// Computes the test-stage trade-off curve of `scorer` over `knobs` and appends it.
+    /// Computes the trade-off curves of `scorer` over `knobs` (test, and validation to choose
+    /// a knob value on) and appends them.
     pub fn add_tradeoff(
         &mut self,
         split: &RecSplit,
@@ -136,9 +141,11 @@ impl RecReport {
         knobs: &[Knob],
     ) -> Result<(), EvalError> {
         let points = tradeoff_curve(split, segments, scorer, Stage::Test, knobs)?;
+        let validation = tradeoff_curve(split, segments, scorer, Stage::Validation, knobs)?;
         self.tradeoffs.push(Tradeoff {
             model: scorer.name().to_string(),
             points,
+            validation,
         });
         Ok(())
     }
@@ -331,6 +338,13 @@ pub fn markdown_table(report: &RecReport) -> String {
             t.model
         );
         points_table(&mut s, &t.points);
+        if !t.validation.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nThe same knobs on validation (choose a served value here, not on test):\n"
+            );
+            points_table(&mut s, &t.validation);
+        }
     }
     s
 }

@@ -78,7 +78,7 @@ pub struct TrainInterestConfig {
     pub id_min_count: u64,
     /// Projections in the text adaptor: 1 = one linear map, k > 1 = a mixture of k maps gated
     /// on the text (UniSRec's MoE adaptor).
-    #[serde(default = "one")]
+    #[serde(default = "crate::sequence::one_expert")]
     pub adaptor_experts: usize,
     /// Width of the item vectors and the causal transformer.
     pub hidden_size: usize,
@@ -121,10 +121,6 @@ pub struct TrainInterestConfig {
     /// device after each; reported in [`TrainInterestOutcome::phase_times`]. A diagnostic.
     #[serde(default)]
     pub phase_times: bool,
-}
-
-fn one() -> usize {
-    1
 }
 
 impl Default for TrainInterestConfig {

@@ -68,6 +68,9 @@ def parse_args(argv):
                     help="skip the int8 rows (longtail --precision int8, torch quantize_dynamic)")
     ap.add_argument("--no-avx2-kernel", dest="avx2_kernel", action="store_false",
                     help="on a VNNI CPU, skip the extra longtail int8 run with the AVX2 kernel forced")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: cap both sides at AVX2 on an AVX-512 host, to stand in for an "
+                         "AVX2-only CPU such as AMD Zen 3 (see ISA_CAPS)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both sides)")
     ap.add_argument("--bf16", action="store_true",
@@ -80,6 +83,17 @@ def parse_args(argv):
     ap.add_argument("--name", default=None)
     ap.add_argument("--json", action="store_true")
     return ap.parse_args(argv)
+
+
+# What --isa avx2 sets. PyTorch reads these when its libraries start (so before `import torch`):
+# MKL's sgemm (transformers fp32), ATen's vectorised ops, FBGEMM's int8 GEMM (quantize_dynamic).
+# longtail's int8 layers take the AVX2 kernel. longtail's f32 GEMM (the `gemm` crate: attention's
+# matmuls in an int8 run, every layer in fp32) has no such switch and keeps AVX-512; attention
+# is about 3% of the int8 encoder's operations at max_len 64.
+ISA_CAPS = {
+    "avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+             "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "LONGTAIL_INT8_KERNEL": "avx2"},
+}
 
 
 def find_up(ckpt, name):
@@ -150,6 +164,14 @@ def cpu_model():
     return text
 
 
+def torch_capability():
+    import torch
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return "?"
+
+
 def has_vnni():
     try:
         with open("/proc/cpuinfo") as f:
@@ -164,6 +186,7 @@ def run_longtail(args, catalogue, out, precision="fp32", kernel=None):
            "--output", out, "--threads", str(args.threads), "--precision", precision,
            "--device", args.device]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
+    kernel = kernel or ISA_CAPS.get(args.isa, {}).get("LONGTAIL_INT8_KERNEL")
     if kernel:
         env["LONGTAIL_INT8_KERNEL"] = kernel
     t0 = time.perf_counter()
@@ -249,6 +272,7 @@ def run_python(args, ckpt, ids, texts, max_len, separator, int8=False, bf16=Fals
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.environ.update(ISA_CAPS.get(args.isa, {}))
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -280,6 +304,9 @@ def main(argv=None):
         import torch
         print(f"[{name}] device: {args.device} ({torch.cuda.get_device_name(torch.device(args.device))})")
     print(f"[{name}] cpu: {cpu_model()}")
+    if args.isa != "native":
+        print(f"[{name}] capped at {args.isa}: PyTorch's CPU capability {torch_capability()}; "
+              + " ".join(f"{k}={v}" for k, v in ISA_CAPS[args.isa].items()))
     rust = run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_{len(rows)}.jsonl"))
     n_py = args.python_rows or len(rows)
     py_rows = rows[:n_py]
@@ -306,9 +333,11 @@ def main(argv=None):
         py8 = run_python(*py_args, int8=True)
         # On a VNNI host, also the AVX2 kernel: what an AVX2-only CPU (Zen 1-3) would run.
         avx2 = (run_longtail(args, catalogue, os.path.join(args.out_dir, f"longtail_int8_avx2_{len(rows)}.jsonl"),
-                             "int8", kernel="avx2") if has_vnni() and args.avx2_kernel else None)
+                             "int8", kernel="avx2")
+                if has_vnni() and args.avx2_kernel and args.isa == "native" else None)
         int_ceiling = None
         if args.int8_gemm:
+            # Under --isa the ceiling is that kernel's (the example reads LONGTAIL_INT8_KERNEL).
             g = subprocess.run([args.int8_gemm, "2048", str(args.threads)], capture_output=True, text=True)
             m = re.search(r"ceiling_gops=([0-9.]+) kernel=(\S+)", g.stdout)
             int_ceiling = (float(m.group(1)), m.group(2)) if m else None
@@ -337,7 +366,7 @@ def main(argv=None):
             "torch_bf16_max_abs_diff_vs_fp32": max_abs_diff(py["scores"], py16["scores"])[0],
         }
     result = {
-        "name": name, "rows": len(rows), "device": args.device, "python_rows": n_py, "threads": args.threads, "cpu": cpu_model(),
+        "name": name, "rows": len(rows), "device": args.device, "isa": args.isa, "python_rows": n_py, "threads": args.threads, "cpu": cpu_model(),
         "batch_size": args.batch_size, "max_len": ta["max_len"],
         "longtail_rows_per_s": rust["rows_per_s"], "python_rows_per_s": py["rows_per_s"],
         "ratio": rust["rows_per_s"] / py["rows_per_s"], "max_abs_diff_p_tail": max_diff,
@@ -353,7 +382,8 @@ def main(argv=None):
         print(f"[{name}] {rust['stdout'].splitlines()[0]}")
         print(f"[{name}] rows={len(rows)} threads={args.threads}: longtail {rust['rows_per_s']:.1f} rows/s, "
               f"python (transformers, batch {args.batch_size}, {n_py} rows) {py['rows_per_s']:.1f} rows/s, "
-              f"ratio {result['ratio']:.2f}x, max |p_tail diff| {max_diff:.2e} over {len(diffs)} rows")
+              f"ratio {result['ratio']:.2f}x, max |p_tail diff| {max_diff:.2e} over {len(diffs)} rows"
+              + (" (longtail fp32 is not capped: its GEMM crate has no switch)" if args.isa != "native" else ""))
         if half:
             print(f"[{name}] bf16: longtail {half['longtail_bf16_rows_per_s']:.1f} rows/s, torch (model in bfloat16) "
                   f"{half['torch_bf16_rows_per_s']:.1f} rows/s, ratio {half['bf16_ratio']:.2f}x; max |p_tail diff| vs own "

@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p longtail-int8 --example int8_gemm [-- ROWS [THREADS]]`: every
 //! kernel at 1 and 2 threads, then `ceiling_gops=X kernel=K`: the fastest kernel at THREADS
-//! (default: all cores), the line `make bench-score` reads.
+//! (default: all cores), the line `make bench-score` reads; `LONGTAIL_INT8_KERNEL` picks
+//! another kernel for that line (the bench's `--isa avx2`).
 
 use longtail_int8::{macs, Kernel, QuantizedLinear};
 use std::time::Instant;
@@ -35,7 +36,7 @@ fn main() {
             );
         }
     }
-    let best = Kernel::detect();
+    let best = Kernel::from_env();
     let gops = measure(&weights, &shapes, n, ceiling_threads, best);
     println!(
         "ceiling_gops={gops:.1} kernel={} threads={ceiling_threads}",

@@ -26,6 +26,17 @@ impl Kernel {
         Self::available()[0]
     }
 
+    /// `LONGTAIL_INT8_KERNEL` (a [`Kernel::name`]; for benchmarks and tests) when set and
+    /// runnable here, else [`Kernel::detect`].
+    pub fn from_env() -> Self {
+        let want = std::env::var("LONGTAIL_INT8_KERNEL").ok();
+        Self::available()
+            .iter()
+            .copied()
+            .find(|k| want.as_deref().is_none_or(|w| w == k.name()))
+            .unwrap_or_else(Self::detect)
+    }
+
     /// Every kernel this CPU runs, fastest first (always ends with [`Kernel::Portable`]).
     /// Detected once per process.
     pub fn available() -> &'static [Self] {

@@ -15,14 +15,7 @@ use crate::error::Result;
 /// `portable`; for benchmarks and tests) when set and runnable here, else the fastest.
 pub fn kernel() -> Kernel {
     static KERNEL: OnceLock<Kernel> = OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        let want = std::env::var("LONGTAIL_INT8_KERNEL").ok();
-        Kernel::available()
-            .iter()
-            .copied()
-            .find(|k| want.as_deref().is_none_or(|w| w == k.name()))
-            .unwrap_or_else(Kernel::detect)
-    })
+    *KERNEL.get_or_init(Kernel::from_env)
 }
 
 /// Quantizes a `(out, in)` f32 weight and its bias.

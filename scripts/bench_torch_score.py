@@ -26,6 +26,10 @@ engine), with each one's max |p_tail diff| against its own fp32 run; with --int8
 integer GEMM ceiling (the int8_gemm example of longtail-int8) next to the encoder's G(int)OP/s.
 The CPU model and family are printed first: the integer speed-up depends on them.
 
+With --isa avx2 both sides are capped at AVX2 (PyTorch's MKL, ATen and FBGEMM through their
+ISA variables, longtail's int8 kernel through LONGTAIL_INT8_KERNEL): on an AVX-512 host, the
+nearest stand-in for an AVX2-only CPU such as AMD Zen 3, whose fp32 reference is slower too.
+
 With --device cuda both sides run on the GPU (`longtail score --device cuda`, the model and
 batches moved to the GPU in Python); the int8 rows are CPU-only and are skipped there, and
 --bf16 adds `longtail score --precision bf16` against the same model cast to bfloat16

@@ -185,16 +185,22 @@ def has_vnni():
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def run_longtail(args, catalogue, out, precision="fp32", kernel=None):
-    cmd = [args.longtail, "score", "--checkpoint", args.checkpoint, "--input", catalogue,
-           "--output", out, "--threads", str(args.threads), "--precision", precision,
-           "--device", args.device]
+def longtail_env(args, kernel=None):
+    """The environment of a longtail binary: none of the caller's LONGTAIL_* settings, and the
+    int8 kernel `kernel`, else --isa's, else the fastest."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
     kernel = kernel or ISA_CAPS.get(args.isa, {}).get("LONGTAIL_INT8_KERNEL")
     if kernel:
         env["LONGTAIL_INT8_KERNEL"] = kernel
+    return env
+
+
+def run_longtail(args, catalogue, out, precision="fp32", kernel=None):
+    cmd = [args.longtail, "score", "--checkpoint", args.checkpoint, "--input", catalogue,
+           "--output", out, "--threads", str(args.threads), "--precision", precision,
+           "--device", args.device]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=longtail_env(args, kernel))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"longtail score failed:\n{proc.stderr}")
@@ -342,7 +348,8 @@ def main(argv=None):
         int_ceiling = None
         if args.int8_gemm:
             # Under --isa the ceiling is that kernel's (the example reads LONGTAIL_INT8_KERNEL).
-            g = subprocess.run([args.int8_gemm, "2048", str(args.threads)], capture_output=True, text=True)
+            g = subprocess.run([args.int8_gemm, "2048", str(args.threads)], capture_output=True, text=True,
+                               env=longtail_env(args))
             m = re.search(r"ceiling_gops=([0-9.]+) kernel=(\S+)", g.stdout)
             int_ceiling = (float(m.group(1)), m.group(2)) if m else None
         q = {

@@ -13,6 +13,8 @@ import os
 import subprocess
 import time
 
+from bench_cpu import describe
+
 
 def torch_gemm_step(batch, seq, threads):
     import torch
@@ -49,6 +51,7 @@ def main():
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
     rust = subprocess.run([a.rust, str(a.batch), str(a.seq)], env=env, check=True,
                           capture_output=True, text=True).stdout.strip()
+    print(f"cpu: {describe()}")
     print(rust)
     try:
         ms = torch_gemm_step(a.batch, a.seq, a.threads)

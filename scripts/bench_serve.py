@@ -13,16 +13,11 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-
-def cpu():
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    pick = {k: v.strip() for k, _, v in (l.partition(":") for l in out.splitlines())}
-    return f"{pick.get('Model name', '?')} (family {pick.get('CPU family', '?')}), {pick.get('CPU(s)', '?')} CPUs"
+from bench_cpu import describe
 
 
 def call(url, key, path, body):
@@ -58,7 +53,7 @@ def main():
     users = sorted({l.split(",")[0] for l in open(f"{a.data}/interactions.csv").read().splitlines()[1:]})
     items = [json.loads(l) for l in open(f"{a.data}/items.jsonl")]
     listings = [dict(item_id=i["item_id"], **i["fields"]) for i in items]
-    print(f"CPU: {cpu()}; {len(users)} users, {len(items)} items\n")
+    print(f"CPU: {describe()}; {len(users)} users, {len(items)} items\n")
     print("| route | concurrency | requests | requests/s | p50 ms | p95 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|")
     for c in a.concurrency:

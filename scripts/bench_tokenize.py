@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from bench_cpu import describe
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("title", "brand", "categories", "description")
 
@@ -129,6 +131,7 @@ def main():
     if args.json:
         print(json.dumps({"longtail": rust, "python": py, "ratio_longtail_over_python": ratio, "ids_identical": same}))
         return
+    print(f"cpu: {describe()}")
     print(
         f"longtail {rust['tokens_per_s']:,.0f} tok/s | {py['impl']} {py['tokens_per_s']:,.0f} tok/s | "
         f"ratio longtail/python {ratio:.2f} "

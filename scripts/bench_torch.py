@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_cpu import describe
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = Path(os.environ.get("LONGTAIL_TEST_BASE_MODEL", ROOT / "checkpoints/base/all-MiniLM-L6-v2"))
 
@@ -81,6 +83,7 @@ def train(argv):
     best = lambda rs: max(rs, key=lambda r: r["samples_per_second"])
     o, t = best(ours), best(theirs)
     peak = lambda rs: max(r["peak_rss_mb"] for r in rs)
+    print(f"cpu: {describe()}")
     print(f"training step, all-MiniLM-L6-v2 + classifier, batch {a.batch} x {a.seq} tokens, "
           f"{a.threads} threads, fp32, mean of {a.steps} steps after a warm-up, best of "
           f"{a.rounds} alternating rounds")

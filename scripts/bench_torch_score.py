@@ -55,6 +55,8 @@ import subprocess
 import sys
 import time
 
+from bench_cpu import describe, has_vnni
+
 try:
     import tomllib
 except ImportError:  # Python < 3.11
@@ -150,39 +152,12 @@ def separator_of(template):
     return " | " if " | " in template else " "
 
 
-def cpu_model():
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                info.setdefault(k.strip(), v.strip())
-    except OSError:
-        pass
-    flags = info.get("flags", "").split()
-    isa = [f for f in ("avx2", "avx_vnni", "avx512_vnni", "amx_int8") if f in flags]
-    text = f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}; {' '.join(isa) or 'no avx2'})"
-    if info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "23":
-        text += (" -- AMD Zen 1/2: ONE vector integer-multiply pipe (vs two FMA pipes), so int8 on"
-                 " AVX2 is not expected to reach 2x fp32 here; the numbers below are what it measured")
-    return text
-
-
 def torch_capability():
     import torch
     try:
         return torch.backends.cpu.get_cpu_capability()
     except AttributeError:
         return "?"
-
-
-def has_vnni():
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((l for l in f if l.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def longtail_env(args, kernel=None):
@@ -313,7 +288,7 @@ def main(argv=None):
         args.int8 = False  # longtail's int8 kernels and torch's quantize_dynamic are CPU-only
         import torch
         print(f"[{name}] device: {args.device} ({torch.cuda.get_device_name(torch.device(args.device))})")
-    print(f"[{name}] cpu: {cpu_model()}")
+    print(f"[{name}] cpu: {describe()}")
     if args.isa != "native":
         print(f"[{name}] capped at {args.isa}: PyTorch's CPU capability {torch_capability()}; "
               + " ".join(f"{k}={v}" for k, v in ISA_CAPS[args.isa].items()))
@@ -377,7 +352,7 @@ def main(argv=None):
             "torch_bf16_max_abs_diff_vs_fp32": max_abs_diff(py["scores"], py16["scores"])[0],
         }
     result = {
-        "name": name, "rows": len(rows), "device": args.device, "isa": args.isa, "python_rows": n_py, "threads": args.threads, "cpu": cpu_model(),
+        "name": name, "rows": len(rows), "device": args.device, "isa": args.isa, "python_rows": n_py, "threads": args.threads, "cpu": describe(),
         "batch_size": args.batch_size, "max_len": ta["max_len"],
         "longtail_rows_per_s": rust["rows_per_s"], "python_rows_per_s": py["rows_per_s"],
         "ratio": rust["rows_per_s"] / py["rows_per_s"], "max_abs_diff_p_tail": max_diff,

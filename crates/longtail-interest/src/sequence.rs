@@ -205,31 +205,21 @@ impl SequenceModel {
             if k == 0 {
                 return Err(InterestError::invalid("adaptor_experts must be >= 1"));
             }
+            let d = meta.text_dim;
+            let normal = Init::Normal { std };
             let projection = if k == 1 {
+                let dense = a.pp("dense");
                 Projection::Linear {
-                    weight: a.pp("dense").get(
-                        &[h, meta.text_dim],
-                        "weight",
-                        Init::Normal { std },
-                    )?,
-                    bias: a.pp("dense").get(&[h], "bias", Init::Zeros)?,
+                    weight: dense.get(&[h, d], "weight", normal)?,
+                    bias: dense.get(&[h], "bias", Init::Zeros)?,
                 }
             } else {
+                let (experts, gate) = (a.pp("experts"), a.pp("gate"));
                 Projection::Mixture {
-                    experts: a.pp("experts").get(
-                        &[k, h, meta.text_dim],
-                        "weight",
-                        Init::Normal { std },
-                    )?,
-                    centres: a
-                        .pp("experts")
-                        .get(&[k, meta.text_dim], "centres", Init::Zeros)?,
-                    gate_weight: a.pp("gate").get(
-                        &[k, meta.text_dim],
-                        "weight",
-                        Init::Normal { std },
-                    )?,
-                    gate_bias: a.pp("gate").get(&[k], "bias", Init::Zeros)?,
+                    experts: experts.get(&[k, h, d], "weight", normal)?,
+                    centres: experts.get(&[k, d], "centres", Init::Zeros)?,
+                    gate_weight: gate.get(&[k, d], "weight", normal)?,
+                    gate_bias: gate.get(&[k], "bias", Init::Zeros)?,
                 }
             };
             Some(Adaptor {

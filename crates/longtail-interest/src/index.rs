@@ -252,6 +252,23 @@ impl InterestIndex {
         dot_all(rows, dim, user)
     }
 
+    /// Cosine similarity of a unit user vector to the given items only.
+    pub fn score_items(&self, user: &[f32], items: &[usize]) -> Vec<f32> {
+        let (rows, dim) = self.item_rows();
+        items
+            .iter()
+            .map(|&i| {
+                rows.get(i * dim..(i + 1) * dim)
+                    .map_or(0.0, |r| r.iter().zip(user).map(|(a, b)| a * b).sum())
+            })
+            .collect()
+    }
+
+    /// Whether new items can be placed (the model has text embeddings).
+    pub fn has_text(&self) -> bool {
+        !self.emb.is_empty() || self.n_items == 0
+    }
+
     /// Cosine similarity of the user to every item; `None` without history.
     pub fn scores(&self, history: &[usize]) -> Option<Vec<f32>> {
         self.user_vector(history).map(|u| self.scores_of(&u))

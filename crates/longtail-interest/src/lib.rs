@@ -9,6 +9,8 @@
 //!   [`scorer`]: the model as a longtail-rec `Scorer`;
 //! * [`recommend`]: the serving API ([`Recommender`]): load once, then top-K per request with
 //!   seen items excluded, head/tail re-ranking, the EASE blend and explanations;
+//! * [`plan_files`]: a served plan's artefacts and sha256 checks (the plan itself is
+//!   [`longtail_rec::plan::Plan`]; [`Recommender::load_plan`] serves it);
 //! * [`pseudo`]: keyed (HMAC-SHA256) pseudonymisation of user ids.
 //!
 //! Interaction sequences and the leave-last-out split are longtail-rec's
@@ -21,6 +23,7 @@ pub mod error;
 pub mod index;
 pub mod loss;
 pub mod model;
+pub mod plan_files;
 pub mod pseudo;
 pub mod recommend;
 pub mod scorer;
@@ -33,6 +36,8 @@ pub use error::{InterestError, Result};
 pub use index::{CacheStatus, InterestIndex};
 pub use model::{Architecture, InterestMeta, InterestModel, UserRepr};
 pub use pseudo::Pseudonymiser;
-pub use recommend::{EaseBlend, LoadInfo, Recommendation, Recommender, RecommenderOptions};
+pub use recommend::{
+    EaseBlend, LoadInfo, Recommendation, Recommender, RecommenderOptions, ServedScorer,
+};
 pub use sequence::{ItemFeatures, SequenceMeta, SequenceModel};
 pub use train::{train_interest, Event, TrainInterestConfig, TrainInterestOutcome};

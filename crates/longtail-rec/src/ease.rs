@@ -75,6 +75,11 @@ impl Ease {
         Self::fit_gram(&cooccurrence_of(lists, n), n, lambda)
     }
 
+    /// The fitted weights as a stand-alone item-item scorer (what a plan saves).
+    pub fn into_item_item(self) -> crate::ItemItem {
+        crate::ItemItem::new("ease", self.n, self.b).expect("n x n by construction")
+    }
+
     /// Weight `B[i, j]`.
     pub fn weight(&self, i: usize, j: usize) -> f32 {
         self.b[i * self.n + j]

@@ -25,6 +25,8 @@ pub enum RecError {
     },
     #[error("matrix is not positive definite (at row {row})")]
     NotPositiveDefinite { row: usize },
+    #[error("{0}")]
+    Shape(String),
     #[error(transparent)]
     Data(#[from] longtail_data::DataError),
 }

@@ -32,9 +32,10 @@ pub fn cooccurrence_of(lists: &[Vec<ItemIdx>], n: usize) -> Vec<f64> {
 }
 
 /// `out += sum over h in history of row h` of a row-major `n x n` item-item matrix: the
-/// scores of item-item models (item-kNN, EASE).
+/// scores of item-item models (item-kNN, EASE). Items past `n` (listed after the fit: no
+/// interactions yet) neither add a row nor receive a score.
 pub(crate) fn add_history_rows(m: &[f32], n: usize, history: &[ItemIdx], out: &mut [f32]) {
-    for &h in history {
+    for &h in history.iter().filter(|&&h| (h as usize) < n) {
         let row = &m[h as usize * n..(h as usize + 1) * n];
         for (o, &s) in out.iter_mut().zip(row) {
             *o += s;
@@ -56,6 +57,13 @@ impl ItemKnn {
             }
         }
         Self { n, sim }
+    }
+}
+
+impl ItemKnn {
+    /// The fitted similarities as a stand-alone item-item scorer (what a plan saves).
+    pub fn into_item_item(self) -> crate::ItemItem {
+        crate::ItemItem::new("item_knn", self.n, self.sim).expect("n x n by construction")
     }
 }
 

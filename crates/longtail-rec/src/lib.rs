@@ -8,8 +8,10 @@
 //!   history exclusion.
 //! * [`rerank`]: the head/tail knobs ([`Knob`]: tail weight, tail share), [`rerank`] and
 //!   [`TailWeighted`].
-//! * [`popular`], [`itemknn`], [`ease`]: ID models; [`blend`]: the z-scored blend of two
-//!   scorers.
+//! * [`popular`], [`itemknn`], [`ease`]: ID models; [`item_item`]: a fitted item-item model
+//!   as saved and served; [`blend`]: the z-scored blend of several scorers.
+//! * [`plan`]: the served plan's description (`plan.json`): components, weights, knob and the
+//!   validation numbers that chose them.
 
 #![forbid(unsafe_code)]
 
@@ -17,16 +19,20 @@ pub mod blend;
 pub mod ease;
 mod error;
 pub mod interactions;
+pub mod item_item;
 pub mod itemknn;
+pub mod plan;
 pub mod popular;
 pub mod rerank;
 pub mod scorer;
 
-pub use blend::{zscore_excluding, ZBlend};
+pub use blend::{add_zscored, zscore_excluding, zstats, ZBlend};
 pub use ease::Ease;
 pub use error::RecError;
 pub use interactions::{Event, Interactions, RecSplit, SplitStats, Stage, Targets};
+pub use item_item::ItemItem;
 pub use itemknn::ItemKnn;
+pub use plan::{ComponentKind, Plan, PlanComponent};
 pub use popular::MostPopular;
 pub use rerank::{rerank, tail_weighted, Knob, TailWeighted};
 pub use scorer::{exclude_history, rank_cmp, top_k, top_k_excluding, Scorer};

@@ -9,9 +9,16 @@ pub struct MostPopular {
 
 impl MostPopular {
     pub fn fit(split: &RecSplit) -> Self {
-        Self {
-            counts: split.train_counts().iter().map(|&c| c as f32).collect(),
-        }
+        Self::from_counts(split.train_counts().iter().map(|&c| c as f32).collect())
+    }
+
+    /// Scores = `counts` (a plan's saved training counts).
+    pub fn from_counts(counts: Vec<f32>) -> Self {
+        Self { counts }
+    }
+
+    pub fn counts(&self) -> &[f32] {
+        &self.counts
     }
 }
 
@@ -21,6 +28,9 @@ impl Scorer for MostPopular {
     }
 
     fn scores(&self, _user: UserIdx, _history: &[ItemIdx], out: &mut [f32]) {
-        out.copy_from_slice(&self.counts);
+        // Items listed after the fit (past the counts) keep 0.
+        for (o, &c) in out.iter_mut().zip(&self.counts) {
+            *o = c;
+        }
     }
 }

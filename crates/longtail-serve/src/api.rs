@@ -137,6 +137,8 @@ pub struct DeleteUserResponse {
 pub struct ReloadRequest {
     pub classifier: Option<String>,
     pub interest: Option<String>,
+    /// A served plan directory (`longtail plan --out`); its checkpoint should be `interest`.
+    pub plan: Option<String>,
     /// A prepared dir, e.g. the re-training cycle's (items added while serving that it now
     /// holds become ordinary catalogue items).
     pub data: Option<String>,

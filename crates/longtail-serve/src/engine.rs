@@ -29,6 +29,9 @@ use crate::store::{NewItem, StoredEvent};
 pub struct ModelPaths {
     pub classifier: PathBuf,
     pub interest: PathBuf,
+    /// A served plan (`longtail plan --out`) over `interest`: its blend and knob rank the
+    /// lists; `None` ranks by the interest checkpoint alone.
+    pub plan: Option<PathBuf>,
     /// `longtail score --precision` of the classifier's encoder: fp32, int8 or bf16.
     pub precision: Precision,
     pub device: Device,
@@ -56,6 +59,11 @@ pub struct ModelInfo {
     /// Items added while serving (`POST /v1/items`).
     pub added_items: usize,
     pub users_in_data: usize,
+    /// The served plan: components, weights, knob and the validation numbers that chose
+    /// them (absent when the interest checkpoint alone ranks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<serde_json::Value>,
 }
 
 /// A listing scored and embedded, ready to be stored and added.
@@ -148,8 +156,13 @@ impl Models {
             ease: None,
             device: paths.device.clone(),
         };
-        let (recommender, _) = Recommender::load(&paths.interest, data, &opts)
-            .map_err(|e| model_err(&paths.interest, &e))?;
+        let (recommender, _) = match &paths.plan {
+            Some(plan) => {
+                Recommender::load_plan(plan, data, &opts).map_err(|e| model_err(plan, &e))?
+            }
+            None => Recommender::load(&paths.interest, data, &opts)
+                .map_err(|e| model_err(&paths.interest, &e))?,
+        };
         let meta = &recommender.index().meta;
         let encoder = if recommender.index().dim > 0 {
             Some(
@@ -190,6 +203,18 @@ impl Models {
             items: recommender.num_items(),
             added_items: 0,
             users_in_data: users.len(),
+            plan: recommender.plan().map(|p| {
+                serde_json::json!({
+                    "components": p.components.iter().map(|c| serde_json::json!({
+                        "name": c.name, "kind": c.kind, "weight": c.weight,
+                        "validation_ndcg@10": c.validation_ndcg_10,
+                    })).collect::<Vec<_>>(),
+                    "dropped": p.dropped.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                    "knob": p.knob,
+                    "relevance_budget": p.selection.relevance_budget,
+                    "validation": {"blend": p.selection.blend, "served": p.selection.served},
+                })
+            }),
         };
         let mut models = Self {
             classifier,
@@ -364,7 +389,12 @@ impl Models {
         history.retain(|i| seen.insert(*i));
         let list = self
             .recommender
-            .recommend_excluding(&history, &exclude, req.k, req.knob)
+            .recommend_excluding(
+                &history,
+                &exclude,
+                req.k,
+                req.knob.or(self.recommender.plan_knob()),
+            )
             .map_err(|e| ServeError::bad_request(e.to_string()))?
             .unwrap_or_default();
         Ok(RecAnswer {

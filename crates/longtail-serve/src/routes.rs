@@ -573,6 +573,7 @@ async fn reload(
         interest: req
             .interest
             .map_or_else(|| old.interest.clone(), PathBuf::from),
+        plan: req.plan.map(PathBuf::from).or_else(|| old.plan.clone()),
         precision: old.precision,
         device: old.device.clone(),
     };

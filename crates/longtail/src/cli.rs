@@ -156,6 +156,12 @@ pub enum Command {
     /// Top-K recommendations per user from an interest checkpoint, with head/tail re-ranking,
     /// calibrated P(interest), an explanation per item and pseudonymised user ids.
     Recommend(crate::commands::recommend::RecommendArgs),
+    /// Choose the served recommender on your own validation split: fits the candidates
+    /// (interest checkpoints, their frozen text, EASE, item-kNN, most popular) on training
+    /// interactions, searches the weights of their z-scored blend on validation NDCG@10, picks
+    /// the tail weight by --relevance-budget, and writes plan.json with the fitted artefacts.
+    /// `recommend`, `serve` and `eval-rec` take the directory as --plan.
+    Plan(crate::commands::plan::PlanArgs),
     /// Serve p_tail scoring, recommendations and feedback events over HTTP (see docs/serve.md):
     /// one model thread behind a batching queue, a durable event store (SQLite, or PostgreSQL
     /// for replicas) whose clicks and dismissals change the next list, hot reload, Prometheus
@@ -529,6 +535,12 @@ pub struct EvalRecArgs {
     /// `--compare sasrec=runs/sasrec` for `train-interest --item-features id`.
     #[arg(long, value_name = "NAME=DIR")]
     pub compare: Vec<NamedCheckpoint>,
+
+    /// A served plan (the --out of `longtail plan`): adds the row `served`, ranked through the
+    /// same code as `recommend --plan` and `serve --plan` (blend, knob, exclusions), and the
+    /// plan's components and validation numbers to the report.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
 
     /// Promotion gate: exit with status 3 unless --checkpoint's validation NDCG@10 and
     /// tail-item Recall@10 are both at least those of the --compare row NAME (the model in

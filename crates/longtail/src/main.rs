@@ -33,6 +33,7 @@ fn main() {
         Command::Score(args) => commands::score::run(args),
         Command::TrainInterest(args) => commands::train_interest::run(args),
         Command::Recommend(args) => commands::recommend::run(args),
+        Command::Plan(args) => commands::plan::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Events(cmd) => commands::serve::run_events(cmd),
     };

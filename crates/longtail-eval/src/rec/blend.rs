@@ -27,12 +27,7 @@ pub fn search_blend_weight(
 ) -> Result<BlendSearch, EvalError> {
     let mut searched = Vec::with_capacity(grid.len());
     for &w in grid {
-        let blend = ZBlend {
-            name: blend_name.into(),
-            a: model,
-            b: ease,
-            w: w as f32,
-        };
+        let blend = ZBlend::pair(blend_name, model, ease, w as f32);
         let ndcg = evaluate(split, segments, &blend, Stage::Validation)?
             .overall
             .ndcg_10;
@@ -77,12 +72,7 @@ pub fn add_blended_models(
     let ease = Ease::fit(split, lambda)?;
     let blend_name = format!("{name}+ease");
     let search = search_blend_weight(split, segments, &blend_name, model, &ease, &BLEND_GRID, log)?;
-    let blend = ZBlend {
-        name: blend_name.clone(),
-        a: model,
-        b: &ease,
-        w: search.chosen as f32,
-    };
+    let blend = ZBlend::pair(blend_name.clone(), model, &ease, search.chosen as f32);
     report.add_model(split, segments, &blend)?;
     log(&format!("{blend_name} (w={}) done", search.chosen));
     report.blend = Some(search);

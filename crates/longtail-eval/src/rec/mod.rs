@@ -7,6 +7,8 @@
 //! * [`run`]: the baseline run (most popular, item-kNN, EASE with λ chosen on validation);
 //!   [`blend`]: a model, its z-scored blend with EASE (weight chosen on validation) and the
 //!   blend re-ranked with a tail weight chosen on validation.
+//! * [`plan_search`]: the served plan's choices on validation (blend weights by coordinate
+//!   ascent, the tail weight by a relevance budget).
 //! * [`report`]: JSON / Markdown / PNG report.
 //!
 //! Adding a model: build a [`RecSplit`](longtail_rec::RecSplit) and [`Segments`], implement
@@ -15,6 +17,7 @@
 pub mod blend;
 pub mod gate;
 pub mod metrics;
+pub mod plan_search;
 pub mod report;
 pub mod run;
 pub mod segments;
@@ -23,7 +26,12 @@ pub mod tradeoff;
 pub use blend::{add_blended_models, search_blend_weight, BLEND_GRID};
 pub use gate::{gate, GateVerdict};
 pub use metrics::{evaluate, rank_users, ModelMetrics, SegmentMetrics, UserOutcome};
+pub use plan_search::{
+    choose_tail_by_budget, search_weights, tail_points, BlendChoice, CandidateTable, SearchOptions,
+};
 pub use report::{write_report, RecReport, RecReportFiles, TAIL_WEIGHT_RULE};
-pub use run::{run_baselines, RecOptions, BASELINES};
+pub use run::{fit_ease, run_baselines, RecOptions, BASELINES};
 pub use segments::Segments;
-pub use tradeoff::{choose_tail_weight, selection_grid, tradeoff_curve, TradeoffPoint};
+pub use tradeoff::{
+    choose_tail_weight, selection_grid, tradeoff_curve, tradeoff_curve_labelled, TradeoffPoint,
+};

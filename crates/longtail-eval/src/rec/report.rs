@@ -91,6 +91,10 @@ pub struct RecReport {
     pub blend: Option<BlendSearch>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tail_weight: Option<TailWeightChoice>,
+    /// The served plan of the `served` row (`eval-rec --plan`): its components, knob and the
+    /// validation numbers that chose them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<longtail_rec::Plan>,
 }
 
 pub const PROTOCOL: &str = "leave-last-out per user (order: timestamp, then log row; repeated \
@@ -113,6 +117,7 @@ impl RecReport {
             tradeoffs: Vec::new(),
             blend: None,
             tail_weight: None,
+            plan: None,
         }
     }
 
@@ -250,6 +255,46 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
 }
 
 /// One row per model, then the protocol counts and the trade-off table.
+/// What the served plan kept and why, in a few lines (validation numbers only).
+pub fn plan_summary(plan: &longtail_rec::Plan) -> String {
+    let mut s = String::new();
+    let sel = &plan.selection;
+    let _ = writeln!(
+        s,
+        "\n`served`: the plan `longtail plan` chose on validation: {} (weights of per-user          z-scored scores), knob {}. Validation NDCG@10 {:.4} for the blend, {:.4} served          (tail-item R@10 {:.4}; relevance budget {}).",
+        plan.components
+            .iter()
+            .map(|c| format!(
+                "{} {:.3} (alone {:.4})",
+                c.name, c.weight, c.validation_ndcg_10
+            ))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        plan.knob
+            .map_or("none (pure relevance)".to_string(), |k| format!(
+                "{} {}",
+                k.kind(),
+                k.value()
+            )),
+        sel.blend.ndcg_10,
+        sel.served.ndcg_10,
+        sel.served.tail_recall_10,
+        sel.relevance_budget
+    );
+    if !plan.dropped.is_empty() {
+        let _ = writeln!(
+            s,
+            "Dropped (weight 0 on validation): {}.",
+            plan.dropped
+                .iter()
+                .map(|c| format!("{} (alone {:.4})", c.name, c.validation_ndcg_10))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    s
+}
+
 pub fn markdown_table(report: &RecReport) -> String {
     let mut s = String::new();
     let p = &report.protocol;
@@ -299,6 +344,9 @@ pub fn markdown_table(report: &RecReport) -> String {
                 p.split.unknown_items
             );
         }
+    }
+    if let Some(plan) = &report.plan {
+        s.push_str(&plan_summary(plan));
     }
     if let Some(l) = &report.ease_lambda {
         let _ = writeln!(

@@ -36,6 +36,40 @@ impl Default for RecOptions {
 /// Baseline names in the report.
 pub const BASELINES: [&str; 3] = ["most_popular", "item_knn", "ease"];
 
+/// EASE fitted on the training split for each λ of `grid`, the one with the best validation
+/// NDCG@10 kept (ties: the earlier λ), and the search.
+pub fn fit_ease(
+    split: &RecSplit,
+    segments: &Segments,
+    grid: &[f64],
+    log: &dyn Fn(&str),
+) -> Result<(Ease, LambdaSearch), EvalError> {
+    if grid.is_empty() {
+        return Err(EvalError::Option("EASE λ grid is empty".into()));
+    }
+    let gram = cooccurrence(split);
+    let n = split.n_items();
+    let mut best: Option<(Ease, f64)> = None;
+    let mut searched = Vec::new();
+    for &lambda in grid {
+        let ease = Ease::fit_gram(&gram, n, lambda)?;
+        let ndcg = evaluate(split, segments, &ease, Stage::Validation)?
+            .overall
+            .ndcg_10;
+        log(&format!("ease λ={lambda}: validation NDCG@10 {ndcg:.4}"));
+        searched.push((lambda, ndcg));
+        if best.as_ref().is_none_or(|(_, b)| ndcg > *b) {
+            best = Some((ease, ndcg));
+        }
+    }
+    let (ease, _) = best.expect("non-empty grid");
+    let search = LambdaSearch {
+        chosen: ease.lambda,
+        grid: searched,
+    };
+    Ok((ease, search))
+}
+
 /// Fits and evaluates the three baselines; `log` receives progress lines.
 /// The trade-off curve is computed for the baseline with the best
 /// validation NDCG@10.
@@ -61,26 +95,8 @@ pub fn run_baselines(
     report.add_model(split, segments, &knn)?;
     log("item_knn done");
 
-    let gram = cooccurrence(split);
-    let n = split.n_items();
-    let mut best: Option<(Ease, f64)> = None;
-    let mut grid = Vec::new();
-    for &lambda in &opts.lambda_grid {
-        let ease = Ease::fit_gram(&gram, n, lambda)?;
-        let ndcg = evaluate(split, segments, &ease, Stage::Validation)?
-            .overall
-            .ndcg_10;
-        log(&format!("ease λ={lambda}: validation NDCG@10 {ndcg:.4}"));
-        grid.push((lambda, ndcg));
-        if best.as_ref().is_none_or(|(_, b)| ndcg > *b) {
-            best = Some((ease, ndcg));
-        }
-    }
-    let (ease, _) = best.expect("non-empty grid");
-    report.ease_lambda = Some(LambdaSearch {
-        chosen: ease.lambda,
-        grid,
-    });
+    let (ease, search) = fit_ease(split, segments, &opts.lambda_grid, log)?;
+    report.ease_lambda = Some(search);
     report.add_model(split, segments, &ease)?;
     log("ease done");
 

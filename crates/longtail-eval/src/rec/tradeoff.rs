@@ -62,13 +62,33 @@ pub fn tradeoff_curve(
     stage: Stage,
     knobs: &[Knob],
 ) -> Result<Vec<TradeoffPoint>, EvalError> {
+    tradeoff_curve_labelled(
+        split,
+        segments,
+        scorer,
+        stage,
+        knobs,
+        &segments.is_tail_item,
+    )
+}
+
+/// [`tradeoff_curve`] whose re-ranking favours the items `rerank_tail` marks (e.g. the
+/// prepared labels a served plan re-ranks by); the measures still use `segments`.
+pub fn tradeoff_curve_labelled(
+    split: &RecSplit,
+    segments: &Segments,
+    scorer: &dyn Scorer,
+    stage: Stage,
+    knobs: &[Knob],
+    rerank_tail: &[bool],
+) -> Result<Vec<TradeoffPoint>, EvalError> {
     const K: usize = 10;
     // per user: (target, one list per knob)
     let per_user: Vec<(ItemIdx, Vec<Vec<ItemIdx>>)> =
         map_users(split, scorer, stage, |_, target, scores| {
             let lists = knobs
                 .iter()
-                .map(|&knob| rerank(scores, &segments.is_tail_item, K, knob))
+                .map(|&knob| rerank(scores, rerank_tail, K, knob))
                 .collect();
             (target, lists)
         })?;

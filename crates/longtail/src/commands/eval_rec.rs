@@ -52,6 +52,13 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             ckpt.display()
         ),
     }
+    if let Some(plan) = &args.plan {
+        ensure!(
+            plan.join("plan.json").is_file(),
+            "--plan {}: no plan.json there (pass the --out of `longtail plan`)",
+            plan.display()
+        );
+    }
     let split = RecSplit::load(&args.data)
         .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
     let segments = Segments::new(&split, &tail_rule, args.tail_user_fraction);
@@ -93,6 +100,16 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             &split,
             &segments,
             &opts,
+            &mut report,
+        )?;
+    }
+    if let Some(plan) = &args.plan {
+        super::eval_rec_interest::add_served_plan(
+            plan,
+            &args.data,
+            &device,
+            &split,
+            &segments,
             &mut report,
         )?;
     }

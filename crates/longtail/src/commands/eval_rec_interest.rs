@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use longtail_data::PreparedDataset;
 use longtail_eval::rec::{add_blended_models, RecOptions, RecReport, Segments};
 use longtail_interest::scorer::InterestScorer;
-use longtail_interest::InterestIndex;
+use longtail_interest::{InterestIndex, Recommender, RecommenderOptions, ServedScorer};
 use longtail_model::Device;
-use longtail_rec::{ItemIdx, RecSplit, Stage};
+use longtail_rec::{ItemIdx, Knob, RecSplit, Stage, TailWeighted};
 
 use crate::cli::NamedCheckpoint;
 
@@ -89,5 +89,63 @@ pub fn add_interest_models(
         report.add_model(split, segments, &scorer)?;
         log(&format!("{} ({}) done", c.name, c.dir.display()));
     }
+    Ok(())
+}
+
+/// The row `served`: the plan in `plan_dir` loaded as `recommend --plan` and `serve --plan`
+/// load it, ranked through [`Recommender::ranking_scores`] and re-ranked by the plan's knob on
+/// the prepared tail labels (exactly `Recommender::recommend`'s list); the plan itself goes
+/// into the report.
+pub fn add_served_plan(
+    plan_dir: &Path,
+    data: &Path,
+    device: &Device,
+    split: &RecSplit,
+    segments: &Segments,
+    report: &mut RecReport,
+) -> Result<()> {
+    let opts = RecommenderOptions {
+        batch_size: 64,
+        device: device.clone(),
+        ..RecommenderOptions::default()
+    };
+    let (mut rec, _) = Recommender::load_plan(plan_dir, data, &opts)
+        .with_context(|| format!("cannot load plan {}", plan_dir.display()))?;
+    let h: Vec<Vec<usize>> = histories(split)
+        .into_iter()
+        .map(|h| h.into_iter().map(|i| i as usize).collect())
+        .collect();
+    rec.precompute(&h)?;
+    let plan = rec.plan().cloned().expect("loaded from a plan");
+    let served = ServedScorer {
+        rec: &rec,
+        name: "served".into(),
+    };
+    match plan.knob {
+        None => report.add_model(split, segments, &served)?,
+        Some(Knob::TailWeight(weight)) => {
+            let reranked = TailWeighted {
+                name: "served".into(),
+                inner: &served,
+                is_tail: rec.tail_labels(),
+                weight,
+            };
+            report.add_model(split, segments, &reranked)?;
+        }
+        Some(Knob::TailShare(_)) => anyhow::bail!(
+            "{}: a tail-share knob cannot be measured as a ranking; plans choose tail weights",
+            plan_dir.display()
+        ),
+    }
+    eprintln!(
+        "  served ({}: {}) done",
+        plan_dir.display(),
+        rec.components()
+            .iter()
+            .map(|(n, w)| format!("{n} {w:.3}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    report.plan = Some(plan);
     Ok(())
 }

@@ -2,6 +2,7 @@ pub mod eval;
 pub mod eval_rec;
 pub mod eval_rec_interest;
 pub mod model;
+pub mod plan;
 pub mod prepare;
 pub mod recommend;
 pub mod score;

@@ -18,8 +18,12 @@ pub struct RecommendArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Interest checkpoint (the --out of `longtail train-interest`).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "plan", conflicts_with = "plan")]
+    pub checkpoint: Option<PathBuf>,
+    /// A served plan (the --out of `longtail plan`): its blend and its tail knob (a
+    /// --tail-weight or --tail-share given here replaces the knob).
+    #[arg(long, conflicts_with_all = ["ease_weight", "ease_lambda"])]
+    pub plan: Option<PathBuf>,
     /// Prepared dataset directory: the catalogue and the users' interaction histories.
     #[arg(long)]
     pub data: PathBuf,
@@ -162,14 +166,35 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         ease: parse_ease(&args)?,
         device: args.device.resolve()?,
     };
-    let (rec, loaded) =
-        Recommender::load(&args.checkpoint, &args.data, &opts).with_context(|| {
-            format!(
-                "loading checkpoint {} with the data in {}",
-                args.checkpoint.display(),
-                args.data.display()
-            )
-        })?;
+    let (source, loaded) = match (&args.plan, &args.checkpoint) {
+        (Some(plan), _) => (plan, Recommender::load_plan(plan, &args.data, &opts)),
+        (None, Some(ckpt)) => (ckpt, Recommender::load(ckpt, &args.data, &opts)),
+        (None, None) => bail!("give --checkpoint DIR or --plan DIR"),
+    };
+    let (rec, loaded) = loaded.with_context(|| {
+        format!(
+            "loading {} with the data in {}",
+            source.display(),
+            args.data.display()
+        )
+    })?;
+    let knob = knob.or(rec.plan_knob());
+    if rec.plan().is_some() {
+        eprintln!(
+            "plan {}: {}; knob {}",
+            source.display(),
+            rec.components()
+                .iter()
+                .map(|(n, w)| format!("{n} {w:.3}"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+            knob.map_or("none".to_string(), |k| format!(
+                "{} {}",
+                k.kind(),
+                k.value()
+            ))
+        );
+    }
     if let Some(fit) = &loaded.ease_fit {
         eprintln!(
             "EASE (λ={}) fitted on {} users' interactions in {:.1}s; blend weight {}",

@@ -22,8 +22,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub classifier: PathBuf,
     /// Interest checkpoint (the --out of `longtail train-interest`): POST /v1/recommend.
+    /// With --plan, default: the plan's checkpoint.
+    #[arg(long, required_unless_present = "plan")]
+    pub interest: Option<PathBuf>,
+    /// A served plan (the --out of `longtail plan`): /v1/recommend ranks by its blend and, when
+    /// a request sets no knob, re-ranks with the plan's tail weight.
     #[arg(long)]
-    pub interest: PathBuf,
+    pub plan: Option<PathBuf>,
     /// Prepared dataset directory: the catalogue and the users' histories.
     #[arg(long)]
     pub data: PathBuf,
@@ -138,10 +143,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
         eprintln!("note: no --admin-key: /admin/reload and /v1/users are disabled (403)");
     }
     let limits = limits_of(&args);
+    let interest = match (&args.interest, &args.plan) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(plan)) => {
+            let p: longtail_rec::Plan =
+                longtail_fs::read_json(&plan.join(longtail_rec::plan::PLAN_FILE))
+                    .with_context(|| format!("--plan {}", plan.display()))?;
+            longtail_interest::recommend::plan_checkpoint(&p)
+                .with_context(|| format!("--plan {}: it names no checkpoint", plan.display()))?
+                .to_path_buf()
+        }
+        (None, None) => anyhow::bail!("give --interest DIR or --plan DIR"),
+    };
     let config = ServeConfig {
         models: ModelPaths {
             classifier: args.classifier,
-            interest: args.interest,
+            interest,
+            plan: args.plan,
             precision: args.precision,
             device,
         },

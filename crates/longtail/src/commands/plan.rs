@@ -1,0 +1,414 @@
+//! `longtail plan`: choose the served recommender on the user's own validation split. Fits
+//! the candidate scorers on the training split (interest checkpoints, their frozen text,
+//! EASE with λ chosen on validation, item-kNN, most popular), searches the weights of their
+//! z-scored blend on validation NDCG@10, chooses the tail weight by a relevance budget, and
+//! writes `plan.json` with the fitted artefacts it needs (one atomic directory write).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use longtail_data::{Label, PreparedDataset, TailRule};
+use longtail_eval::rec::{
+    self, choose_tail_by_budget, evaluate, search_weights, selection_grid, tail_points,
+    tradeoff_curve_labelled, CandidateTable, SearchOptions, Segments,
+};
+use longtail_interest::plan_files::{
+    artefact_bytes, checkpoint_sha256, item_ids_sha256, sha256_hex,
+};
+use longtail_interest::scorer::InterestScorer;
+use longtail_interest::InterestIndex;
+use longtail_rec::plan::{
+    ComponentKind, Plan, PlanComponent, PlanSelection, ValidationNumbers, DENSE_ITEM_LIMIT,
+    PLAN_FILE, PLAN_VERSION, STANDARDISATION,
+};
+use longtail_rec::{
+    ItemIdx, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
+};
+
+use crate::cli::{defaults, DeviceArg, NamedCheckpoint};
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// TOML file whose [plan] table supplies defaults for any flag.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Prepared dataset directory (the plan is fitted on its training split and chosen on its
+    /// validation split; test targets are never read).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Interest checkpoint (the --out of `train-interest`): candidate `longtail`, and its
+    /// frozen text embeddings as candidate `text-last-item`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// More interest checkpoints as candidates, `NAME=DIR` (repeatable), e.g.
+    /// `--candidate sasrec=runs/office-sasrec`.
+    #[arg(long, value_name = "NAME=DIR")]
+    pub candidate: Vec<NamedCheckpoint>,
+    /// Output directory: plan.json and the fitted artefacts it names (replaced atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Largest relative loss of validation NDCG@10 (vs the blend's best) the served tail
+    /// weight may cost: 0.02 = 2%. 0 serves pure relevance.
+    #[arg(long, default_value_t = 0.02)]
+    pub relevance_budget: f64,
+    /// Head/tail rule on training counts for the validation measures (as eval-rec).
+    #[arg(long, default_value_t = defaults::eval_rec().tail_rule)]
+    pub tail_rule: TailRule,
+    /// EASE lambda grid searched on validation.
+    #[arg(long, value_delimiter = ',', default_values_t = defaults::eval_rec().lambda_grid)]
+    pub ease_lambdas: Vec<f64>,
+    /// Items per candidate each user's weight search ranks (see docs/interest.md).
+    #[arg(long, default_value_t = 100)]
+    pub top_m: usize,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+/// One candidate during the search.
+struct Candidate<'a> {
+    component: PlanComponent,
+    scorer: Box<dyn Scorer + 'a>,
+    /// Fitted ID-model values to save (shape), for artefact candidates.
+    artefact: Option<(Vec<f32>, Vec<usize>)>,
+}
+
+/// Every history the plan's validation ranks: each evaluated user's training items.
+fn validation_histories(split: &RecSplit) -> Vec<Vec<ItemIdx>> {
+    split
+        .eval_users()
+        .into_iter()
+        .map(|u| split.history(u, Stage::Validation))
+        .collect()
+}
+
+fn numbers(m: &longtail_eval::rec::ModelMetrics) -> ValidationNumbers {
+    ValidationNumbers {
+        ndcg_10: m.overall.ndcg_10,
+        recall_10: m.overall.recall_10,
+        tail_recall_10: m.tail_items.recall_10,
+        head_recall_10: m.head_items.recall_10,
+    }
+}
+
+fn component(name: &str, kind: ComponentKind, ckpt: Option<&Path>) -> Result<PlanComponent> {
+    Ok(PlanComponent {
+        name: name.to_string(),
+        kind,
+        weight: 0.0,
+        checkpoint: ckpt.map(Path::to_path_buf),
+        checkpoint_sha256: ckpt.map(checkpoint_sha256).transpose()?,
+        lambda: None,
+        artefact: None,
+        artefact_sha256: None,
+        validation_ndcg_10: 0.0,
+    })
+}
+
+pub fn run(args: PlanArgs) -> Result<()> {
+    let started = Instant::now();
+    let device = args.device.resolve()?;
+    args.tail_rule.validate(2)?;
+    ensure!(
+        (0.0..1.0).contains(&args.relevance_budget),
+        "--relevance-budget must be in [0, 1), got {}",
+        args.relevance_budget
+    );
+    ensure!(
+        args.top_m >= 10,
+        "--top-m must be at least 10, got {}",
+        args.top_m
+    );
+    ensure!(
+        args.ease_lambdas.iter().all(|l| *l > 0.0 && l.is_finite()),
+        "--ease-lambdas must be positive numbers"
+    );
+    for dir in std::iter::once(&args.checkpoint).chain(args.candidate.iter().map(|c| &c.dir)) {
+        ensure!(
+            dir.join("interest.json").is_file(),
+            "cannot load interest checkpoint {}: no interest.json (pass the --out of \
+             `longtail train-interest`)",
+            dir.display()
+        );
+    }
+    let split = RecSplit::load(&args.data)
+        .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
+    let segments = Segments::new(&split, &args.tail_rule, 0.2);
+    if split.stats.evaluated_users == 0 {
+        bail!(
+            "plan: no user of {} has 3 or more distinct items",
+            args.data.display()
+        );
+    }
+    let dataset = PreparedDataset::load(&args.data)
+        .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
+    let item_ids: Vec<String> = dataset.items.iter().map(|i| i.item_id.clone()).collect();
+    // The served re-ranking favours the prepared labels (what `serve` and `recommend` use).
+    let served_tail: Vec<bool> = dataset
+        .items
+        .iter()
+        .map(|i| i.label == Label::Tail)
+        .collect();
+    let n = split.n_items();
+    eprintln!(
+        "plan on {}: {} items, {} evaluated users (validation targets only)",
+        args.data.display(),
+        n,
+        split.stats.evaluated_users
+    );
+    let log = |line: &str| eprintln!("  {line}");
+    let histories = validation_histories(&split);
+    let mut notes = Vec::new();
+
+    // Interest checkpoints and their text.
+    let load = |dir: &Path| -> Result<InterestIndex> {
+        let (index, _) = InterestIndex::load(dir, &dataset.items, None, 64, &device)
+            .with_context(|| format!("cannot load interest checkpoint {}", dir.display()))?;
+        Ok(index)
+    };
+    let main = load(&args.checkpoint)?;
+    let main_text = main.text_last_item();
+    let others: Vec<(String, PathBuf, InterestIndex)> = args
+        .candidate
+        .iter()
+        .map(|c| Ok((c.name.clone(), c.dir.clone(), load(&c.dir)?)))
+        .collect::<Result<_>>()?;
+    let mut cands: Vec<Candidate<'_>> = Vec::new();
+    cands.push(Candidate {
+        component: component("longtail", ComponentKind::Interest, Some(&args.checkpoint))?,
+        scorer: Box::new(InterestScorer::new(&main, "longtail").precompute(&histories)?),
+        artefact: None,
+    });
+    if let Some(text) = &main_text {
+        cands.push(Candidate {
+            component: component(
+                "text-last-item",
+                ComponentKind::TextLastItem,
+                Some(&args.checkpoint),
+            )?,
+            scorer: Box::new(InterestScorer::new(text, "text-last-item").precompute(&histories)?),
+            artefact: None,
+        });
+    }
+    for (name, dir, index) in &others {
+        cands.push(Candidate {
+            component: component(name, ComponentKind::Interest, Some(dir))?,
+            scorer: Box::new(InterestScorer::new(index, name.clone()).precompute(&histories)?),
+            artefact: None,
+        });
+    }
+    log("interest candidates scored");
+    // ID models on the training split.
+    if n <= DENSE_ITEM_LIMIT {
+        let (ease, search) = rec::fit_ease(&split, &segments, &args.ease_lambdas, &log)?;
+        let lambda = ease.lambda;
+        let ease = ease.into_item_item();
+        let mut c = component("ease", ComponentKind::Ease, None)?;
+        c.lambda = Some(lambda);
+        notes.push(format!(
+            "EASE λ={lambda} chosen on validation NDCG@10 from {:?}",
+            search.grid
+        ));
+        let values = ease.matrix().to_vec();
+        cands.push(Candidate {
+            component: c,
+            scorer: Box::new(ease),
+            artefact: Some((values, vec![n, n])),
+        });
+        let knn = ItemKnn::fit(&split).into_item_item();
+        let values = knn.matrix().to_vec();
+        cands.push(Candidate {
+            component: component("item_knn", ComponentKind::ItemKnn, None)?,
+            scorer: Box::new(knn),
+            artefact: Some((values, vec![n, n])),
+        });
+    } else {
+        notes.push(format!(
+            "EASE and item-kNN left out: {n} items exceed the dense item-item limit of \
+             {DENSE_ITEM_LIMIT} (n x n matrices)"
+        ));
+    }
+    let popular = MostPopular::fit(&split);
+    let counts = popular.counts().to_vec();
+    cands.push(Candidate {
+        component: component("most_popular", ComponentKind::MostPopular, None)?,
+        scorer: Box::new(popular),
+        artefact: Some((counts, vec![n])),
+    });
+
+    // The weight search on validation candidates.
+    let names: Vec<String> = cands.iter().map(|c| c.component.name.clone()).collect();
+    let scorers: Vec<&dyn Scorer> = cands.iter().map(|c| c.scorer.as_ref()).collect();
+    let opts = SearchOptions {
+        top_m: args.top_m,
+        ..SearchOptions::default()
+    };
+    let table = CandidateTable::build(&split, &scorers, opts.top_m)?;
+    log(&format!(
+        "candidates of {} users built ({:.0}s)",
+        table.users(),
+        started.elapsed().as_secs_f64()
+    ));
+    for (name, single) in names.iter().zip((0..names.len()).map(|c| {
+        let mut w = vec![0.0; names.len()];
+        w[c] = 1.0;
+        table.ndcg_10(&w).0
+    })) {
+        log(&format!("{name} alone: validation NDCG@10 {single:.4}"));
+    }
+    let choice = search_weights(&table, &opts, &|l| {
+        log(&format!("{l} ({})", names.join(", ")))
+    })?;
+    if choice.uncertain_users > 0 {
+        notes.push(format!(
+            "{} of {} validation users ranked in the top 10 among candidates without a proof \
+             that no non-candidate outranks them (the chosen blend is re-measured on the full \
+             catalogue below)",
+            choice.uncertain_users,
+            table.users()
+        ));
+    }
+    for (c, (&w, &single)) in cands
+        .iter_mut()
+        .zip(choice.weights.iter().zip(&choice.singles))
+    {
+        c.component.weight = w;
+        c.component.validation_ndcg_10 = single;
+    }
+    let parts: Vec<(&dyn Scorer, f32)> = cands
+        .iter()
+        .filter(|c| c.component.weight > 0.0)
+        .map(|c| (c.scorer.as_ref(), c.component.weight as f32))
+        .collect();
+    let blend = ZBlend {
+        name: "plan".into(),
+        parts,
+    };
+    let blend_numbers = numbers(&evaluate(&split, &segments, &blend, Stage::Validation)?);
+    log(&format!(
+        "blend {}: validation NDCG@10 {:.4} (full catalogue), tail-item R@10 {:.4}",
+        cands
+            .iter()
+            .filter(|c| c.component.weight > 0.0)
+            .map(|c| format!("{} {:.3}", c.component.name, c.component.weight))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        blend_numbers.ndcg_10,
+        blend_numbers.tail_recall_10
+    ));
+
+    // The tail weight by the relevance budget.
+    let knobs: Vec<Knob> = selection_grid().into_iter().map(Knob::TailWeight).collect();
+    let curve = tail_points(&tradeoff_curve_labelled(
+        &split,
+        &segments,
+        &blend,
+        Stage::Validation,
+        &knobs,
+        &served_tail,
+    )?);
+    let knob = choose_tail_by_budget(&curve, args.relevance_budget).map(Knob::TailWeight);
+    let served = match knob {
+        Some(Knob::TailWeight(weight)) => {
+            let reranked = TailWeighted {
+                name: "served".into(),
+                inner: &blend,
+                is_tail: &served_tail,
+                weight,
+            };
+            numbers(&evaluate(&split, &segments, &reranked, Stage::Validation)?)
+        }
+        _ => blend_numbers,
+    };
+    log(&format!(
+        "tail weight {} (budget {}): validation NDCG@10 {:.4}, tail-item R@10 {:.4}",
+        knob.map_or("none".to_string(), |k| k.value().to_string()),
+        args.relevance_budget,
+        served.ndcg_10,
+        served.tail_recall_10
+    ));
+
+    // Artefacts of the kept ID components, then plan.json, as one directory.
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for c in cands {
+        let mut comp = c.component;
+        if comp.weight > 0.0 {
+            if let Some((values, shape)) = c.artefact {
+                let file = format!("{}.safetensors", comp.name);
+                let bytes = artefact_bytes(&values, shape)?;
+                comp.artefact_sha256 = Some(sha256_hex(&bytes));
+                comp.artefact = Some(file.clone());
+                files.push((file, bytes));
+            }
+            kept.push(comp);
+        } else {
+            dropped.push(comp);
+        }
+    }
+    let plan = Plan {
+        version: PLAN_VERSION,
+        data: args.data.clone(),
+        n_items: n,
+        items_sha256: item_ids_sha256(&item_ids),
+        standardisation: STANDARDISATION.to_string(),
+        components: kept,
+        dropped,
+        knob,
+        selection: PlanSelection {
+            candidates: names,
+            blend_rule: rec::plan_search::BLEND_RULE.to_string(),
+            blend_path: choice.path,
+            blend_evaluations: choice.evaluations,
+            blend: blend_numbers,
+            tail_rule: rec::plan_search::TAIL_BUDGET_RULE.to_string(),
+            relevance_budget: args.relevance_budget,
+            tail_curve: curve,
+            served,
+        },
+        notes,
+    };
+    longtail_fs::write_dir_atomic(&args.out, |tmp| -> Result<()> {
+        for (file, bytes) in &files {
+            std::fs::write(tmp.join(file), bytes)
+                .with_context(|| format!("writing {}", tmp.join(file).display()))?;
+        }
+        let json = serde_json::to_vec_pretty(&plan)?;
+        std::fs::write(tmp.join(PLAN_FILE), json)?;
+        Ok(())
+    })?;
+    println!(
+        "plan: {} (knob {}); validation NDCG@10 {:.4}, tail-item R@10 {:.4}, head-item R@10 \
+         {:.4}; dropped: {}",
+        plan.components
+            .iter()
+            .map(|c| format!("{} {:.3}", c.name, c.weight))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        plan.knob
+            .map_or("none: pure relevance".to_string(), |k| format!(
+                "{} {}",
+                k.kind(),
+                k.value()
+            )),
+        served.ndcg_10,
+        served.tail_recall_10,
+        served.head_recall_10,
+        if plan.dropped.is_empty() {
+            "none".to_string()
+        } else {
+            plan.dropped
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    eprintln!(
+        "wrote {} in {:.1}s",
+        args.out.join(PLAN_FILE).display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

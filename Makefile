@@ -127,8 +127,10 @@ check-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
 	$(CUDA_ENV) $(CARGO) clippy --release --target-dir target/cuda --workspace --all-targets \
 	    --features longtail/cuda,longtail-model/cuda -- -D warnings
 
-## interest: the sequence interest model and the SASRec baseline on the prepared Office data,
-## then one eval-rec run with every row (~6 min on 2 CPU cores; docs/interest.md)
+## interest: the sequence interest model and the SASRec baseline on the prepared data, the
+## served plan chosen on validation (`longtail plan`), then one eval-rec run with every row and
+## `served` (~10 min on Office on 2 CPU cores; any dataset: make interest DATASET=DIR RUNS=DIR)
+RELEVANCE_BUDGET ?= 0.02
 interest: build
 	@test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
 	    --items $(DATASET)/items.jsonl --interactions $(DATASET)/interactions.csv \
@@ -137,8 +139,12 @@ interest: build
 	    --model $(BASE_MODEL) --out $(RUNS)/office-interest
 	$(LONGTAIL) train-interest --config configs/sasrec.toml --data $(OFFICE_PREPARED) \
 	    --out $(RUNS)/office-sasrec
+	$(LONGTAIL) plan --data $(OFFICE_PREPARED) --checkpoint $(RUNS)/office-interest \
+	    --candidate sasrec=$(RUNS)/office-sasrec --relevance-budget $(RELEVANCE_BUDGET) \
+	    --out $(RUNS)/office-plan
 	$(LONGTAIL) eval-rec --data $(OFFICE_PREPARED) --checkpoint $(RUNS)/office-interest \
-	    --compare sasrec=$(RUNS)/office-sasrec --report $(RUNS)/office-interest-eval/report.json
+	    --compare sasrec=$(RUNS)/office-sasrec --plan $(RUNS)/office-plan \
+	    --report $(RUNS)/office-interest-eval/report.json
 
 ## serve: the HTTP service on the Office outputs of `make demo` and `make interest` (docs/serve.md)
 SERVE_STORE ?= sqlite:$(RUNS)/serve/events.db

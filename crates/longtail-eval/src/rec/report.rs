@@ -261,7 +261,7 @@ pub fn plan_summary(plan: &longtail_rec::Plan) -> String {
     let sel = &plan.selection;
     let _ = writeln!(
         s,
-        "\n`served`: the plan `longtail plan` chose on validation: {} (weights of per-user          z-scored scores), knob {}. Validation NDCG@10 {:.4} for the blend, {:.4} served          (tail-item R@10 {:.4}; relevance budget {}).",
+        "\n`served`: the plan `longtail plan` chose on validation: {} (weights of per-user z-scored scores), knob {}. Validation NDCG@10 {:.4} for the blend, {:.4} served (tail-item R@10 {:.4}; relevance budget {}).",
         plan.components
             .iter()
             .map(|c| format!(

@@ -153,6 +153,7 @@ API_KEY ?= dev-api-key
 ADMIN_KEY ?= dev-admin-key
 serve: build
 	$(LONGTAIL) serve --classifier $(RUNS)/office-model --interest $(RUNS)/office-interest \
+	    $(if $(wildcard $(RUNS)/office-plan/plan.json),--plan $(RUNS)/office-plan) \
 	    --data $(OFFICE_PREPARED) --store $(SERVE_STORE) --bind $(SERVE_BIND) \
 	    --api-key $(API_KEY) --admin-key $(ADMIN_KEY)
 
@@ -163,10 +164,12 @@ serve: build
 REFRESH_BASE ?= $(DATASET)
 REFRESH_SINCE ?=
 REFRESH_INTEREST ?= $(RUNS)/office-interest
+# The plan in service (the one `make serve` loaded): the cycle refits it and gates on `served`.
+REFRESH_PLAN ?= $(if $(wildcard $(RUNS)/office-plan/plan.json),$(RUNS)/office-plan)
 REFRESH_OUT ?= $(RUNS)/refresh-$(shell date +%Y%m%d-%H%M%S)
 refresh: build
 	STORE=$(SERVE_STORE) BASE=$(REFRESH_BASE) SINCE=$(REFRESH_SINCE) \
-	    INTEREST=$(REFRESH_INTEREST) OUT=$(REFRESH_OUT) \
+	    INTEREST=$(REFRESH_INTEREST) PLAN=$(REFRESH_PLAN) OUT=$(REFRESH_OUT) \
 	    SERVER=http://$(SERVE_BIND) ADMIN_KEY=$(ADMIN_KEY) LONGTAIL=$(LONGTAIL) \
 	    bash scripts/refresh_cycle.sh
 

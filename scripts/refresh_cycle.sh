@@ -3,15 +3,19 @@
 #   1. export the store's clicks, purchases and new items on top of the current raw data
 #   2. prepare the result
 #   3. continue training the interest model in service on it (--resume-from)
-#   4. gate: the candidate must be no worse on validation (NDCG@10 and tail-item Recall@10)
-#      than the model in service, both evaluated on the new data
-#   5. POST /admin/reload with the candidate and the new data; the server validates them and
-#      swaps atomically
+#   4. with PLAN (the plan in service): refit the plan on the new data (`longtail plan`, the
+#      candidate checkpoint plus the serving plan's other checkpoints as candidates)
+#   5. gate: the candidate (its `served` row with PLAN, else the checkpoint) must keep
+#      validation NDCG@10 and tail-item Recall@10 within one standard error (eval-rec
+#      --gate-tolerance, EVAL_ARGS) of what is in service, both evaluated on the new data
+#   6. POST /admin/reload with the candidate (and its plan) and the new data; the server
+#      validates them and swaps atomically
 #
 # Settings (environment): STORE (sqlite:PATH or postgres://...), BASE (raw data: items.jsonl +
 # interactions.csv, the original dataset or the previous cycle's export), INTEREST (checkpoint
 # in service), OUT (this cycle's directory), SERVER (http://HOST:PORT), ADMIN_KEY; optional
-# SINCE (previous cycle's export dir), LONGTAIL (binary), PREPARE_ARGS, TRAIN_ARGS, EVAL_ARGS.
+# PLAN (plan directory in service), SINCE (previous cycle's export dir), LONGTAIL (binary),
+# PREPARE_ARGS, TRAIN_ARGS, PLAN_ARGS, EVAL_ARGS.
 set -euo pipefail
 : "${STORE:?}" "${BASE:?}" "${INTEREST:?}" "${OUT:?}" "${SERVER:?}" "${ADMIN_KEY:?}"
 LONGTAIL=${LONGTAIL:-target/release/longtail}
@@ -31,12 +35,34 @@ rm -rf "$OUT/interest"
     --out "$OUT/interest" ${TRAIN_ARGS:-}
 
 status=0
-# shellcheck disable=SC2086
-"$LONGTAIL" eval-rec --data "$OUT/prepared" --checkpoint "$OUT/interest" \
-    --compare "serving=$INTEREST" --gate serving --report "$OUT/gate/report.json" ${EVAL_ARGS:-} \
-    || status=$?
+if [[ -n "${PLAN:-}" ]]; then
+    # The serving plan's other interest checkpoints stay candidates (not retrained here).
+    mapfile -t candidates < <(python3 - "$PLAN/plan.json" "$INTEREST" <<'PY'
+import json, os, sys
+plan = json.load(open(sys.argv[1]))
+main = os.path.realpath(sys.argv[2])
+for c in plan["components"] + plan.get("dropped", []):
+    d = c.get("checkpoint")
+    if c["kind"] == "interest" and d and os.path.realpath(d) != main:
+        print(f"--candidate={c['name']}={d}")
+PY
+)
+    rm -rf "$OUT/plan"
+    # shellcheck disable=SC2086
+    "$LONGTAIL" plan --data "$OUT/prepared" --checkpoint "$OUT/interest" "${candidates[@]}" \
+        --out "$OUT/plan" ${PLAN_ARGS:-}
+    # shellcheck disable=SC2086
+    "$LONGTAIL" eval-rec --data "$OUT/prepared" --plan "$OUT/plan" \
+        --compare-plan "serving=$PLAN" --gate serving --report "$OUT/gate/report.json" \
+        ${EVAL_ARGS:-} || status=$?
+else
+    # shellcheck disable=SC2086
+    "$LONGTAIL" eval-rec --data "$OUT/prepared" --checkpoint "$OUT/interest" \
+        --compare "serving=$INTEREST" --gate serving --report "$OUT/gate/report.json" \
+        ${EVAL_ARGS:-} || status=$?
+fi
 if [[ $status -eq 3 ]]; then
-    echo "refresh: the candidate did not pass the gate; the server keeps $INTEREST"
+    echo "refresh: the candidate did not pass the gate; the server keeps $INTEREST${PLAN:+ and $PLAN}"
     exit 3
 elif [[ $status -ne 0 ]]; then
     exit "$status"
@@ -44,9 +70,13 @@ fi
 
 candidate=$(cd "$OUT/interest" && pwd)
 data=$(cd "$OUT/prepared" && pwd)
+body="{\"interest\": \"$candidate\", \"data\": \"$data\"}"
+if [[ -n "${PLAN:-}" ]]; then
+    plan=$(cd "$OUT/plan" && pwd)
+    body="{\"interest\": \"$candidate\", \"plan\": \"$plan\", \"data\": \"$data\"}"
+fi
 reply=$(curl -sS -w '\n%{http_code}' -X POST "$SERVER/admin/reload" \
-    -H "x-api-key: $ADMIN_KEY" -H 'content-type: application/json' \
-    -d "{\"interest\": \"$candidate\", \"data\": \"$data\"}")
+    -H "x-api-key: $ADMIN_KEY" -H 'content-type: application/json' -d "$body")
 code=${reply##*$'\n'}
 echo "refresh: reload answered $code: ${reply%$'\n'*}"
 [[ $code == 200 ]]

@@ -623,3 +623,142 @@ fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
     assert_eq!(status, 200, "{v}");
     check(served(&server), "after a reload");
 }
+
+/// `serve --plan`: /v1/recommend answers exactly the library's served lists for the plan
+/// (the ranking eval-rec's `served` row measures), /info shows the plan, a new listing is
+/// recommendable through the text components, and the re-training cycle with PLAN refits
+/// the plan, gates on `served` against the plan in service and reloads both.
+#[test]
+fn serve_with_a_plan_serves_its_lists_and_the_cycle_refits_it() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return longtail_testutil::skip!("curl not installed (the cycle script reloads with it)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, classifier, interest) = world(tmp.path());
+    let plan = tmp.path().join("plan");
+    run_ok(
+        longtail()
+            .arg("plan")
+            .arg("--data")
+            .arg(&data)
+            .arg("--checkpoint")
+            .arg(&interest)
+            .arg("--relevance-budget")
+            .arg("0.5")
+            .arg("--out")
+            .arg(&plan),
+    );
+    let store = format!("sqlite:{}", tmp.path().join("events.db").display());
+    let plan_arg = plan.to_str().unwrap();
+    let server = Server::start_with(&classifier, &interest, &data, &store, &["--plan", plan_arg]);
+    let info = server.ok("GET", "/info", None, None);
+    assert!(
+        !info["models"]["plan"]["components"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{info}"
+    );
+
+    let (rec, _) = longtail_interest::Recommender::load_plan(
+        &plan,
+        &data,
+        &longtail_interest::RecommenderOptions::default(),
+    )
+    .unwrap();
+    let knob = rec.plan_knob();
+    let mut compared = 0;
+    for seq in rec
+        .interactions()
+        .seqs
+        .iter()
+        .filter(|s| s.len() >= 2)
+        .take(8)
+    {
+        let history: Vec<String> = seq.iter().map(|&i| rec.item_id(i).to_string()).collect();
+        let answer = server.recommend(json!({"history": history, "k": 5}));
+        let served: Vec<(String, String)> = answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["item_id"].as_str().unwrap().to_string(),
+                    x["because_of"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let lib: Vec<(String, String)> = rec
+            .recommend(seq, 5, knob)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    rec.item_id(x.item).to_string(),
+                    rec.item_id(x.because_of.unwrap()).to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(served, lib, "history {history:?}");
+        compared += 1;
+    }
+    assert_eq!(compared, 8);
+    // A new listing joins the catalogue; a history holding it still gets a list.
+    server.ok(
+        "POST",
+        "/v1/items",
+        Some(KEY),
+        Some(&json!({"items": [listing("NEW2", "vintage ribbon")]})),
+    );
+    let first = rec.item_id(rec.interactions().seqs[0][0]).to_string();
+    let list = server.recommend(json!({"history": [first, "NEW2"], "k": 5}));
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+
+    // The cycle with PLAN: a purchase, then export, prepare, resume, plan, gate, reload.
+    server.ok(
+        "POST",
+        "/v1/events",
+        Some(KEY),
+        Some(&json!({"events": [{"event_id": "p1", "user_id": "shopper9",
+            "item_id": "I003", "type": "purchase", "timestamp": 1_500_000_000}]})),
+    );
+    let out = tmp.path().join("cycle");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/refresh_cycle.sh"))
+        .env("LONGTAIL", env!("CARGO_BIN_EXE_longtail"))
+        .env("STORE", &store)
+        .env("BASE", tmp.path().join("raw"))
+        .env("INTEREST", &interest)
+        .env("PLAN", &plan)
+        .env("OUT", &out)
+        .env("SERVER", format!("http://{}", server.addr))
+        .env("ADMIN_KEY", ADMIN)
+        .env("PREPARE_ARGS", "--tail-rule min-count:5")
+        .env(
+            "TRAIN_ARGS",
+            "--max-steps 2 --eval-every 0 --learning-rate 1e-12",
+        )
+        .env("PLAN_ARGS", "--relevance-budget 0.5")
+        .status()
+        .unwrap();
+    assert!(status.success(), "refresh cycle failed: {status}");
+    assert!(out.join("plan/plan.json").is_file());
+    let gate: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("gate/report.json")).unwrap())
+            .unwrap();
+    assert!(gate["validation"]["served"].is_object());
+    assert!(gate["validation"]["serving"].is_object());
+    let info = server.ok("GET", "/info", None, None);
+    assert_eq!(
+        Path::new(info["models"]["interest"]["path"].as_str().unwrap()),
+        out.join("interest").canonicalize().unwrap()
+    );
+    assert!(info["models"]["plan"].is_object());
+    assert!(server.terminate().success());
+}

@@ -542,11 +542,22 @@ pub struct EvalRecArgs {
     #[arg(long)]
     pub plan: Option<PathBuf>,
 
-    /// Promotion gate: exit with status 3 unless --checkpoint's validation NDCG@10 and
-    /// tail-item Recall@10 are both at least those of the --compare row NAME (the model in
-    /// service). The re-training cycle (docs/serve.md) reloads only what passes.
-    #[arg(long, value_name = "NAME", requires = "checkpoint")]
+    /// More served plans as rows, `NAME=DIR` (repeatable), each ranked as `serve --plan DIR`
+    /// ranks, e.g. `--compare-plan serving=runs/office-plan` for the plan in service.
+    #[arg(long, value_name = "NAME=DIR")]
+    pub compare_plan: Vec<NamedCheckpoint>,
+
+    /// Promotion gate: exit with status 3 unless the candidate (`served` with --plan, else
+    /// --checkpoint's `longtail`) keeps validation NDCG@10 and tail-item Recall@10 within
+    /// --gate-tolerance standard errors of the row NAME (a --compare or --compare-plan row: the
+    /// model in service). The re-training cycle (docs/serve.md) reloads only what passes.
+    #[arg(long, value_name = "NAME")]
     pub gate: Option<String>,
+
+    /// How far below the incumbent the gate lets each validation metric fall, in standard
+    /// errors of the incumbent's value (sqrt(m (1 - m) / users)); 0 = no drop at all.
+    #[arg(long, default_value_t = 1.0)]
+    pub gate_tolerance: f64,
 
     /// Head/tail rule applied to training interaction counts (pareto:S, quantile:Q, min-count:N).
     #[arg(long, default_value_t = defaults::eval_rec().tail_rule)]

@@ -24,7 +24,7 @@ pub mod segments;
 pub mod tradeoff;
 
 pub use blend::{add_blended_models, search_blend_weight, BLEND_GRID};
-pub use gate::{gate, GateVerdict};
+pub use gate::{gate, standard_error, GateVerdict};
 pub use metrics::{evaluate, rank_users, ModelMetrics, SegmentMetrics, UserOutcome};
 pub use plan_search::{
     choose_tail_by_budget, search_weights, tail_points, BlendChoice, CandidateTable, SearchOptions,

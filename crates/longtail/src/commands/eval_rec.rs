@@ -28,8 +28,23 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
     );
     if let Some(g) = &args.gate {
         ensure!(
-            args.compare.iter().any(|c| &c.name == g),
-            "--gate {g}: no --compare {g}=DIR to gate against"
+            args.compare
+                .iter()
+                .chain(&args.compare_plan)
+                .any(|c| &c.name == g),
+            "--gate {g}: no --compare {g}=DIR or --compare-plan {g}=DIR to gate against"
+        );
+        ensure!(
+            args.checkpoint.is_some() || args.plan.is_some(),
+            "--gate needs a candidate: --plan (row `served`) or --checkpoint (row `longtail`)"
+        );
+    }
+    for c in &args.compare_plan {
+        ensure!(
+            c.dir.join("plan.json").is_file(),
+            "--compare-plan {}={}: no plan.json there",
+            c.name,
+            c.dir.display()
         );
     }
     for c in &args.compare {
@@ -104,8 +119,21 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         )?;
     }
     if let Some(plan) = &args.plan {
-        super::eval_rec_interest::add_served_plan(
+        let row = super::eval_rec_interest::add_served_plan(
             plan,
+            "served",
+            &args.data,
+            &device,
+            &split,
+            &segments,
+            &mut report,
+        )?;
+        report.plan = Some(row);
+    }
+    for c in &args.compare_plan {
+        super::eval_rec_interest::add_served_plan(
+            &c.dir,
+            &c.name,
             &args.data,
             &device,
             &split,
@@ -128,7 +156,12 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if let Some(g) = &args.gate {
-        let verdict = rec::gate(&report.validation, "longtail", g)?;
+        let candidate = if args.plan.is_some() {
+            "served"
+        } else {
+            "longtail"
+        };
+        let verdict = rec::gate(&report.validation, candidate, g, args.gate_tolerance)?;
         println!("{verdict}");
         if !verdict.passed {
             std::process::exit(3);

@@ -92,18 +92,19 @@ pub fn add_interest_models(
     Ok(())
 }
 
-/// The row `served`: the plan in `plan_dir` loaded as `recommend --plan` and `serve --plan`
-/// load it, ranked through [`Recommender::ranking_scores`] and re-ranked by the plan's knob on
-/// the prepared tail labels (exactly `Recommender::recommend`'s list); the plan itself goes
-/// into the report.
+/// The row `name` (`served` for `--plan`): the plan in `plan_dir` loaded as `recommend --plan`
+/// and `serve --plan` load it, ranked through [`Recommender::ranking_scores`] and re-ranked by
+/// the plan's knob on the prepared tail labels (exactly `Recommender::recommend`'s list).
+/// Returns the plan.
 pub fn add_served_plan(
     plan_dir: &Path,
+    name: &str,
     data: &Path,
     device: &Device,
     split: &RecSplit,
     segments: &Segments,
     report: &mut RecReport,
-) -> Result<()> {
+) -> Result<longtail_rec::Plan> {
     let opts = RecommenderOptions {
         batch_size: 64,
         device: device.clone(),
@@ -119,13 +120,13 @@ pub fn add_served_plan(
     let plan = rec.plan().cloned().expect("loaded from a plan");
     let served = ServedScorer {
         rec: &rec,
-        name: "served".into(),
+        name: name.into(),
     };
     match plan.knob {
         None => report.add_model(split, segments, &served)?,
         Some(Knob::TailWeight(weight)) => {
             let reranked = TailWeighted {
-                name: "served".into(),
+                name: name.into(),
                 inner: &served,
                 is_tail: rec.tail_labels(),
                 weight,
@@ -138,7 +139,7 @@ pub fn add_served_plan(
         ),
     }
     eprintln!(
-        "  served ({}: {}) done",
+        "  {name} ({}: {}) done",
         plan_dir.display(),
         rec.components()
             .iter()
@@ -146,6 +147,5 @@ pub fn add_served_plan(
             .collect::<Vec<_>>()
             .join(" + ")
     );
-    report.plan = Some(plan);
-    Ok(())
+    Ok(plan)
 }

@@ -69,6 +69,9 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<ItemIdx> {
         cand.truncate(k);
     }
     cand.sort_unstable_by(|&a, &b| rank_cmp(scores, a, b));
+    // The candidates held the whole catalogue: keep k slots, not n (a trade-off curve keeps
+    // one list per user and knob: 101 knobs x 22k users x 12k items of capacity was 100 GB).
+    cand.shrink_to_fit();
     cand
 }
 

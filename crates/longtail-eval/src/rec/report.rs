@@ -464,7 +464,12 @@ pub fn frontier_charts(report: &RecReport) -> [ScatterChart; 2] {
         points: models
             .iter()
             .map(|(name, m)| NamedPoint {
-                name: name.clone(),
+                // the plan in service stands out among the rows
+                name: if name == "served" {
+                    "served (the plan)".to_string()
+                } else {
+                    name.clone()
+                },
                 x: m.tail_items.recall_10,
                 y: m.overall.ndcg_10,
             })

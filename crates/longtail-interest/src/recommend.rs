@@ -835,6 +835,17 @@ mod tests {
         assert!(list.iter().all(|r| r.blend_score.is_some()));
         let ranked: Vec<f32> = list.iter().map(|r| r.blend_score.unwrap()).collect();
         assert!(ranked.windows(2).all(|w| w[0] >= w[1]));
+        // The blend's explanation is a history item (leave-one-out over the blended score).
+        assert!(list
+            .iter()
+            .all(|r| [0, 3].contains(&r.because_of.unwrap())));
+        // New items join a blend: EASE gives them 0, the text places them.
+        let mut grown = fixture(Some(blend));
+        grown
+            .add_items(&[("i6".to_string(), true)], &[0.0f32.cos(), 0.0f32.sin()])
+            .unwrap();
+        let list = grown.recommend(&[1], 6, None).unwrap().unwrap();
+        assert!(list.iter().any(|r| r.item == 6), "{list:?}");
         let bad = EaseBlend {
             weight: 1.5,
             lambda: 1.0,

@@ -1,7 +1,7 @@
 //! The tail-share vs accuracy trade-off as a re-ranking knob ([`longtail_rec::Knob`]) moves,
 //! and the validation rule that picks a tail weight from such a curve.
 
-use longtail_rec::{rerank, ItemIdx, Knob, RecSplit, Scorer, Stage};
+use longtail_rec::{rerank, top_k, ItemIdx, Knob, RecSplit, Scorer, Stage};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{list_measures, map_users, ndcg_at, recall_at};
@@ -83,12 +83,23 @@ pub fn tradeoff_curve_labelled(
     rerank_tail: &[bool],
 ) -> Result<Vec<TradeoffPoint>, EvalError> {
     const K: usize = 10;
+    let weights: Vec<f64> = knobs
+        .iter()
+        .filter_map(|k| match k {
+            Knob::TailWeight(l) => Some(*l),
+            Knob::TailShare(_) => None,
+        })
+        .collect();
     // per user: (target, one list per knob)
     let per_user: Vec<(ItemIdx, Vec<Vec<ItemIdx>>)> =
         map_users(split, scorer, stage, |_, target, scores| {
+            let mut by_weight = tail_weight_lists(scores, rerank_tail, K, &weights).into_iter();
             let lists = knobs
                 .iter()
-                .map(|&knob| rerank(scores, rerank_tail, K, knob))
+                .map(|&knob| match knob {
+                    Knob::TailWeight(_) => by_weight.next().expect("one list per weight"),
+                    Knob::TailShare(_) => rerank(scores, rerank_tail, K, knob),
+                })
                 .collect();
             (target, lists)
         })?;
@@ -125,6 +136,71 @@ pub fn tradeoff_curve_labelled(
     Ok(points)
 }
 
+/// `rerank(scores, is_tail, k, Knob::TailWeight(l))` for every `l` of `weights`, computed
+/// from the best `k + 10` head and `k + 10` tail items only: adding `l` to tail items keeps
+/// the order within each group, so a top-`k` list is drawn from those two shortlists (the 10
+/// extra per group absorb rounding ties of the adjusted f32 scores). Same arithmetic as
+/// [`longtail_rec::tail_weighted`], so the lists are the same (tested); one pass over the
+/// catalogue per user instead of one per weight.
+pub fn tail_weight_lists(
+    scores: &[f32],
+    is_tail: &[bool],
+    k: usize,
+    weights: &[f64],
+) -> Vec<Vec<ItemIdx>> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let (n, sum, sq) = scores
+        .iter()
+        .filter(|s| s.is_finite())
+        .fold((0usize, 0f64, 0f64), |(n, s, q), &x| {
+            (n + 1, s + x as f64, q + (x as f64) * (x as f64))
+        });
+    let mean = sum / n.max(1) as f64;
+    let sd = (sq / n.max(1) as f64 - mean * mean).max(0.0).sqrt();
+    let sd = if sd > 0.0 { sd } else { 1.0 };
+    let group = |tail: bool| -> Vec<ItemIdx> {
+        let masked: Vec<f32> = scores
+            .iter()
+            .zip(is_tail)
+            .map(|(&s, &t)| {
+                if t == tail && s.is_finite() {
+                    s
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+            .collect();
+        top_k(&masked, k + 10)
+    };
+    let short: Vec<(ItemIdx, f64, bool)> = group(false)
+        .into_iter()
+        .map(|i| (i, (scores[i as usize] as f64 - mean) / sd, false))
+        .chain(
+            group(true)
+                .into_iter()
+                .map(|i| (i, (scores[i as usize] as f64 - mean) / sd, true)),
+        )
+        .collect();
+    weights
+        .iter()
+        .map(|&l| {
+            let mut adj: Vec<(ItemIdx, f32)> = short
+                .iter()
+                .map(|&(i, z, t)| (i, (z + if t { l } else { 0.0 }) as f32))
+                .collect();
+            adj.sort_unstable_by(|a, b| {
+                b.1.partial_cmp(&a.1)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.0.cmp(&b.0))
+            });
+            adj.truncate(k);
+            adj.into_iter().map(|(i, _)| i).collect()
+        })
+        .collect()
+}
+
 /// Both default curves: tail weight over [`WEIGHT_GRID`], tail share over
 /// [`SHARE_GRID`].
 pub fn default_knobs() -> Vec<Knob> {
@@ -147,6 +223,36 @@ mod tests {
             recall_10: 0.0,
             tail_recall_10: tail,
             coverage_10: 0.0,
+        }
+    }
+
+    #[test]
+    fn shortlisted_tail_weight_lists_equal_the_full_rerank() {
+        // Pseudo-random scores with many exact ties (ID models score 0 for most items),
+        // excluded items, and every tail share.
+        for seed in 0..40u64 {
+            let n = 200 + (seed as usize * 37) % 300;
+            let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = || {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 33) as u32
+            };
+            let scores: Vec<f32> = (0..n)
+                .map(|_| match next() % 10 {
+                    0 => f32::NEG_INFINITY,
+                    1..=4 => 0.0,
+                    5 => 1.0,
+                    _ => (next() % 1000) as f32 / 37.0,
+                })
+                .collect();
+            let tail_every = 2 + (seed as u32 % 5);
+            let is_tail: Vec<bool> = (0..n).map(|_| next() % tail_every == 0).collect();
+            let weights = selection_grid();
+            let fast = tail_weight_lists(&scores, &is_tail, 10, &weights);
+            for (l, list) in weights.iter().zip(&fast) {
+                let full = rerank(&scores, &is_tail, 10, Knob::TailWeight(*l));
+                assert_eq!(list, &full, "seed {seed}, weight {l}");
+            }
         }
     }
 

@@ -836,9 +836,7 @@ mod tests {
         let ranked: Vec<f32> = list.iter().map(|r| r.blend_score.unwrap()).collect();
         assert!(ranked.windows(2).all(|w| w[0] >= w[1]));
         // The blend's explanation is a history item (leave-one-out over the blended score).
-        assert!(list
-            .iter()
-            .all(|r| [0, 3].contains(&r.because_of.unwrap())));
+        assert!(list.iter().all(|r| [0, 3].contains(&r.because_of.unwrap())));
         // New items join a blend: EASE gives them 0, the text places them.
         let mut grown = fixture(Some(blend));
         grown

@@ -232,9 +232,13 @@ mod tests {
         // excluded items, and every tail share.
         for seed in 0..40u64 {
             let n = 200 + (seed as usize * 37) % 300;
-            let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut x = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let mut next = || {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (x >> 33) as u32
             };
             let scores: Vec<f32> = (0..n)

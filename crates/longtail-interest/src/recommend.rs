@@ -110,6 +110,10 @@ struct Part {
     cache: HashMap<Vec<usize>, Vec<f32>>,
 }
 
+/// Ranking scores with the raw component scores they were blended from (empty without a
+/// blend).
+type Scored = (Vec<f32>, Vec<Vec<f32>>);
+
 /// Histories the leave-one-out explanation of a blend considers (the most recent ones).
 const EXPLAIN_WINDOW: usize = 50;
 
@@ -535,7 +539,7 @@ impl Recommender {
     /// The scores a list is ranked by, before exclusions and the knob: the checkpoint's
     /// cosine, or the blend `sum_c w_c z(s_c)`. Also the raw component scores (blend only).
     /// `None` without history.
-    fn scores_with_parts(&self, history: &[usize]) -> Result<Option<(Vec<f32>, Vec<Vec<f32>>)>> {
+    fn scores_with_parts(&self, history: &[usize]) -> Result<Option<Scored>> {
         let n = self.num_items();
         if let Some(&bad) = history.iter().find(|&&i| i >= n) {
             return Err(InterestError::invalid(format!(

@@ -464,6 +464,33 @@ fn two_replicas_share_a_postgres_store() {
     assert!(b.terminate().success());
 }
 
+/// `scripts/refresh_cycle.sh` against `server` on the tiny world in `root` (raw data in
+/// `root/raw`), resuming `interest` at a learning rate of ~0 for 2 steps, into `out`.
+fn refresh_cycle(
+    server: &Server,
+    store: &str,
+    root: &Path,
+    interest: &Path,
+    out: &Path,
+) -> std::process::Command {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(repo.join("scripts/refresh_cycle.sh"))
+        .env("LONGTAIL", env!("CARGO_BIN_EXE_longtail"))
+        .env("STORE", store)
+        .env("BASE", root.join("raw"))
+        .env("INTEREST", interest)
+        .env("OUT", out)
+        .env("SERVER", format!("http://{}", server.addr))
+        .env("ADMIN_KEY", ADMIN)
+        .env("PREPARE_ARGS", "--tail-rule min-count:5")
+        .env(
+            "TRAIN_ARGS",
+            "--max-steps 2 --eval-every 0 --learning-rate 1e-12",
+        );
+    cmd
+}
+
 /// The documented re-training cycle on the tiny world: events and a new item go into the
 /// store, `scripts/refresh_cycle.sh` exports them on top of the raw data, prepares, resumes
 /// training, gates and reloads; the server then serves the candidate, new item included.
@@ -499,23 +526,9 @@ fn refresh_cycle_exports_retrains_gates_and_reloads() {
     );
 
     let out = tmp.path().join("cycle");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     // A learning rate of ~0: the candidate's metrics equal the serving model's, so the gate
     // (no drop on validation) passes deterministically.
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/refresh_cycle.sh"))
-        .env("LONGTAIL", env!("CARGO_BIN_EXE_longtail"))
-        .env("STORE", &store)
-        .env("BASE", tmp.path().join("raw"))
-        .env("INTEREST", &interest)
-        .env("OUT", &out)
-        .env("SERVER", format!("http://{}", server.addr))
-        .env("ADMIN_KEY", ADMIN)
-        .env("PREPARE_ARGS", "--tail-rule min-count:5")
-        .env(
-            "TRAIN_ARGS",
-            "--max-steps 2 --eval-every 0 --learning-rate 1e-12",
-        )
+    let status = refresh_cycle(&server, &store, tmp.path(), &interest, &out)
         .status()
         .unwrap();
     assert!(status.success(), "refresh cycle failed: {status}");
@@ -728,22 +741,8 @@ fn serve_with_a_plan_serves_its_lists_and_the_cycle_refits_it() {
             "item_id": "I003", "type": "purchase", "timestamp": 1_500_000_000}]})),
     );
     let out = tmp.path().join("cycle");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/refresh_cycle.sh"))
-        .env("LONGTAIL", env!("CARGO_BIN_EXE_longtail"))
-        .env("STORE", &store)
-        .env("BASE", tmp.path().join("raw"))
-        .env("INTEREST", &interest)
+    let status = refresh_cycle(&server, &store, tmp.path(), &interest, &out)
         .env("PLAN", &plan)
-        .env("OUT", &out)
-        .env("SERVER", format!("http://{}", server.addr))
-        .env("ADMIN_KEY", ADMIN)
-        .env("PREPARE_ARGS", "--tail-rule min-count:5")
-        .env(
-            "TRAIN_ARGS",
-            "--max-steps 2 --eval-every 0 --learning-rate 1e-12",
-        )
         .env("PLAN_ARGS", "--relevance-budget 0.5")
         .status()
         .unwrap();

@@ -39,18 +39,20 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             "--gate needs a candidate: --plan (row `served`) or --checkpoint (row `longtail`)"
         );
     }
-    for c in &args.compare_plan {
+    // Fail before minutes of baselines, not after.
+    let named = (args
+        .compare
+        .iter()
+        .map(|c| ("--compare", "interest.json", c)))
+    .chain(
+        args.compare_plan
+            .iter()
+            .map(|c| ("--compare-plan", "plan.json", c)),
+    );
+    for (flag, file, c) in named {
         ensure!(
-            c.dir.join("plan.json").is_file(),
-            "--compare-plan {}={}: no plan.json there",
-            c.name,
-            c.dir.display()
-        );
-    }
-    for c in &args.compare {
-        ensure!(
-            c.dir.join("interest.json").is_file(),
-            "--compare {}={}: no interest.json there",
+            c.dir.join(file).is_file(),
+            "{flag} {}={}: no {file} there",
             c.name,
             c.dir.display()
         );

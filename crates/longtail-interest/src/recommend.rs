@@ -8,7 +8,7 @@
 //! same steps `eval-rec` measures (its `served` row calls [`Recommender::ranking_scores`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -113,6 +113,16 @@ struct Part {
 /// Ranking scores with the raw component scores they were blended from (empty without a
 /// blend).
 type Scored = (Vec<f32>, Vec<Vec<f32>>);
+
+/// The interest index a learned part scores with (`main`: the recommender's checkpoint);
+/// `None` for ID parts.
+fn interest_of<'a>(main: &'a InterestIndex, source: &'a Source) -> Option<&'a InterestIndex> {
+    match source {
+        Source::Main => Some(main),
+        Source::Index(ix) => Some(ix),
+        Source::ItemItem(_) | Source::Popular(_) => None,
+    }
+}
 
 /// Histories the leave-one-out explanation of a blend considers (the most recent ones).
 const EXPLAIN_WINDOW: usize = 50;
@@ -247,15 +257,11 @@ impl Recommender {
                         ))
                     })?;
                     check(c, dir)?;
-                    let other;
-                    let base = if dir == ckpt {
-                        &index
-                    } else {
-                        other = load_index(dir)?.0;
-                        &other
-                    };
-                    match c.kind {
-                        ComponentKind::TextLastItem => {
+                    // Another checkpoint is loaded once, whichever of its views is served.
+                    let other = (dir != ckpt).then(|| load_index(dir)).transpose()?;
+                    match (c.kind, other) {
+                        (ComponentKind::TextLastItem, other) => {
+                            let base = other.as_ref().map_or(&index, |(o, _)| o);
                             Source::Index(Box::new(base.text_last_item().ok_or_else(|| {
                                 InterestError::invalid(format!(
                                     "component `{}`: {} has no text embeddings",
@@ -264,8 +270,8 @@ impl Recommender {
                                 ))
                             })?))
                         }
-                        _ if dir == ckpt => Source::Main,
-                        _ => Source::Index(Box::new(load_index(dir)?.0)),
+                        (_, None) => Source::Main,
+                        (_, Some((o, _))) => Source::Index(Box::new(o)),
                     }
                 }
                 ComponentKind::Ease | ComponentKind::ItemKnn | ComponentKind::MostPopular => {
@@ -492,10 +498,8 @@ impl Recommender {
             return Ok(());
         };
         for part in parts.iter_mut() {
-            let index = match &part.source {
-                Source::Main => &self.index,
-                Source::Index(ix) => ix.as_ref(),
-                _ => continue,
+            let Some(index) = interest_of(&self.index, &part.source) else {
+                continue;
             };
             for chunk in histories.chunks(512) {
                 let refs: Vec<&[usize]> = chunk.iter().map(|h| h.as_slice()).collect();
@@ -512,28 +516,23 @@ impl Recommender {
     /// One component's raw scores over the whole catalogue (`None` without history).
     fn part_scores(&self, part: &Part, history: &[usize], h: &[ItemIdx]) -> Option<Vec<f32>> {
         let n = self.num_items();
-        let interest = |index: &InterestIndex| -> Option<Vec<f32>> {
+        if let Some(index) = interest_of(&self.index, &part.source) {
             let mut s = match part.cache.get(history) {
                 Some(u) => index.scores_of(u),
                 None => index.scores(history)?,
             };
+            // An ID-only model has no rows for items added after it: they score 0.
             s.resize(n, 0.0);
-            Some(s)
-        };
-        match &part.source {
-            Source::Main => interest(&self.index),
-            Source::Index(ix) => interest(ix),
-            Source::ItemItem(m) => {
-                let mut s = vec![0f32; n];
-                m.scores(0, h, &mut s);
-                Some(s)
-            }
-            Source::Popular(p) => {
-                let mut s = vec![0f32; n];
-                p.scores(0, h, &mut s);
-                Some(s)
-            }
+            return Some(s);
         }
+        let id_model: &dyn Scorer = match &part.source {
+            Source::ItemItem(m) => m,
+            Source::Popular(p) => p,
+            Source::Main | Source::Index(_) => unreachable!("interest parts handled above"),
+        };
+        let mut s = vec![0f32; n];
+        id_model.scores(0, h, &mut s);
+        Some(s)
     }
 
     /// The scores a list is ranked by, before exclusions and the knob: the checkpoint's
@@ -687,36 +686,29 @@ impl Recommender {
                 continue;
             };
             let scale = p.weight / sd as f32;
-            match &p.source {
-                Source::Main | Source::Index(_) => {
-                    let index = match &p.source {
-                        Source::Main => &self.index,
-                        Source::Index(ix) => ix.as_ref(),
-                        _ => unreachable!(),
+            if let Some(index) = interest_of(&self.index, &p.source) {
+                let refs: Vec<&[usize]> = variants.iter().map(|v| v.as_slice()).collect();
+                for (j, u) in index.user_vectors(&refs)?.into_iter().enumerate() {
+                    let without = match u {
+                        Some(u) => index.score_items(&u, items),
+                        None => vec![0.0; items.len()],
                     };
-                    let refs: Vec<&[usize]> = variants.iter().map(|v| v.as_slice()).collect();
-                    for (j, u) in index.user_vectors(&refs)?.into_iter().enumerate() {
-                        let without = match u {
-                            Some(u) => index.score_items(&u, items),
-                            None => vec![0.0; items.len()],
-                        };
-                        for (t, &item) in items.iter().enumerate() {
-                            drop[j][t] += scale * (s[item] - without[t]);
+                    for (t, &item) in items.iter().enumerate() {
+                        drop[j][t] += scale * (s[item] - without[t]);
+                    }
+                }
+            } else if let Source::ItemItem(m) = &p.source {
+                // Removing item r lowers every score by its row: B[r, item].
+                let fitted = m.n();
+                for (j, &removed) in window.iter().enumerate() {
+                    for (t, &item) in items.iter().enumerate() {
+                        if removed < fitted && item < fitted {
+                            drop[j][t] += scale * m.matrix()[removed * fitted + item];
                         }
                     }
                 }
-                Source::ItemItem(m) => {
-                    let fitted = m.n();
-                    for (j, &removed) in window.iter().enumerate() {
-                        for (t, &item) in items.iter().enumerate() {
-                            if removed < fitted && item < fitted {
-                                drop[j][t] += scale * m.matrix()[removed * fitted + item];
-                            }
-                        }
-                    }
-                }
-                Source::Popular(_) => {}
             }
+            // Popularity does not depend on the history.
         }
         Ok((0..items.len())
             .map(|t| {
@@ -748,11 +740,6 @@ impl Scorer for ServedScorer<'_> {
             out.copy_from_slice(&s);
         }
     }
-}
-
-/// Where a plan directory's plan file is.
-pub fn plan_file(dir: &Path) -> PathBuf {
-    dir.join(PLAN_FILE)
 }
 
 #[cfg(test)]

@@ -20,6 +20,17 @@ pub trait Scorer: Sync {
     fn scores(&self, user: UserIdx, history: &[ItemIdx], out: &mut [f32]);
 }
 
+/// A shared model scores as the model (e.g. a fitted matrix that is also saved).
+impl<T: Scorer + Send + ?Sized> Scorer for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn scores(&self, user: UserIdx, history: &[ItemIdx], out: &mut [f32]) {
+        (**self).scores(user, history, out)
+    }
+}
+
 /// Ranking order: score descending, then item index ascending (the deterministic tie break
 /// every model and the Python checker share). Only meaningful for non-NaN scores.
 #[inline]

@@ -131,7 +131,9 @@ impl CandidateTable {
     pub fn ndcg_10(&self, weights: &[f64]) -> (f64, usize) {
         assert_eq!(weights.len(), self.k);
         let w: Vec<f32> = weights.iter().map(|&x| x as f32).collect();
-        let (sum, uncertain) = self
+        // Per-user values collected in user order, then summed in that order: the same
+        // number on every run (a parallel reduce sums in the order threads finish).
+        let per_user: Vec<(f64, usize)> = self
             .users
             .par_iter()
             .map(|u| {
@@ -156,7 +158,10 @@ impl CandidateTable {
                 let unsure = rank <= 10 && t <= bound;
                 (ndcg_at(rank, 10), usize::from(unsure))
             })
-            .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            .collect();
+        let (sum, uncertain) = per_user
+            .iter()
+            .fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         (sum / self.users.len().max(1) as f64, uncertain)
     }
 }
@@ -344,16 +349,22 @@ mod tests {
         }
     }
 
+    /// Three scorers of different shapes: nearness to the last item, a fixed popularity, a
+    /// window after the last item.
+    fn formulas() -> [Formula; 3] {
+        [
+            Formula("a", near_last),
+            Formula("b", pop),
+            Formula("c", stride),
+        ]
+    }
+
     #[test]
     fn candidate_ndcg_equals_the_full_ranking_when_every_item_is_a_candidate() {
         let split = split();
         let segments = Segments::new(&split, &Default::default(), 0.2);
-        let (a, b, c) = (
-            Formula("a", near_last),
-            Formula("b", pop),
-            Formula("c", stride),
-        );
-        let parts: [&dyn Scorer; 3] = [&a, &b, &c];
+        let formulas = formulas();
+        let parts: Vec<&dyn Scorer> = formulas.iter().map(|f| f as &dyn Scorer).collect();
         // top_m = catalogue: every item is a candidate, so the numbers are exact.
         let table = CandidateTable::build(&split, &parts, 30).unwrap();
         for w in [[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.4, 0.6]] {
@@ -378,12 +389,8 @@ mod tests {
     #[test]
     fn the_search_starts_at_the_best_single_and_never_loses_ground() {
         let split = split();
-        let (a, b, c) = (
-            Formula("a", near_last),
-            Formula("b", pop),
-            Formula("c", stride),
-        );
-        let parts: [&dyn Scorer; 3] = [&a, &b, &c];
+        let formulas = formulas();
+        let parts: Vec<&dyn Scorer> = formulas.iter().map(|f| f as &dyn Scorer).collect();
         let table = CandidateTable::build(&split, &parts, 30).unwrap();
         let choice = search_weights(&table, &SearchOptions::default(), &|_| {}).unwrap();
         let best_single = choice.singles.iter().cloned().fold(f64::MIN, f64::max);

@@ -120,28 +120,25 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             &mut report,
         )?;
     }
-    if let Some(plan) = &args.plan {
-        let row = super::eval_rec_interest::add_served_plan(
-            plan,
-            "served",
+    // `served` (the plan under evaluation, recorded in the report), then the compared plans.
+    let plans = (args.plan.iter().map(|dir| ("served", dir, true))).chain(
+        args.compare_plan
+            .iter()
+            .map(|c| (c.name.as_str(), &c.dir, false)),
+    );
+    for (name, dir, evaluated) in plans {
+        let plan = super::eval_rec_interest::add_served_plan(
+            dir,
+            name,
             &args.data,
             &device,
             &split,
             &segments,
             &mut report,
         )?;
-        report.plan = Some(row);
-    }
-    for c in &args.compare_plan {
-        super::eval_rec_interest::add_served_plan(
-            &c.dir,
-            &c.name,
-            &args.data,
-            &device,
-            &split,
-            &segments,
-            &mut report,
-        )?;
+        if evaluated {
+            report.plan = Some(plan);
+        }
     }
     let files = rec::write_report(&report, &args.report)?;
     print!("{}", rec::report::markdown_table(&report));

@@ -5,6 +5,7 @@
 //! writes `plan.json` with the fitted artefacts it needs (one atomic directory write).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -24,7 +25,7 @@ use longtail_rec::plan::{
     PLAN_FILE, PLAN_VERSION, STANDARDISATION,
 };
 use longtail_rec::{
-    ItemIdx, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
+    ItemIdx, ItemItem, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
 };
 
 use crate::cli::{defaults, DeviceArg, NamedCheckpoint};
@@ -70,8 +71,8 @@ pub struct PlanArgs {
 struct Candidate<'a> {
     component: PlanComponent,
     scorer: Box<dyn Scorer + 'a>,
-    /// Fitted ID-model values to save (shape), for artefact candidates.
-    artefact: Option<(Vec<f32>, Vec<usize>)>,
+    /// The fitted ID model to save, for artefact candidates.
+    artefact: Option<Artefact>,
 }
 
 /// Every history the plan's validation ranks: each evaluated user's training items.
@@ -92,18 +93,35 @@ fn numbers(m: &longtail_eval::rec::ModelMetrics) -> ValidationNumbers {
     }
 }
 
-fn component(name: &str, kind: ComponentKind, ckpt: Option<&Path>) -> Result<PlanComponent> {
-    Ok(PlanComponent {
+/// What a kept ID component saves: the scorer's own matrix (shared, not copied: 0.6 GB at
+/// 12k items), or its counts.
+enum Artefact {
+    Matrix(Arc<ItemItem>),
+    Counts(Vec<f32>),
+}
+
+impl Artefact {
+    fn bytes(&self) -> Result<Vec<u8>> {
+        Ok(match self {
+            Artefact::Matrix(m) => artefact_bytes(m.matrix(), vec![m.n(), m.n()])?,
+            Artefact::Counts(c) => artefact_bytes(c, vec![c.len()])?,
+        })
+    }
+}
+
+/// A component before the search; `ckpt`: its checkpoint and that checkpoint's sha256.
+fn component(name: &str, kind: ComponentKind, ckpt: Option<(&Path, &str)>) -> PlanComponent {
+    PlanComponent {
         name: name.to_string(),
         kind,
         weight: 0.0,
-        checkpoint: ckpt.map(Path::to_path_buf),
-        checkpoint_sha256: ckpt.map(checkpoint_sha256).transpose()?,
+        checkpoint: ckpt.map(|(dir, _)| dir.to_path_buf()),
+        checkpoint_sha256: ckpt.map(|(_, sha)| sha.to_string()),
         lambda: None,
         artefact: None,
         artefact_sha256: None,
         validation_ndcg_10: 0.0,
-    })
+    }
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
@@ -174,26 +192,25 @@ pub fn run(args: PlanArgs) -> Result<()> {
         .iter()
         .map(|c| Ok((c.name.clone(), c.dir.clone(), load(&c.dir)?)))
         .collect::<Result<_>>()?;
+    let main_sha = checkpoint_sha256(&args.checkpoint)?;
+    let main_ckpt = Some((args.checkpoint.as_path(), main_sha.as_str()));
     let mut cands: Vec<Candidate<'_>> = Vec::new();
     cands.push(Candidate {
-        component: component("longtail", ComponentKind::Interest, Some(&args.checkpoint))?,
+        component: component("longtail", ComponentKind::Interest, main_ckpt),
         scorer: Box::new(InterestScorer::new(&main, "longtail").precompute(&histories)?),
         artefact: None,
     });
     if let Some(text) = &main_text {
         cands.push(Candidate {
-            component: component(
-                "text-last-item",
-                ComponentKind::TextLastItem,
-                Some(&args.checkpoint),
-            )?,
+            component: component("text-last-item", ComponentKind::TextLastItem, main_ckpt),
             scorer: Box::new(InterestScorer::new(text, "text-last-item").precompute(&histories)?),
             artefact: None,
         });
     }
     for (name, dir, index) in &others {
+        let sha = checkpoint_sha256(dir)?;
         cands.push(Candidate {
-            component: component(name, ComponentKind::Interest, Some(dir))?,
+            component: component(name, ComponentKind::Interest, Some((dir, &sha))),
             scorer: Box::new(InterestScorer::new(index, name.clone()).precompute(&histories)?),
             artefact: None,
         });
@@ -203,25 +220,23 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if n <= DENSE_ITEM_LIMIT {
         let (ease, search) = rec::fit_ease(&split, &segments, &args.ease_lambdas, &log)?;
         let lambda = ease.lambda;
-        let ease = ease.into_item_item();
-        let mut c = component("ease", ComponentKind::Ease, None)?;
+        let ease = Arc::new(ease.into_item_item());
+        let mut c = component("ease", ComponentKind::Ease, None);
         c.lambda = Some(lambda);
         notes.push(format!(
             "EASE λ={lambda} chosen on validation NDCG@10 from {:?}",
             search.grid
         ));
-        let values = ease.matrix().to_vec();
         cands.push(Candidate {
             component: c,
-            scorer: Box::new(ease),
-            artefact: Some((values, vec![n, n])),
+            scorer: Box::new(Arc::clone(&ease)),
+            artefact: Some(Artefact::Matrix(ease)),
         });
-        let knn = ItemKnn::fit(&split).into_item_item();
-        let values = knn.matrix().to_vec();
+        let knn = Arc::new(ItemKnn::fit(&split).into_item_item());
         cands.push(Candidate {
-            component: component("item_knn", ComponentKind::ItemKnn, None)?,
-            scorer: Box::new(knn),
-            artefact: Some((values, vec![n, n])),
+            component: component("item_knn", ComponentKind::ItemKnn, None),
+            scorer: Box::new(Arc::clone(&knn)),
+            artefact: Some(Artefact::Matrix(knn)),
         });
     } else {
         notes.push(format!(
@@ -232,9 +247,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
     let popular = MostPopular::fit(&split);
     let counts = popular.counts().to_vec();
     cands.push(Candidate {
-        component: component("most_popular", ComponentKind::MostPopular, None)?,
+        component: component("most_popular", ComponentKind::MostPopular, None),
         scorer: Box::new(popular),
-        artefact: Some((counts, vec![n])),
+        artefact: Some(Artefact::Counts(counts)),
     });
 
     // The weight search on validation candidates.
@@ -250,16 +265,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
         table.users(),
         started.elapsed().as_secs_f64()
     ));
-    for (name, single) in names.iter().zip((0..names.len()).map(|c| {
-        let mut w = vec![0.0; names.len()];
-        w[c] = 1.0;
-        table.ndcg_10(&w).0
-    })) {
-        log(&format!("{name} alone: validation NDCG@10 {single:.4}"));
-    }
     let choice = search_weights(&table, &opts, &|l| {
         log(&format!("{l} ({})", names.join(", ")))
     })?;
+    for (name, single) in names.iter().zip(&choice.singles) {
+        log(&format!("{name} alone: validation NDCG@10 {single:.4}"));
+    }
     if choice.uncertain_users > 0 {
         notes.push(format!(
             "{} of {} validation users ranked in the top 10 among candidates without a proof \
@@ -335,9 +346,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
     for c in cands {
         let mut comp = c.component;
         if comp.weight > 0.0 {
-            if let Some((values, shape)) = c.artefact {
+            if let Some(artefact) = c.artefact {
                 let file = format!("{}.safetensors", comp.name);
-                let bytes = artefact_bytes(&values, shape)?;
+                let bytes = artefact.bytes()?;
                 comp.artefact_sha256 = Some(sha256_hex(&bytes));
                 comp.artefact = Some(file.clone());
                 files.push((file, bytes));

@@ -149,13 +149,15 @@ interest: build
 ## serve: the HTTP service on the Office outputs of `make demo` and `make interest` (docs/serve.md)
 SERVE_STORE ?= sqlite:$(RUNS)/serve/events.db
 SERVE_BIND ?= 127.0.0.1:8080
-API_KEY ?= dev-api-key
-ADMIN_KEY ?= dev-admin-key
+# development keys (at least 16 bytes each, and different); set your own for anything shared
+API_KEY ?= dev-api-key-0123456789
+ADMIN_KEY ?= dev-admin-key-0123456789
 serve: build
+	LONGTAIL_SERVE_API_KEY=$(API_KEY) LONGTAIL_SERVE_ADMIN_KEY=$(ADMIN_KEY) \
 	$(LONGTAIL) serve --classifier $(RUNS)/office-model --interest $(RUNS)/office-interest \
 	    $(if $(wildcard $(RUNS)/office-plan/plan.json),--plan $(RUNS)/office-plan) \
 	    --data $(OFFICE_PREPARED) --store $(SERVE_STORE) --bind $(SERVE_BIND) \
-	    --api-key $(API_KEY) --admin-key $(ADMIN_KEY)
+	    --model-root $(CURDIR)
 
 ## refresh: one re-training cycle against the running `make serve`: export the store on top of
 ## the raw data, prepare, train-interest --resume-from, eval-rec --gate, POST /admin/reload.

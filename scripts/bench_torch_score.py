@@ -173,7 +173,7 @@ def longtail_env(args, kernel=None):
 def run_longtail(args, catalogue, out, precision="fp32", kernel=None):
     cmd = [args.longtail, "score", "--checkpoint", args.checkpoint, "--input", catalogue,
            "--output", out, "--threads", str(args.threads), "--precision", precision,
-           "--device", args.device]
+           "--device", args.device, "--overwrite"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=longtail_env(args, kernel))
     wall = time.perf_counter() - t0

@@ -13,11 +13,16 @@
 #
 # Settings (environment): STORE (sqlite:PATH or postgres://...), BASE (raw data: items.jsonl +
 # interactions.csv, the original dataset or the previous cycle's export), INTEREST (checkpoint
-# in service), OUT (this cycle's directory), SERVER (http://HOST:PORT), ADMIN_KEY; optional
+# in service), OUT (this cycle's directory), SERVER (http://HOST:PORT), ADMIN_KEY or
+# ADMIN_KEY_FILE (a file whose first line is the key: it then never enters the environment); optional
 # PLAN (plan directory in service), SINCE (previous cycle's export dir), LONGTAIL (binary),
 # PREPARE_ARGS, TRAIN_ARGS, PLAN_ARGS, EVAL_ARGS.
 set -euo pipefail
-: "${STORE:?}" "${BASE:?}" "${INTEREST:?}" "${OUT:?}" "${SERVER:?}" "${ADMIN_KEY:?}"
+: "${STORE:?}" "${BASE:?}" "${INTEREST:?}" "${OUT:?}" "${SERVER:?}"
+if [[ -n "${ADMIN_KEY_FILE:-}" ]]; then
+    IFS= read -r ADMIN_KEY < "$ADMIN_KEY_FILE"
+fi
+: "${ADMIN_KEY:?set ADMIN_KEY or ADMIN_KEY_FILE}"
 LONGTAIL=${LONGTAIL:-target/release/longtail}
 mkdir -p "$OUT"
 
@@ -75,8 +80,9 @@ if [[ -n "${PLAN:-}" ]]; then
     plan=$(cd "$OUT/plan" && pwd)
     body="{\"interest\": \"$candidate\", \"plan\": \"$plan\", \"data\": \"$data\"}"
 fi
+# The key goes to curl as a header file from a bash builtin: never on a command line (`ps`).
 reply=$(curl -sS -w '\n%{http_code}' -X POST "$SERVER/admin/reload" \
-    -H "x-api-key: $ADMIN_KEY" -H 'content-type: application/json' -d "$body")
+    -H @<(printf 'x-api-key: %s\n' "$ADMIN_KEY") -H 'content-type: application/json' -d "$body")
 code=${reply##*$'\n'}
 echo "refresh: reload answered $code: ${reply%$'\n'*}"
 [[ $code == 200 ]]

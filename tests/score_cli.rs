@@ -268,6 +268,8 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
                 format,
                 "--precision",
                 precision,
+                // the jsonl outputs are written once per precision
+                "--overwrite",
             ],
         );
         let mut cat = Vec::new();
@@ -288,6 +290,7 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
                     &shard,
                     "--precision",
                     precision,
+                    "--overwrite",
                 ],
             );
             cat.extend(std::fs::read(&part).unwrap());
@@ -447,4 +450,70 @@ fn enc_sources(items: &[&longtail_data::PreparedItem]) -> Vec<longtail_infer::Ro
             text: Some(it.text.clone()),
         })
         .collect()
+}
+
+/// Issue 29: a rerun without --resume used to truncate a finished output, `--output` equal to
+/// `--input` emptied the input, a resume ignored a changed threshold or checkpoint, and two
+/// `--resume` runs wrote one file at once.
+#[test]
+fn outputs_are_never_overwritten_mixed_or_written_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    let input = tmp.path().join("items.jsonl");
+    catalogue(&input, 200);
+    let out = tmp.path().join("scores.jsonl");
+    score(&ckpt, &input, &out, &["--chunk-rows", "40"]);
+    let first = std::fs::read(&out).unwrap();
+    let refused = |output: &Path, extra: &[&str], why: &str| {
+        let o = score_command(&ckpt, &input, output, extra).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(why), "{extra:?}: {err}");
+    };
+    refused(&out, &["--chunk-rows", "40"], "already exists");
+    assert_eq!(std::fs::read(&out).unwrap(), first, "the refused run kept the output");
+    refused(&input, &["--overwrite"], "is the input file");
+    assert_eq!(jsonl(&input).len(), 200);
+    // a resume whose rows would differ is refused, naming what changed
+    refused(
+        &out,
+        &["--chunk-rows", "40", "--resume", "--threshold", "0.7"],
+        "--threshold",
+    );
+    refused(
+        &out,
+        &["--chunk-rows", "40", "--resume", "--max-len", "16"],
+        "--max-len",
+    );
+    // --overwrite replaces it
+    score(&ckpt, &input, &out, &["--chunk-rows", "40", "--overwrite"]);
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+
+    // two writers of one output: the second is refused while the first runs
+    let big = tmp.path().join("big.jsonl");
+    catalogue(&big, 20_000);
+    let busy = tmp.path().join("busy.jsonl");
+    let mut child = score_command(&ckpt, &big, &busy, &["--chunk-rows", "40"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sidecar = tmp.path().join("busy.jsonl.progress.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !sidecar.exists() {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = score_command(&ckpt, &big, &busy, &["--chunk-rows", "40", "--resume"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the first run ended before the second started");
+    assert!(
+        !o.status.success() && err.contains("being written by another process"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {}", child.id())), "{err}");
 }

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-const KEY: &str = "test-api-key";
-const ADMIN: &str = "test-admin-key";
+const KEY: &str = "test-api-key-0123456789";
+const ADMIN: &str = "test-admin-key-0123456789";
 const USER_KEY: &str = "0123456789abcdef0123";
 
 /// A running server, killed on drop if the test did not stop it.
@@ -44,6 +44,8 @@ impl Server {
         store: &str,
         extra: &[&str],
     ) -> Self {
+        let key_file = data.parent().unwrap().join("api.key");
+        std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
         let mut child = longtail()
             .arg("serve")
             .arg("--classifier")
@@ -53,14 +55,14 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["--store", store, "--bind", "127.0.0.1:0"])
-            .args([
-                "--api-key",
-                KEY,
-                "--admin-key",
-                ADMIN,
-                "--user-id-key",
-                USER_KEY,
-            ])
+            // the test's temporary directory: the refresh cycle reloads from there
+            .arg("--model-root")
+            .arg(data.parent().unwrap())
+            // keys off the command line (which `ps` shows): a file and the environment
+            .arg("--api-key-file")
+            .arg(&key_file)
+            .env("LONGTAIL_SERVE_ADMIN_KEY", ADMIN)
+            .args(["--user-id-key", USER_KEY])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -184,6 +186,33 @@ fn cli_scores(classifier: &Path, input: &Path, out: &Path, extra: &[&str]) -> Ve
         .collect()
 }
 
+/// The reproduction of issue 29: `--api-key "$API_KEY"` with the variable unset started an
+/// open server whose admin routes took an empty key. Bad keys are refused before anything loads.
+#[test]
+fn serve_refuses_empty_short_shared_or_missing_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |args: &[&str], why: &str| {
+        let out = longtail()
+            .args(["serve", "--classifier", "c", "--interest", "i", "--data", "d"])
+            .arg("--model-root")
+            .arg(tmp.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{args:?}: {err}");
+    };
+    refused(&["--api-key", "", "--admin-key", ""], "is empty");
+    refused(&["--api-key", "short"], "at least 16");
+    refused(&["--api-key", KEY, "--admin-key", KEY], "the same");
+    refused(&["--bind", "0.0.0.0:0"], "other hosts");
+    refused(&["--api-key-file", "/nonexistent/key"], "/nonexistent/key");
+    refused(
+        &["--store", "postgres://u@localhost/db", "--api-key", KEY],
+        "one key",
+    );
+}
+
 #[test]
 fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -194,8 +223,23 @@ fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
     // Public routes.
     assert_eq!(server.ok("GET", "/health", None, None)["status"], "ok");
     assert_eq!(server.ok("GET", "/ready", None, None)["status"], "ready");
-    let info = server.ok("GET", "/info", None, None);
+    let info = server.ok("GET", "/info", Some(KEY), None);
     assert_eq!(info["models"]["items"], 150);
+    // /info names the checkpoints: behind the key, and with no absolute path
+    assert_eq!(server.call("GET", "/info", None, None).0, 401);
+    assert_eq!(server.call("GET", "/info", Some(""), None).0, 401);
+    for path in [&info["models"]["interest"]["path"], &info["models"]["data"]] {
+        assert!(!path.as_str().unwrap().starts_with('/'), "{info}");
+    }
+    // a key holder cannot reload from outside the model root
+    let (status, body) = server.call(
+        "POST",
+        "/admin/reload",
+        Some(ADMIN),
+        Some(&json!({"interest": "/etc"})),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(server.call("POST", "/admin/reload", Some(""), None).0, 401);
     assert_eq!(
         info["models"]["interest"]["weights_sha256"]
             .as_str()
@@ -414,7 +458,7 @@ fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
         third
     );
     assert_eq!(
-        server.ok("GET", "/info", None, None)["models"]["added_items"],
+        server.ok("GET", "/info", Some(KEY), None)["models"]["added_items"],
         1
     );
     // Erase u5: their clicks no longer shape the list.
@@ -538,23 +582,23 @@ fn refresh_cycle_exports_retrains_gates_and_reloads() {
     assert!(std::fs::read_to_string(out.join("export/items.jsonl"))
         .unwrap()
         .contains("\"NEW1\""));
-    let info = server.ok("GET", "/info", None, None);
-    let served = info["models"]["interest"]["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        Path::new(&served),
-        out.join("interest").canonicalize().unwrap()
-    );
+    let info = server.ok("GET", "/info", Some(KEY), None);
+    // paths relative to the model root (the test's directory): no absolute path is shown
+    let root = tmp.path().canonicalize().unwrap();
+    let relative = |p: &Path| {
+        p.canonicalize()
+            .unwrap()
+            .strip_prefix(&root)
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    assert_eq!(info["models"]["interest"]["path"], relative(&out.join("interest")));
     // The new item is in the prepared catalogue now, not an added one, and the exported
     // users' histories (under their pseudonyms) are the data's.
     assert_eq!(info["models"]["added_items"], 0);
     assert_eq!(info["models"]["items"], 151);
-    assert_eq!(
-        Path::new(info["models"]["data"].as_str().unwrap()),
-        out.join("prepared").canonicalize().unwrap()
-    );
+    assert_eq!(info["models"]["data"], relative(&out.join("prepared")));
     let list = server.recommend(json!({"user_id": "shopper0", "k": 5}));
     assert_eq!(list["history_len"], 3);
     assert!(server.terminate().success());
@@ -574,7 +618,7 @@ fn serve_in_int8_scores_as_the_int8_cli_and_keeps_it_across_reload() {
         &store,
         &["--precision", "int8"],
     );
-    let info = server.ok("GET", "/info", None, None);
+    let info = server.ok("GET", "/info", Some(KEY), None);
     assert_eq!(info["models"]["classifier_precision"], "int8", "{info}");
 
     let listings: Vec<Value> = (0..8)
@@ -668,7 +712,7 @@ fn serve_with_a_plan_serves_its_lists_and_the_cycle_refits_it() {
     let store = format!("sqlite:{}", tmp.path().join("events.db").display());
     let plan_arg = plan.to_str().unwrap();
     let server = Server::start_with(&classifier, &interest, &data, &store, &["--plan", plan_arg]);
-    let info = server.ok("GET", "/info", None, None);
+    let info = server.ok("GET", "/info", Some(KEY), None);
     assert!(
         !info["models"]["plan"]["components"]
             .as_array()
@@ -753,10 +797,12 @@ fn serve_with_a_plan_serves_its_lists_and_the_cycle_refits_it() {
             .unwrap();
     assert!(gate["validation"]["served"].is_object());
     assert!(gate["validation"]["serving"].is_object());
-    let info = server.ok("GET", "/info", None, None);
+    let info = server.ok("GET", "/info", Some(KEY), None);
+    let root = tmp.path().canonicalize().unwrap();
+    let interest = out.join("interest").canonicalize().unwrap();
     assert_eq!(
-        Path::new(info["models"]["interest"]["path"].as_str().unwrap()),
-        out.join("interest").canonicalize().unwrap()
+        info["models"]["interest"]["path"],
+        interest.strip_prefix(&root).unwrap().display().to_string()
     );
     assert!(info["models"]["plan"].is_object());
     assert!(server.terminate().success());

@@ -340,6 +340,17 @@ fn killed_and_resumed_run_ends_with_identical_weights() {
         );
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+    // A second writer of the same --out is refused, naming the first (it would rotate away
+    // the first run's checkpoints).
+    let mut twin: Vec<&str> = args.to_vec();
+    twin.push("--resume");
+    let second = train_command(&data, &model, &resumed, &twin).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("being written by another process"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {}", child.id())), "{err}");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run ended before it could be killed"

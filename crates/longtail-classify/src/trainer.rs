@@ -380,6 +380,8 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         .resolve()
         .map_err(longtail_model::ModelError::from)?;
     fs::create_dir_all(&cfg.out).map_err(|e| ClassifyError::io(&cfg.out, e))?;
+    // One run per --out: a second would rotate away the first one's checkpoints.
+    let _lock = longtail_fs::OutputLock::acquire(&cfg.out)?;
     let existing = last_checkpoint(&cfg.out)?;
     if existing.is_some() && !cfg.resume {
         return Err(ClassifyError::invalid(format!(

@@ -75,6 +75,10 @@ impl From<longtail_fs::FsError> for DataError {
                 path,
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"),
             },
+            locked @ FsError::Locked { .. } => DataError::Write {
+                path: locked.path().to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::WouldBlock, locked.to_string()),
+            },
         }
     }
 }

@@ -135,6 +135,9 @@ pub struct StreamOptions {
     /// Default: `OUT.rejects.jsonl`.
     pub rejects: Option<PathBuf>,
     pub resume: bool,
+    /// Replace an existing output; without it (or `resume`) an existing output is an error,
+    /// so one mistaken rerun cannot wipe hours of scoring.
+    pub overwrite: bool,
     pub shard: Shard,
     /// Rows per durable chunk (also the length-sorting window and the shard block size).
     pub chunk_rows: usize,
@@ -155,6 +158,7 @@ impl StreamOptions {
             output,
             rejects: None,
             resume: false,
+            overwrite: false,
             shard: Shard::default(),
             chunk_rows: 4096,
             embeddings: false,
@@ -238,6 +242,13 @@ struct Sidecar {
     /// Rows scored in one precision cannot be continued in another (absent: fp32).
     #[serde(default = "fp32")]
     precision: String,
+    /// What makes the rows: the checkpoint's weights, the label threshold, the token budget,
+    /// the id column, and the input's first bytes (its length alone misses an edited file).
+    weights_sha256: String,
+    threshold: f32,
+    max_len: usize,
+    id_field: String,
+    input_head_sha256: String,
     rows_consumed: u64,
     scored: u64,
     rejected: u64,
@@ -246,7 +257,58 @@ struct Sidecar {
     complete: bool,
 }
 
-const SIDECAR_VERSION: u32 = 1;
+const SIDECAR_VERSION: u32 = 2;
+
+/// Bytes of the input whose hash a resume checks.
+const INPUT_HEAD_BYTES: u64 = 1 << 20;
+
+fn input_head_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(INPUT_HEAD_BYTES).read_to_end(&mut head))
+        .map_err(|e| InferError::io(path, e))?;
+    Ok(hex::encode(Sha256::digest(&head)))
+}
+
+/// Refuses what would destroy data: an output that is the input, or an existing output
+/// without `--resume` or `--overwrite`.
+fn check_output_is_safe(opts: &StreamOptions, data_path: &Path, progress_path: &Path) -> Result<()> {
+    let canonical = |p: &Path| -> Option<PathBuf> {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    };
+    let input = opts.input.canonicalize().map_err(|e| InferError::io(&opts.input, e))?;
+    for out in [&opts.output, data_path] {
+        if canonical(out).is_some_and(|o| o == input) {
+            return Err(InferError::Invalid(format!(
+                "--output {} is the input file; scoring would overwrite what it reads",
+                out.display()
+            )));
+        }
+    }
+    if opts.overwrite {
+        return Ok(());
+    }
+    let exists = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
+    if !opts.resume && (exists(&opts.output) || exists(data_path) || exists(progress_path)) {
+        return Err(InferError::Invalid(format!(
+            "{} already exists: pass --resume to continue an interrupted run, or --overwrite to \
+             replace it",
+            opts.output.display()
+        )));
+    }
+    if opts.resume && !progress_path.exists() && (exists(&opts.output) || exists(data_path)) {
+        return Err(InferError::Resume(format!(
+            "{} exists but has no progress file {}, so it was not written by an interrupted \
+             `score`; pass --overwrite to replace it",
+            opts.output.display(),
+            progress_path.display()
+        )));
+    }
+    Ok(())
+}
 
 fn fp32() -> String {
     longtail_model::Precision::Fp32.as_str().into()
@@ -306,10 +368,25 @@ pub fn score_file(
     let data_path = opts.data_path();
     let rejects_path = opts.rejects_path();
     let progress_path = opts.progress_path();
+    // One writer per output (a Kubernetes Indexed Job or Slurm requeue may start one index
+    // twice), held until this function returns.
+    let _lock = longtail_fs::OutputLock::acquire(&opts.output)?;
+    check_output_is_safe(opts, &data_path, &progress_path)?;
     let fresh = Sidecar {
         version: SIDECAR_VERSION,
         input: opts.input.clone(),
         input_len,
+        weights_sha256: longtail_fs::files_sha256(
+            scorer.checkpoint(),
+            &[
+                longtail_model::checkpoint::CONFIG_FILE,
+                longtail_model::checkpoint::WEIGHTS_FILE,
+            ],
+        )?,
+        threshold: opts.threshold,
+        max_len: scorer.max_len(),
+        id_field: opts.id_field.clone(),
+        input_head_sha256: input_head_sha256(&opts.input)?,
         shard: opts.shard.to_string(),
         chunk_rows: opts.chunk_rows,
         format: opts.format.name().into(),
@@ -534,6 +611,33 @@ fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {
     }
     if prev.precision != now.precision {
         return mismatch("precision", prev.precision.clone(), now.precision.clone());
+    }
+    if prev.weights_sha256 != now.weights_sha256 {
+        return mismatch(
+            "a checkpoint with weights sha256",
+            prev.weights_sha256.clone(),
+            now.weights_sha256.clone(),
+        );
+    }
+    if prev.threshold != now.threshold {
+        return mismatch(
+            "--threshold",
+            prev.threshold.to_string(),
+            now.threshold.to_string(),
+        );
+    }
+    if prev.max_len != now.max_len {
+        return mismatch("--max-len", prev.max_len.to_string(), now.max_len.to_string());
+    }
+    if prev.id_field != now.id_field {
+        return mismatch("--id-field", prev.id_field.clone(), now.id_field.clone());
+    }
+    if prev.input_head_sha256 != now.input_head_sha256 {
+        return mismatch(
+            "an input whose first MiB has sha256",
+            prev.input_head_sha256.clone(),
+            now.input_head_sha256.clone(),
+        );
     }
     if prev.format != now.format || prev.embeddings != now.embeddings {
         return mismatch(

@@ -55,18 +55,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// sha256 over an interest checkpoint's settings and weights (`interest.json`, and the
 /// sequence weights when present): what a plan records and checks at load.
 pub fn checkpoint_sha256(ckpt: &Path) -> Result<String> {
-    let mut h = Sha256::new();
-    for name in [INTEREST_FILE, SEQUENCE_WEIGHTS_FILE] {
-        let path = ckpt.join(name);
-        if name == SEQUENCE_WEIGHTS_FILE && !path.is_file() {
-            continue;
-        }
-        let data = std::fs::read(&path).map_err(|e| InterestError::io(&path, e))?;
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(&data);
+    let settings = ckpt.join(INTEREST_FILE);
+    if !settings.is_file() {
+        return Err(InterestError::io(
+            &settings,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(longtail_fs::files_sha256(
+        ckpt,
+        &[INTEREST_FILE, SEQUENCE_WEIGHTS_FILE],
+    )?)
 }
 
 /// sha256 of a catalogue's item ids in order (a plan's matrices are indexed by it).

@@ -332,6 +332,8 @@ pub fn train_interest(
     cfg: &TrainInterestConfig,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrainInterestOutcome> {
+    // One run per --out: two would replace each other's checkpoints.
+    let _lock = longtail_fs::OutputLock::acquire(&cfg.out)?;
     let architecture = match &cfg.resume_from {
         Some(dir) => longtail_fs::read_json::<InterestMeta>(&dir.join(INTEREST_FILE))?.architecture,
         None => cfg.architecture,

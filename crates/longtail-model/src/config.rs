@@ -99,6 +99,9 @@ fn default_hidden_act() -> String {
 fn default_dropout() -> f64 {
     0.1
 }
+/// The largest encoder a config may describe (8 GB of f32 weights).
+const MAX_PARAMETERS: usize = 2_000_000_000;
+
 fn default_max_positions() -> usize {
     512
 }
@@ -226,6 +229,33 @@ impl BertConfig {
             return bad(
                 "vocab_size, max_position_embeddings and type_vocab_size must be positive".into(),
             );
+        }
+        // Bounds far above any BERT-family checkpoint, so a hostile or mistyped config.json is
+        // an error instead of an allocation that aborts the process.
+        for (name, value, max) in [
+            ("vocab_size", self.vocab_size, 1 << 20),
+            ("hidden_size", self.hidden_size, 1 << 13),
+            ("num_hidden_layers", self.num_hidden_layers, 256),
+            ("num_attention_heads", self.num_attention_heads, 1 << 10),
+            ("intermediate_size", self.intermediate_size, 1 << 16),
+            ("max_position_embeddings", self.max_position_embeddings, 1 << 16),
+            ("type_vocab_size", self.type_vocab_size, 1 << 10),
+        ] {
+            if value > max {
+                return bad(format!("{name} {value} is beyond the supported bound {max}"));
+            }
+        }
+        let params = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
+            * self.hidden_size
+            + self.num_hidden_layers
+                * (4 * self.hidden_size * self.hidden_size
+                    + 2 * self.hidden_size * self.intermediate_size);
+        if params > MAX_PARAMETERS {
+            return bad(format!(
+                "this config has about {:.1}e9 parameters; at most {:.1}e9 are supported",
+                params as f64 / 1e9,
+                MAX_PARAMETERS as f64 / 1e9
+            ));
         }
         for (name, p) in [
             ("hidden_dropout_prob", Some(self.hidden_dropout_prob)),
@@ -412,6 +442,23 @@ mod tests {
         assert!(BertConfig::from_json_str(&bad).is_err());
         let bad = MINILM.replace("\"vocab_size\": 30522", "\"vocab_size\": \"x\"");
         assert!(BertConfig::from_json_str(&bad).is_err());
+        // sizes that would abort on allocation are errors
+        for (from, to) in [
+            ("\"vocab_size\": 30522", "\"vocab_size\": 1000000000000"),
+            ("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 100000"),
+            ("\"intermediate_size\": 1536", "\"intermediate_size\": 70000"),
+        ] {
+            assert!(MINILM.contains(from), "{from}");
+            let err = BertConfig::from_json_str(&MINILM.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains("bound") || err.to_string().contains("e9"), "{err}");
+        }
+        // each size within its bound, together too many parameters
+        let big = MINILM
+            .replace("\"hidden_size\": 384", "\"hidden_size\": 8192")
+            .replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 64")
+            .replace("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 200");
+        let err = BertConfig::from_json_str(&big).unwrap_err();
+        assert!(err.to_string().contains("parameters"), "{err}");
     }
 
     #[test]

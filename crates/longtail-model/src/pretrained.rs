@@ -112,6 +112,16 @@ impl PretrainedFiles {
                 .collect();
             files.sort();
             files.dedup();
+            if files.is_empty() {
+                return Err(ModelError::checkpoint(&index, "the weight_map names no file"));
+            }
+            // An index from an untrusted download must not reach outside its directory.
+            if let Some(bad) = files.iter().find(|f| !is_plain_relative(f)) {
+                return Err(ModelError::checkpoint(
+                    &index,
+                    format!("weight file {bad:?} is not a file name inside the checkpoint"),
+                ));
+            }
             return Ok(Self {
                 config,
                 weights: files.into_iter().map(|f| dir.join(f)).collect(),
@@ -131,6 +141,15 @@ impl PretrainedFiles {
     pub fn read_config(&self) -> Result<BertConfig> {
         BertConfig::from_file(&self.config)
     }
+}
+
+/// A relative path that stays below its directory: no root, no `..`, no drive prefix.
+fn is_plain_relative(name: &str) -> bool {
+    let path = Path::new(name);
+    !name.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Errors if a parameter outside the `allowed` prefixes was not in the checkpoint.
@@ -190,5 +209,39 @@ impl PretrainedBert {
             varmap,
             report,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A weight index from an untrusted download: an empty map, `../` and absolute paths are
+    /// errors (not a panic at `weights[0]`, not a read outside the checkpoint).
+    #[test]
+    fn a_weight_index_stays_inside_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "{}").unwrap();
+        let index = dir.path().join(WEIGHTS_INDEX_FILE);
+        let files_of = |map: &str| {
+            std::fs::write(&index, format!("{{\"weight_map\": {map}}}")).unwrap();
+            PretrainedFiles::from_dir(dir.path())
+        };
+        for bad in [
+            "{}",
+            r#"{"a": "../outside.safetensors"}"#,
+            r#"{"a": "model-1.safetensors", "b": "/etc/passwd"}"#,
+            r#"{"a": "shards/../../x.safetensors"}"#,
+            r#"{"a": ""}"#,
+        ] {
+            let err = files_of(bad).unwrap_err().to_string();
+            assert!(err.contains(WEIGHTS_INDEX_FILE), "{bad}: {err}");
+        }
+        let ok = files_of(r#"{"a": "model-2.safetensors", "b": "model-1.safetensors", "c": "model-1.safetensors"}"#)
+            .unwrap();
+        assert_eq!(
+            ok.weights,
+            ["model-1.safetensors", "model-2.safetensors"].map(|f| dir.path().join(f))
+        );
     }
 }

@@ -3,7 +3,6 @@
 //! under a token budget (as TEI's queue does), so concurrent callers share forward passes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -16,7 +15,6 @@ use longtail_interest::{
 use longtail_rec::Knob;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::error::{Result, ServeError};
@@ -64,6 +62,35 @@ pub struct ModelInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub plan: Option<serde_json::Value>,
+}
+
+impl ModelInfo {
+    /// The same, with every path relative to `root` (the service's model root), so `/info`
+    /// names no absolute path; a path outside the root shows as its last component.
+    pub fn relative_to(mut self, root: &Path) -> Self {
+        for path in [
+            &mut self.classifier.path,
+            &mut self.interest.path,
+            &mut self.data,
+        ] {
+            *path = shown_path(root, Path::new(path));
+        }
+        self
+    }
+}
+
+/// `path` relative to `root`, or `(outside the model root)/NAME`.
+pub fn shown_path(root: &Path, path: &Path) -> String {
+    let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    match full.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".into(),
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => format!(
+            "(outside the model root)/{}",
+            full.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ),
+    }
 }
 
 /// A listing scored and embedded, ready to be stored and added.
@@ -429,42 +456,31 @@ fn parse_listing(s: &str) -> Result<Map<String, Value>> {
 
 /// SHA-256 over the checkpoint's weights and settings files that exist, in a fixed order.
 fn version(ckpt: &Path) -> Result<Version> {
-    let mut hasher = Sha256::new();
-    for name in [
-        "config.json",
-        "model.safetensors",
-        "interest.json",
-        "sequence.safetensors",
-    ] {
-        let path = ckpt.join(name);
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        hasher.update(name.as_bytes());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| ServeError::Model(format!("{}: {e}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
+    let weights_sha256 = longtail_fs::files_sha256(
+        ckpt,
+        &[
+            "config.json",
+            "model.safetensors",
+            "interest.json",
+            "sequence.safetensors",
+        ],
+    )
+    .map_err(|e| ServeError::Model(e.to_string()))?;
     Ok(Version {
         path: ckpt.display().to_string(),
-        weights_sha256: hex::encode(hasher.finalize()),
+        weights_sha256,
     })
 }
 
 type Reply<T> = oneshot::Sender<Result<T>>;
-/// One scoring request as the batcher holds it: its rows and where the answer goes.
-type ScoreJob = (Vec<RowFields>, Reply<Vec<(f32, String)>>);
+/// A place in the model thread's queue (the 429 admission), held until the job is done, so
+/// a request whose caller left (408, closed socket) still counts until it leaves the queue.
+pub type Permit = tokio::sync::OwnedSemaphorePermit;
+/// One scoring request as the batcher holds it: its rows, where the answer goes, its place.
+type ScoreJob = (Vec<RowFields>, Reply<Vec<(f32, String)>>, Option<Permit>);
 
 enum Job {
     Score(Vec<Map<String, Value>>, Reply<Vec<(f32, String)>>),
-    Known(Vec<String>, Reply<Vec<bool>>),
     Recommend(Box<RecRequest>, Reply<RecAnswer>),
     Embed(Vec<Map<String, Value>>, Reply<Vec<EmbeddedItem>>),
     Insert(Vec<EmbeddedItem>, Reply<()>),
@@ -472,11 +488,43 @@ enum Job {
     Info(Reply<ModelInfo>),
 }
 
+impl Job {
+    /// A read-only job whose caller is gone: running it would only burn the model thread.
+    /// (Insert and Swap always run: their caller's write is already committed.)
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Score(_, r) => r.is_closed(),
+            Job::Recommend(_, r) => r.is_closed(),
+            Job::Embed(_, r) => r.is_closed(),
+            Job::Info(r) => r.is_closed(),
+            Job::Insert(..) | Job::Swap(..) => false,
+        }
+    }
+}
+
+struct Envelope {
+    job: Job,
+    permit: Option<Permit>,
+}
+
+/// The catalogue's item ids, readable without the model thread (`/v1/events` counts unknown
+/// items from it, so event ingestion never waits behind a forward pass).
+type Catalogue = Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
+
+fn catalogue_of(models: &Models) -> std::collections::HashSet<String> {
+    let r = &models.recommender;
+    (0..r.num_items()).map(|i| r.item_id(i).to_string()).collect()
+}
+
 /// The handle the HTTP side uses to reach the model thread.
 #[derive(Clone)]
 pub struct Engine {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Envelope>,
     metrics: Arc<Metrics>,
+    catalogue: Catalogue,
+    /// False once the model thread has stopped: `/health` then fails, so an orchestrator
+    /// restarts the process instead of keeping one that answers 503 forever.
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Engine {
@@ -489,61 +537,134 @@ impl Engine {
     ) -> Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel();
         let m = metrics.clone();
+        let catalogue: Catalogue = Arc::new(std::sync::RwLock::new(catalogue_of(&models)));
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (c, a) = (catalogue.clone(), alive.clone());
         let handle = std::thread::Builder::new()
             .name("model".into())
-            .spawn(move || run(models, rx, max_batch_tokens.max(1), &m))
+            .spawn(move || {
+                // Set on every way out, a panic that escapes included.
+                struct Stopped(Arc<std::sync::atomic::AtomicBool>);
+                impl Drop for Stopped {
+                    fn drop(&mut self) {
+                        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                let _stopped = Stopped(a);
+                run(models, rx, max_batch_tokens.max(1), &m, &c)
+            })
             .map_err(|e| ServeError::Startup(format!("cannot start the model thread: {e}")))?;
-        Ok((Self { jobs: tx, metrics }, handle))
+        Ok((
+            Self {
+                jobs: tx,
+                metrics,
+                catalogue,
+                alive,
+            },
+            handle,
+        ))
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T> {
+    /// Whether the model thread runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn call<T>(
+        &self,
+        permit: Option<Permit>,
+        make: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.metrics.queue_add(1);
-        if self.jobs.send(make(tx)).is_err() {
+        let envelope = Envelope {
+            job: make(tx),
+            permit,
+        };
+        if self.jobs.send(envelope).is_err() {
             self.metrics.queue_add(-1);
             return Err(ServeError::NotReady);
         }
-        rx.await
-            .map_err(|_| ServeError::Model("the model thread stopped".into()))?
+        rx.await.map_err(|_| {
+            ServeError::Model("the request failed in the model thread (see the server log)".into())
+        })?
     }
 
     /// p_tail and label per listing (a catalogue row).
-    pub async fn score(&self, listings: Vec<Map<String, Value>>) -> Result<Vec<(f32, String)>> {
-        self.call(|tx| Job::Score(listings, tx)).await
+    pub async fn score(
+        &self,
+        listings: Vec<Map<String, Value>>,
+        permit: Permit,
+    ) -> Result<Vec<(f32, String)>> {
+        self.call(Some(permit), |tx| Job::Score(listings, tx)).await
     }
 
-    /// Whether each item id is in the catalogue.
-    pub async fn known_items(&self, ids: Vec<String>) -> Result<Vec<bool>> {
-        self.call(|tx| Job::Known(ids, tx)).await
+    /// Whether each item id is in the catalogue (without the model thread).
+    pub fn known_items(&self, ids: &[String]) -> Vec<bool> {
+        let catalogue = self.catalogue.read().unwrap_or_else(|e| e.into_inner());
+        ids.iter().map(|id| catalogue.contains(id)).collect()
     }
 
-    pub async fn recommend(&self, req: RecRequest) -> Result<RecAnswer> {
-        self.call(|tx| Job::Recommend(Box::new(req), tx)).await
+    pub async fn recommend(&self, req: RecRequest, permit: Permit) -> Result<RecAnswer> {
+        self.call(Some(permit), |tx| Job::Recommend(Box::new(req), tx))
+            .await
     }
 
-    pub async fn embed(&self, listings: Vec<Map<String, Value>>) -> Result<Vec<EmbeddedItem>> {
-        self.call(|tx| Job::Embed(listings, tx)).await
+    pub async fn embed(
+        &self,
+        listings: Vec<Map<String, Value>>,
+        permit: Permit,
+    ) -> Result<Vec<EmbeddedItem>> {
+        self.call(Some(permit), |tx| Job::Embed(listings, tx)).await
     }
 
     pub async fn insert(&self, items: Vec<EmbeddedItem>) -> Result<()> {
-        self.call(|tx| Job::Insert(items, tx)).await
+        self.call(None, |tx| Job::Insert(items, tx)).await
     }
 
     /// Replaces the models (already loaded and smoke-tested) between two requests.
     pub async fn swap(&self, models: Models) -> Result<ModelInfo> {
-        self.call(|tx| Job::Swap(Box::new(models), tx)).await
+        self.call(None, |tx| Job::Swap(Box::new(models), tx)).await
     }
 
     pub async fn info(&self) -> Result<ModelInfo> {
-        self.call(Job::Info).await
+        self.call(None, Job::Info).await
     }
 }
 
-fn run(mut models: Models, rx: mpsc::Receiver<Job>, budget: usize, metrics: &Metrics) {
+/// Runs one job, catching a panic: the request fails (its caller gets an error), the panic is
+/// counted and logged, and the thread goes on serving the others.
+fn guarded(metrics: &Metrics, what: &str, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("longtail serve: a {what} request panicked in the model thread: {msg}");
+        metrics.failure("panic");
+    }
+}
+
+/// Test hook: `LONGTAIL_TEST_CRASH_AT=model-score` makes every scoring batch panic, so a test
+/// can prove a panic costs one request, not the service.
+fn crash_point(name: &str) {
+    if std::env::var_os("LONGTAIL_TEST_CRASH_AT").is_some_and(|v| v == name) {
+        panic!("crash point {name}");
+    }
+}
+
+fn run(
+    mut models: Models,
+    rx: mpsc::Receiver<Envelope>,
+    budget: usize,
+    metrics: &Metrics,
+    catalogue: &Catalogue,
+) {
     // Jobs taken off the queue while forming a batch, to run next in arrival order.
-    let mut pending: VecDeque<Job> = VecDeque::new();
+    let mut pending: VecDeque<Envelope> = VecDeque::new();
     loop {
-        let job = match pending.pop_front() {
+        let Envelope { job, permit } = match pending.pop_front() {
             Some(j) => j,
             None => match rx.recv() {
                 Ok(j) => {
@@ -553,18 +674,35 @@ fn run(mut models: Models, rx: mpsc::Receiver<Job>, budget: usize, metrics: &Met
                 Err(_) => return,
             },
         };
+        if job.abandoned() {
+            metrics.failure("abandoned");
+            continue;
+        }
         match job {
             Job::Score(listings, reply) => {
-                let rows = models.rows(&listings);
-                let mut tokens = estimate_tokens(&rows);
-                let mut batch = vec![(rows, reply)];
-                while tokens < budget {
+                let mut batch: Vec<ScoreJob> = Vec::new();
+                let mut tokens = 0;
+                guarded(metrics, "score", || {
+                    let rows = models.rows(&listings);
+                    tokens = estimate_tokens(&rows);
+                    batch.push((rows, reply, permit));
+                });
+                while tokens < budget && !batch.is_empty() {
                     match rx.try_recv() {
-                        Ok(Job::Score(listings, reply)) => {
+                        Ok(Envelope {
+                            job: Job::Score(listings, reply),
+                            permit,
+                        }) => {
                             metrics.queue_add(-1);
-                            let rows = models.rows(&listings);
-                            tokens += estimate_tokens(&rows);
-                            batch.push((rows, reply));
+                            if reply.is_closed() {
+                                metrics.failure("abandoned");
+                                continue;
+                            }
+                            guarded(metrics, "score", || {
+                                let rows = models.rows(&listings);
+                                tokens += estimate_tokens(&rows);
+                                batch.push((rows, reply, permit));
+                            });
                         }
                         Ok(other) => {
                             metrics.queue_add(-1);
@@ -574,26 +712,33 @@ fn run(mut models: Models, rx: mpsc::Receiver<Job>, budget: usize, metrics: &Met
                         Err(_) => break,
                     }
                 }
-                score_batch(&models, batch, metrics);
-            }
-            Job::Known(ids, reply) => {
-                let known = ids
-                    .iter()
-                    .map(|id| models.recommender.item_index(id).is_some())
-                    .collect();
-                let _ = reply.send(Ok(known));
+                if !batch.is_empty() {
+                    guarded(metrics, "score", || score_batch(&models, batch, metrics));
+                }
             }
             Job::Recommend(req, reply) => {
-                let _ = reply.send(models.recommend(&req));
+                guarded(metrics, "recommend", || {
+                    let _ = reply.send(models.recommend(&req));
+                });
             }
             Job::Embed(listings, reply) => {
-                let _ = reply.send(models.embed(&listings));
+                guarded(metrics, "items", || {
+                    let _ = reply.send(models.embed(&listings));
+                });
             }
             Job::Insert(items, reply) => {
-                let _ = reply.send(models.insert(&items));
+                guarded(metrics, "items", || {
+                    let result = models.insert(&items);
+                    if result.is_ok() {
+                        let mut c = catalogue.write().unwrap_or_else(|e| e.into_inner());
+                        c.extend(items.iter().map(|i| i.item_id.clone()));
+                    }
+                    let _ = reply.send(result);
+                });
             }
             Job::Swap(new, reply) => {
                 models = *new;
+                *catalogue.write().unwrap_or_else(|e| e.into_inner()) = catalogue_of(&models);
                 let _ = reply.send(Ok(models.info.clone()));
             }
             Job::Info(reply) => {
@@ -617,8 +762,13 @@ fn estimate_tokens(rows: &[RowFields]) -> usize {
 
 /// One forward pass over every waiting request's rows; each caller gets its own slice.
 fn score_batch(models: &Models, batch: Vec<ScoreJob>, metrics: &Metrics) {
-    let sizes: Vec<usize> = batch.iter().map(|(r, _)| r.len()).collect();
-    let (rows, replies): (Vec<Vec<RowFields>>, Vec<_>) = batch.into_iter().unzip();
+    crash_point("model-score");
+    let sizes: Vec<usize> = batch.iter().map(|(r, _, _)| r.len()).collect();
+    // The places are released when this function returns, the answers sent.
+    let (rows, (replies, _places)): (Vec<Vec<RowFields>>, (Vec<_>, Vec<_>)) = batch
+        .into_iter()
+        .map(|(rows, reply, place)| (rows, (reply, place)))
+        .unzip();
     let all: Vec<RowFields> = rows.into_iter().flatten().collect();
     metrics.observe_batch(all.len());
     match models.score(&all) {

@@ -54,6 +54,9 @@ pub fn export(
     out: &Path,
     base: Option<&Path>,
 ) -> Result<ExportSummary, ServeError> {
+    // Two exports into one --out would mix their files and marks.
+    let _lock =
+        longtail_fs::OutputLock::acquire(out).map_err(|e| ServeError::Startup(e.to_string()))?;
     let mut backend = url.connect()?;
     let batch = backend.export(since)?;
     let mut items = String::new();

@@ -16,6 +16,8 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod keys;
+mod listener;
 pub mod metrics;
 mod routes;
 pub mod store;
@@ -31,6 +33,7 @@ use serde::Serialize;
 
 pub use engine::{Engine, ModelPaths, Models};
 pub use error::{ServeError, StoreError};
+pub use keys::{KeyError, ServiceKeys};
 pub use routes::{router, AppState};
 pub use store::{Store, StoreUrl};
 
@@ -47,6 +50,11 @@ pub struct Limits {
     /// Token budget of one scoring batch.
     pub max_batch_tokens: usize,
     pub timeout_seconds: u64,
+    /// Open sockets at most; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this many seconds, and an idle
+    /// keep-alive socket is closed after it (slow clients cannot hold sockets).
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -60,6 +68,8 @@ impl Default for Limits {
             max_concurrent_requests: 512,
             max_batch_tokens: 8192,
             timeout_seconds: 30,
+            max_connections: 1024,
+            header_read_timeout_seconds: 15,
         }
     }
 }
@@ -70,8 +80,10 @@ pub struct ServeConfig {
     pub data: PathBuf,
     pub store: StoreUrl,
     pub bind: SocketAddr,
-    pub api_key: Option<String>,
-    pub admin_key: Option<String>,
+    pub keys: ServiceKeys,
+    /// The directory `/admin/reload` paths must lie under (canonical); `/info` shows paths
+    /// relative to it.
+    pub model_root: PathBuf,
     pub pseudonymiser: Pseudonymiser,
     /// p_tail at or above this gets the tail label (as `longtail score --threshold`).
     pub threshold: f32,
@@ -94,11 +106,13 @@ pub async fn serve(
             .local_addr()
             .map_err(|e| ServeError::Startup(e.to_string()))?
     );
+    let connections = listener::ConnectionLimits {
+        max_connections: state.limits().max_connections,
+        header_read_timeout: Duration::from_secs(state.limits().header_read_timeout_seconds.max(1)),
+        shutdown_grace: timeout(state.limits()),
+    };
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServeError::Startup(format!("server: {e}")))?;
+    listener::serve_connections(listener, app, connections, shutdown).await;
     eprintln!("longtail serve: draining done; committing queued writes");
     threads.join();
     eprintln!("longtail serve: stopped");
@@ -155,8 +169,8 @@ pub async fn start(config: ServeConfig) -> Result<(AppState, Threads), ServeErro
         models: config.models,
         data: config.data,
         threshold: config.threshold,
-        api_key: config.api_key,
-        admin_key: config.admin_key,
+        keys: config.keys,
+        model_root: config.model_root,
         limits: config.limits,
     });
     Ok((

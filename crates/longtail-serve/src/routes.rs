@@ -13,14 +13,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use longtail_interest::Pseudonymiser;
 use longtail_rec::Knob;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::{Mutex, Semaphore};
 use utoipa::OpenApi;
 
 use crate::api::*;
 use crate::engine::{Engine, ModelPaths, Models, RecRequest};
 use crate::error::{ErrorBody, FailureKind, Result, ServeError};
+use crate::keys::{Key, ServiceKeys};
 use crate::metrics::Metrics;
 use crate::store::{Event, Impression, NewItem, Outcome, Store, Write};
 use crate::Limits;
@@ -37,8 +36,8 @@ struct Inner {
     /// The checkpoints and data being served; the lock also makes reloads one at a time.
     models: Mutex<(ModelPaths, PathBuf)>,
     threshold: f32,
-    api_key: Option<[u8; 32]>,
-    admin_key: Option<[u8; 32]>,
+    keys: ServiceKeys,
+    model_root: PathBuf,
     limits: Limits,
     admission: Admission,
 }
@@ -70,17 +69,16 @@ pub(crate) struct StateParts {
     pub models: ModelPaths,
     pub data: PathBuf,
     pub threshold: f32,
-    pub api_key: Option<String>,
-    pub admin_key: Option<String>,
+    pub keys: ServiceKeys,
+    pub model_root: PathBuf,
     pub limits: Limits,
 }
 
-/// Keys are kept and compared as SHA-256 digests: equal length, constant-time comparison.
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
 impl AppState {
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
     pub(crate) fn new(p: StateParts) -> Self {
         Self(Arc::new(Inner {
             engine: p.engine,
@@ -89,8 +87,8 @@ impl AppState {
             pseudo: p.pseudo,
             models: Mutex::new((p.models, p.data)),
             threshold: p.threshold,
-            api_key: p.api_key.as_deref().map(digest),
-            admin_key: p.admin_key.as_deref().map(digest),
+            keys: p.keys,
+            model_root: p.model_root,
             admission: Admission::new(p.limits.max_concurrent_requests),
             limits: p.limits,
         }))
@@ -152,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items", post(add_items))
         .route("/v1/recommend", post(recommend))
         .route("/v1/events", post(events))
+        // behind the key as in text-embeddings-inference: it names the checkpoints and store
+        .route("/info", get(info))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -166,7 +166,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/info", get(info))
         .route("/metrics", get(metrics_route))
         .route("/openapi.json", get(openapi))
         .merge(keyed)
@@ -212,19 +211,19 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-fn key_matches(expected: &[u8; 32], headers: &HeaderMap) -> bool {
-    presented_key(headers).is_some_and(|k| bool::from(digest(k).ct_eq(expected)))
+fn key_matches(expected: &Key, headers: &HeaderMap) -> bool {
+    presented_key(headers).is_some_and(|k| expected.matches(k))
 }
 
 async fn require_api_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    match &s.0.api_key {
+    match &s.0.keys.api {
         Some(key) if !key_matches(key, req.headers()) => ServeError::Unauthorized.into_response(),
         _ => next.run(req).await,
     }
 }
 
 async fn require_admin_key(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    match &s.0.admin_key {
+    match &s.0.keys.admin {
         None => ServeError::AdminDisabled.into_response(),
         Some(key) if !key_matches(key, req.headers()) => ServeError::Unauthorized.into_response(),
         _ => next.run(req).await,
@@ -249,16 +248,23 @@ fn check_len(what: &str, n: usize, max: usize) -> Result<()> {
 }
 
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
-async fn health() -> Json<Health> {
-    Json(Health {
+async fn health(State(s): State<AppState>) -> Reply<Health> {
+    // The process is worth keeping only while its model thread runs.
+    if !s.0.engine.is_alive() {
+        return Err(ServeError::Model("the model thread has stopped".into()));
+    }
+    Ok(Json(Health {
         status: "ok".into(),
-    })
+    }))
 }
 
 /// Ready: the models are loaded (their smoke test passed at load) and the store takes writes.
 #[utoipa::path(get, path = "/ready", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 async fn ready(State(s): State<AppState>) -> Reply<Health> {
-    s.0.engine.info().await?;
+    // Not a job on the model thread: a probe must not wait behind a forward pass.
+    if !s.0.engine.is_alive() {
+        return Err(ServeError::NotReady);
+    }
     s.0.store.check_writable().await?;
     Ok(Json(Health {
         status: "ready".into(),
@@ -269,7 +275,7 @@ async fn ready(State(s): State<AppState>) -> Reply<Health> {
 async fn info(State(s): State<AppState>) -> Reply<InfoResponse> {
     Ok(Json(InfoResponse {
         version: env!("CARGO_PKG_VERSION").into(),
-        models: s.0.engine.info().await?,
+        models: s.0.engine.info().await?.relative_to(&s.0.model_root),
         store: s.0.store.url.redacted(),
         limits: s.0.limits.clone(),
     }))
@@ -297,10 +303,10 @@ fn listing_id(l: &serde_json::Map<String, serde_json::Value>) -> Option<String> 
     security(("api_key" = [])))]
 async fn score(State(s): State<AppState>, Json(req): Json<ScoreRequest>) -> Reply<ScoreResponse> {
     check_len("listings", req.listings.len(), s.0.limits.max_listings)?;
-    let _permit = permit(&s)?;
+    let place = permit(&s)?;
     // The ids are taken first, so the listings move to the model thread without a copy.
     let ids: Vec<Option<String>> = req.listings.iter().map(listing_id).collect();
-    let scored = s.0.engine.score(req.listings).await?;
+    let scored = s.0.engine.score(req.listings, place).await?;
     Ok(Json(ScoreResponse {
         results: ids
             .into_iter()
@@ -324,13 +330,13 @@ async fn add_items(
     Json(req): Json<ItemsRequest>,
 ) -> Reply<ItemsResponse> {
     check_len("items", req.items.len(), s.0.limits.max_listings)?;
-    let _permit = permit(&s)?;
+    let place = permit(&s)?;
     let listings: Vec<String> = req
         .items
         .iter()
         .map(|l| serde_json::to_string(l).expect("a JSON object always serialises"))
         .collect();
-    let embedded = s.0.engine.embed(req.items).await?;
+    let embedded = s.0.engine.embed(req.items, place).await?;
     let now = crate::now();
     let stored: Vec<NewItem> = embedded
         .iter()
@@ -413,7 +419,7 @@ async fn recommend(
         return Err(ServeError::bad_request("`exclude` is too long"));
     }
     let knob = knob(&req)?;
-    let _permit = permit(&s)?;
+    let place = permit(&s)?;
     let user = req.user_id.as_deref().map(|u| s.0.pseudo.apply(u));
     let events = match &user {
         Some(u) => s.0.store.user(u).await?.events,
@@ -428,7 +434,7 @@ async fn recommend(
                 exclude: req.exclude,
                 k,
                 knob,
-            })
+            }, place)
             .await?;
     let rec_id = new_rec_id();
     if let Some(u) = &user {
@@ -469,10 +475,8 @@ async fn events(
     Json(req): Json<EventsRequest>,
 ) -> Reply<EventsResponse> {
     check_len("events", req.events.len(), s.0.limits.max_events)?;
-    let known =
-        s.0.engine
-            .known_items(req.events.iter().map(|e| e.item_id.clone()).collect())
-            .await?;
+    let ids: Vec<String> = req.events.iter().map(|e| e.item_id.clone()).collect();
+    let known = s.0.engine.known_items(&ids);
     let unknown_items = known.iter().filter(|&&k| !k).count();
     let mut out = Vec::with_capacity(req.events.len());
     for e in req.events {
@@ -564,20 +568,24 @@ async fn reload(
 ) -> Reply<ReloadResponse> {
     let req = body.map(|Json(r)| r).unwrap_or_default();
     let started = Instant::now();
+    let root = &s.0.model_root;
+    let confined = |p: Option<String>| p.map(|p| confine(root, &p)).transpose();
+    let (classifier, interest, plan, data) = (
+        confined(req.classifier)?,
+        confined(req.interest)?,
+        confined(req.plan)?,
+        confined(req.data)?,
+    );
     let mut current = s.0.models.lock().await;
     let (old, old_data) = &*current;
     let paths = ModelPaths {
-        classifier: req
-            .classifier
-            .map_or_else(|| old.classifier.clone(), PathBuf::from),
-        interest: req
-            .interest
-            .map_or_else(|| old.interest.clone(), PathBuf::from),
-        plan: req.plan.map(PathBuf::from).or_else(|| old.plan.clone()),
+        classifier: classifier.unwrap_or_else(|| old.classifier.clone()),
+        interest: interest.unwrap_or_else(|| old.interest.clone()),
+        plan: plan.or_else(|| old.plan.clone()),
         precision: old.precision,
         device: old.device.clone(),
     };
-    let data = req.data.map_or_else(|| old_data.clone(), PathBuf::from);
+    let data = data.unwrap_or_else(|| old_data.clone());
     let added = s.0.store.items().await?;
     let (p, d, pseudo, threshold) = (
         paths.clone(),
@@ -598,9 +606,31 @@ async fn reload(
     s.0.metrics.reload();
     Ok(Json(ReloadResponse {
         reloaded: true,
-        info: serde_json::to_value(info).unwrap_or_default(),
+        info: serde_json::to_value(info.relative_to(root)).unwrap_or_default(),
         seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// A reload path, canonical and under the model root (a key holder may name only what the
+/// operator put there; `..` and links out of the root are resolved before the check).
+fn confine(root: &std::path::Path, requested: &str) -> Result<PathBuf> {
+    let unprocessable = |message: String| ServeError::Request {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message,
+    };
+    let full = std::path::Path::new(requested).canonicalize().map_err(|e| {
+        unprocessable(format!("reload failed, the previous models keep serving: {requested}: {e}"))
+    })?;
+    if !full.starts_with(root) {
+        return Err(ServeError::Request {
+            status: StatusCode::FORBIDDEN,
+            message: format!(
+                "{requested} is outside the model root; reload takes only directories under it \
+                 (serve --model-root)"
+            ),
+        });
+    }
+    Ok(full)
 }
 
 #[cfg(test)]
@@ -619,18 +649,44 @@ mod tests {
     }
 
     #[test]
+    fn reload_paths_must_lie_under_the_model_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("models");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("secret")).unwrap();
+        let root = root.canonicalize().unwrap();
+        let inside = root.join("a");
+        assert_eq!(confine(&root, inside.to_str().unwrap()).unwrap(), inside);
+        let escape = root.join("a/../../secret");
+        let err = confine(&root, escape.to_str().unwrap()).unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN, "{err}");
+        let err = confine(&root, "/etc").unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN, "{err}");
+        let err = confine(&root, root.join("missing").to_str().unwrap()).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        assert_eq!(crate::engine::shown_path(&root, &inside), "a");
+        assert_eq!(
+            crate::engine::shown_path(&root, &tmp.path().join("secret")),
+            "(outside the model root)/secret"
+        );
+    }
+
+    #[test]
     fn keys_match_from_either_header_and_only_exactly() {
-        let key = digest("secret");
+        let bind = "127.0.0.1:1".parse().unwrap();
+        let key = ServiceKeys::new(Some("secret"), None, bind).unwrap_err();
+        assert!(key.to_string().contains("at least 16"), "{key}");
+        let key = ServiceKeys::new(Some("secret-of-16-bytes"), None, bind).unwrap().api.unwrap();
         let mut h = HeaderMap::new();
         assert!(!key_matches(&key, &h));
-        h.insert("x-api-key", "secret".parse().unwrap());
+        h.insert("x-api-key", "secret-of-16-bytes".parse().unwrap());
         assert!(key_matches(&key, &h));
-        h.insert("x-api-key", "secret2".parse().unwrap());
+        h.insert("x-api-key", "secret-of-16-bytes2".parse().unwrap());
         assert!(!key_matches(&key, &h));
         let mut b = HeaderMap::new();
-        b.insert("authorization", "Bearer secret".parse().unwrap());
+        b.insert("authorization", "Bearer secret-of-16-bytes".parse().unwrap());
         assert!(key_matches(&key, &b));
-        b.insert("authorization", "Basic secret".parse().unwrap());
+        b.insert("authorization", "Basic secret-of-16-bytes".parse().unwrap());
         assert!(!key_matches(&key, &b));
     }
 }

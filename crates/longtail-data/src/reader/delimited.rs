@@ -94,12 +94,17 @@ impl CsvRows {
             Ok(t) => t,
             Err(rej) => return Ok(Some(Err(rej))),
         };
-        if split_fields(text, &mut self.fields) == Split::Complete {
+        self.fields.clear();
+        if !text.contains('"') {
+            self.fields.extend(text.split(',').map(str::to_string));
             return Ok(Some(Ok(line)));
         }
-        // a quoted field continues on the next physical line
-        let mut record = text.to_string();
-        loop {
+        let mut splitter = FieldSplitter::default();
+        splitter.feed(text, &mut self.fields);
+        // a quoted field continues on the next physical line; the splitter keeps its state, so
+        // a record of many lines costs time linear in its length
+        let mut total = text.len() as u64;
+        while splitter.finish(&mut self.fields) == Split::OpenQuote {
             let Some((_, status)) = self.read_line()? else {
                 let rej = Reject::new(line, RejectReason::InvalidCsv, "unterminated quoted field");
                 return Ok(Some(Err(rej)));
@@ -108,14 +113,14 @@ impl CsvRows {
                 LineStatus::TooLong { len } => len,
                 LineStatus::Complete => self.buf.len() as u64,
             };
-            let total = record.len() as u64 + 1 + more_len;
+            total += 1 + more_len;
             if total > self.max as u64 {
                 return Ok(Some(Err(too_long(line, total, self.max))));
             }
             match std::str::from_utf8(&self.buf) {
                 Ok(more) => {
-                    record.push('\n');
-                    record.push_str(more);
+                    splitter.feed("\n", &mut self.fields);
+                    splitter.feed(more, &mut self.fields);
                 }
                 Err(e) => {
                     let detail = format!("invalid UTF-8 in a continuation line ({e})");
@@ -126,10 +131,8 @@ impl CsvRows {
                     ))));
                 }
             }
-            if split_fields(&record, &mut self.fields) == Split::Complete {
-                return Ok(Some(Ok(line)));
-            }
         }
+        Ok(Some(Ok(line)))
     }
 
     fn read_line(&mut self) -> Result<Option<(u64, LineStatus)>, DataError> {
@@ -146,52 +149,69 @@ enum Split {
     OpenQuote,
 }
 
-/// Splits one record on commas. Quotes open a quoted field only at the start
-/// of a field (so a stray `"` inside a bare value is kept literally, like
-/// most CSV readers do); `""` inside quotes is an escaped quote.
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+enum State {
+    #[default]
+    FieldStart,
+    Bare,
+    Quoted,
+    QuoteInQuoted,
+}
+
+/// Splits one record on commas, fed one physical line at a time. Quotes open a quoted field
+/// only at the start of a field (so a stray `"` inside a bare value is kept literally, like most
+/// CSV readers do); `""` inside quotes is an escaped quote.
+#[derive(Default)]
+struct FieldSplitter {
+    state: State,
+    field: String,
+}
+
+impl FieldSplitter {
+    fn feed(&mut self, text: &str, out: &mut Vec<String>) {
+        for c in text.chars() {
+            self.state = match (self.state, c) {
+                (State::FieldStart | State::Bare | State::QuoteInQuoted, ',') => {
+                    out.push(std::mem::take(&mut self.field));
+                    State::FieldStart
+                }
+                (State::FieldStart, '"') => State::Quoted,
+                (State::Quoted, '"') => State::QuoteInQuoted,
+                (State::QuoteInQuoted, '"') => {
+                    self.field.push('"');
+                    State::Quoted
+                }
+                (State::Quoted, c) => {
+                    self.field.push(c);
+                    State::Quoted
+                }
+                // text after a closing quote is kept, leniently
+                (_, c) => {
+                    self.field.push(c);
+                    State::Bare
+                }
+            };
+        }
+    }
+
+    /// Ends the record unless the text fed so far ends inside a quoted field (then more lines
+    /// may be fed).
+    fn finish(&mut self, out: &mut Vec<String>) -> Split {
+        if self.state == State::Quoted {
+            return Split::OpenQuote;
+        }
+        out.push(std::mem::take(&mut self.field));
+        self.state = State::FieldStart;
+        Split::Complete
+    }
+}
+
+#[cfg(test)]
 fn split_fields(text: &str, out: &mut Vec<String>) -> Split {
     out.clear();
-    if !text.contains('"') {
-        out.extend(text.split(',').map(str::to_string));
-        return Split::Complete;
-    }
-    #[derive(PartialEq)]
-    enum State {
-        FieldStart,
-        Bare,
-        Quoted,
-        QuoteInQuoted,
-    }
-    let mut state = State::FieldStart;
-    let mut field = String::new();
-    for c in text.chars() {
-        state = match (state, c) {
-            (State::FieldStart | State::Bare | State::QuoteInQuoted, ',') => {
-                out.push(std::mem::take(&mut field));
-                State::FieldStart
-            }
-            (State::FieldStart, '"') => State::Quoted,
-            (State::Quoted, '"') => State::QuoteInQuoted,
-            (State::QuoteInQuoted, '"') => {
-                field.push('"');
-                State::Quoted
-            }
-            (State::Quoted, c) => {
-                field.push(c);
-                State::Quoted
-            }
-            // text after a closing quote is kept, leniently
-            (_, c) => {
-                field.push(c);
-                State::Bare
-            }
-        };
-    }
-    if state == State::Quoted {
-        return Split::OpenQuote;
-    }
-    out.push(field);
-    Split::Complete
+    let mut splitter = FieldSplitter::default();
+    splitter.feed(text, out);
+    splitter.finish(out)
 }
 
 #[cfg(test)]

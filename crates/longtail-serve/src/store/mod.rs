@@ -263,18 +263,12 @@ impl StoreUrl {
         )))
     }
 
-    /// Says where without a password.
+    /// Says where without a password: `user:PASS@` and `?password=PASS` (any parameter whose
+    /// name holds "password") are masked, so the result may be printed, exported or served.
     pub fn redacted(&self) -> String {
         match self {
             Self::Sqlite(p) => format!("sqlite:{}", p.display()),
-            Self::Postgres(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(a), Some(b)) if b > a => {
-                    let creds = &url[a + 3..b];
-                    let user = creds.split(':').next().unwrap_or("");
-                    format!("{}{user}:***{}", &url[..a + 3], &url[b..])
-                }
-                _ => url.clone(),
-            },
+            Self::Postgres(url) => redact_postgres(url),
         }
     }
 
@@ -285,6 +279,37 @@ impl StoreUrl {
             Self::Postgres(url) => Box::new(postgres::Postgres::connect(url)?),
         })
     }
+}
+
+fn redact_postgres(url: &str) -> String {
+    // The last `@` ends the credentials even when an unencoded password holds `@`, `?` or `/`
+    // (an `@` in the query masks too much, never too little).
+    let (head, rest) = match (url.find("://"), url.rfind('@')) {
+        (Some(a), Some(b)) if b > a => {
+            let user = url[a + 3..b].split(':').next().unwrap_or("");
+            let masked = if url[a + 3..b].contains(':') {
+                format!("{}{user}:***@", &url[..a + 3])
+            } else {
+                url[..=b].to_string()
+            };
+            (masked, &url[b + 1..])
+        }
+        _ => (String::new(), url),
+    };
+    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut out = head + base;
+    if !query.is_empty() {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -563,6 +588,19 @@ pub(crate) mod tests {
         assert!(StoreUrl::parse("mysql://x").is_err());
         let pg = StoreUrl::parse("postgres://bob:secret@db:5432/longtail").unwrap();
         assert_eq!(pg.redacted(), "postgres://bob:***@db:5432/longtail");
+        let pg = StoreUrl::parse(
+            "postgres://bob@db/lt?sslmode=require&password=s3cret&SSLPassword=k3y&user=bob",
+        )
+        .unwrap();
+        let shown = pg.redacted();
+        assert!(!shown.contains("s3cret") && !shown.contains("k3y"), "{shown}");
+        assert_eq!(
+            shown,
+            "postgres://bob@db/lt?sslmode=require&password=***&SSLPassword=***&user=bob"
+        );
+        // a password holding `@` or `?`: nothing of it shows
+        let pg = StoreUrl::parse("postgres://bob:p@ss?w0rd@db/lt").unwrap();
+        assert!(!pg.redacted().contains("w0rd"), "{}", pg.redacted());
     }
 
     #[test]

@@ -127,6 +127,7 @@ fn component(name: &str, kind: ComponentKind, ckpt: Option<(&Path, &str)>) -> Pl
 pub fn run(args: PlanArgs) -> Result<()> {
     let started = Instant::now();
     let device = args.device.resolve()?;
+    let _lock = longtail_fs::OutputLock::acquire(&args.out)?;
     args.tail_rule.validate(2)?;
     ensure!(
         (0.0..1.0).contains(&args.relevance_budget),

@@ -39,8 +39,14 @@ pub struct ScoreArgs {
     pub rejects: Option<PathBuf>,
 
     /// Continue an interrupted run where its durable output ends (OUTPUT.progress.json).
+    /// Refused when anything that makes the rows changed (checkpoint weights, --threshold,
+    /// --max-len, --id-field, precision, the input).
     #[arg(long, default_value_t = false)]
     pub resume: bool,
+
+    /// Replace an existing OUTPUT. Without this or --resume an existing output is an error.
+    #[arg(long, default_value_t = false, conflicts_with = "resume")]
+    pub overwrite: bool,
 
     /// Score only shard k of N (0-based k; contiguous row blocks).
     #[arg(long, value_parser = Shard::parse)]
@@ -131,6 +137,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     }
     stream.rejects = args.rejects.clone();
     stream.resume = args.resume;
+    stream.overwrite = args.overwrite;
     if let Some(s) = args.shard {
         stream.shard = s;
     }

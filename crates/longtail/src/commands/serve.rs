@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use longtail_infer::Precision;
-use longtail_serve::{Limits, ModelPaths, ServeConfig, StoreUrl};
+use longtail_serve::{Limits, ModelPaths, ServeConfig, ServiceKeys, StoreUrl};
 
 fn limits() -> Limits {
     Limits::default()
@@ -36,16 +36,29 @@ pub struct ServeArgs {
     /// `postgres://USER[:PASSWORD]@HOST:PORT/DB` for several replicas sharing one store.
     #[arg(long, default_value = "sqlite:runs/serve/events.db")]
     pub store: String,
+    /// /admin/reload accepts only paths under this directory, and /info shows paths relative
+    /// to it. Default: the working directory.
+    #[arg(long)]
+    pub model_root: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Key for the /v1 routes (header `x-api-key` or `Authorization: Bearer`). Without it the
-    /// /v1 routes are open (a warning is printed).
-    #[arg(long, hide_env_values = true)]
+    /// Key for the /v1 routes and /info (header `x-api-key` or `Authorization: Bearer`), at
+    /// least 16 bytes. Prefer --api-key-file or the environment variable: a command line is
+    /// visible to every local user in `ps`. Without a key the /v1 routes are open, which is
+    /// refused unless --bind is a loopback address.
+    #[arg(long, hide_env_values = true, conflicts_with = "api_key_file")]
     pub api_key: Option<String>,
-    /// Key for /admin and /v1/users. Without it those routes answer 403.
-    #[arg(long, hide_env_values = true)]
+    /// File holding the API key (its first line).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Key for /admin and /v1/users (at least 16 bytes, not the API key). Without it those
+    /// routes answer 403.
+    #[arg(long, hide_env_values = true, conflicts_with = "admin_key_file")]
     pub admin_key: Option<String>,
+    /// File holding the admin key (its first line).
+    #[arg(long)]
+    pub admin_key_file: Option<PathBuf>,
     /// p_tail at or above this gets the tail label (as `longtail score --threshold`).
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
@@ -59,7 +72,7 @@ pub struct ServeArgs {
     #[arg(long, hide_env_values = true)]
     pub user_id_key: Option<String>,
     /// Key file (hex), created with a random key if missing. Default: user_id.key beside the
-    /// SQLite store (or in the working directory for PostgreSQL).
+    /// SQLite store. With PostgreSQL, give this or --user-id-key: replicas must share one key.
     #[arg(long)]
     pub user_id_key_file: Option<PathBuf>,
     /// Largest request body in bytes.
@@ -87,6 +100,13 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = limits().timeout_seconds)]
     pub timeout_seconds: u64,
+    /// Open connections at most; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = limits().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; idle keep-alive connections close
+    /// after the same time.
+    #[arg(long, default_value_t = limits().header_read_timeout_seconds)]
+    pub header_read_timeout_seconds: u64,
 
     #[command(flatten)]
     pub device: crate::cli::DeviceArg,
@@ -106,7 +126,22 @@ fn limits_of(args: &ServeArgs) -> Limits {
             .max_batch_tokens
             .unwrap_or_else(|| longtail_infer::default_max_batch_tokens(args.precision)),
         timeout_seconds: args.timeout_seconds,
+        max_connections: args.max_connections,
+        header_read_timeout_seconds: args.header_read_timeout_seconds,
     }
+}
+
+/// A key given inline or in a file (its first line).
+fn key_text(inline: &Option<String>, file: &Option<PathBuf>, flag: &str) -> Result<Option<String>> {
+    Ok(match (inline, file) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--{flag}-file {}: cannot read it", path.display()))?;
+            Some(longtail_serve::keys::key_from_file_text(&text).to_string())
+        }
+        (None, None) => None,
+    })
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -114,6 +149,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let store = StoreUrl::parse(&args.store)?;
     if !(0.0..=1.0).contains(&args.threshold) {
         bail!("--threshold must be in [0, 1], got {}", args.threshold);
+    }
+    let keys = ServiceKeys::new(
+        key_text(&args.api_key, &args.api_key_file, "api-key")?.as_deref(),
+        key_text(&args.admin_key, &args.admin_key_file, "admin-key")?.as_deref(),
+        args.bind,
+    )?;
+    if matches!(store, StoreUrl::Postgres(_))
+        && args.user_id_key.is_none()
+        && args.user_id_key_file.is_none()
+    {
+        bail!(
+            "a PostgreSQL store is shared by replicas, and they must pseudonymise user ids with \
+             one key: give --user-id-key-file PATH (the same file on every replica) or \
+             --user-id-key"
+        );
     }
     let key_dir = match &store {
         StoreUrl::Sqlite(p) => p
@@ -136,13 +186,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
             p.display()
         );
     }
-    if args.api_key.is_none() {
-        eprintln!("warning: no --api-key: the /v1 routes are open to anyone who can connect");
+    if keys.api.is_none() {
+        eprintln!(
+            "warning: no --api-key: the /v1 routes are open to anyone who can connect to {}",
+            args.bind
+        );
     }
-    if args.admin_key.is_none() {
+    if keys.admin.is_none() {
         eprintln!("note: no --admin-key: /admin/reload and /v1/users are disabled (403)");
     }
     let limits = limits_of(&args);
+    let model_root = match &args.model_root {
+        Some(p) => p.clone(),
+        None => std::env::current_dir().context("the working directory")?,
+    };
+    let model_root = model_root
+        .canonicalize()
+        .with_context(|| format!("--model-root {}", model_root.display()))?;
     let interest = match (&args.interest, &args.plan) {
         (Some(dir), _) => dir.clone(),
         (None, Some(plan)) => {
@@ -166,8 +226,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         data: args.data,
         store,
         bind: args.bind,
-        api_key: args.api_key,
-        admin_key: args.admin_key,
+        keys,
+        model_root,
         pseudonymiser,
         threshold: args.threshold,
         limits,

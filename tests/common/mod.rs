@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests that run the real `longtail` binary.
 
+pub mod server;
 pub mod tiny;
 
 use std::process::{Command, Output};

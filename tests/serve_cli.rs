@@ -313,8 +313,24 @@ fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
         server.ok("GET", "/v1/users/u5", Some(ADMIN), None)["events"],
         json!([])
     );
+    // ... and neither does their history from --data (it used to stay).
+    assert!(first["history_len"].as_u64().unwrap() > 0);
     let erased = server.recommend(json!({"user_id": "u5", "k": 5}));
-    assert_eq!(erased["history_len"], first["history_len"]);
+    assert_eq!(erased["history_len"], 0, "{erased}");
+    // By pseudonym too (as exports and replies show users): the same user, not a new HMAC.
+    let u6 = server.recommend(json!({"user_id": "u6", "k": 5}));
+    assert!(u6["history_len"].as_u64().unwrap() > 0);
+    let pseudonym = u6["user"].as_str().unwrap().to_string();
+    let by_pseudonym = server.ok("DELETE", &format!("/v1/users/{pseudonym}"), Some(ADMIN), None);
+    assert_eq!(by_pseudonym["user"], pseudonym.as_str());
+    assert_eq!(server.recommend(json!({"user_id": "u6", "k": 5}))["history_len"], 0);
+    assert!(server.terminate().success());
+    // The tombstones outlive a restart: the data's histories stay erased.
+    let server = Server::start(&classifier, &interest, &data, &store);
+    for u in ["u5", "u6"] {
+        let list = server.recommend(json!({"user_id": u, "k": 5}));
+        assert_eq!(list["history_len"], 0, "{u} after a restart: {list}");
+    }
     assert!(server.terminate().success());
 }
 

@@ -159,6 +159,7 @@ impl Models {
         pseudo: &Pseudonymiser,
         threshold: f32,
         added: &[NewItem],
+        erased: &std::collections::HashSet<String>,
     ) -> Result<Self> {
         let model_err = |what: &Path, e: &dyn std::fmt::Display| {
             ServeError::Model(format!("{}: {e}", what.display()))
@@ -221,6 +222,8 @@ impl Models {
                 };
                 (key, i)
             })
+            // An erased user's history in the data is never served again.
+            .filter(|(key, _)| !erased.contains(key))
             .collect();
         let info = ModelInfo {
             classifier: version(&paths.classifier)?,
@@ -486,6 +489,8 @@ enum Job {
     Insert(Vec<EmbeddedItem>, Reply<()>),
     Swap(Box<Models>, Reply<ModelInfo>),
     Info(Reply<ModelInfo>),
+    /// Drops an erased user's `--data` history.
+    Forget(String, Reply<()>),
 }
 
 impl Job {
@@ -497,7 +502,7 @@ impl Job {
             Job::Recommend(_, r) => r.is_closed(),
             Job::Embed(_, r) => r.is_closed(),
             Job::Info(r) => r.is_closed(),
-            Job::Insert(..) | Job::Swap(..) => false,
+            Job::Insert(..) | Job::Swap(..) | Job::Forget(..) => false,
         }
     }
 }
@@ -630,6 +635,12 @@ impl Engine {
     pub async fn info(&self) -> Result<ModelInfo> {
         self.call(None, Job::Info).await
     }
+
+    /// Forgets an erased user's history from the data (their stored events are deleted by
+    /// the store).
+    pub async fn forget(&self, user: String) -> Result<()> {
+        self.call(None, |tx| Job::Forget(user, tx)).await
+    }
 }
 
 /// Runs one job, catching a panic: the request fails (its caller gets an error), the panic is
@@ -743,6 +754,11 @@ fn run(
             }
             Job::Info(reply) => {
                 let _ = reply.send(Ok(models.info.clone()));
+            }
+            Job::Forget(user, reply) => {
+                models.users.remove(&user);
+                models.info.users_in_data = models.users.len();
+                let _ = reply.send(Ok(()));
             }
         }
     }

@@ -145,11 +145,14 @@ pub async fn start(config: ServeConfig) -> Result<(AppState, Threads), ServeErro
             .await
             .map_err(|e| ServeError::Startup(e.to_string()))??;
     let added = store.items().await?;
+    let erased: std::collections::HashSet<String> = store.erased().await?.into_iter().collect();
     let pseudo = Arc::new(config.pseudonymiser);
     let (paths, data, threshold) = (config.models.clone(), config.data.clone(), config.threshold);
     let p = pseudo.clone();
     let models =
-        tokio::task::spawn_blocking(move || Models::load(&paths, &data, &p, threshold, &added))
+        tokio::task::spawn_blocking(move || {
+            Models::load(&paths, &data, &p, threshold, &added, &erased)
+        })
             .await
             .map_err(|e| ServeError::Startup(e.to_string()))??;
     eprintln!(

@@ -514,11 +514,21 @@ async fn events(
     }))
 }
 
-/// What is stored about a user (`id` is the raw id; it is pseudonymised before lookup).
+/// The pseudonym a `/v1/users/{id}` path names: a pseudonym as it is (`u_` and 32 hex digits,
+/// as exports and replies show it), any other id pseudonymised.
+fn pseudonym_of(s: &AppState, id: &str) -> String {
+    if s.0.pseudo.is_keyed() && Pseudonymiser::looks_pseudonymous(id) {
+        id.to_string()
+    } else {
+        s.0.pseudo.apply(id)
+    }
+}
+
+/// What is stored about a user (`id`: the raw id, or its pseudonym).
 #[utoipa::path(get, path = "/v1/users/{id}", params(("id" = String, Path)),
     responses((status = 200, body = UserResponse)), security(("admin_key" = [])))]
 async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Reply<UserResponse> {
-    let user = s.0.pseudo.apply(&id);
+    let user = pseudonym_of(&s, &id);
     let data = s.0.store.user(&user).await?;
     Ok(Json(UserResponse {
         user,
@@ -537,19 +547,23 @@ async fn get_user(State(s): State<AppState>, Path(id): Path<String>) -> Reply<Us
     }))
 }
 
-/// Erases a user's events and impressions.
+/// Erases a user (`id`: the raw id, or its pseudonym): their events and impressions, their
+/// history from `--data`; a tombstone keeps exports, reloads and later impressions from
+/// bringing any of it back.
 #[utoipa::path(delete, path = "/v1/users/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DeleteUserResponse)), security(("admin_key" = [])))]
 async fn delete_user(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Reply<DeleteUserResponse> {
-    let user = s.0.pseudo.apply(&id);
+    let user = pseudonym_of(&s, &id);
     let Outcome::Deleted(n) = s.0.store.write(Write::DeleteUser(user.clone())).await? else {
         return Err(ServeError::Model(
             "the store answered a delete oddly".into(),
         ));
     };
+    // The tombstone is committed; the in-memory history from --data goes too.
+    s.0.engine.forget(user.clone()).await?;
     Ok(Json(DeleteUserResponse {
         user,
         deleted_rows: n,
@@ -587,6 +601,8 @@ async fn reload(
     };
     let data = data.unwrap_or_else(|| old_data.clone());
     let added = s.0.store.items().await?;
+    let erased: std::collections::HashSet<String> =
+        s.0.store.erased().await?.into_iter().collect();
     let (p, d, pseudo, threshold) = (
         paths.clone(),
         data.clone(),
@@ -594,7 +610,7 @@ async fn reload(
         s.0.threshold,
     );
     let loaded =
-        tokio::task::spawn_blocking(move || Models::load(&p, &d, &pseudo, threshold, &added))
+        tokio::task::spawn_blocking(move || Models::load(&p, &d, &pseudo, threshold, &added, &erased))
             .await
             .map_err(|e| ServeError::Model(e.to_string()))?;
     let models = loaded.map_err(|e| ServeError::Request {

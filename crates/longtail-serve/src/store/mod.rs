@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS impressions (
     ts BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS impressions_user ON impressions (user_id);
+CREATE TABLE IF NOT EXISTS erased (
+    user_id TEXT PRIMARY KEY,
+    ts BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS items (
     seq {serial_key},
     item_id TEXT NOT NULL UNIQUE,
@@ -142,7 +146,9 @@ pub enum Write {
     Events(Vec<Event>),
     Impression(Impression),
     Items(Vec<NewItem>),
-    /// Erase everything stored about a user.
+    /// Erase everything stored about a user and record a tombstone (the pseudonym and when):
+    /// exports and the `--data` histories leave the user out from then on, and an impression
+    /// taken before the erasure is not written after it.
     DeleteUser(String),
 }
 
@@ -200,6 +206,8 @@ pub trait Backend: Send {
     fn user(&mut self, user: &str) -> Result<UserData, StoreError>;
     fn items(&mut self) -> Result<Vec<NewItem>, StoreError>;
     fn export(&mut self, since: Mark) -> Result<ExportBatch, StoreError>;
+    /// The erased users (pseudonyms), oldest first.
+    fn erased(&mut self) -> Result<Vec<String>, StoreError>;
     /// A write that leaves nothing behind (readiness).
     fn check_writable(&mut self) -> Result<(), StoreError>;
     /// Whether the connection is gone (a database server restarted): the thread reconnects.
@@ -318,6 +326,7 @@ enum Read {
     User(String, Reply<UserData>),
     Items(Reply<Vec<NewItem>>),
     Export(Mark, Reply<ExportBatch>),
+    Erased(Reply<Vec<String>>),
     CheckWritable(Reply<()>),
 }
 
@@ -383,6 +392,7 @@ impl Store {
                         Read::User(u, tx) => drop(tx.send(reader.run(|b| b.user(&u)))),
                         Read::Items(tx) => drop(tx.send(reader.run(|b| b.items()))),
                         Read::Export(s, tx) => drop(tx.send(reader.run(|b| b.export(s)))),
+                        Read::Erased(tx) => drop(tx.send(reader.run(|b| b.erased()))),
                         Read::CheckWritable(tx) => {
                             drop(tx.send(reader.run(|b| b.check_writable())))
                         }
@@ -426,6 +436,11 @@ impl Store {
 
     pub async fn export(&self, since: Mark) -> Result<ExportBatch, StoreError> {
         self.read(|tx| Read::Export(since, tx)).await
+    }
+
+    /// The erased users' pseudonyms.
+    pub async fn erased(&self) -> Result<Vec<String>, StoreError> {
+        self.read(Read::Erased).await
     }
 
     pub async fn check_writable(&self) -> Result<(), StoreError> {

@@ -108,7 +108,9 @@ impl Backend for Postgres {
                     let items = serde_json::to_string(&i.items)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
                     tx.execute(
-                        "INSERT INTO impressions (rec_id, user_id, items, ts) VALUES ($1, $2, $3, $4) \
+                        "INSERT INTO impressions (rec_id, user_id, items, ts) \
+                         SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
+                         (SELECT 1 FROM erased WHERE user_id = $2 AND ts >= $4) \
                          ON CONFLICT (rec_id) DO NOTHING",
                         &[&i.rec_id, &i.user, &items, &i.timestamp],
                     )
@@ -140,6 +142,12 @@ impl Backend for Postgres {
                     let b = tx
                         .execute("DELETE FROM impressions WHERE user_id = $1", &[user])
                         .map_err(err)?;
+                    tx.execute(
+                        "INSERT INTO erased (user_id, ts) VALUES ($1, $2) \
+                         ON CONFLICT (user_id) DO UPDATE SET ts = excluded.ts",
+                        &[user, &crate::now()],
+                    )
+                    .map_err(err)?;
                     Outcome::Deleted(a + b)
                 }
             });
@@ -180,6 +188,14 @@ impl Backend for Postgres {
             )
             .map_err(err)?;
         rows.iter().map(to_item).collect()
+    }
+
+    fn erased(&mut self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT user_id FROM erased ORDER BY ts, user_id", &[])
+            .map_err(err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn export(&mut self, since: Mark) -> Result<ExportBatch, StoreError> {

@@ -38,7 +38,11 @@ impl Sqlite {
                 path.display()
             )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        // secure_delete: an erased user's rows are overwritten with zeros, not left in free
+        // pages.
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        )
             .map_err(err)?;
         conn.execute_batch(&super::schema(
             "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -101,6 +105,7 @@ impl Backend for Sqlite {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let mut out = Vec::with_capacity(writes.len());
+        let mut erased_any = false;
         for w in writes {
             out.push(match w {
                 Write::Events(events) => {
@@ -129,8 +134,11 @@ impl Backend for Sqlite {
                 Write::Impression(i) => {
                     let items = serde_json::to_string(&i.items)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    // Not for a user erased after the list was made (a DELETE that raced it).
                     tx.execute(
-                        "INSERT INTO impressions (rec_id, user_id, items, ts) VALUES (?1, ?2, ?3, ?4) \
+                        "INSERT INTO impressions (rec_id, user_id, items, ts) \
+                         SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS \
+                         (SELECT 1 FROM erased WHERE user_id = ?2 AND ts >= ?4) \
                          ON CONFLICT (rec_id) DO NOTHING",
                         params![i.rec_id, i.user, items, i.timestamp],
                     )
@@ -162,11 +170,25 @@ impl Backend for Sqlite {
                     let b = tx
                         .execute("DELETE FROM impressions WHERE user_id = ?1", params![user])
                         .map_err(err)?;
+                    tx.execute(
+                        "INSERT INTO erased (user_id, ts) VALUES (?1, ?2) \
+                         ON CONFLICT (user_id) DO UPDATE SET ts = excluded.ts",
+                        params![user, crate::now()],
+                    )
+                    .map_err(err)?;
+                    erased_any = true;
                     Outcome::Deleted((a + b) as u64)
                 }
             });
         }
         tx.commit().map_err(err)?;
+        if erased_any {
+            // secure_delete zeroed the freed pages; the WAL still holds the old ones until
+            // it is checkpointed and truncated.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(err)?;
+        }
         Ok(out)
     }
 
@@ -225,6 +247,14 @@ impl Backend for Sqlite {
         };
         tx.commit().map_err(err)?;
         Ok(ExportBatch::new(events, items, since))
+    }
+
+    fn erased(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id FROM erased ORDER BY ts, user_id")
+            .map_err(err)?;
+        query_all(&mut stmt, [], |r| r.get(0))
     }
 
     fn check_writable(&mut self) -> Result<(), StoreError> {

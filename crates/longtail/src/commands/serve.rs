@@ -270,6 +270,11 @@ pub struct ExportArgs {
     /// the original dataset, or the previous export's --out.
     #[arg(long)]
     pub base: Option<PathBuf>,
+    /// The service's user-id key file: the base's raw user ids are exported as pseudonyms and
+    /// erased users' rows are left out. Default: user_id.key beside a SQLite store, when it
+    /// exists (where `serve` keeps it).
+    #[arg(long)]
+    pub user_id_key_file: Option<PathBuf>,
 }
 
 pub fn run_events(cmd: EventsCommand) -> Result<()> {
@@ -281,11 +286,33 @@ pub fn run_events(cmd: EventsCommand) -> Result<()> {
                     .with_context(|| format!("reading the mark in {}", p.display()))?,
                 None => Default::default(),
             };
-            let s = longtail_serve::export::export(&store, since, &args.out, args.base.as_deref())?;
+            let key_file = args.user_id_key_file.clone().or_else(|| match &store {
+                StoreUrl::Sqlite(p) => Some(p.with_file_name("user_id.key")).filter(|k| k.is_file()),
+                StoreUrl::Postgres(_) => None,
+            });
+            let pseudo = match &key_file {
+                Some(path) => {
+                    anyhow::ensure!(
+                        path.is_file(),
+                        "--user-id-key-file {}: no such file",
+                        path.display()
+                    );
+                    let key = longtail_interest::Pseudonymiser::load_or_create_key_file(path)?;
+                    Some(longtail_interest::Pseudonymiser::keyed(&key)?)
+                }
+                None => None,
+            };
+            let s = longtail_serve::export::export(
+                &store,
+                since,
+                &args.out,
+                args.base.as_deref(),
+                pseudo.as_ref(),
+            )?;
             println!(
                 "exported {} clicks, {} purchases, {} new items (dismissals not exported: {}) \
-                 after events #{} / items #{}; base: {} items, {} interactions; wrote {} \
-                 (next export: --since {})",
+                 after events #{} / items #{}; base: {} items, {} interactions ({} of erased \
+                 users left out); wrote {} (next export: --since {})",
                 s.clicks,
                 s.purchases,
                 s.new_items,
@@ -294,6 +321,7 @@ pub fn run_events(cmd: EventsCommand) -> Result<()> {
                 s.since.items,
                 s.base_items,
                 s.base_interactions,
+                s.erased_interactions,
                 args.out.display(),
                 args.out.join(longtail_serve::export::EXPORT_FILE).display()
             );

@@ -69,6 +69,7 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
     let db = tmp.path().join("store/events.db");
     let store = format!("sqlite:{}", db.display());
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let items_acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut rng = Lcg(29);
     let started = Instant::now();
     for round in 0..rounds() {
@@ -100,10 +101,33 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
                 })
             })
             .collect();
+        // ... and while items are added and the models reloaded.
+        let items = {
+            let (addr, stop, items_acked) = (server.addr.clone(), stop.clone(), items_acked.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = format!("K{round}-{n}");
+                    n += 1;
+                    let body = json!({"items": [listing(&id, "spare ribbon refill")]});
+                    if let Some((200, _)) = call(&addr, "POST", "/v1/items", Some(KEY), Some(&body)) {
+                        items_acked.lock().unwrap().push(id);
+                    }
+                }
+            })
+        };
+        let reloads = {
+            let (addr, stop) = (server.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = call(&addr, "POST", "/admin/reload", Some(ADMIN), Some(&json!({})));
+                }
+            })
+        };
         std::thread::sleep(Duration::from_millis(50 + rng.below(450)));
         drop(server); // kill -9
         stop.store(true, Ordering::SeqCst);
-        for c in clients {
+        for c in clients.into_iter().chain([items, reloads]) {
             c.join().unwrap();
         }
     }
@@ -113,6 +137,13 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
     // exactly once.
     let server = Server::start(&classifier, &interest, &data, &store);
     assert_eq!(server.ok("GET", "/health", None, None)["status"], "ok");
+    // Every acknowledged item is back in the catalogue.
+    let items_acked = items_acked.lock().unwrap().clone();
+    for id in &items_acked {
+        let body = json!({"history": [id], "k": 3});
+        let (status, v) = server.call("POST", "/v1/recommend", Some(KEY), Some(&body));
+        assert_eq!(status, 200, "item {id} acknowledged, then lost: {v}");
+    }
     assert!(server.terminate().success());
     assert_eq!(sqlite(&db, "PRAGMA integrity_check"), ["ok"]);
     let stored = sqlite(&db, "SELECT event_id FROM events");
@@ -121,9 +152,11 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
     let lost: Vec<&String> = acked.iter().filter(|id| !unique.contains(id)).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost: {lost:?}", lost.len());
     eprintln!(
-        "kill -9: {} rounds, {} events acknowledged, 0 lost, {} stored ({:.0} s)",
+        "kill -9: {} rounds (events, items and reloads in flight), {} events and {} items \
+         acknowledged, 0 lost, {} events stored ({:.0} s)",
         rounds(),
         acked.len(),
+        items_acked.len(),
         stored.len(),
         started.elapsed().as_secs_f64()
     );
@@ -350,4 +383,76 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
         "hostile input: the 800 KB comment title scored in {scored:?} (a recommend waited \
          {waited:?}); slowest other hostile request {slowest:?}"
     );
+}
+
+/// Concurrent writers: `/admin/reload` while 100 `/v1/items` arrive (an item acknowledged
+/// while the new models loaded used to drop out of the catalogue until the next reload), and
+/// `DELETE /v1/users` while that user's lists are being made (no impression may survive it).
+#[test]
+fn reload_during_item_additions_and_delete_during_recommend_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, classifier, interest) = world(tmp.path());
+    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
+    let server = Server::start(&classifier, &interest, &data, &store);
+    let done = Arc::new(AtomicBool::new(false));
+    let reloads = {
+        let (addr, done) = (server.addr.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !done.load(Ordering::SeqCst) {
+                let (status, v) =
+                    call(&addr, "POST", "/admin/reload", Some(ADMIN), Some(&json!({}))).unwrap();
+                assert_eq!(status, 200, "{v}");
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut added = Vec::new();
+    for i in 0..100 {
+        let id = format!("NEW{i:03}");
+        let body = json!({"items": [listing(&id, "black stapler refill")]});
+        let (status, v) = server.call("POST", "/v1/items", Some(KEY), Some(&body));
+        assert_eq!(status, 200, "{v}");
+        added.push(id);
+    }
+    done.store(true, Ordering::SeqCst);
+    let reloaded = reloads.join().unwrap();
+    assert!(reloaded >= 2, "only {reloaded} reloads ran during the additions");
+    // Every acknowledged item is in the catalogue: recommendable from an explicit history.
+    for id in &added {
+        let (status, v) = server.call(
+            "POST",
+            "/v1/recommend",
+            Some(KEY),
+            Some(&json!({"history": [id], "k": 3})),
+        );
+        assert_eq!(status, 200, "{id} dropped out after {reloaded} reloads: {v}");
+    }
+
+    // DELETE while lists for the same user are being made: nothing of theirs survives.
+    let stop = Arc::new(AtomicBool::new(false));
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, stop) = (server.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let body = json!({"user_id": "u7", "k": 5});
+                    let _ = call(&addr, "POST", "/v1/recommend", Some(KEY), Some(&body));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    server.ok("DELETE", "/v1/users/u7", Some(ADMIN), None);
+    stop.store(true, Ordering::SeqCst);
+    for l in listers {
+        l.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200)); // impressions are written after the reply
+    let user = server.ok("GET", "/v1/users/u7", Some(ADMIN), None);
+    assert_eq!(user["impressions"], 0, "{user}");
+    assert_eq!(user["events"], json!([]), "{user}");
+    assert!(server.terminate().success());
+    eprintln!("concurrent writers: 100 items during {reloaded} reloads, none lost");
 }

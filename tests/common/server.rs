@@ -53,7 +53,7 @@ impl Server {
     ) -> Self {
         let key_file = data.parent().unwrap().join("api.key");
         std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-        let mut child = longtail()
+        let child = longtail()
             .arg("serve")
             .arg("--classifier")
             .arg(classifier)
@@ -75,6 +75,11 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start longtail serve");
+        Self::attach(child)
+    }
+
+    /// A spawned `longtail serve` (stderr piped): waits until it listens.
+    pub fn attach(mut child: Child) -> Self {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = String::new();
         let addr = loop {

@@ -256,22 +256,28 @@ impl Models {
             users,
             info,
         };
-        // Items added while serving that the data now holds (a re-training cycle's export)
-        // are ordinary catalogue items.
-        let added: Vec<&NewItem> = added
-            .iter()
-            .filter(|i| models.recommender.item_index(&i.item_id).is_none())
-            .collect();
-        if !added.is_empty() {
-            let listings = added
-                .iter()
-                .map(|i| parse_listing(&i.listing))
-                .collect::<Result<Vec<_>>>()?;
-            let embedded = models.embed(&listings)?;
-            models.insert(&embedded)?;
-        }
+        models.add_stored(added)?;
         models.smoke_test()?;
         Ok(models)
+    }
+
+    /// Adds items the store holds (added while serving), re-embedded with this checkpoint's
+    /// encoder; those the catalogue has already (a re-training cycle's export made them
+    /// ordinary items, or they were inserted meanwhile) are skipped.
+    fn add_stored(&mut self, stored: &[NewItem]) -> Result<()> {
+        let missing: Vec<&NewItem> = stored
+            .iter()
+            .filter(|i| self.recommender.item_index(&i.item_id).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let listings = missing
+            .iter()
+            .map(|i| parse_listing(&i.listing))
+            .collect::<Result<Vec<_>>>()?;
+        let embedded = self.embed(&listings)?;
+        self.insert(&embedded)
     }
 
     fn smoke_test(&self) -> Result<()> {
@@ -366,7 +372,15 @@ impl Models {
 
     /// Adds embedded items to the catalogue. A new item has no interactions, so it is a tail
     /// item by the data's count rule.
+    /// Items the catalogue already has are skipped (a reload may have added them first).
     fn insert(&mut self, items: &[EmbeddedItem]) -> Result<()> {
+        let items: Vec<&EmbeddedItem> = items
+            .iter()
+            .filter(|i| self.recommender.item_index(&i.item_id).is_none())
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
         let ids: Vec<(String, bool)> = items.iter().map(|i| (i.item_id.clone(), true)).collect();
         let emb: Vec<f32> = items
             .iter()
@@ -491,6 +505,8 @@ enum Job {
     Info(Reply<ModelInfo>),
     /// Drops an erased user's `--data` history.
     Forget(String, Reply<()>),
+    /// Adds items the store holds that the catalogue lacks (a reload's late items).
+    AddStored(Vec<NewItem>, Reply<()>),
 }
 
 impl Job {
@@ -502,7 +518,7 @@ impl Job {
             Job::Recommend(_, r) => r.is_closed(),
             Job::Embed(_, r) => r.is_closed(),
             Job::Info(r) => r.is_closed(),
-            Job::Insert(..) | Job::Swap(..) | Job::Forget(..) => false,
+            Job::Insert(..) | Job::Swap(..) | Job::Forget(..) | Job::AddStored(..) => false,
         }
     }
 }
@@ -641,6 +657,11 @@ impl Engine {
     pub async fn forget(&self, user: String) -> Result<()> {
         self.call(None, |tx| Job::Forget(user, tx)).await
     }
+
+    /// Adds stored items the catalogue lacks (embedded by the current checkpoint).
+    pub async fn add_stored(&self, items: Vec<NewItem>) -> Result<()> {
+        self.call(None, |tx| Job::AddStored(items, tx)).await
+    }
 }
 
 /// Runs one job, catching a panic: the request fails (its caller gets an error), the panic is
@@ -754,6 +775,16 @@ fn run(
             }
             Job::Info(reply) => {
                 let _ = reply.send(Ok(models.info.clone()));
+            }
+            Job::AddStored(stored, reply) => {
+                guarded(metrics, "reload", || {
+                    let result = models.add_stored(&stored);
+                    if result.is_ok() {
+                        *catalogue.write().unwrap_or_else(|e| e.into_inner()) =
+                            catalogue_of(&models);
+                    }
+                    let _ = reply.send(result);
+                });
             }
             Job::Forget(user, reply) => {
                 models.users.remove(&user);

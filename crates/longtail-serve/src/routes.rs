@@ -601,6 +601,7 @@ async fn reload(
     };
     let data = data.unwrap_or_else(|| old_data.clone());
     let added = s.0.store.items().await?;
+    let known_seq = added.iter().map(|i| i.seq).max().unwrap_or(0);
     let erased: std::collections::HashSet<String> =
         s.0.store.erased().await?.into_iter().collect();
     let (p, d, pseudo, threshold) = (
@@ -617,7 +618,21 @@ async fn reload(
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: format!("reload failed, the previous models keep serving: {e}"),
     })?;
-    let info = s.0.engine.swap(models).await?;
+    let mut info = s.0.engine.swap(models).await?;
+    // Items acknowledged by /v1/items while the new models loaded went into the old ones;
+    // the new ones get them here (later ones reach the new models directly).
+    let late: Vec<NewItem> = s
+        .0
+        .store
+        .items()
+        .await?
+        .into_iter()
+        .filter(|i| i.seq > known_seq)
+        .collect();
+    if !late.is_empty() {
+        s.0.engine.add_stored(late).await?;
+        info = s.0.engine.info().await?;
+    }
     *current = (paths, data);
     s.0.metrics.reload();
     Ok(Json(ReloadResponse {

@@ -147,8 +147,8 @@ pub enum Write {
     Impression(Impression),
     Items(Vec<NewItem>),
     /// Erase everything stored about a user and record a tombstone (the pseudonym and when):
-    /// exports and the `--data` histories leave the user out from then on, and an impression
-    /// taken before the erasure is not written after it.
+    /// exports and the `--data` histories leave the user out from then on, and no impression
+    /// of the pseudonym is written any more (one made before the erasure may commit after it).
     DeleteUser(String),
 }
 

@@ -110,7 +110,7 @@ impl Backend for Postgres {
                     tx.execute(
                         "INSERT INTO impressions (rec_id, user_id, items, ts) \
                          SELECT $1, $2, $3, $4 WHERE NOT EXISTS \
-                         (SELECT 1 FROM erased WHERE user_id = $2 AND ts >= $4) \
+                         (SELECT 1 FROM erased WHERE user_id = $2) \
                          ON CONFLICT (rec_id) DO NOTHING",
                         &[&i.rec_id, &i.user, &items, &i.timestamp],
                     )

@@ -134,11 +134,12 @@ impl Backend for Sqlite {
                 Write::Impression(i) => {
                     let items = serde_json::to_string(&i.items)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    // Not for a user erased after the list was made (a DELETE that raced it).
+                    // Never for an erased user: a list made before a DELETE that raced it must not
+                    // leave a trace after it (impressions only correct exposure; none are needed).
                     tx.execute(
                         "INSERT INTO impressions (rec_id, user_id, items, ts) \
                          SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS \
-                         (SELECT 1 FROM erased WHERE user_id = ?2 AND ts >= ?4) \
+                         (SELECT 1 FROM erased WHERE user_id = ?2) \
                          ON CONFLICT (rec_id) DO NOTHING",
                         params![i.rec_id, i.user, items, i.timestamp],
                     )

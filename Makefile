@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: setup build demo test test-rust test-cli lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
+.PHONY: setup build demo test test-rust test-cli test-faults lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -66,6 +66,16 @@ test-rust: python-deps
 	    $(PYTHON) scripts/make_token_reference.py --items $(DATASET)/items.jsonl \
 	        --tokenizer $(BASE_MODEL)/tokenizer.json --out $(LONGTAIL_TEST_TOKEN_REFERENCE) || exit 1; fi
 	$(CARGO) test --release --workspace
+
+## test-faults: the long fault-injection runs (make test runs the short ones): 100 rounds of
+## kill -9 under load, disk full, hostile inputs, and a long property search over the readers
+## and the text cleaner
+FAULT_ROUNDS ?= 100
+FUZZ_CASES ?= 20000
+test-faults: build
+	LONGTAIL_TEST_FAULT_ROUNDS=$(FAULT_ROUNDS) $(CARGO) test --release --workspace \
+	    --test serve_faults --test disk_full --test hostile_inputs -- --nocapture
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --workspace --test properties
 
 # The real binary on the real data, checked by an independent Python recomputation.
 test-cli: build

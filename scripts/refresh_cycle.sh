@@ -15,7 +15,8 @@
 # interactions.csv, the original dataset or the previous cycle's export), INTEREST (checkpoint
 # in service), OUT (this cycle's directory), SERVER (http://HOST:PORT), ADMIN_KEY or
 # ADMIN_KEY_FILE (a file whose first line is the key: it then never enters the environment); optional
-# PLAN (plan directory in service), SINCE (previous cycle's export dir), LONGTAIL (binary),
+# PLAN (plan directory in service), SINCE (previous cycle's export dir), USER_ID_KEY_FILE (the
+# service's key, needed with PostgreSQL), LONGTAIL (binary),
 # PREPARE_ARGS, TRAIN_ARGS, PLAN_ARGS, EVAL_ARGS.
 set -euo pipefail
 : "${STORE:?}" "${BASE:?}" "${INTEREST:?}" "${OUT:?}" "${SERVER:?}"
@@ -28,7 +29,12 @@ mkdir -p "$OUT"
 
 since=()
 [[ -n "${SINCE:-}" ]] && since=(--since "$SINCE")
-"$LONGTAIL" events export --store "$STORE" --base "$BASE" "${since[@]}" --out "$OUT/export"
+# The service's user-id key (default: user_id.key beside a SQLite store): base ids are exported
+# as pseudonyms and erased users' rows left out.
+key=()
+[[ -n "${USER_ID_KEY_FILE:-}" ]] && key=(--user-id-key-file "$USER_ID_KEY_FILE")
+"$LONGTAIL" events export --store "$STORE" --base "$BASE" "${since[@]}" "${key[@]}" \
+    --out "$OUT/export"
 
 # shellcheck disable=SC2086 # *_ARGS are word lists on purpose
 "$LONGTAIL" prepare --items "$OUT/export/items.jsonl" \

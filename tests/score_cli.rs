@@ -484,6 +484,12 @@ fn outputs_are_never_overwritten_mixed_or_written_twice() {
         &["--chunk-rows", "40", "--resume", "--max-len", "16"],
         "--max-len",
     );
+    // a damaged progress file is a clear error, not a panic or a silent restart
+    let progress = tmp.path().join("scores.jsonl.progress.json");
+    let sidecar = std::fs::read(&progress).unwrap();
+    std::fs::write(&progress, b"{\"version\": 2, \"rows_consumed\": \"x\"").unwrap();
+    refused(&out, &["--chunk-rows", "40", "--resume"], "unreadable progress file");
+    std::fs::write(&progress, &sidecar).unwrap();
     // --overwrite replaces it
     score(&ckpt, &input, &out, &["--chunk-rows", "40", "--overwrite"]);
     assert_eq!(std::fs::read(&out).unwrap(), first);

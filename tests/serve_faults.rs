@@ -249,6 +249,40 @@ fn slow_and_idle_clients_cannot_hold_the_service() {
         after <= baseline + 10,
         "descriptors: {baseline} at start, {held} with 300 idle sockets, {after} after the timeout"
     );
+    // Clients that send a scoring request and leave at once: their jobs are skipped or
+    // finish, the queue drains, nothing stays held.
+    let body = json!({"listings": [listing("F1", "black stapler refill pack")]}).to_string();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        let req = format!(
+            "POST /v1/tail/score HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        drop(s);
+    }
+    let drained = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = server.ok("GET", "/metrics", None, None);
+        let queued = metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("longtail_queue_size"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        if queued == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < drained, "{queued} jobs still queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    assert_eq!(server.ok("GET", "/health", None, None)["status"], "ok");
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(open_fds(pid) <= baseline + 10, "descriptors after the flood: {}", open_fds(pid));
     // SIGTERM with slow sockets open still ends promptly.
     let _more: Vec<TcpStream> = (0..50)
         .map(|_| {

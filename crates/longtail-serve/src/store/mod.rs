@@ -11,7 +11,7 @@
 mod postgres;
 mod sqlite;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
@@ -330,11 +330,17 @@ enum Read {
     CheckWritable(Reply<()>),
 }
 
+/// Writes and reads waiting for the store threads at most: a caller past it waits (async) for
+/// a place, so a flood cannot grow the queues without bound.
+const MAX_QUEUED: usize = 4096;
+
 /// The store as the service uses it: cheap to clone, async, thread-backed.
 #[derive(Clone)]
 pub struct Store {
     writes: mpsc::Sender<(Write, Reply<Outcome>)>,
     reads: mpsc::Sender<Read>,
+    /// Places in the two queues (held until the answer comes back).
+    places: Arc<tokio::sync::Semaphore>,
     pub url: StoreUrl,
 }
 
@@ -404,6 +410,7 @@ impl Store {
             Self {
                 writes: wtx,
                 reads: rtx,
+                places: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED)),
                 url: url.clone(),
             },
             StoreThreads(vec![w, r]),
@@ -412,6 +419,7 @@ impl Store {
 
     /// Commits `write` durably; returns once the commit is done.
     pub async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
+        let _place = self.places.acquire().await.map_err(|_| StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
         self.writes
             .send((write, tx))
@@ -420,6 +428,7 @@ impl Store {
     }
 
     async fn read<T>(&self, make: impl FnOnce(Reply<T>) -> Read) -> Result<T, StoreError> {
+        let _place = self.places.acquire().await.map_err(|_| StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
         self.reads.send(make(tx)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

@@ -99,7 +99,11 @@ fn score_on_a_full_disk_fails_then_resumes_byte_identically() {
     };
     let status = full.status().unwrap();
     assert!(!status.success(), "score succeeded on a full disk");
-    assert!(temp_files(&out_dir).is_empty(), "{:?}", temp_files(&out_dir));
+    assert!(
+        temp_files(&out_dir).is_empty(),
+        "{:?}",
+        temp_files(&out_dir)
+    );
     assert_eq!(
         std::fs::read(&earlier).unwrap(),
         std::fs::read(&reference).unwrap(),
@@ -109,7 +113,10 @@ fn score_on_a_full_disk_fails_then_resumes_byte_identically() {
     assert!(partial < std::fs::metadata(&reference).unwrap().len());
     // Space is back: the resume finishes with the bytes of a run that never failed.
     run_ok(&mut score(&out, &["--resume"]));
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&reference).unwrap());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&reference).unwrap()
+    );
 }
 
 #[test]
@@ -128,7 +135,14 @@ fn train_on_a_full_disk_keeps_its_checkpoints_and_resumes() {
             .arg("--out")
             .arg(&out)
             .args(["--max-len", "32", "--per-device-train-batch-size", "8"])
-            .args(["--max-steps", "40", "--eval-strategy", "steps", "--eval-steps", "5"])
+            .args([
+                "--max-steps",
+                "40",
+                "--eval-strategy",
+                "steps",
+                "--eval-steps",
+                "5",
+            ])
             .args(["--save-total-limit", "2", "--seed", "3"])
             .args(extra);
         c
@@ -179,10 +193,17 @@ fn export_and_serve_on_a_full_disk_acknowledge_only_what_they_store() {
         return longtail_testutil::skip!("strace cannot run here (not installed or no ptrace)");
     };
     assert!(!full.status().unwrap().success());
-    assert_eq!(std::fs::read(first.join("interactions.csv")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(first.join("interactions.csv")).unwrap(),
+        before
+    );
     assert!(first.join("export.json").is_file());
     assert!(temp_files(&first).is_empty(), "{:?}", temp_files(&first));
-    assert!(temp_files(tmp.path()).is_empty(), "{:?}", temp_files(tmp.path()));
+    assert!(
+        temp_files(tmp.path()).is_empty(),
+        "{:?}",
+        temp_files(tmp.path())
+    );
 
     // serve whose database writes fail from some point on: every 200 is stored.
     let mut cmd = longtail();
@@ -194,12 +215,14 @@ fn export_and_serve_on_a_full_disk_acknowledge_only_what_they_store() {
         .arg("--data")
         .arg(&data)
         .args(["--store", &store, "--bind", "127.0.0.1:0", "--api-key", KEY])
-        .args(["--admin-key", ADMIN, "--user-id-key", "0123456789abcdef0123"]);
+        .args([
+            "--admin-key",
+            ADMIN,
+            "--user-id-key",
+            "0123456789abcdef0123",
+        ]);
     let mut traced = disk_full_from(&cmd, "pwrite64", 60).unwrap();
-    let child = traced
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = traced.stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut server = Server::attach(child);
     let mut acked = Vec::new();
     let mut refused = 0;
@@ -214,11 +237,15 @@ fn export_and_serve_on_a_full_disk_acknowledge_only_what_they_store() {
             None => refused += 1,
         }
     }
-    assert!(refused > 0, "no write failed: the injection did not reach the store");
+    assert!(
+        refused > 0,
+        "no write failed: the injection did not reach the store"
+    );
     // kill -9 the traced server itself (killing strace would only detach it), then strace
     let strace_pid = server.child.id();
-    let children = std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
-        .unwrap_or_default();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children"))
+            .unwrap_or_default();
     for pid in children.split_whitespace() {
         let _ = Command::new("kill").args(["-KILL", pid]).status();
     }
@@ -233,7 +260,10 @@ fn export_and_serve_on_a_full_disk_acknowledge_only_what_they_store() {
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     for id in &acked {
-        assert!(stored.contains(&id.as_str()), "{id} was acknowledged, not stored");
+        assert!(
+            stored.contains(&id.as_str()),
+            "{id} was acknowledged, not stored"
+        );
     }
     assert!(server.terminate().success());
     eprintln!(

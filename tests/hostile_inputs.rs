@@ -62,9 +62,11 @@ fn every_corpus_input_ends_in_bounded_time_without_a_panic() {
                 let path = dir.path().join(file);
                 std::fs::write(&path, grow(case, size)).unwrap();
                 let what = format!("{kind} reader, {} bytes: {}", size, case["name"]);
-                let (rows, took) = timed(&what, || match RecordReader::open(&path, ReadOptions::default()) {
-                    Ok(reader) => reader.count(),
-                    Err(_) => 0, // a bad header is a clear error
+                let (rows, took) = timed(&what, || {
+                    match RecordReader::open(&path, ReadOptions::default()) {
+                        Ok(reader) => reader.count(),
+                        Err(_) => 0, // a bad header is a clear error
+                    }
                 });
                 let _ = rows;
                 note(what, took);

@@ -465,12 +465,18 @@ fn outputs_are_never_overwritten_mixed_or_written_twice() {
     score(&ckpt, &input, &out, &["--chunk-rows", "40"]);
     let first = std::fs::read(&out).unwrap();
     let refused = |output: &Path, extra: &[&str], why: &str| {
-        let o = score_command(&ckpt, &input, output, extra).output().unwrap();
+        let o = score_command(&ckpt, &input, output, extra)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(why), "{extra:?}: {err}");
     };
     refused(&out, &["--chunk-rows", "40"], "already exists");
-    assert_eq!(std::fs::read(&out).unwrap(), first, "the refused run kept the output");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        first,
+        "the refused run kept the output"
+    );
     refused(&input, &["--overwrite"], "is the input file");
     assert_eq!(jsonl(&input).len(), 200);
     // a resume whose rows would differ is refused, naming what changed
@@ -488,7 +494,11 @@ fn outputs_are_never_overwritten_mixed_or_written_twice() {
     let progress = tmp.path().join("scores.jsonl.progress.json");
     let sidecar = std::fs::read(&progress).unwrap();
     std::fs::write(&progress, b"{\"version\": 2, \"rows_consumed\": \"x\"").unwrap();
-    refused(&out, &["--chunk-rows", "40", "--resume"], "unreadable progress file");
+    refused(
+        &out,
+        &["--chunk-rows", "40", "--resume"],
+        "unreadable progress file",
+    );
     std::fs::write(&progress, &sidecar).unwrap();
     // --overwrite replaces it
     score(&ckpt, &input, &out, &["--chunk-rows", "40", "--overwrite"]);
@@ -516,7 +526,10 @@ fn outputs_are_never_overwritten_mixed_or_written_twice() {
     let still_running = child.try_wait().unwrap().is_none();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(still_running, "the first run ended before the second started");
+    assert!(
+        still_running,
+        "the first run ended before the second started"
+    );
     assert!(
         !o.status.success() && err.contains("being written by another process"),
         "{err}"

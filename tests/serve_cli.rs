@@ -38,14 +38,25 @@ fn serve_refuses_empty_short_shared_or_missing_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let refused = |args: &[&str], why: &str| {
         let out = longtail()
-            .args(["serve", "--classifier", "c", "--interest", "i", "--data", "d"])
+            .args([
+                "serve",
+                "--classifier",
+                "c",
+                "--interest",
+                "i",
+                "--data",
+                "d",
+            ])
             .arg("--model-root")
             .arg(tmp.path())
             .args(args)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(why), "{args:?}: {err}");
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{args:?}: {err}"
+        );
     };
     refused(&["--api-key", "", "--admin-key", ""], "is empty");
     refused(&["--api-key", "short"], "at least 16");
@@ -321,9 +332,17 @@ fn serve_scores_recommends_learns_from_events_reloads_and_survives_restart() {
     let u6 = server.recommend(json!({"user_id": "u6", "k": 5}));
     assert!(u6["history_len"].as_u64().unwrap() > 0);
     let pseudonym = u6["user"].as_str().unwrap().to_string();
-    let by_pseudonym = server.ok("DELETE", &format!("/v1/users/{pseudonym}"), Some(ADMIN), None);
+    let by_pseudonym = server.ok(
+        "DELETE",
+        &format!("/v1/users/{pseudonym}"),
+        Some(ADMIN),
+        None,
+    );
     assert_eq!(by_pseudonym["user"], pseudonym.as_str());
-    assert_eq!(server.recommend(json!({"user_id": "u6", "k": 5}))["history_len"], 0);
+    assert_eq!(
+        server.recommend(json!({"user_id": "u6", "k": 5}))["history_len"],
+        0
+    );
     assert!(server.terminate().success());
     // The tombstones outlive a restart: the data's histories stay erased.
     let server = Server::start(&classifier, &interest, &data, &store);
@@ -454,7 +473,10 @@ fn refresh_cycle_exports_retrains_gates_and_reloads() {
             .display()
             .to_string()
     };
-    assert_eq!(info["models"]["interest"]["path"], relative(&out.join("interest")));
+    assert_eq!(
+        info["models"]["interest"]["path"],
+        relative(&out.join("interest"))
+    );
     // The new item is in the prepared catalogue now, not an added one, and the exported
     // users' histories (under their pseudonyms) are the data's.
     assert_eq!(info["models"]["added_items"], 0);

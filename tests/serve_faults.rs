@@ -103,14 +103,16 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
             .collect();
         // ... and while items are added and the models reloaded.
         let items = {
-            let (addr, stop, items_acked) = (server.addr.clone(), stop.clone(), items_acked.clone());
+            let (addr, stop, items_acked) =
+                (server.addr.clone(), stop.clone(), items_acked.clone());
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let id = format!("K{round}-{n}");
                     n += 1;
                     let body = json!({"items": [listing(&id, "spare ribbon refill")]});
-                    if let Some((200, _)) = call(&addr, "POST", "/v1/items", Some(KEY), Some(&body)) {
+                    if let Some((200, _)) = call(&addr, "POST", "/v1/items", Some(KEY), Some(&body))
+                    {
                         items_acked.lock().unwrap().push(id);
                     }
                 }
@@ -120,7 +122,13 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
             let (addr, stop) = (server.addr.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    let _ = call(&addr, "POST", "/admin/reload", Some(ADMIN), Some(&json!({})));
+                    let _ = call(
+                        &addr,
+                        "POST",
+                        "/admin/reload",
+                        Some(ADMIN),
+                        Some(&json!({})),
+                    );
                 }
             })
         };
@@ -150,7 +158,11 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
     let unique: std::collections::HashSet<&String> = stored.iter().collect();
     assert_eq!(unique.len(), stored.len(), "an event stored twice");
     let lost: Vec<&String> = acked.iter().filter(|id| !unique.contains(id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost: {lost:?}",
+        lost.len()
+    );
     eprintln!(
         "kill -9: {} rounds (events, items and reloads in flight), {} events and {} items \
          acknowledged, 0 lost, {} events stored ({:.0} s)",
@@ -209,7 +221,12 @@ fn slow_and_idle_clients_cannot_hold_the_service() {
         &interest,
         &data,
         &store,
-        &["--header-read-timeout-seconds", "2", "--max-connections", "400"],
+        &[
+            "--header-read-timeout-seconds",
+            "2",
+            "--max-connections",
+            "400",
+        ],
     );
     let pid = server.child.id();
     let baseline = open_fds(pid);
@@ -282,7 +299,11 @@ fn slow_and_idle_clients_cannot_hold_the_service() {
     let t = Instant::now();
     assert_eq!(server.ok("GET", "/health", None, None)["status"], "ok");
     assert!(t.elapsed() < Duration::from_secs(1));
-    assert!(open_fds(pid) <= baseline + 10, "descriptors after the flood: {}", open_fds(pid));
+    assert!(
+        open_fds(pid) <= baseline + 10,
+        "descriptors after the flood: {}",
+        open_fds(pid)
+    );
     // SIGTERM with slow sockets open still ends promptly.
     let _more: Vec<TcpStream> = (0..50)
         .map(|_| {
@@ -357,8 +378,14 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
     let scored = t.elapsed();
     assert_eq!(status, 200, "{v}");
     assert_eq!(list.0, 200);
-    assert!(scored < Duration::from_secs(5), "the hostile title took {scored:?}");
-    assert!(waited < Duration::from_secs(5), "a recommend waited {waited:?}");
+    assert!(
+        scored < Duration::from_secs(5),
+        "the hostile title took {scored:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "a recommend waited {waited:?}"
+    );
 
     let mut slowest = Duration::ZERO;
     let mut check = |what: &str, request: Vec<u8>, ok: &dyn Fn(u16) -> bool| {
@@ -372,13 +399,21 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
     let client_error = |s: u16| (400..500).contains(&s);
     check(
         "bad UTF-8 body",
-        post("/v1/recommend", KEY, b"{\"user_id\": \"\xff\xfe\", \"k\": 3}"),
+        post(
+            "/v1/recommend",
+            KEY,
+            b"{\"user_id\": \"\xff\xfe\", \"k\": 3}",
+        ),
         &client_error,
     );
     for k in ["1e400", "18446744073709551616", "9223372036854775808", "-1"] {
         check(
             &format!("k = {k}"),
-            post("/v1/recommend", KEY, format!("{{\"history\": [\"I0001\"], \"k\": {k}}}").as_bytes()),
+            post(
+                "/v1/recommend",
+                KEY,
+                format!("{{\"history\": [\"I0001\"], \"k\": {k}}}").as_bytes(),
+            ),
             &client_error,
         );
     }
@@ -391,7 +426,11 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
         ),
         &client_error,
     );
-    let deep = format!("{{\"history\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        "{{\"history\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     check(
         "arrays nested 100,000 deep",
         post("/v1/recommend", KEY, deep.as_bytes()),
@@ -405,7 +444,11 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
     );
     check(
         "bad bytes in the key header",
-        post("/v1/recommend", "\u{ff}\u{fe}-not-a-key-at-all", b"{\"history\": [\"I0001\"]}"),
+        post(
+            "/v1/recommend",
+            "\u{ff}\u{fe}-not-a-key-at-all",
+            b"{\"history\": [\"I0001\"]}",
+        ),
         &|s| s == 401 || s == 400,
     );
     // Still serving.
@@ -434,8 +477,14 @@ fn reload_during_item_additions_and_delete_during_recommend_lose_nothing() {
         std::thread::spawn(move || {
             let mut n = 0;
             while !done.load(Ordering::SeqCst) {
-                let (status, v) =
-                    call(&addr, "POST", "/admin/reload", Some(ADMIN), Some(&json!({}))).unwrap();
+                let (status, v) = call(
+                    &addr,
+                    "POST",
+                    "/admin/reload",
+                    Some(ADMIN),
+                    Some(&json!({})),
+                )
+                .unwrap();
                 assert_eq!(status, 200, "{v}");
                 n += 1;
             }
@@ -452,7 +501,10 @@ fn reload_during_item_additions_and_delete_during_recommend_lose_nothing() {
     }
     done.store(true, Ordering::SeqCst);
     let reloaded = reloads.join().unwrap();
-    assert!(reloaded >= 2, "only {reloaded} reloads ran during the additions");
+    assert!(
+        reloaded >= 2,
+        "only {reloaded} reloads ran during the additions"
+    );
     // Every acknowledged item is in the catalogue: recommendable from an explicit history.
     for id in &added {
         let (status, v) = server.call(
@@ -461,7 +513,10 @@ fn reload_during_item_additions_and_delete_during_recommend_lose_nothing() {
             Some(KEY),
             Some(&json!({"history": [id], "k": 3})),
         );
-        assert_eq!(status, 200, "{id} dropped out after {reloaded} reloads: {v}");
+        assert_eq!(
+            status, 200,
+            "{id} dropped out after {reloaded} reloads: {v}"
+        );
     }
 
     // DELETE while lists for the same user are being made: nothing of theirs survives.

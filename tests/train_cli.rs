@@ -344,7 +344,9 @@ fn killed_and_resumed_run_ends_with_identical_weights() {
     // the first run's checkpoints).
     let mut twin: Vec<&str> = args.to_vec();
     twin.push("--resume");
-    let second = train_command(&data, &model, &resumed, &twin).output().unwrap();
+    let second = train_command(&data, &model, &resumed, &twin)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
         !second.status.success() && err.contains("being written by another process"),

@@ -191,4 +191,3 @@ pub fn listing(id: &str, title: &str) -> Value {
     json!({"item_id": id, "title": title, "brand": "office", "categories": "office",
            "description": "black pack"})
 }
-

@@ -570,9 +570,17 @@ mod tests {
             assert!(!status.success(), "{point}: the child did not crash");
             let want = if point == "dir-built" { "old" } else { "new" };
             for f in ["config.json", "model.safetensors", "nested/x"] {
-                assert_eq!(fs::read_to_string(ckpt.join(f)).unwrap(), want, "{point} {f}");
+                assert_eq!(
+                    fs::read_to_string(ckpt.join(f)).unwrap(),
+                    want,
+                    "{point} {f}"
+                );
             }
-            assert_eq!(dir_entries(dir.path()).len(), 2, "{point}: the dead writer's temp");
+            assert_eq!(
+                dir_entries(dir.path()).len(),
+                2,
+                "{point}: the dead writer's temp"
+            );
             write_dir_atomic(&ckpt, |t| version(t, "next")).unwrap();
             assert_eq!(dir_entries(dir.path()), ["ckpt"], "{point}: swept");
         }

@@ -274,12 +274,22 @@ fn input_head_sha256(path: &Path) -> Result<String> {
 
 /// Refuses what would destroy data: an output that is the input, or an existing output
 /// without `--resume` or `--overwrite`.
-fn check_output_is_safe(opts: &StreamOptions, data_path: &Path, progress_path: &Path) -> Result<()> {
+fn check_output_is_safe(
+    opts: &StreamOptions,
+    data_path: &Path,
+    progress_path: &Path,
+) -> Result<()> {
     let canonical = |p: &Path| -> Option<PathBuf> {
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         Some(dir.canonicalize().ok()?.join(p.file_name()?))
     };
-    let input = opts.input.canonicalize().map_err(|e| InferError::io(&opts.input, e))?;
+    let input = opts
+        .input
+        .canonicalize()
+        .map_err(|e| InferError::io(&opts.input, e))?;
     for out in [&opts.output, data_path] {
         if canonical(out).is_some_and(|o| o == input) {
             return Err(InferError::Invalid(format!(
@@ -627,7 +637,11 @@ fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {
         );
     }
     if prev.max_len != now.max_len {
-        return mismatch("--max-len", prev.max_len.to_string(), now.max_len.to_string());
+        return mismatch(
+            "--max-len",
+            prev.max_len.to_string(),
+            now.max_len.to_string(),
+        );
     }
     if prev.id_field != now.id_field {
         return mismatch("--id-field", prev.id_field.clone(), now.id_field.clone());

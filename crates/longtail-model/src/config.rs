@@ -238,11 +238,17 @@ impl BertConfig {
             ("num_hidden_layers", self.num_hidden_layers, 256),
             ("num_attention_heads", self.num_attention_heads, 1 << 10),
             ("intermediate_size", self.intermediate_size, 1 << 16),
-            ("max_position_embeddings", self.max_position_embeddings, 1 << 16),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 16,
+            ),
             ("type_vocab_size", self.type_vocab_size, 1 << 10),
         ] {
             if value > max {
-                return bad(format!("{name} {value} is beyond the supported bound {max}"));
+                return bad(format!(
+                    "{name} {value} is beyond the supported bound {max}"
+                ));
             }
         }
         let params = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
@@ -446,11 +452,17 @@ mod tests {
         for (from, to) in [
             ("\"vocab_size\": 30522", "\"vocab_size\": 1000000000000"),
             ("\"num_hidden_layers\": 6", "\"num_hidden_layers\": 100000"),
-            ("\"intermediate_size\": 1536", "\"intermediate_size\": 70000"),
+            (
+                "\"intermediate_size\": 1536",
+                "\"intermediate_size\": 70000",
+            ),
         ] {
             assert!(MINILM.contains(from), "{from}");
             let err = BertConfig::from_json_str(&MINILM.replace(from, to)).unwrap_err();
-            assert!(err.to_string().contains("bound") || err.to_string().contains("e9"), "{err}");
+            assert!(
+                err.to_string().contains("bound") || err.to_string().contains("e9"),
+                "{err}"
+            );
         }
         // each size within its bound, together too many parameters
         let big = MINILM

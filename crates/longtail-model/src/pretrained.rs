@@ -113,7 +113,10 @@ impl PretrainedFiles {
             files.sort();
             files.dedup();
             if files.is_empty() {
-                return Err(ModelError::checkpoint(&index, "the weight_map names no file"));
+                return Err(ModelError::checkpoint(
+                    &index,
+                    "the weight_map names no file",
+                ));
             }
             // An index from an untrusted download must not reach outside its directory.
             if let Some(bad) = files.iter().find(|f| !is_plain_relative(f)) {

@@ -534,7 +534,9 @@ type Catalogue = Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
 
 fn catalogue_of(models: &Models) -> std::collections::HashSet<String> {
     let r = &models.recommender;
-    (0..r.num_items()).map(|i| r.item_id(i).to_string()).collect()
+    (0..r.num_items())
+        .map(|i| r.item_id(i).to_string())
+        .collect()
 }
 
 /// The handle the HTTP side uses to reach the model thread.

@@ -100,7 +100,8 @@ pub fn export(
             .has_headers(false)
             .from_writer(Vec::new());
         for record in reader.records() {
-            let record = record.map_err(|e| ServeError::Startup(format!("{}: {e}", path.display())))?;
+            let record =
+                record.map_err(|e| ServeError::Startup(format!("{}: {e}", path.display())))?;
             let line = record.position().map_or(0, |p| p.line());
             let Some(raw) = record.get(0) else { continue };
             let user = match pseudo {
@@ -295,7 +296,10 @@ mod tests {
         let first = dir.path().join("first");
         export(&url, Mark::default(), &first, Some(&base), Some(&pseudo)).unwrap();
         let text = std::fs::read_to_string(first.join("interactions.csv")).unwrap();
-        assert!(!text.contains("U1") && text.contains(&gone), "raw ids pseudonymised: {text}");
+        assert!(
+            !text.contains("U1") && text.contains(&gone),
+            "raw ids pseudonymised: {text}"
+        );
 
         let deleted = b.apply(&[Write::DeleteUser(gone.clone())]).unwrap();
         assert_eq!(deleted, [crate::store::Outcome::Deleted(1)]);
@@ -308,18 +312,27 @@ mod tests {
         })])
         .unwrap();
         assert_eq!(b.user(&gone).unwrap().impressions, 0);
-        assert_eq!(b.erased().unwrap(), [gone.clone()]);
+        assert_eq!(b.erased().unwrap(), std::slice::from_ref(&gone));
         for (name, from) in [("again", &base), ("chained", &first)] {
             let out = dir.path().join(name);
             let s = export(&url, Mark::default(), &out, Some(from), Some(&pseudo)).unwrap();
             let text = std::fs::read_to_string(out.join("interactions.csv")).unwrap();
-            assert!(!text.contains(&gone) && !text.contains("U1"), "{name}: {text}");
+            assert!(
+                !text.contains(&gone) && !text.contains("U1"),
+                "{name}: {text}"
+            );
             assert!(text.contains(&kept), "{name}: {text}");
             assert!(s.erased_interactions >= 2, "{name}: {s:?}");
         }
         // without the key, raw base ids cannot be checked against the tombstones
-        let err = export(&url, Mark::default(), &dir.path().join("nokey"), Some(&base), None)
-            .unwrap_err();
+        let err = export(
+            &url,
+            Mark::default(),
+            &dir.path().join("nokey"),
+            Some(&base),
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("--user-id-key-file"), "{err}");
     }
 }

@@ -21,7 +21,9 @@ pub enum KeyError {
     Empty { which: &'static str },
     #[error("{which} has {len} bytes; keys need at least {MIN_KEY_BYTES}")]
     Short { which: &'static str, len: usize },
-    #[error("the API key and the admin key are the same; the admin key must be a different secret")]
+    #[error(
+        "the API key and the admin key are the same; the admin key must be a different secret"
+    )]
     Same,
     #[error(
         "--bind {bind} accepts connections from other hosts, and there is no API key: give \
@@ -75,11 +77,7 @@ pub struct ServiceKeys {
 
 impl ServiceKeys {
     /// Validates the keys for a server listening on `bind`.
-    pub fn new(
-        api: Option<&str>,
-        admin: Option<&str>,
-        bind: SocketAddr,
-    ) -> Result<Self, KeyError> {
+    pub fn new(api: Option<&str>, admin: Option<&str>, bind: SocketAddr) -> Result<Self, KeyError> {
         if let (Some(a), Some(b)) = (api, admin) {
             if !a.is_empty() && a == b {
                 return Err(KeyError::Same);

@@ -149,12 +149,11 @@ pub async fn start(config: ServeConfig) -> Result<(AppState, Threads), ServeErro
     let pseudo = Arc::new(config.pseudonymiser);
     let (paths, data, threshold) = (config.models.clone(), config.data.clone(), config.threshold);
     let p = pseudo.clone();
-    let models =
-        tokio::task::spawn_blocking(move || {
-            Models::load(&paths, &data, &p, threshold, &added, &erased)
-        })
-            .await
-            .map_err(|e| ServeError::Startup(e.to_string()))??;
+    let models = tokio::task::spawn_blocking(move || {
+        Models::load(&paths, &data, &p, threshold, &added, &erased)
+    })
+    .await
+    .map_err(|e| ServeError::Startup(e.to_string()))??;
     eprintln!(
         "longtail serve: {} items ({} added while serving), {} users in the data; store {}",
         models.info.items,

@@ -427,14 +427,17 @@ async fn recommend(
     };
     let answer =
         s.0.engine
-            .recommend(RecRequest {
-                user: user.clone(),
-                history: req.history,
-                events,
-                exclude: req.exclude,
-                k,
-                knob,
-            }, place)
+            .recommend(
+                RecRequest {
+                    user: user.clone(),
+                    history: req.history,
+                    events,
+                    exclude: req.exclude,
+                    k,
+                    knob,
+                },
+                place,
+            )
             .await?;
     let rec_id = new_rec_id();
     if let Some(u) = &user {
@@ -602,18 +605,18 @@ async fn reload(
     let data = data.unwrap_or_else(|| old_data.clone());
     let added = s.0.store.items().await?;
     let known_seq = added.iter().map(|i| i.seq).max().unwrap_or(0);
-    let erased: std::collections::HashSet<String> =
-        s.0.store.erased().await?.into_iter().collect();
+    let erased: std::collections::HashSet<String> = s.0.store.erased().await?.into_iter().collect();
     let (p, d, pseudo, threshold) = (
         paths.clone(),
         data.clone(),
         s.0.pseudo.clone(),
         s.0.threshold,
     );
-    let loaded =
-        tokio::task::spawn_blocking(move || Models::load(&p, &d, &pseudo, threshold, &added, &erased))
-            .await
-            .map_err(|e| ServeError::Model(e.to_string()))?;
+    let loaded = tokio::task::spawn_blocking(move || {
+        Models::load(&p, &d, &pseudo, threshold, &added, &erased)
+    })
+    .await
+    .map_err(|e| ServeError::Model(e.to_string()))?;
     let models = loaded.map_err(|e| ServeError::Request {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: format!("reload failed, the previous models keep serving: {e}"),
@@ -621,14 +624,13 @@ async fn reload(
     let mut info = s.0.engine.swap(models).await?;
     // Items acknowledged by /v1/items while the new models loaded went into the old ones;
     // the new ones get them here (later ones reach the new models directly).
-    let late: Vec<NewItem> = s
-        .0
-        .store
-        .items()
-        .await?
-        .into_iter()
-        .filter(|i| i.seq > known_seq)
-        .collect();
+    let late: Vec<NewItem> =
+        s.0.store
+            .items()
+            .await?
+            .into_iter()
+            .filter(|i| i.seq > known_seq)
+            .collect();
     if !late.is_empty() {
         s.0.engine.add_stored(late).await?;
         info = s.0.engine.info().await?;
@@ -649,9 +651,13 @@ fn confine(root: &std::path::Path, requested: &str) -> Result<PathBuf> {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message,
     };
-    let full = std::path::Path::new(requested).canonicalize().map_err(|e| {
-        unprocessable(format!("reload failed, the previous models keep serving: {requested}: {e}"))
-    })?;
+    let full = std::path::Path::new(requested)
+        .canonicalize()
+        .map_err(|e| {
+            unprocessable(format!(
+                "reload failed, the previous models keep serving: {requested}: {e}"
+            ))
+        })?;
     if !full.starts_with(root) {
         return Err(ServeError::Request {
             status: StatusCode::FORBIDDEN,
@@ -707,7 +713,10 @@ mod tests {
         let bind = "127.0.0.1:1".parse().unwrap();
         let key = ServiceKeys::new(Some("secret"), None, bind).unwrap_err();
         assert!(key.to_string().contains("at least 16"), "{key}");
-        let key = ServiceKeys::new(Some("secret-of-16-bytes"), None, bind).unwrap().api.unwrap();
+        let key = ServiceKeys::new(Some("secret-of-16-bytes"), None, bind)
+            .unwrap()
+            .api
+            .unwrap();
         let mut h = HeaderMap::new();
         assert!(!key_matches(&key, &h));
         h.insert("x-api-key", "secret-of-16-bytes".parse().unwrap());
@@ -715,7 +724,10 @@ mod tests {
         h.insert("x-api-key", "secret-of-16-bytes2".parse().unwrap());
         assert!(!key_matches(&key, &h));
         let mut b = HeaderMap::new();
-        b.insert("authorization", "Bearer secret-of-16-bytes".parse().unwrap());
+        b.insert(
+            "authorization",
+            "Bearer secret-of-16-bytes".parse().unwrap(),
+        );
         assert!(key_matches(&key, &b));
         b.insert("authorization", "Basic secret-of-16-bytes".parse().unwrap());
         assert!(!key_matches(&key, &b));

@@ -419,7 +419,11 @@ impl Store {
 
     /// Commits `write` durably; returns once the commit is done.
     pub async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
-        let _place = self.places.acquire().await.map_err(|_| StoreError::Closed)?;
+        let _place = self
+            .places
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
         self.writes
             .send((write, tx))
@@ -428,7 +432,11 @@ impl Store {
     }
 
     async fn read<T>(&self, make: impl FnOnce(Reply<T>) -> Read) -> Result<T, StoreError> {
-        let _place = self.places.acquire().await.map_err(|_| StoreError::Closed)?;
+        let _place = self
+            .places
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
         self.reads.send(make(tx)).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -617,7 +625,10 @@ pub(crate) mod tests {
         )
         .unwrap();
         let shown = pg.redacted();
-        assert!(!shown.contains("s3cret") && !shown.contains("k3y"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("k3y"),
+            "{shown}"
+        );
         assert_eq!(
             shown,
             "postgres://bob@db/lt?sslmode=require&password=***&SSLPassword=***&user=bob"

@@ -43,7 +43,7 @@ impl Sqlite {
         conn.execute_batch(
             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
         )
-            .map_err(err)?;
+        .map_err(err)?;
         conn.execute_batch(&super::schema(
             "INTEGER PRIMARY KEY AUTOINCREMENT",
             "REAL",

@@ -287,7 +287,9 @@ pub fn run_events(cmd: EventsCommand) -> Result<()> {
                 None => Default::default(),
             };
             let key_file = args.user_id_key_file.clone().or_else(|| match &store {
-                StoreUrl::Sqlite(p) => Some(p.with_file_name("user_id.key")).filter(|k| k.is_file()),
+                StoreUrl::Sqlite(p) => {
+                    Some(p.with_file_name("user_id.key")).filter(|k| k.is_file())
+                }
                 StoreUrl::Postgres(_) => None,
             });
             let pseudo = match &key_file {

@@ -104,12 +104,14 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         lambda_grid: args.ease_lambdas.clone(),
         ..RecOptions::default()
     };
-    let mut report = rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
+    let (mut report, ease) =
+        rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
     if let Some(ckpt) = &args.checkpoint {
         let models = super::eval_rec_interest::InterestCheckpoints {
             data: &args.data,
             ckpt,
             compare: &args.compare,
+            ease: &ease,
             device: &device,
         };
         super::eval_rec_interest::add_interest_models(

@@ -50,6 +50,8 @@ pub struct InterestCheckpoints<'a> {
     pub ckpt: &'a Path,
     /// `--compare NAME=DIR`: one more row each.
     pub compare: &'a [NamedCheckpoint],
+    /// The baselines' EASE (the blends' partner).
+    pub ease: &'a longtail_rec::Ease,
     pub device: &'a Device,
 }
 
@@ -64,6 +66,7 @@ pub fn add_interest_models(
         data,
         ckpt,
         compare,
+        ease,
         device,
     } = *models;
     let dataset = PreparedDataset::load(data)
@@ -78,10 +81,10 @@ pub fn add_interest_models(
         log("longtail (sequence model) and its re-ranking trade-off done");
         if let Some(text) = index.text_last_item() {
             let text = InterestScorer::new(&text, "text-last-item").precompute(&histories)?;
-            add_blended_models(split, segments, opts, &text, report, &log)?;
+            add_blended_models(split, segments, opts, &text, ease, report, &log)?;
         }
     } else {
-        add_blended_models(split, segments, opts, &interest, report, &log)?;
+        add_blended_models(split, segments, opts, &interest, ease, report, &log)?;
     }
     for c in compare {
         let other = load(&dataset, &c.dir, device)?;

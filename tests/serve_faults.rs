@@ -7,7 +7,7 @@
 //! `LONGTAIL_TEST_FAULT_ROUNDS` sets the kill -9 rounds (default 6; `make test-faults`: 100).
 
 mod common;
-use common::server::{call, listing, world, Server, ADMIN, KEY};
+use common::server::{call, listing, World, ADMIN, KEY};
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -64,16 +64,14 @@ fn sqlite(db: &Path, sql: &str) -> Vec<String> {
 
 #[test]
 fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, classifier, interest) = world(tmp.path());
-    let db = tmp.path().join("store/events.db");
-    let store = format!("sqlite:{}", db.display());
+    let world = World::new();
+    let db = world.tmp.path().join("store/events.db");
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let items_acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut rng = Lcg(29);
     let started = Instant::now();
     for round in 0..rounds() {
-        let server = Server::start(&classifier, &interest, &data, &store);
+        let server = world.serve(&[], &[]);
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..3)
             .map(|t| {
@@ -143,7 +141,7 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
     assert!(acked.len() > 50, "only {} events acknowledged", acked.len());
     // Restarting on the store after the last kill works, and every acknowledged event is there
     // exactly once.
-    let server = Server::start(&classifier, &interest, &data, &store);
+    let server = world.serve(&[], &[]);
     assert_eq!(server.ok("GET", "/health", None, None)["status"], "ok");
     // Every acknowledged item is back in the catalogue.
     let items_acked = items_acked.lock().unwrap().clone();
@@ -176,17 +174,8 @@ fn kill_dash_nine_under_event_load_loses_no_acknowledged_event() {
 
 #[test]
 fn a_panic_in_the_model_thread_fails_one_request_not_the_service() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, classifier, interest) = world(tmp.path());
-    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
-    let server = Server::start_env(
-        &classifier,
-        &interest,
-        &data,
-        &store,
-        &[],
-        &[("LONGTAIL_TEST_CRASH_AT", "model-score")],
-    );
+    let world = World::new();
+    let server = world.serve(&[], &[("LONGTAIL_TEST_CRASH_AT", "model-score")]);
     let body = json!({"listings": [listing("X1", "black stapler")]});
     let (status, v) = server.call("POST", "/v1/tail/score", Some(KEY), Some(&body));
     assert_eq!(status, 500, "{v}");
@@ -205,6 +194,16 @@ fn a_panic_in_the_model_thread_fails_one_request_not_the_service() {
     assert!(server.terminate().success());
 }
 
+/// Resident memory of `pid` in MiB (Linux).
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -213,23 +212,19 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn slow_and_idle_clients_cannot_hold_the_service() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, classifier, interest) = world(tmp.path());
-    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
-    let server = Server::start_with(
-        &classifier,
-        &interest,
-        &data,
-        &store,
+    let world = World::new();
+    let server = world.serve(
         &[
             "--header-read-timeout-seconds",
             "2",
             "--max-connections",
             "400",
         ],
+        &[],
     );
     let pid = server.child.id();
     let baseline = open_fds(pid);
+    let rss_before = rss_mib(pid);
     // 300 sockets: idle ones, and slow-loris ones that trickle a header and stop.
     let mut sockets: Vec<TcpStream> = (0..300)
         .map(|i| {
@@ -304,6 +299,12 @@ fn slow_and_idle_clients_cannot_hold_the_service() {
         "descriptors after the flood: {}",
         open_fds(pid)
     );
+    // Memory: what 500 hostile sockets cost is given back (allocator slack aside).
+    let rss_after = rss_mib(pid);
+    assert!(
+        rss_after <= rss_before + 64,
+        "resident memory {rss_before} MiB before the clients, {rss_after} MiB after"
+    );
     // SIGTERM with slow sockets open still ends promptly.
     let _more: Vec<TcpStream> = (0..50)
         .map(|_| {
@@ -321,7 +322,8 @@ fn slow_and_idle_clients_cannot_hold_the_service() {
     );
     eprintln!(
         "slow clients: 300 held ({held} fds), /health in {health:?}, {after} fds after the \
-         timeout (baseline {baseline})"
+         timeout (baseline {baseline}); 200 clients gone right after sending; RSS \
+         {rss_before} -> {rss_after} MiB"
     );
 }
 
@@ -349,10 +351,8 @@ fn post(path: &str, key: &str, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, classifier, interest) = world(tmp.path());
-    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
-    let server = Server::start(&classifier, &interest, &data, &store);
+    let world = World::new();
+    let server = world.serve(&[], &[]);
     let addr = server.addr.clone();
 
     // The quadratic title of the issue: 200,000 unclosed comments (800 KB), while another
@@ -467,10 +467,8 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
 /// `DELETE /v1/users` while that user's lists are being made (no impression may survive it).
 #[test]
 fn reload_during_item_additions_and_delete_during_recommend_lose_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, classifier, interest) = world(tmp.path());
-    let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
-    let server = Server::start(&classifier, &interest, &data, &store);
+    let world = World::new();
+    let server = world.serve(&[], &[]);
     let done = Arc::new(AtomicBool::new(false));
     let reloads = {
         let (addr, done) = (server.addr.clone(), done.clone());

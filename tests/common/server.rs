@@ -172,6 +172,44 @@ pub fn ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A tiny world in its own temporary directory with a SQLite store there: what most serve
+/// tests start from.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub classifier: PathBuf,
+    pub interest: PathBuf,
+    /// `sqlite:<tmp>/store/events.db`
+    pub store: String,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, classifier, interest) = world(tmp.path());
+        let store = format!("sqlite:{}", tmp.path().join("store/events.db").display());
+        Self {
+            tmp,
+            data,
+            classifier,
+            interest,
+            store,
+        }
+    }
+
+    /// `longtail serve` on this world with `extra` flags and `env` variables.
+    pub fn serve(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_env(
+            &self.classifier,
+            &self.interest,
+            &self.data,
+            &self.store,
+            extra,
+            env,
+        )
+    }
+}
+
 /// The tiny world: prepared data, a classifier, a sequence interest model.
 pub fn world(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let model = tiny_model(root);

@@ -590,75 +590,34 @@ pub fn score_file(
 }
 
 fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {
-    let mismatch = |what: &str, a: String, b: String| {
-        Err(InferError::Resume(format!(
-            "the interrupted run had {what} {a}, this one {b}; rerun without --resume"
-        )))
+    // What makes the rows, each as the interrupted run and this one state it.
+    let settings = |s: &Sidecar| {
+        [
+            ("progress format", s.version.to_string()),
+            ("an input of bytes", s.input_len.to_string()),
+            (
+                "an input whose first MiB has sha256",
+                s.input_head_sha256.clone(),
+            ),
+            ("shard", s.shard.clone()),
+            ("chunk_rows", s.chunk_rows.to_string()),
+            ("precision", s.precision.clone()),
+            ("a checkpoint with weights sha256", s.weights_sha256.clone()),
+            ("--threshold", s.threshold.to_string()),
+            ("--max-len", s.max_len.to_string()),
+            ("--id-field", s.id_field.clone()),
+            (
+                "output",
+                format!("{} embeddings={}", s.format, s.embeddings),
+            ),
+        ]
     };
-    if prev.version != now.version {
-        return mismatch(
-            "progress format",
-            prev.version.to_string(),
-            now.version.to_string(),
-        );
-    }
-    if prev.input_len != now.input_len {
-        return mismatch(
-            "an input of bytes",
-            prev.input_len.to_string(),
-            now.input_len.to_string(),
-        );
-    }
-    if prev.shard != now.shard {
-        return mismatch("shard", prev.shard.clone(), now.shard.clone());
-    }
-    if prev.chunk_rows != now.chunk_rows {
-        return mismatch(
-            "chunk_rows",
-            prev.chunk_rows.to_string(),
-            now.chunk_rows.to_string(),
-        );
-    }
-    if prev.precision != now.precision {
-        return mismatch("precision", prev.precision.clone(), now.precision.clone());
-    }
-    if prev.weights_sha256 != now.weights_sha256 {
-        return mismatch(
-            "a checkpoint with weights sha256",
-            prev.weights_sha256.clone(),
-            now.weights_sha256.clone(),
-        );
-    }
-    if prev.threshold != now.threshold {
-        return mismatch(
-            "--threshold",
-            prev.threshold.to_string(),
-            now.threshold.to_string(),
-        );
-    }
-    if prev.max_len != now.max_len {
-        return mismatch(
-            "--max-len",
-            prev.max_len.to_string(),
-            now.max_len.to_string(),
-        );
-    }
-    if prev.id_field != now.id_field {
-        return mismatch("--id-field", prev.id_field.clone(), now.id_field.clone());
-    }
-    if prev.input_head_sha256 != now.input_head_sha256 {
-        return mismatch(
-            "an input whose first MiB has sha256",
-            prev.input_head_sha256.clone(),
-            now.input_head_sha256.clone(),
-        );
-    }
-    if prev.format != now.format || prev.embeddings != now.embeddings {
-        return mismatch(
-            "output",
-            format!("{} embeddings={}", prev.format, prev.embeddings),
-            format!("{} embeddings={}", now.format, now.embeddings),
-        );
+    for ((what, a), (_, b)) in settings(prev).into_iter().zip(settings(now)) {
+        if a != b {
+            return Err(InferError::Resume(format!(
+                "the interrupted run had {what} {a}, this one {b}; rerun without --resume"
+            )));
+        }
     }
     Ok(())
 }

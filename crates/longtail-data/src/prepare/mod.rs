@@ -48,6 +48,8 @@ pub fn prepare(
     Format::from_path(&opts.interactions)?;
     let out = &opts.out_dir;
     std::fs::create_dir_all(out).map_err(DataError::write(out))?;
+    // Two prepares into one --out would interleave their files.
+    let _lock = longtail_fs::OutputLock::acquire(out)?;
     guard_inputs(opts)?;
 
     let mut rejects = rows::RejectLog::create(&out.join(REJECTS_FILE))?;

@@ -295,14 +295,14 @@ pub fn tail_points(curve: &[TradeoffPoint]) -> Vec<TailPoint> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use longtail_rec::{Event, UserIdx, ZBlend};
 
     use crate::rec::{evaluate, Segments};
 
     /// 30 items, 40 users with 4-6 items each in a fixed pseudo-random pattern.
-    fn split() -> RecSplit {
+    pub(crate) fn split() -> RecSplit {
         let items: Vec<String> = (0..30).map(|i| format!("i{i}")).collect();
         let users: Vec<String> = (0..40).map(|u| format!("u{u}")).collect();
         let mut events = Vec::new();

@@ -136,24 +136,7 @@ pub fn run_baselines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longtail_rec::{Event, ItemIdx, UserIdx};
-
-    /// 30 items, 40 users with 4-6 items each in a fixed pseudo-random pattern.
-    fn split() -> RecSplit {
-        let items: Vec<String> = (0..30).map(|i| format!("i{i}")).collect();
-        let users: Vec<String> = (0..40).map(|u| format!("u{u}")).collect();
-        let mut events = Vec::new();
-        for u in 0..40usize {
-            for j in 0..4 + u % 3 {
-                events.push(Event {
-                    user: u as UserIdx,
-                    item: ((u * 7 + j * (3 + u % 5)) % 30) as ItemIdx,
-                    timestamp: (u * 100 + j) as i64,
-                });
-            }
-        }
-        RecSplit::from_events(items, users, &events)
-    }
+    use crate::rec::plan_search::tests::split;
 
     /// The walk is ascending whatever the order given, keeps the best λ of what it tried, and
     /// stops after LAMBDA_PATIENCE values below the best: the full grid's choice is kept
@@ -168,10 +151,10 @@ mod tests {
         let mut sorted = tried.clone();
         sorted.sort_by(f64::total_cmp);
         assert_eq!(tried, sorted, "ascending");
-        let best = search
-            .grid
-            .iter()
-            .fold((0.0, f64::MIN), |b, &(l, n)| if n > b.1 { (l, n) } else { b });
+        let best = search.grid.iter().fold(
+            (0.0, f64::MIN),
+            |b, &(l, n)| if n > b.1 { (l, n) } else { b },
+        );
         assert_eq!(search.chosen, best.0);
         assert_eq!(ease.lambda, best.0);
         let after_best = tried.iter().filter(|&&l| l > best.0).count();

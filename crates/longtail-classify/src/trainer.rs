@@ -348,9 +348,8 @@ impl Saver<'_> {
     ) -> Result<PathBuf> {
         let dir = self.out.join(checkpoint_dir_name(state.global_step));
         state.record_best_checkpoint(self.out);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|e| ClassifyError::io(&dir, e))?;
-        }
+        // An existing checkpoint-N (a resumed run saving the same step) is swapped out in one
+        // step by write_dir_atomic, never deleted first.
         longtail_fs::write_dir_atomic(&dir, |tmp| -> Result<()> {
             model
                 .save_pretrained(tmp)

@@ -431,6 +431,35 @@ fn hostile_input_gets_a_4xx_in_bounded_time_and_stalls_nobody() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
+    let long = "x".repeat(100_000);
+    let future = 4_000_000_000i64;
+    for (what, body) in [
+        ("a 100 KB user_id", json!({"user_id": long, "k": 3})),
+        (
+            "a 100 KB event user_id",
+            json!({"events": [{"event_id": "e1", "user_id": long, "item_id": "I003", "type": "click"}]}),
+        ),
+        ("a 100 KB item_id", json!({"items": [listing(&long, "x")]})),
+        (
+            "an event in 2096",
+            json!({"events": [{"event_id": "e2", "user_id": "u1", "item_id": "I003", "type": "click", "timestamp": future}]}),
+        ),
+        (
+            "an event before 1970",
+            json!({"events": [{"event_id": "e3", "user_id": "u1", "item_id": "I003", "type": "click", "timestamp": -5}]}),
+        ),
+    ] {
+        let path = if body.get("events").is_some() {
+            "/v1/events"
+        } else if body.get("items").is_some() {
+            "/v1/items"
+        } else {
+            "/v1/recommend"
+        };
+        check(what, post(path, KEY, body.to_string().as_bytes()), &|s| {
+            s == 400
+        });
+    }
     check(
         "arrays nested 100,000 deep",
         post("/v1/recommend", KEY, deep.as_bytes()),

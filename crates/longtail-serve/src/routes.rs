@@ -235,6 +235,24 @@ fn permit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit> {
     s.0.admission.enter()
 }
 
+/// The longest id (user, item, event, rec) a request may carry, in bytes: ids are stored and
+/// indexed, and nothing real is longer.
+const MAX_ID_BYTES: usize = 200;
+
+/// Client timestamps may be at most this far in the future (clock skew); later ones would
+/// land in the next `prepare`'s validation or test window.
+const MAX_FUTURE_SECONDS: i64 = 86_400;
+
+fn check_id(what: &str, id: &str) -> Result<()> {
+    if id.trim().is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(ServeError::bad_request(format!(
+            "`{what}` must be 1-{MAX_ID_BYTES} bytes, got {}",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 fn check_len(what: &str, n: usize, max: usize) -> Result<()> {
     if n == 0 {
         return Err(ServeError::bad_request(format!("`{what}` is empty")));
@@ -330,6 +348,9 @@ async fn add_items(
     Json(req): Json<ItemsRequest>,
 ) -> Reply<ItemsResponse> {
     check_len("items", req.items.len(), s.0.limits.max_listings)?;
+    for id in req.items.iter().filter_map(listing_id) {
+        check_id("item_id", &id)?;
+    }
     let place = permit(&s)?;
     let listings: Vec<String> = req
         .items
@@ -412,6 +433,9 @@ async fn recommend(
     if req.user_id.is_none() && req.history.is_none() {
         return Err(ServeError::bad_request("give `user_id` or `history`"));
     }
+    if let Some(u) = &req.user_id {
+        check_id("user_id", u)?;
+    }
     if let Some(h) = &req.history {
         check_len("history", h.len(), limits.max_history)?;
     }
@@ -482,15 +506,17 @@ async fn events(
     let known = s.0.engine.known_items(&ids);
     let unknown_items = known.iter().filter(|&&k| !k).count();
     let mut out = Vec::with_capacity(req.events.len());
+    let latest = crate::now() + MAX_FUTURE_SECONDS;
     for e in req.events {
-        if e.event_id.trim().is_empty() || e.event_id.len() > 200 {
-            return Err(ServeError::bad_request(
-                "`event_id` must be 1-200 characters",
-            ));
+        check_id("event_id", &e.event_id)?;
+        check_id("user_id", &e.user_id)?;
+        check_id("item_id", &e.item_id)?;
+        if let Some(r) = &e.rec_id {
+            check_id("rec_id", r)?;
         }
-        if e.user_id.is_empty() || e.item_id.is_empty() {
+        if let Some(t) = e.timestamp.filter(|&t| t < 0 || t > latest) {
             return Err(ServeError::bad_request(format!(
-                "event `{}`: `user_id` and `item_id` must be non-empty",
+                "event `{}`: timestamp {t} is before 1970 or more than a day in the future",
                 e.event_id
             )));
         }

@@ -11,7 +11,8 @@
 //!   seen items excluded, head/tail re-ranking, the EASE blend and explanations;
 //! * [`plan_files`]: a served plan's artefacts and sha256 checks (the plan itself is
 //!   [`longtail_rec::plan::Plan`]; [`Recommender::load_plan`] serves it);
-//! * [`pseudo`]: keyed (HMAC-SHA256) pseudonymisation of user ids.
+//! * [`pseudo`]: keyed (HMAC-SHA256) pseudonymisation of user ids;
+//! * [`tune`]: `train-interest --tune N`, successive halving over the sequence recipe.
 //!
 //! Interaction sequences and the leave-last-out split are longtail-rec's
 //! ([`longtail_rec::Interactions`]).
@@ -30,6 +31,7 @@ pub mod scorer;
 pub mod sequence;
 pub mod train;
 pub mod train_sequence;
+pub mod tune;
 
 pub use calibrate::Platt;
 pub use error::{InterestError, Result};

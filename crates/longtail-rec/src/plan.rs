@@ -92,6 +92,19 @@ pub struct TailPoint {
     pub tail_recall_10: f64,
 }
 
+/// One accepted step of the tail stage: weights served with the tail weight the budget rule
+/// gives them (candidate-table estimates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TailStep {
+    /// Weight per candidate (in `PlanSelection::candidates` order), before normalising.
+    pub weights: Vec<f64>,
+    pub tail_weight: f64,
+    #[serde(rename = "ndcg@10")]
+    pub ndcg_10: f64,
+    #[serde(rename = "tail_recall@10")]
+    pub tail_recall_10: f64,
+}
+
 /// How the plan was chosen: every number here is a validation number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanSelection {
@@ -102,11 +115,21 @@ pub struct PlanSelection {
     pub blend_path: Vec<BlendStep>,
     /// Weight vectors evaluated in all.
     pub blend_evaluations: usize,
-    /// The chosen blend, before the tail knob (full-catalogue ranking).
+    /// The relevance blend (stage 1's weights), before the tail knob (full-catalogue ranking).
     pub blend: ValidationNumbers,
     pub tail_rule: String,
     pub relevance_budget: f64,
-    /// The tail-weight curve of the chosen blend.
+    /// The tail stage: its rule and accepted steps, from the relevance blend to the served
+    /// weights (empty with budget 0, and in plans written before the stage existed).
+    #[serde(default)]
+    pub tail_search_rule: String,
+    #[serde(default)]
+    pub tail_path: Vec<TailStep>,
+    /// The served weights (in `candidates` order, normalised), when the tail stage moved
+    /// them from the relevance blend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_weights: Option<Vec<f64>>,
+    /// The tail-weight curve of the served weights.
     pub tail_curve: Vec<TailPoint>,
     /// The plan as served (blend + knob).
     pub served: ValidationNumbers,

@@ -8,7 +8,7 @@
 //!   [`blend`]: a model, its z-scored blend with EASE (weight chosen on validation) and the
 //!   blend re-ranked with a tail weight chosen on validation.
 //! * [`plan_search`]: the served plan's choices on validation (blend weights by coordinate
-//!   ascent, the tail weight by a relevance budget).
+//!   ascent on NDCG@10, then on the served tail recall within a relevance budget).
 //! * [`report`]: JSON / Markdown / PNG report.
 //!
 //! Adding a model: build a [`RecSplit`](longtail_rec::RecSplit) and [`Segments`], implement
@@ -27,7 +27,8 @@ pub use blend::{add_blended_models, search_blend_weight, BLEND_GRID};
 pub use gate::{gate, standard_error, GateVerdict};
 pub use metrics::{evaluate, rank_users, ModelMetrics, SegmentMetrics, UserOutcome};
 pub use plan_search::{
-    choose_tail_by_budget, search_weights, tail_points, BlendChoice, CandidateTable, SearchOptions,
+    choose_tail_by_budget, search_tail, search_weights, tail_points, BlendChoice, CandidateTable,
+    SearchOptions, TailChoice,
 };
 pub use report::{write_report, RecReport, RecReportFiles, TAIL_WEIGHT_RULE};
 pub use run::{fit_ease, run_baselines, RecOptions, BASELINES};

@@ -1,6 +1,13 @@
-//! The choices `longtail plan` makes on the validation split: the weights of a z-scored blend
-//! of candidate scorers (coordinate ascent on validation NDCG@10) and the served tail weight
-//! (the largest one whose validation NDCG@10 stays within a relevance budget of the best).
+//! The choices `longtail plan` makes on the validation split, in two stages:
+//!
+//! 1. **Relevance**: the weights of a z-scored blend of candidate scorers, by coordinate
+//!    ascent on validation NDCG@10 ([`search_weights`]).
+//! 2. **Tail, within a relevance budget**: the weights again, now by coordinate ascent on the
+//!    validation tail-item Recall@10 of the *served* ranking (the blend re-ranked with the
+//!    largest tail weight whose validation NDCG@10 stays within the budget of stage 1's best),
+//!    never leaving the budget ([`search_tail`]). A blend that leans a little more on the text
+//!    components can buy more tail recall per point of NDCG than the tail weight alone.
+//!
 //! Test targets are never read here.
 //!
 //! The weight search ranks each user's candidates only: the union of every component's top
@@ -12,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use longtail_rec::plan::{BlendStep, TailPoint};
+use longtail_rec::plan::{BlendStep, TailPoint, TailStep};
 use longtail_rec::{exclude_history, top_k, zscore_excluding, ItemIdx, RecSplit, Scorer, Stage};
 
 use super::metrics::ndcg_at;
@@ -49,8 +56,32 @@ and keeps the best if it gains at least min_gain; stops when a pass changes noth
 normalised to sum 1; candidates at weight 0 are dropped";
 
 pub const TAIL_BUDGET_RULE: &str = "the largest tail weight L such that every grid weight up to \
-L keeps validation NDCG@10 >= (1 - relevance_budget) x the best validation NDCG@10 of the \
-curve; budget 0 serves pure relevance";
+L keeps validation NDCG@10 >= (1 - relevance_budget) x the best validation NDCG@10 (of the \
+relevance blend and of the curve); budget 0 serves pure relevance";
+
+pub const TAIL_SEARCH_RULE: &str = "from the relevance blend, coordinate ascent on the validation \
+tail-item Recall@10 of the served ranking (each weight vector served with its tail weight by \
+the budget rule, floor fixed by the relevance blend): each pass tries every candidate's weight \
+at each grid value with the others fixed and keeps the best if it gains at least one \
+tail-target user; a weight vector whose plain blend is below the floor is never taken; \
+budget 0 skips this stage";
+
+/// What the tail stage needs of one user (tables built with [`CandidateTable::build_with_tail`]).
+struct UserTail {
+    /// Per candidate item: favoured by the served re-ranking (the prepared tail label).
+    favoured: Vec<bool>,
+    /// The target is a tail item of the measures (tail-item Recall@10 counts this user).
+    target_tail: bool,
+    /// Per component: mean of its z-scores over the unseen items (0 unless its scores were
+    /// constant), and `k x k` second moments `E[z_a z_b]` over the same items: the served
+    /// re-ranking z-scores the blend over them, and `mean`/`moment` give that blend's mean
+    /// and sd for any weights without the full catalogue.
+    mean: Vec<f64>,
+    moment: Vec<f64>,
+    /// Per component: the M-th best z-score among favoured items (bound for favoured items
+    /// outside `items`).
+    tau_favoured: Vec<f32>,
+}
 
 /// One user's candidates and their z-scores.
 struct UserCandidates {
@@ -60,12 +91,34 @@ struct UserCandidates {
     z: Vec<f32>,
     /// Per component: the M-th best z-score (bound for items outside `items`).
     tau: Vec<f32>,
+    tail: Option<UserTail>,
 }
 
 /// The validation candidates of every evaluated user, ready for many weight vectors.
 pub struct CandidateTable {
     users: Vec<UserCandidates>,
     k: usize,
+    /// Users whose target is a tail item of the measures (tables with tail data).
+    tail_users: usize,
+}
+
+/// The M-th best value of `scores` restricted to `keep` (and its indices), or -inf when fewer.
+fn top_where(scores: &[f32], keep: impl Fn(usize) -> bool, m: usize) -> (Vec<ItemIdx>, f32) {
+    let masked: Vec<f32> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| if keep(i) { s } else { f32::NEG_INFINITY })
+        .collect();
+    let top: Vec<ItemIdx> = top_k(&masked, m)
+        .into_iter()
+        .filter(|&i| masked[i as usize].is_finite())
+        .collect();
+    let tau = if top.len() == m {
+        masked[top[m - 1] as usize]
+    } else {
+        f32::NEG_INFINITY
+    };
+    (top, tau)
 }
 
 impl CandidateTable {
@@ -76,8 +129,33 @@ impl CandidateTable {
         components: &[&dyn Scorer],
         top_m: usize,
     ) -> Result<Self, EvalError> {
+        Self::build_inner(split, components, top_m, None)
+    }
+
+    /// [`CandidateTable::build`] plus what [`search_tail`] needs: `favoured` marks the items
+    /// the served re-ranking adds the tail weight to, `measured_tail` the tail items of the
+    /// measures. Each component's best `top_m` favoured items join the candidates too.
+    pub fn build_with_tail(
+        split: &RecSplit,
+        components: &[&dyn Scorer],
+        top_m: usize,
+        favoured: &[bool],
+        measured_tail: &[bool],
+    ) -> Result<Self, EvalError> {
+        Self::build_inner(split, components, top_m, Some((favoured, measured_tail)))
+    }
+
+    fn build_inner(
+        split: &RecSplit,
+        components: &[&dyn Scorer],
+        top_m: usize,
+        tail: Option<(&[bool], &[bool])>,
+    ) -> Result<Self, EvalError> {
         let n = split.n_items();
         let k = components.len();
+        if let Some((f, m)) = tail {
+            assert!(f.len() == n && m.len() == n, "tail labels per catalogue item");
+        }
         let users = split
             .eval_users()
             .into_par_iter()
@@ -89,6 +167,13 @@ impl CandidateTable {
                     let mut zs: Vec<Vec<f32>> = Vec::with_capacity(k);
                     let mut items: Vec<ItemIdx> = Vec::new();
                     let mut tau = Vec::with_capacity(k);
+                    let mut tau_favoured = Vec::with_capacity(k);
+                    let mut seen = vec![false; if tail.is_some() { n } else { 0 }];
+                    for &h in &history {
+                        if let Some(s) = seen.get_mut(h as usize) {
+                            *s = true;
+                        }
+                    }
                     for c in components {
                         buf.iter_mut().for_each(|s| *s = 0.0);
                         c.scores(user, &history, buf);
@@ -101,6 +186,12 @@ impl CandidateTable {
                             f32::NEG_INFINITY
                         });
                         items.extend_from_slice(&top);
+                        if let Some((favoured, _)) = tail {
+                            let (top_f, tau_f) =
+                                top_where(buf, |i| favoured[i] && !seen[i], top_m);
+                            items.extend_from_slice(&top_f);
+                            tau_favoured.push(tau_f);
+                        }
                         zs.push(buf.clone());
                     }
                     items.push(target);
@@ -110,16 +201,58 @@ impl CandidateTable {
                         .iter()
                         .flat_map(|&i| zs.iter().map(move |s| s[i as usize]))
                         .collect();
+                    let tail = tail.map(|(favoured, measured)| {
+                        let unseen = (n - history.len()).max(1) as f64;
+                        let mut mean = vec![0f64; k];
+                        let mut moment = vec![0f64; k * k];
+                        for a in 0..k {
+                            mean[a] = zs[a]
+                                .iter()
+                                .zip(&seen)
+                                .filter(|(_, &s)| !s)
+                                .map(|(&x, _)| f64::from(x))
+                                .sum::<f64>()
+                                / unseen;
+                            for b in a..k {
+                                let m = zs[a]
+                                    .iter()
+                                    .zip(&zs[b])
+                                    .zip(&seen)
+                                    .filter(|(_, &s)| !s)
+                                    .map(|((&x, &y), _)| f64::from(x) * f64::from(y))
+                                    .sum::<f64>()
+                                    / unseen;
+                                moment[a * k + b] = m;
+                                moment[b * k + a] = m;
+                            }
+                        }
+                        UserTail {
+                            favoured: items.iter().map(|&i| favoured[i as usize]).collect(),
+                            target_tail: measured[target as usize],
+                            mean,
+                            moment,
+                            tau_favoured,
+                        }
+                    });
                     Ok(UserCandidates {
                         items,
                         target,
                         z,
                         tau,
+                        tail,
                     })
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { users, k })
+        let tail_users = users
+            .iter()
+            .filter(|u| u.tail.as_ref().is_some_and(|t| t.target_tail))
+            .count();
+        Ok(Self {
+            users,
+            k,
+            tail_users,
+        })
     }
 
     pub fn users(&self) -> usize {
@@ -164,6 +297,279 @@ impl CandidateTable {
             .fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         (sum / self.users.len().max(1) as f64, uncertain)
     }
+}
+
+/// The served tail weight's index on a curve over an ascending grid that starts at 0: the
+/// last point of the unbroken prefix whose NDCG@10 is >= `floor`; `None` when the first point
+/// (no tail weight) is already below it.
+fn budget_index(ndcg: impl IntoIterator<Item = f64>, floor: f64) -> Option<usize> {
+    ndcg.into_iter()
+        .take_while(|&v| v >= floor)
+        .count()
+        .checked_sub(1)
+}
+
+fn dot(z: &[f32], w: &[f64]) -> f64 {
+    z.iter().zip(w).map(|(&z, &w)| f64::from(z) * w).sum()
+}
+
+impl UserTail {
+    /// Mean and sd of the blend `weights` over the user's unseen items (sd 1 when constant,
+    /// as [`longtail_rec::tail_weighted`]).
+    fn blend_stats(&self, weights: &[f64]) -> (f64, f64) {
+        let k = weights.len();
+        let mean: f64 = self.mean.iter().zip(weights).map(|(m, w)| m * w).sum();
+        let mut second = 0.0;
+        for a in 0..k {
+            for b in 0..k {
+                second += weights[a] * weights[b] * self.moment[a * k + b];
+            }
+        }
+        let var = second - mean * mean;
+        (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
+    }
+}
+
+impl CandidateTable {
+    /// Users ranked in the top 10 of the served ranking (blend `weights`, tail weight `l`)
+    /// among their candidates whom an item outside the candidates might outrank (its bound:
+    /// every component's M-th best z-score, among favoured items for a favoured one).
+    pub fn served_uncertain_users(&self, weights: &[f64], l: f64) -> usize {
+        let k = self.k;
+        self.users
+            .par_iter()
+            .filter(|u| {
+                let t = u.tail.as_ref().expect("a table built with tail data");
+                let (mean, sd) = t.blend_stats(weights);
+                let pos = u.items.binary_search(&u.target).expect("target kept");
+                let served = |row: &[f32], favoured: bool| {
+                    (dot(row, weights) - mean) / sd + if favoured { l } else { 0.0 }
+                };
+                let score = |j: usize| served(&u.z[j * k..(j + 1) * k], t.favoured[j]);
+                let target = score(pos);
+                let rank = 1 + (0..u.items.len())
+                    .filter(|&j| j != pos && score(j) > target)
+                    .count();
+                let bound = |tau: &[f32]| {
+                    tau.iter()
+                        .zip(weights)
+                        .filter(|(_, &w)| w > 0.0)
+                        .map(|(&tau, &w)| f64::from(tau) * w)
+                        .sum::<f64>()
+                };
+                let outside = ((bound(&u.tau) - mean) / sd)
+                    .max((bound(&t.tau_favoured) - mean) / sd + l);
+                rank <= 10 && target <= outside
+            })
+            .count()
+    }
+
+    /// Users whose target is a tail item of the measures.
+    pub fn tail_users(&self) -> usize {
+        self.tail_users
+    }
+
+    /// Validation (NDCG@10, tail-item Recall@10) of the served ranking for each tail weight
+    /// `L` of `tail_grid`: the blend `weights` z-scored over the user's unseen items, favoured
+    /// items `+L` (the arithmetic of [`longtail_rec::tail_weighted`]). Ranks are among the
+    /// candidates. Needs a table from [`CandidateTable::build_with_tail`].
+    pub fn served_curve(&self, weights: &[f64], tail_grid: &[f64]) -> Vec<(f64, f64)> {
+        assert_eq!(weights.len(), self.k);
+        let k = self.k;
+        let per_user: Vec<Vec<(f64, bool)>> = self
+            .users
+            .par_iter()
+            .map(|u| {
+                let t = u.tail.as_ref().expect("a table built with tail data");
+                let (mean, sd) = t.blend_stats(weights);
+                let z: Vec<f64> = u
+                    .z
+                    .chunks_exact(k)
+                    .map(|row| (dot(row, weights) - mean) / sd)
+                    .collect();
+                let pos = u.items.binary_search(&u.target).expect("target kept");
+                let (zt, favoured_target) = (z[pos], t.favoured[pos]);
+                // Items of the target's own group keep their order to it at every L; items
+                // of the other group pass it as L grows (plain target) or fall behind it
+                // (favoured target): only the 10 closest to passing can matter.
+                let mut same_above = 0u32;
+                let mut other: Vec<(f64, ItemIdx)> = Vec::new();
+                for (j, (&item, &zi)) in u.items.iter().zip(&z).enumerate() {
+                    if j == pos {
+                        continue;
+                    }
+                    if t.favoured[j] == favoured_target {
+                        if zi > zt || (zi == zt && item < u.target) {
+                            same_above += 1;
+                        }
+                    } else {
+                        other.push((zi - zt, item));
+                    }
+                }
+                let closest = |a: &(f64, ItemIdx), b: &(f64, ItemIdx)| {
+                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+                };
+                if other.len() > 10 {
+                    other.select_nth_unstable_by(9, closest);
+                    other.truncate(10);
+                }
+                tail_grid
+                    .iter()
+                    .map(|&l| {
+                        // a plain item passes a favoured target iff d > L, a favoured item
+                        // passes a plain target iff d + L > 0 (ties: the lower index first)
+                        let threshold = if favoured_target { l } else { -l };
+                        let passing = other
+                            .iter()
+                            .filter(|&&(d, item)| {
+                                d > threshold || (d == threshold && item < u.target)
+                            })
+                            .count() as u32;
+                        let rank = 1 + same_above + passing;
+                        (ndcg_at(rank, 10), t.target_tail && rank <= 10)
+                    })
+                    .collect()
+            })
+            .collect();
+        let users = self.users.len().max(1) as f64;
+        let tail_users = self.tail_users.max(1) as f64;
+        (0..tail_grid.len())
+            .map(|j| {
+                let (ndcg, hits) = per_user
+                    .iter()
+                    .fold((0.0, 0usize), |(s, h), u| (s + u[j].0, h + usize::from(u[j].1)));
+                (ndcg / users, hits as f64 / tail_users)
+            })
+            .collect()
+    }
+}
+
+/// The outcome of the tail stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailChoice {
+    /// Weight per candidate, normalised to sum 1 (0: dropped); `start` itself when no step
+    /// was accepted.
+    pub weights: Vec<f64>,
+    /// The tail weight the budget rule gives those weights on the candidate table (the caller
+    /// re-chooses it on the full catalogue).
+    pub tail_weight: f64,
+    /// Validation NDCG@10 no served point may fall below.
+    pub floor: f64,
+    /// Accepted steps, the first being the relevance blend served with its tail weight.
+    pub path: Vec<TailStep>,
+    pub evaluations: usize,
+    /// Users whose candidate rank was not provably exact at the chosen point.
+    pub uncertain_users: usize,
+}
+
+/// Stage 2 ([`TAIL_SEARCH_RULE`]): from the relevance blend `start`, moves the weights to
+/// raise the validation tail-item Recall@10 of the served ranking, each weight vector served
+/// with the tail weight of `tail_grid` (ascending, from 0) the budget rule gives it.
+pub fn search_tail(
+    table: &CandidateTable,
+    start: &[f64],
+    opts: &SearchOptions,
+    tail_grid: &[f64],
+    relevance_budget: f64,
+    log: &dyn Fn(&str),
+) -> Result<TailChoice, EvalError> {
+    let k = table.k;
+    if table.users.first().is_some_and(|u| u.tail.is_none()) {
+        return Err(EvalError::Option(
+            "the tail search needs a candidate table built with tail labels".into(),
+        ));
+    }
+    if start.len() != k || tail_grid.first() != Some(&0.0) {
+        return Err(EvalError::Option(
+            "the tail search needs one start weight per candidate and a tail grid from 0".into(),
+        ));
+    }
+    let mut evaluations = 0usize;
+    let start_curve = table.served_curve(start, tail_grid);
+    evaluations += 1;
+    let best = start_curve.iter().map(|p| p.0).fold(f64::MIN, f64::max);
+    let floor = (1.0 - relevance_budget) * best;
+    // (tail weight, NDCG@10, tail R@10) of weights served by the budget rule
+    let served = |curve: &[(f64, f64)]| {
+        budget_index(curve.iter().map(|p| p.0), floor)
+            .map(|j| (tail_grid[j], curve[j].0, curve[j].1))
+    };
+    let step = |w: &[f64], p: (f64, f64, f64)| TailStep {
+        weights: w.to_vec(),
+        tail_weight: p.0,
+        ndcg_10: p.1,
+        tail_recall_10: p.2,
+    };
+    let Some(mut current) = served(&start_curve).filter(|_| relevance_budget > 0.0) else {
+        return Ok(TailChoice {
+            weights: start.to_vec(),
+            tail_weight: 0.0,
+            floor,
+            path: Vec::new(),
+            evaluations,
+            uncertain_users: 0,
+        });
+    };
+    let mut w = start.to_vec();
+    let mut path = vec![step(&w, current)];
+    // one more tail-target user in the top 10
+    let min_gain = 1.0 / table.tail_users.max(1) as f64 - 1e-12;
+    for round in 0..opts.max_rounds {
+        let mut moved = false;
+        for c in 0..k {
+            let mut coord_best: Option<(f64, (f64, f64, f64))> = None;
+            for &g in &opts.grid {
+                if g == w[c] {
+                    continue;
+                }
+                let mut trial = w.clone();
+                trial[c] = g;
+                if trial.iter().all(|&x| x == 0.0) {
+                    continue;
+                }
+                evaluations += 1;
+                let Some(p) = served(&table.served_curve(&trial, tail_grid)) else {
+                    continue;
+                };
+                let better = coord_best
+                    .is_none_or(|(_, b)| p.2 > b.2 || (p.2 == b.2 && p.1 > b.1));
+                if p.2 >= current.2 + min_gain && better {
+                    coord_best = Some((g, p));
+                }
+            }
+            if let Some((g, p)) = coord_best {
+                w[c] = g;
+                current = p;
+                moved = true;
+                path.push(step(&w, p));
+                log(&format!(
+                    "tail pass {}: weight of candidate {c} -> {g}: served with tail weight {}, \
+                     validation tail-item R@10 {:.4}, NDCG@10 {:.4} (floor {floor:.4})",
+                    round + 1,
+                    p.0,
+                    p.2,
+                    p.1
+                ));
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let total: f64 = w.iter().sum();
+    Ok(TailChoice {
+        uncertain_users: table.served_uncertain_users(&w, current.0),
+        // unmoved: `start` itself, not a renormalised copy
+        weights: if path.len() == 1 {
+            start.to_vec()
+        } else {
+            w.iter().map(|x| x / total).collect()
+        },
+        tail_weight: current.0,
+        floor,
+        path,
+        evaluations,
+    })
 }
 
 /// The outcome of the weight search.
@@ -262,12 +668,21 @@ pub fn search_weights(
 }
 
 /// The served tail weight by [`TAIL_BUDGET_RULE`] from a validation curve of tail weights
-/// (sorted or not). `None`: pure relevance (budget 0, or no positive weight qualifies).
-pub fn choose_tail_by_budget(curve: &[TailPoint], relevance_budget: f64) -> Option<f64> {
+/// (sorted or not); `reference_best`: the relevance blend's validation NDCG@10 (the floor is
+/// relative to the better of it and the curve's best). `None`: pure relevance (budget 0, or
+/// no positive weight qualifies).
+pub fn choose_tail_by_budget(
+    curve: &[TailPoint],
+    relevance_budget: f64,
+    reference_best: f64,
+) -> Option<f64> {
     if relevance_budget <= 0.0 || curve.is_empty() {
         return None;
     }
-    let best = curve.iter().map(|p| p.ndcg_10).fold(f64::MIN, f64::max);
+    let best = curve
+        .iter()
+        .map(|p| p.ndcg_10)
+        .fold(reference_best, f64::max);
     let floor = (1.0 - relevance_budget) * best;
     let mut points = curve.to_vec();
     points.sort_by(|a, b| a.tail_weight.total_cmp(&b.tail_weight));
@@ -402,6 +817,107 @@ pub(crate) mod tests {
         assert!(choice.weights.iter().all(|&w| w >= 0.0));
     }
 
+    fn labels() -> (Vec<bool>, Segments) {
+        let split = split();
+        let favoured: Vec<bool> = (0..30).map(|i| i % 3 == 0 || i > 24).collect();
+        (favoured, Segments::new(&split, &Default::default(), 0.2))
+    }
+
+    #[test]
+    fn the_served_curve_equals_the_full_catalogue_curve_when_every_item_is_a_candidate() {
+        let split = split();
+        let (favoured, segments) = labels();
+        let formulas = formulas();
+        let parts: Vec<&dyn Scorer> = formulas.iter().map(|f| f as &dyn Scorer).collect();
+        let table = CandidateTable::build_with_tail(
+            &split,
+            &parts,
+            30,
+            &favoured,
+            &segments.is_tail_item,
+        )
+        .unwrap();
+        assert!(table.tail_users() > 0, "the fixture has tail targets");
+        let grid = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
+        let knobs: Vec<longtail_rec::Knob> =
+            grid.iter().map(|&l| longtail_rec::Knob::TailWeight(l)).collect();
+        for w in [[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.45, 0.55]] {
+            let blend = ZBlend {
+                name: "b".into(),
+                parts: parts.iter().zip(w).map(|(s, w)| (*s, w as f32)).collect(),
+            };
+            let full = crate::rec::tradeoff_curve_labelled(
+                &split,
+                &segments,
+                &blend,
+                Stage::Validation,
+                &knobs,
+                &favoured,
+            )
+            .unwrap();
+            let cand = table.served_curve(&w, &grid);
+            for (f, c) in full.iter().zip(&cand) {
+                assert!((f.ndcg_10 - c.0).abs() < 1e-9, "{w:?} {:?}: {f:?} vs {c:?}", f.knob);
+                assert!((f.tail_recall_10 - c.1).abs() < 1e-9, "{w:?} {:?}", f.knob);
+            }
+            // Every item is a candidate: nothing outside can outrank anyone.
+            assert_eq!(table.served_uncertain_users(&w, 1.0), 0);
+        }
+    }
+
+    #[test]
+    fn the_tail_stage_gains_tail_recall_and_never_leaves_the_budget() {
+        let split = split();
+        let (favoured, segments) = labels();
+        let formulas = formulas();
+        let parts: Vec<&dyn Scorer> = formulas.iter().map(|f| f as &dyn Scorer).collect();
+        let table = CandidateTable::build_with_tail(
+            &split,
+            &parts,
+            30,
+            &favoured,
+            &segments.is_tail_item,
+        )
+        .unwrap();
+        let opts = SearchOptions::default();
+        let relevance = search_weights(&table, &opts, &|_| {}).unwrap();
+        let grid = crate::rec::selection_grid();
+        for budget in [0.05, 0.2, 0.5] {
+            let tail =
+                search_tail(&table, &relevance.weights, &opts, &grid, budget, &|_| {}).unwrap();
+            let best = table
+                .served_curve(&relevance.weights, &grid)
+                .iter()
+                .map(|p| p.0)
+                .fold(f64::MIN, f64::max);
+            assert!((tail.floor - (1.0 - budget) * best).abs() < 1e-12);
+            assert!(!tail.path.is_empty());
+            assert_eq!(tail.path[0].weights, relevance.weights);
+            assert!(tail.path.iter().all(|p| p.ndcg_10 >= tail.floor));
+            assert!(tail
+                .path
+                .windows(2)
+                .all(|p| p[1].tail_recall_10 > p[0].tail_recall_10));
+            // The chosen point is what the budget rule gives its weights.
+            let curve = table.served_curve(&tail.weights, &grid);
+            let j = budget_index(curve.iter().map(|p| p.0), tail.floor).unwrap();
+            let last = tail.path.last().unwrap();
+            assert_eq!(grid[j], tail.tail_weight);
+            assert!((curve[j].1 - last.tail_recall_10).abs() < 1e-12);
+            assert!((tail.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            if tail.path.len() == 1 {
+                assert_eq!(tail.weights, relevance.weights, "unmoved: the start itself");
+            }
+        }
+        // A generous budget moves the fixture's weights; budget 0 never does.
+        let loose = search_tail(&table, &relevance.weights, &opts, &grid, 0.5, &|_| {}).unwrap();
+        assert!(loose.path.len() > 1, "{:?}", loose.path);
+        let none = search_tail(&table, &relevance.weights, &opts, &grid, 0.0, &|_| {}).unwrap();
+        assert!(none.path.is_empty());
+        assert_eq!(none.weights, relevance.weights);
+        assert_eq!(none.tail_weight, 0.0);
+    }
+
     fn tp(l: f64, ndcg: f64) -> TailPoint {
         TailPoint {
             tail_weight: l,
@@ -420,15 +936,15 @@ pub(crate) mod tests {
             tp(2.0, 0.100), // back within budget, but after a miss: not reachable
         ];
         // best 0.101: floor 0.98 * 0.101 = 0.09898
-        assert_eq!(choose_tail_by_budget(&curve, 0.02), Some(1.0));
-        assert_eq!(choose_tail_by_budget(&curve, 0.05), Some(2.0));
+        assert_eq!(choose_tail_by_budget(&curve, 0.02, 0.0), Some(1.0));
+        assert_eq!(choose_tail_by_budget(&curve, 0.05, 0.0), Some(2.0));
         assert_eq!(
-            choose_tail_by_budget(&curve, 0.0),
+            choose_tail_by_budget(&curve, 0.0, 0.0),
             None,
             "budget 0: pure relevance"
         );
         assert_eq!(
-            choose_tail_by_budget(&[tp(0.0, 0.1), tp(0.5, 0.05)], 0.02),
+            choose_tail_by_budget(&[tp(0.0, 0.1), tp(0.5, 0.05)], 0.02, 0.0),
             None
         );
     }

@@ -261,7 +261,9 @@ pub fn plan_summary(plan: &longtail_rec::Plan) -> String {
     let sel = &plan.selection;
     let _ = writeln!(
         s,
-        "\n`served`: the plan `longtail plan` chose on validation: {} (weights of per-user z-scored scores), knob {}. Validation NDCG@10 {:.4} for the blend, {:.4} served (tail-item R@10 {:.4}; relevance budget {}).",
+        "\n`served`: the plan `longtail plan` chose on validation: {} (weights of per-user \
+         z-scored scores), knob {}. Validation NDCG@10 {:.4} for the relevance blend, {:.4} \
+         served (tail-item R@10 {:.4} vs {:.4}; relevance budget {}).",
         plan.components
             .iter()
             .map(|c| format!(
@@ -279,8 +281,25 @@ pub fn plan_summary(plan: &longtail_rec::Plan) -> String {
         sel.blend.ndcg_10,
         sel.served.ndcg_10,
         sel.served.tail_recall_10,
+        sel.blend.tail_recall_10,
         sel.relevance_budget
     );
+    if sel.served_weights.is_some() {
+        let _ = writeln!(
+            s,
+            "The tail stage moved the weights from the relevance blend's ({} steps: {}).",
+            sel.tail_path.len().saturating_sub(1),
+            sel.tail_path
+                .iter()
+                .skip(1)
+                .map(|t| format!(
+                    "tail-item R@10 {:.4} at NDCG@10 {:.4}",
+                    t.tail_recall_10, t.ndcg_10
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !plan.dropped.is_empty() {
         let _ = writeln!(
             s,

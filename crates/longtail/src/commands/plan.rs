@@ -12,8 +12,8 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use longtail_data::{Label, PreparedDataset, TailRule};
 use longtail_eval::rec::{
-    self, choose_tail_by_budget, evaluate, search_weights, selection_grid, tail_points,
-    tradeoff_curve_labelled, CandidateTable, SearchOptions, Segments,
+    self, choose_tail_by_budget, evaluate, search_tail, search_weights, selection_grid,
+    tail_points, tradeoff_curve_labelled, CandidateTable, SearchOptions, Segments,
 };
 use longtail_interest::plan_files::{
     artefact_bytes, checkpoint_sha256, item_ids_sha256, sha256_hex,
@@ -21,8 +21,8 @@ use longtail_interest::plan_files::{
 use longtail_interest::scorer::InterestScorer;
 use longtail_interest::InterestIndex;
 use longtail_rec::plan::{
-    ComponentKind, Plan, PlanComponent, PlanSelection, ValidationNumbers, DENSE_ITEM_LIMIT,
-    PLAN_FILE, PLAN_VERSION, STANDARDISATION,
+    ComponentKind, Plan, PlanComponent, PlanSelection, TailPoint, ValidationNumbers,
+    DENSE_ITEM_LIMIT, PLAN_FILE, PLAN_VERSION, STANDARDISATION,
 };
 use longtail_rec::{
     ItemIdx, ItemItem, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
@@ -260,12 +260,19 @@ pub fn run(args: PlanArgs) -> Result<()> {
         top_m: args.top_m,
         ..SearchOptions::default()
     };
-    let table = CandidateTable::build(&split, &scorers, opts.top_m)?;
+    let table = CandidateTable::build_with_tail(
+        &split,
+        &scorers,
+        opts.top_m,
+        &served_tail,
+        &segments.is_tail_item,
+    )?;
     log(&format!(
         "candidates of {} users built ({:.0}s)",
         table.users(),
         started.elapsed().as_secs_f64()
     ));
+    // Stage 1: relevance.
     let choice = search_weights(&table, &opts, &|l| {
         log(&format!("{l} ({})", names.join(", ")))
     })?;
@@ -281,65 +288,113 @@ pub fn run(args: PlanArgs) -> Result<()> {
             table.users()
         ));
     }
-    for (c, (&w, &single)) in cands
-        .iter_mut()
-        .zip(choice.weights.iter().zip(&choice.singles))
-    {
-        c.component.weight = w;
-        c.component.validation_ndcg_10 = single;
-    }
-    let parts: Vec<(&dyn Scorer, f32)> = cands
-        .iter()
-        .filter(|c| c.component.weight > 0.0)
-        .map(|c| (c.scorer.as_ref(), c.component.weight as f32))
-        .collect();
-    let blend = ZBlend {
+    let blend_of = |weights: &[f64]| ZBlend {
         name: "plan".into(),
-        parts,
-    };
-    let blend_numbers = numbers(&evaluate(&split, &segments, &blend, Stage::Validation)?);
-    log(&format!(
-        "blend {}: validation NDCG@10 {:.4} (full catalogue), tail-item R@10 {:.4}",
-        cands
+        parts: cands
             .iter()
-            .filter(|c| c.component.weight > 0.0)
-            .map(|c| format!("{} {:.3}", c.component.name, c.component.weight))
+            .zip(weights)
+            .filter(|(_, &w)| w > 0.0)
+            .map(|(c, &w)| (c.scorer.as_ref(), w as f32))
+            .collect(),
+    };
+    let describe = |weights: &[f64]| {
+        names
+            .iter()
+            .zip(weights)
+            .filter(|(_, &w)| w > 0.0)
+            .map(|(n, w)| format!("{n} {w:.3}"))
             .collect::<Vec<_>>()
-            .join(" + "),
+            .join(" + ")
+    };
+    let blend_numbers = numbers(&evaluate(
+        &split,
+        &segments,
+        &blend_of(&choice.weights),
+        Stage::Validation,
+    )?);
+    log(&format!(
+        "relevance blend {}: validation NDCG@10 {:.4} (full catalogue), tail-item R@10 {:.4}",
+        describe(&choice.weights),
         blend_numbers.ndcg_10,
         blend_numbers.tail_recall_10
     ));
 
-    // The tail weight by the relevance budget.
-    let knobs: Vec<Knob> = selection_grid().into_iter().map(Knob::TailWeight).collect();
-    let curve = tail_points(&tradeoff_curve_labelled(
-        &split,
-        &segments,
-        &blend,
-        Stage::Validation,
-        &knobs,
-        &served_tail,
-    )?);
-    let knob = choose_tail_by_budget(&curve, args.relevance_budget).map(Knob::TailWeight);
+    // Stage 2: tail recall within the relevance budget.
+    let grid = selection_grid();
+    let tail = search_tail(
+        &table,
+        &choice.weights,
+        &opts,
+        &grid,
+        args.relevance_budget,
+        &|l| log(&format!("{l} ({})", names.join(", "))),
+    )?;
+    if tail.uncertain_users > 0 {
+        notes.push(format!(
+            "tail stage: {} of {} validation users ranked in the top 10 among candidates \
+             without a proof that no non-candidate outranks them (the served weights are \
+             re-measured on the full catalogue)",
+            tail.uncertain_users,
+            table.users()
+        ));
+    }
+    let knobs: Vec<Knob> = grid.iter().copied().map(Knob::TailWeight).collect();
+    let curve_of = |weights: &[f64]| -> Result<Vec<TailPoint>> {
+        Ok(tail_points(&tradeoff_curve_labelled(
+            &split,
+            &segments,
+            &blend_of(weights),
+            Stage::Validation,
+            &knobs,
+            &served_tail,
+        )?))
+    };
+    let floor = (1.0 - args.relevance_budget) * blend_numbers.ndcg_10;
+    let mut weights = tail.weights.clone();
+    let mut curve = curve_of(&weights)?;
+    if weights != choice.weights && curve.first().is_none_or(|p| p.ndcg_10 < floor) {
+        // The candidate table's estimate did not hold on the full catalogue.
+        notes.push(format!(
+            "the tail stage's weights ({}) fall below the relevance floor {floor:.4} on the \
+             full catalogue (validation NDCG@10 {:.4}): the relevance blend is served",
+            describe(&weights),
+            curve.first().map_or(0.0, |p| p.ndcg_10)
+        ));
+        weights = choice.weights.clone();
+        curve = curve_of(&weights)?;
+    }
+    let knob = choose_tail_by_budget(&curve, args.relevance_budget, blend_numbers.ndcg_10)
+        .map(Knob::TailWeight);
+    let served_blend = blend_of(&weights);
     let served = match knob {
         Some(Knob::TailWeight(weight)) => {
             let reranked = TailWeighted {
                 name: "served".into(),
-                inner: &blend,
+                inner: &served_blend,
                 is_tail: &served_tail,
                 weight,
             };
             numbers(&evaluate(&split, &segments, &reranked, Stage::Validation)?)
         }
-        _ => blend_numbers,
+        _ if weights == choice.weights => blend_numbers,
+        _ => numbers(&evaluate(&split, &segments, &served_blend, Stage::Validation)?),
     };
     log(&format!(
-        "tail weight {} (budget {}): validation NDCG@10 {:.4}, tail-item R@10 {:.4}",
+        "served {} with tail weight {} (budget {}): validation NDCG@10 {:.4}, tail-item R@10 \
+         {:.4} ({} tail-stage steps, {} evaluations)",
+        describe(&weights),
         knob.map_or("none".to_string(), |k| k.value().to_string()),
         args.relevance_budget,
         served.ndcg_10,
-        served.tail_recall_10
+        served.tail_recall_10,
+        tail.path.len().saturating_sub(1),
+        tail.evaluations
     ));
+    for (c, (&w, &single)) in cands.iter_mut().zip(weights.iter().zip(&choice.singles)) {
+        c.component.weight = w;
+        c.component.validation_ndcg_10 = single;
+    }
+    let served_weights = (weights != choice.weights).then(|| weights.clone());
 
     // Artefacts of the kept ID components, then plan.json, as one directory.
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -376,6 +431,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
             blend: blend_numbers,
             tail_rule: rec::plan_search::TAIL_BUDGET_RULE.to_string(),
             relevance_budget: args.relevance_budget,
+            tail_search_rule: rec::plan_search::TAIL_SEARCH_RULE.to_string(),
+            tail_path: tail.path,
+            served_weights,
             tail_curve: curve,
             served,
         },

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use longtail_interest::{train_interest, Architecture, Event, ItemFeatures, TrainInterestConfig};
+use longtail_interest::tune::{self, TuneOptions, TuneSpace};
+use longtail_interest::{
+    train_interest, Architecture, Event, ItemFeatures, TrainInterestConfig, TrainInterestOutcome,
+};
 use longtail_model::Precision;
 use longtail_train::SchedulerType;
 
@@ -168,6 +171,25 @@ pub struct TrainInterestArgs {
     #[arg(long, value_enum, default_value_t = defaults::train_interest().precision, help_heading = "Sequence model")]
     pub precision: Precision,
 
+    /// Search the sequence recipe on your validation split first: N trials by successive
+    /// halving (trial 0 is the recipe, the others drawn with --seed from the space in
+    /// docs/interest.md: ID threshold, learning rate, dropout, temperature, layers, width);
+    /// --out gets the winner, with tune.json and tune.md (the trials table). 0: train the
+    /// recipe as given.
+    #[arg(long, default_value_t = 0, help_heading = "Tuning")]
+    pub tune: usize,
+    /// Stop starting exploration trials after this many minutes (the last rung, the winner
+    /// and the recipe at full --max-steps, always runs).
+    #[arg(long, help_heading = "Tuning")]
+    pub tune_minutes: Option<f64>,
+    /// Each rung keeps the best 1/ETA of its trials for ETA times the steps.
+    #[arg(long, default_value_t = 3, help_heading = "Tuning")]
+    pub tune_eta: usize,
+    /// Trials directory (default: OUT.tune beside --out); rerunning the same search resumes
+    /// it, skipping finished trials.
+    #[arg(long, help_heading = "Tuning")]
+    pub tune_dir: Option<PathBuf>,
+
     /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
     /// device synchronised after each phase; a little slower, for profiling a GPU run.
     #[arg(long, default_value_t = false)]
@@ -177,7 +199,8 @@ pub struct TrainInterestArgs {
     pub device: crate::cli::DeviceArg,
 }
 
-pub fn run(a: TrainInterestArgs) -> Result<()> {
+/// The library config of the parsed arguments (the tuning flags are not part of it).
+fn config(a: TrainInterestArgs) -> Result<TrainInterestConfig> {
     let resume_from = a.resume_from.clone();
     // SASRec (`--item-features id`) reads no text, so it needs no encoder.
     let needs_model = resume_from.is_none()
@@ -189,7 +212,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
              the command line, in the environment or in the config file)",
         )?,
     };
-    let cfg = TrainInterestConfig {
+    Ok(TrainInterestConfig {
         architecture: a.architecture,
         data: a.data,
         model,
@@ -234,14 +257,18 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         device: a.device.device,
         precision: a.precision,
         phase_times: a.phase_times,
-    };
-    let pb = crate::progress::bar(Some(cfg.max_steps), "train-interest");
+    })
+}
+
+/// One training run with its progress bar.
+fn train_once(cfg: &TrainInterestConfig, label: &str) -> Result<TrainInterestOutcome> {
+    let pb = crate::progress::bar(Some(cfg.max_steps), label);
     let started = std::time::Instant::now();
     let unit = match cfg.architecture {
         Architecture::Sequence => "seq",
         Architecture::BiEncoder => "pairs",
     };
-    let outcome = train_interest(&cfg, &mut |e| match e {
+    let outcome = train_interest(cfg, &mut |e| match e {
         // eprintln, not pb.println: the bar is hidden off a terminal and logs must still show.
         Event::Message(m) => pb.suspend(|| eprintln!("{m}")),
         Event::Step {
@@ -256,6 +283,22 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         }
     })?;
     pb.finish_and_clear();
+    Ok(outcome)
+}
+
+pub fn run(a: TrainInterestArgs) -> Result<()> {
+    let tune = TuneArgs {
+        trials: a.tune,
+        minutes: a.tune_minutes,
+        eta: a.tune_eta,
+        dir: a.tune_dir.clone(),
+    };
+    let cfg = config(a)?;
+    let outcome = if tune.trials > 0 {
+        tune_then_train(&cfg, &tune)?
+    } else {
+        train_once(&cfg, "train-interest")?
+    };
     println!(
         "trained {} steps on {} next-item pairs in {:.1}s",
         outcome.steps, outcome.train_pairs, outcome.seconds
@@ -284,4 +327,109 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
     }
     println!("checkpoint: {}", outcome.out.display());
     Ok(())
+}
+
+struct TuneArgs {
+    trials: usize,
+    minutes: Option<f64>,
+    eta: usize,
+    dir: Option<PathBuf>,
+}
+
+/// `--tune N`: the search in the trials directory, then the winner's checkpoint copied to
+/// --out with the search's record (one atomic directory write).
+fn tune_then_train(cfg: &TrainInterestConfig, t: &TuneArgs) -> Result<TrainInterestOutcome> {
+    anyhow::ensure!(
+        cfg.architecture == Architecture::Sequence && cfg.resume_from.is_none(),
+        "--tune searches the sequence recipe from scratch: it takes --architecture sequence \
+         and no --resume-from"
+    );
+    anyhow::ensure!(t.eta >= 2, "--tune-eta must be at least 2, got {}", t.eta);
+    if let Some(m) = t.minutes {
+        anyhow::ensure!(
+            m.is_finite() && m >= 0.0,
+            "--tune-minutes must be a number of minutes >= 0, got {m}"
+        );
+    }
+    let _lock = longtail_fs::OutputLock::acquire(&cfg.out)?;
+    let dir = t
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.tune", cfg.out.display())));
+    let mut base = cfg.clone();
+    // every trial embeds the same catalogue text: once, into the trials directory
+    base.embedding_cache
+        .get_or_insert_with(|| dir.join("text-embeddings.safetensors"));
+    let opts = TuneOptions {
+        trials: t.trials,
+        eta: t.eta,
+        seed: cfg.seed,
+        space: TuneSpace::default(),
+        time_budget: t
+            .minutes
+            .map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
+        dir: dir.clone(),
+    };
+    let mut outcomes: Vec<(PathBuf, TrainInterestOutcome)> = Vec::new();
+    let state = tune::successive_halving(
+        &base,
+        &opts,
+        &mut |line| eprintln!("tune: {line}"),
+        &mut |settings, out, steps| {
+            let mut c = settings.apply(&base, steps);
+            c.out = out.to_path_buf();
+            let o = train_once(&c, "trial").map_err(|e| {
+                longtail_interest::InterestError::invalid(format!("{e:#}"))
+            })?;
+            let m = o.last.clone().unwrap_or_default();
+            let r = (o.steps, m.ndcg_at_10, m.tail_recall_at_10);
+            outcomes.push((out.to_path_buf(), o));
+            Ok(r)
+        },
+    )?;
+    let winner = state.winner.context("the search finished without a winner")?;
+    let last_rung = state.rungs.len() - 1;
+    let src = tune::trial_dir(&dir, winner, last_rung);
+    let table = tune::trials_table(&state);
+    eprintln!("{table}");
+    longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
+        for entry in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), tmp.join(entry.file_name()))
+                    .with_context(|| format!("copying {}", entry.path().display()))?;
+            }
+        }
+        longtail_fs::write_json_atomic(&tmp.join(tune::TUNE_FILE), &state)?;
+        std::fs::write(tmp.join(tune::TUNE_TABLE_FILE), &table)?;
+        Ok(())
+    })?;
+    let r = state
+        .results
+        .iter()
+        .find(|r| r.trial == winner && r.rung == last_rung)
+        .context("the winner's result")?;
+    eprintln!(
+        "tune: trial {winner} ({}) chosen: validation NDCG@10 {:.4}; checkpoint {}",
+        state.trials[winner].describe(),
+        r.ndcg_10,
+        cfg.out.display()
+    );
+    // The outcome printed below: the winner's own run when this process trained it.
+    match outcomes.into_iter().rev().find(|(dir, _)| *dir == src) {
+        Some((_, mut o)) => {
+            o.out = cfg.out.clone();
+            Ok(o)
+        }
+        None => Ok(TrainInterestOutcome {
+            steps: r.steps,
+            seconds: r.seconds,
+            train_pairs: 0,
+            initial: None,
+            last: None,
+            calibration: None,
+            out: cfg.out.clone(),
+            phase_times: None,
+        }),
+    }
 }

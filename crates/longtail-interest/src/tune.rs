@@ -1,0 +1,557 @@
+//! `train-interest --tune N`: a bounded search over the sequence recipe, chosen on the
+//! validation split of the user's own data.
+//!
+//! Successive halving: `N` trials (trial 0 is the recipe itself, the others drawn with a seed
+//! from [`TuneSpace`]) train from scratch at a small step budget; the best `1/eta` by
+//! validation NDCG@10 go on at `eta` times the budget, and so on up to the recipe's
+//! `max_steps`. The last rung always holds the recipe too, so the tuned model can only lose to
+//! the recipe on validation if the two tie. A time budget stops the exploration rungs (never
+//! the last one). Each finished trial is recorded in `tune.json` as it ends: a second run with
+//! the same settings skips what is done.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{InterestError, Result, TrainInterestConfig};
+
+/// The search's state file, in the trials directory and beside the tuned checkpoint.
+pub const TUNE_FILE: &str = "tune.json";
+/// The trials table (Markdown), beside the tuned checkpoint.
+pub const TUNE_TABLE_FILE: &str = "tune.md";
+
+/// The values each tuned setting is drawn from (documented in docs/interest.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneSpace {
+    /// Training interactions an item needs for an ID embedding: sparse catalogues may want
+    /// IDs for rarer items, dense ones fewer.
+    pub id_min_count: Vec<u64>,
+    pub learning_rate: Vec<f64>,
+    /// Hidden and attention dropout (one value for both).
+    pub dropout: Vec<f64>,
+    pub temperature: Vec<f64>,
+    pub num_hidden_layers: Vec<usize>,
+    pub hidden_size: Vec<usize>,
+}
+
+impl Default for TuneSpace {
+    fn default() -> Self {
+        Self {
+            id_min_count: vec![3, 5, 10, 20],
+            learning_rate: vec![5e-4, 1e-3, 2e-3],
+            dropout: vec![0.1, 0.2, 0.3],
+            temperature: vec![0.05, 0.07, 0.1],
+            num_hidden_layers: vec![1, 2],
+            hidden_size: vec![64, 128],
+        }
+    }
+}
+
+/// One trial's settings; `None` everywhere is the recipe as configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrialSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_min_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_hidden_layers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<usize>,
+}
+
+impl TrialSettings {
+    /// `base` with this trial's settings and a step budget.
+    pub fn apply(&self, base: &TrainInterestConfig, max_steps: u64) -> TrainInterestConfig {
+        let mut c = base.clone();
+        c.max_steps = max_steps;
+        if let Some(v) = self.id_min_count {
+            c.id_min_count = v;
+        }
+        if let Some(v) = self.learning_rate {
+            c.learning_rate = v;
+        }
+        if let Some(v) = self.dropout {
+            c.hidden_dropout_prob = v;
+            c.attention_probs_dropout_prob = v;
+        }
+        if let Some(v) = self.temperature {
+            c.temperature = v;
+        }
+        if let Some(v) = self.num_hidden_layers {
+            c.num_hidden_layers = v;
+        }
+        if let Some(v) = self.hidden_size {
+            c.hidden_size = v;
+        }
+        c
+    }
+
+    /// The settings as one line (`recipe` for trial 0).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = self.id_min_count {
+            parts.push(format!("id_min_count {v}"));
+        }
+        if let Some(v) = self.learning_rate {
+            parts.push(format!("lr {v}"));
+        }
+        if let Some(v) = self.dropout {
+            parts.push(format!("dropout {v}"));
+        }
+        if let Some(v) = self.temperature {
+            parts.push(format!("T {v}"));
+        }
+        if let Some(v) = self.num_hidden_layers {
+            parts.push(format!("layers {v}"));
+        }
+        if let Some(v) = self.hidden_size {
+            parts.push(format!("width {v}"));
+        }
+        if parts.is_empty() {
+            "recipe".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// SplitMix64: a small seeded generator, so a search's trials depend on its seed only.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn pick<T: Copy>(&mut self, values: &[T]) -> T {
+        values[(self.next() % values.len() as u64) as usize]
+    }
+}
+
+/// Trial 0 is the recipe; trials 1.. are distinct draws from `space` that differ from the
+/// recipe (fewer when the space runs out).
+pub fn draw_trials(
+    space: &TuneSpace,
+    base: &TrainInterestConfig,
+    n: usize,
+    seed: u64,
+) -> Vec<TrialSettings> {
+    let mut rng = SplitMix(seed);
+    let mut trials = vec![TrialSettings::default()];
+    let recipe = |t: &TrialSettings| {
+        let a = t.apply(base, base.max_steps);
+        a == *base
+    };
+    let mut attempts = 0;
+    while trials.len() < n && attempts < 100 * n {
+        attempts += 1;
+        let t = TrialSettings {
+            id_min_count: Some(rng.pick(&space.id_min_count)),
+            learning_rate: Some(rng.pick(&space.learning_rate)),
+            dropout: Some(rng.pick(&space.dropout)),
+            temperature: Some(rng.pick(&space.temperature)),
+            num_hidden_layers: Some(rng.pick(&space.num_hidden_layers)),
+            hidden_size: Some(rng.pick(&space.hidden_size)),
+        };
+        let cfg = t.apply(base, base.max_steps);
+        if recipe(&t) || trials.iter().any(|o| o.apply(base, base.max_steps) == cfg) {
+            continue;
+        }
+        trials.push(t);
+    }
+    trials
+}
+
+/// Step budget and size of each rung: `eta^-r` of `max_steps` for `n / eta^r` trials; the
+/// last rung is `max_steps` (its size: the survivors, plus the recipe).
+pub fn rungs(n: usize, eta: usize, max_steps: u64) -> Vec<(usize, u64)> {
+    assert!(n >= 1 && eta >= 2);
+    let mut levels = 0u32;
+    while eta.pow(levels + 1) <= n {
+        levels += 1;
+    }
+    (0..=levels)
+        .map(|r| {
+            let keep = (n / eta.pow(r)).max(1);
+            let steps = (max_steps / (eta as u64).pow(levels - r)).max(1);
+            (keep, steps)
+        })
+        .collect()
+}
+
+/// What one training run of a trial gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialResult {
+    pub trial: usize,
+    pub rung: usize,
+    /// The rung's step budget (early stopping may end a run sooner).
+    pub max_steps: u64,
+    pub steps: u64,
+    /// Best validation NDCG@10 of the run (the checkpoint's).
+    #[serde(rename = "ndcg@10")]
+    pub ndcg_10: f64,
+    #[serde(rename = "tail_recall@10")]
+    pub tail_recall_10: f64,
+    pub seconds: f64,
+}
+
+/// The search, as saved after every trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneState {
+    pub version: u32,
+    /// sha256 of the recipe the trials vary (output paths left out): a trials directory
+    /// holds one search.
+    pub recipe_sha256: String,
+    pub seed: u64,
+    pub eta: usize,
+    pub space: TuneSpace,
+    pub trials: Vec<TrialSettings>,
+    /// `(trials, steps)` per rung.
+    pub rungs: Vec<(usize, u64)>,
+    pub results: Vec<TrialResult>,
+    /// Rungs cut short by the time budget.
+    #[serde(default)]
+    pub cut: Vec<usize>,
+    /// The chosen trial (set when the last rung is done).
+    pub winner: Option<usize>,
+    pub rule: String,
+}
+
+pub const TUNE_RULE: &str = "successive halving on validation NDCG@10: every trial trains from \
+scratch at its rung's step budget (early stopping on); the best 1/eta of a rung go on to the \
+next; the last rung trains at the recipe's max_steps and always includes the recipe (trial 0); \
+the winner is the last rung's best (ties: the lower trial number); test targets are never read";
+
+/// Options of a search.
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    pub trials: usize,
+    pub eta: usize,
+    pub seed: u64,
+    pub space: TuneSpace,
+    /// Exploration stops (the last rung still runs) once this much time has passed.
+    pub time_budget: Option<Duration>,
+    /// Where trial checkpoints and `tune.json` live.
+    pub dir: PathBuf,
+}
+
+fn recipe_sha256(base: &TrainInterestConfig) -> Result<String> {
+    let mut c = base.clone();
+    c.out = PathBuf::new();
+    c.embedding_cache = None;
+    let json = serde_json::to_vec(&c).map_err(|e| InterestError::invalid(e.to_string()))?;
+    Ok(hex::encode(Sha256::digest(json)))
+}
+
+/// A trial's checkpoint directory in the trials directory.
+pub fn trial_dir(dir: &Path, trial: usize, rung: usize) -> PathBuf {
+    dir.join(format!("trial-{trial:02}-rung-{rung}"))
+}
+
+/// Runs (or resumes) the search; `train(settings, cfg_out_dir, max_steps)` trains one trial
+/// into the directory and returns `(steps, ndcg@10, tail recall@10)`. Returns the state, whose
+/// `winner`'s last-rung directory holds the tuned checkpoint.
+pub fn successive_halving(
+    base: &TrainInterestConfig,
+    opts: &TuneOptions,
+    log: &mut dyn FnMut(&str),
+    train: &mut dyn FnMut(&TrialSettings, &Path, u64) -> Result<(u64, f64, f64)>,
+) -> Result<TuneState> {
+    if opts.trials == 0 || opts.eta < 2 {
+        return Err(InterestError::invalid(
+            "--tune needs at least 1 trial and an eta of at least 2",
+        ));
+    }
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.dir).map_err(|e| InterestError::io(&opts.dir, e))?;
+    let state_path = opts.dir.join(TUNE_FILE);
+    let fresh = TuneState {
+        version: 1,
+        recipe_sha256: recipe_sha256(base)?,
+        seed: opts.seed,
+        eta: opts.eta,
+        space: opts.space.clone(),
+        trials: draw_trials(&opts.space, base, opts.trials, opts.seed),
+        rungs: rungs(opts.trials, opts.eta, base.max_steps),
+        results: Vec::new(),
+        cut: Vec::new(),
+        winner: None,
+        rule: TUNE_RULE.to_string(),
+    };
+    let mut state = if state_path.is_file() {
+        let old: TuneState = longtail_fs::read_json(&state_path)?;
+        let same = old.recipe_sha256 == fresh.recipe_sha256
+            && old.seed == fresh.seed
+            && old.eta == fresh.eta
+            && old.space == fresh.space
+            && old.trials == fresh.trials;
+        if !same {
+            return Err(InterestError::invalid(format!(
+                "{} holds another search (other recipe, seed, space or trial count); remove \
+                 it or pass another --tune-dir",
+                state_path.display()
+            )));
+        }
+        log(&format!(
+            "resuming the search in {}: {} trial runs done",
+            opts.dir.display(),
+            old.results.len()
+        ));
+        TuneState {
+            winner: None,
+            ..old
+        }
+    } else {
+        fresh
+    };
+    let last = state.rungs.len() - 1;
+    let mut alive: Vec<usize> = (0..state.trials.len()).collect();
+    for rung in 0..=last {
+        let steps = state.rungs[rung].1;
+        if rung == last && !alive.contains(&0) {
+            alive.insert(0, 0);
+        }
+        for (i, &trial) in alive.iter().enumerate() {
+            let dir = trial_dir(&opts.dir, trial, rung);
+            let done = state
+                .results
+                .iter()
+                .any(|r| r.trial == trial && r.rung == rung)
+                // the last rung's checkpoints are the output: they must still be there
+                && (rung < last || dir.join("interest.json").is_file());
+            if done {
+                continue;
+            }
+            let over = opts
+                .time_budget
+                .is_some_and(|b| started.elapsed() >= b);
+            if rung < last && over {
+                if !state.cut.contains(&rung) {
+                    state.cut.push(rung);
+                }
+                log(&format!(
+                    "time budget spent: rung {rung} stops after {i} of {} trials",
+                    alive.len()
+                ));
+                break;
+            }
+            let settings = &state.trials[trial];
+            log(&format!(
+                "trial {trial} rung {rung} ({steps} steps): {}",
+                settings.describe()
+            ));
+            let t0 = Instant::now();
+            let (ran, ndcg, tail) = train(settings, &dir, steps)?;
+            state.results.retain(|r| !(r.trial == trial && r.rung == rung));
+            state.results.push(TrialResult {
+                trial,
+                rung,
+                max_steps: steps,
+                steps: ran,
+                ndcg_10: ndcg,
+                tail_recall_10: tail,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+            longtail_fs::write_json_atomic(&state_path, &state)?;
+            log(&format!(
+                "trial {trial} rung {rung}: validation NDCG@10 {ndcg:.4} after {ran} steps \
+                 ({:.0}s)",
+                t0.elapsed().as_secs_f64()
+            ));
+            if rung < last {
+                // a lower rung's checkpoint is never used again
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        // rank this rung's finished trials
+        let mut ranked: Vec<&TrialResult> = state
+            .results
+            .iter()
+            .filter(|r| r.rung == rung && alive.contains(&r.trial))
+            .collect();
+        ranked.sort_by(|a, b| b.ndcg_10.total_cmp(&a.ndcg_10).then(a.trial.cmp(&b.trial)));
+        if rung == last {
+            state.winner = ranked.first().map(|r| r.trial);
+        } else {
+            let keep = state.rungs[rung + 1].0.min(ranked.len()).max(1);
+            alive = ranked.iter().take(keep).map(|r| r.trial).collect();
+            if alive.is_empty() {
+                alive = vec![0];
+            }
+        }
+    }
+    longtail_fs::write_json_atomic(&state_path, &state)?;
+    Ok(state)
+}
+
+/// The trials table: one row per trial, its best rung's numbers, the winner marked.
+pub fn trials_table(state: &TuneState) -> String {
+    let mut s = String::from(
+        "| trial | settings | rungs reached | steps | validation NDCG@10 | tail-item R@10 | \
+         seconds (all rungs) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (t, settings) in state.trials.iter().enumerate() {
+        let runs: Vec<&TrialResult> = state.results.iter().filter(|r| r.trial == t).collect();
+        let Some(top) = runs.iter().max_by_key(|r| r.rung) else {
+            continue;
+        };
+        let mark = if state.winner == Some(t) { " **(chosen)**" } else { "" };
+        s.push_str(&format!(
+            "| {t}{mark} | {} | {} | {} | {:.4} | {:.4} | {:.0} |\n",
+            settings.describe(),
+            top.rung + 1,
+            top.steps,
+            top.ndcg_10,
+            top.tail_recall_10,
+            runs.iter().map(|r| r.seconds).sum::<f64>()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> TrainInterestConfig {
+        TrainInterestConfig {
+            max_steps: 900,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rungs_shrink_by_eta_and_end_at_the_recipes_budget() {
+        assert_eq!(rungs(9, 3, 900), vec![(9, 100), (3, 300), (1, 900)]);
+        assert_eq!(rungs(6, 3, 900), vec![(6, 300), (2, 900)]);
+        assert_eq!(rungs(2, 3, 900), vec![(2, 900)]);
+        assert_eq!(rungs(1, 3, 900), vec![(1, 900)]);
+    }
+
+    #[test]
+    fn trials_are_seeded_distinct_and_start_with_the_recipe() {
+        let space = TuneSpace::default();
+        let a = draw_trials(&space, &base(), 9, 7);
+        assert_eq!(a.len(), 9);
+        assert_eq!(a[0], TrialSettings::default());
+        assert_eq!(a, draw_trials(&space, &base(), 9, 7), "same seed, same trials");
+        assert_ne!(a, draw_trials(&space, &base(), 9, 8));
+        let cfgs: Vec<_> = a.iter().map(|t| t.apply(&base(), 900)).collect();
+        for i in 0..cfgs.len() {
+            for j in i + 1..cfgs.len() {
+                assert_ne!(cfgs[i], cfgs[j], "trials {i} and {j}");
+            }
+        }
+        // A one-point space equal to the recipe has nothing else to offer.
+        let b = base();
+        let tiny = TuneSpace {
+            id_min_count: vec![b.id_min_count],
+            learning_rate: vec![b.learning_rate],
+            dropout: vec![b.hidden_dropout_prob],
+            temperature: vec![b.temperature],
+            num_hidden_layers: vec![b.num_hidden_layers],
+            hidden_size: vec![b.hidden_size],
+        };
+        assert_eq!(b.hidden_dropout_prob, b.attention_probs_dropout_prob);
+        assert_eq!(draw_trials(&tiny, &b, 5, 1).len(), 1);
+    }
+
+    /// A fake trainer: validation NDCG@10 grows with the step budget and with the learning
+    /// rate (so trial ranks are known), and every run leaves a checkpoint marker.
+    fn fake<'a>(
+        calls: &'a mut Vec<(usize, u64)>,
+        trials: &[TrialSettings],
+    ) -> impl FnMut(&TrialSettings, &Path, u64) -> Result<(u64, f64, f64)> + 'a {
+        let trials = trials.to_vec();
+        move |s, dir, steps| {
+            let t = trials.iter().position(|x| x == s).unwrap();
+            calls.push((t, steps));
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("interest.json"), "{}").unwrap();
+            let lr = s.learning_rate.unwrap_or(1e-3);
+            Ok((steps, steps as f64 * 1e-4 + lr, 0.01))
+        }
+    }
+
+    #[test]
+    fn the_search_promotes_the_best_keeps_the_recipe_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TuneOptions {
+            trials: 9,
+            eta: 3,
+            seed: 3,
+            space: TuneSpace::default(),
+            time_budget: None,
+            dir: dir.path().join("trials"),
+        };
+        let b = base();
+        let trials = draw_trials(&opts.space, &b, 9, 3);
+        let mut calls = Vec::new();
+        let state =
+            successive_halving(&b, &opts, &mut |_| {}, &mut fake(&mut calls, &trials)).unwrap();
+        // 9 at 100 steps, 3 at 300, then the best one and the recipe at 900
+        assert_eq!(calls.iter().filter(|c| c.1 == 100).count(), 9);
+        assert_eq!(calls.iter().filter(|c| c.1 == 300).count(), 3);
+        let last: Vec<usize> = calls.iter().filter(|c| c.1 == 900).map(|c| c.0).collect();
+        assert!(last.contains(&0), "the recipe runs in the last rung: {last:?}");
+        // the winner has the largest learning rate among the last rung
+        let best_lr = last
+            .iter()
+            .map(|&t| trials[t].learning_rate.unwrap_or(1e-3))
+            .fold(f64::MIN, f64::max);
+        let w = state.winner.unwrap();
+        assert_eq!(trials[w].learning_rate.unwrap_or(1e-3), best_lr);
+        assert!(trial_dir(&opts.dir, w, 2).join("interest.json").is_file());
+        assert!(!trial_dir(&opts.dir, w, 0).exists(), "lower rungs are removed");
+        let table = trials_table(&state);
+        assert!(table.contains("**(chosen)**"), "{table}");
+        assert_eq!(table.lines().count(), 2 + 9);
+
+        // A second run trains nothing and chooses the same.
+        let mut again = Vec::new();
+        let resumed =
+            successive_halving(&b, &opts, &mut |_| {}, &mut fake(&mut again, &trials)).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        assert_eq!(resumed.winner, state.winner);
+        // Another recipe in the same directory is refused.
+        let other = TrainInterestConfig {
+            learning_rate: 0.5,
+            ..b.clone()
+        };
+        let err = successive_halving(&other, &opts, &mut |_| {}, &mut fake(&mut again, &trials))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds another search"), "{err}");
+    }
+
+    #[test]
+    fn a_spent_time_budget_skips_exploration_but_not_the_last_rung() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TuneOptions {
+            trials: 9,
+            eta: 3,
+            seed: 3,
+            space: TuneSpace::default(),
+            time_budget: Some(Duration::ZERO),
+            dir: dir.path().join("trials"),
+        };
+        let b = base();
+        let trials = draw_trials(&opts.space, &b, 9, 3);
+        let mut calls = Vec::new();
+        let state =
+            successive_halving(&b, &opts, &mut |_| {}, &mut fake(&mut calls, &trials)).unwrap();
+        assert_eq!(calls, vec![(0, 900)], "only the recipe, at full budget");
+        assert_eq!(state.winner, Some(0));
+        assert_eq!(state.cut, vec![0, 1]);
+    }
+}

@@ -139,14 +139,19 @@ check-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
 
 ## interest: the sequence interest model and the SASRec baseline on the prepared data, the
 ## served plan chosen on validation (`longtail plan`), then one eval-rec run with every row and
-## `served` (~10 min on Office on 2 CPU cores; any dataset: make interest DATASET=DIR RUNS=DIR)
+## `served` (~10 min on Office on 2 CPU cores; any dataset: make interest DATASET=DIR RUNS=DIR).
+## TUNE=N first searches the sequence recipe on validation (N trials, successive halving; about
+## 4 trainings' time; TUNE_MINUTES caps the exploration)
 RELEVANCE_BUDGET ?= 0.02
+TUNE ?= 0
+TUNE_MINUTES ?=
 interest: build
 	@test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
 	    --items $(DATASET)/items.jsonl --interactions $(DATASET)/interactions.csv \
 	    --out $(OFFICE_PREPARED)
 	$(LONGTAIL) train-interest --config configs/interest.toml --data $(OFFICE_PREPARED) \
-	    --model $(BASE_MODEL) --out $(RUNS)/office-interest
+	    --model $(BASE_MODEL) --out $(RUNS)/office-interest --tune $(TUNE) \
+	    $(if $(TUNE_MINUTES),--tune-minutes $(TUNE_MINUTES))
 	$(LONGTAIL) train-interest --config configs/sasrec.toml --data $(OFFICE_PREPARED) \
 	    --out $(RUNS)/office-sasrec
 	$(LONGTAIL) plan --data $(OFFICE_PREPARED) --checkpoint $(RUNS)/office-interest \

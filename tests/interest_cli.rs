@@ -896,3 +896,89 @@ fn int8_item_embeddings_are_saved_kept_on_resume_and_close_to_fp32() {
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(msg.contains("the bi-encoder trains in fp32"), "{msg}");
 }
+
+#[test]
+fn tune_chooses_on_validation_resumes_and_writes_the_winner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let model = model.to_str().unwrap();
+    let data = prepared(tmp.path());
+    let ckpt = tmp.path().join("tuned");
+    let args = [
+        "--model",
+        model,
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "2",
+        "--tune",
+        "3",
+        // any gain wins here: the margin rule has its own unit test
+        "--tune-margin",
+        "0",
+    ];
+    let first = train_sequence(&data, &ckpt, &args);
+    let log = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(log.contains("tune: trial 0 rung 0 (2 steps): recipe"), "{log}");
+    for f in ["interest.json", "sequence.safetensors", "tune.json", "tune.md"] {
+        assert!(ckpt.join(f).is_file(), "{f} missing");
+    }
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("tune.json")).unwrap()).unwrap();
+    assert_eq!(state["trials"].as_array().unwrap().len(), 3);
+    assert_eq!(state["rungs"], serde_json::json!([[3, 2], [1, 6]]));
+    let results = state["results"].as_array().unwrap();
+    assert_eq!(results.iter().filter(|r| r["rung"] == 0).count(), 3);
+    let last: Vec<u64> = results
+        .iter()
+        .filter(|r| r["rung"] == 1)
+        .map(|r| r["trial"].as_u64().unwrap())
+        .collect();
+    assert!(last.contains(&0), "the recipe runs in the last rung: {last:?}");
+    let winner = state["winner"].as_u64().unwrap();
+    let winner_rung = state["winner_rung"].as_u64().unwrap();
+    // the chosen run is the best validation NDCG@10 of every run
+    let best = results
+        .iter()
+        .map(|r| r["ndcg@10"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    let won = results
+        .iter()
+        .find(|r| r["rung"] == winner_rung && r["trial"].as_u64() == Some(winner))
+        .unwrap();
+    assert_eq!(won["ndcg@10"].as_f64().unwrap(), best);
+    assert!(std::fs::read_to_string(ckpt.join("tune.md"))
+        .unwrap()
+        .contains("**(chosen)**"));
+    // --out holds the winner's trial checkpoint
+    let trial = tmp
+        .path()
+        .join("tuned.tune")
+        .join(format!("trial-{winner:02}-rung-{winner_rung}"));
+    assert_eq!(
+        std::fs::read(trial.join("sequence.safetensors")).unwrap(),
+        std::fs::read(ckpt.join("sequence.safetensors")).unwrap()
+    );
+
+    // The same search again trains nothing and writes the same winner.
+    let again = train_sequence(&data, &ckpt, &args);
+    let log = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(log.contains("resuming the search"), "{log}");
+    assert!(!log.contains("steps): "), "nothing retrained: {log}");
+    let state2: Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("tune.json")).unwrap()).unwrap();
+    assert_eq!(state2["winner"], state["winner"]);
+
+    // The bi-encoder is not searched.
+    let out = longtail()
+        .args(["train-interest", "--architecture", "bi-encoder", "--tune", "3"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("bi"))
+        .args(["--model", model])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tune searches the sequence recipe"));
+}

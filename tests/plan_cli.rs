@@ -95,6 +95,42 @@ fn plan_is_chosen_on_validation_and_served_as_measured() {
         .map(|s| s["ndcg@10"].as_f64().unwrap())
         .collect();
     assert!(ndcgs.windows(2).all(|w| w[1] > w[0]), "{ndcgs:?}");
+    // The tail stage starts at the relevance blend and only gains tail recall, within budget.
+    let sel = &p["selection"];
+    assert!(sel["tail_search_rule"].as_str().unwrap().contains("tail-item Recall@10"));
+    let tail_path = sel["tail_path"].as_array().unwrap();
+    assert!(!tail_path.is_empty(), "a budget of 0.5 runs the tail stage");
+    let first: Vec<f64> = serde_json::from_value(tail_path[0]["weights"].clone()).unwrap();
+    let blend_total: f64 = path.last().unwrap()["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_f64().unwrap())
+        .sum();
+    let blend: Vec<f64> = path.last().unwrap()["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_f64().unwrap() / blend_total)
+        .collect();
+    for (a, b) in first.iter().zip(&blend) {
+        assert!((a - b).abs() < 1e-9, "{first:?} vs {blend:?}");
+    }
+    let tails: Vec<f64> = tail_path
+        .iter()
+        .map(|s| s["tail_recall@10"].as_f64().unwrap())
+        .collect();
+    assert!(tails.windows(2).all(|w| w[1] > w[0]), "{tails:?}");
+    // the served weights are the components' (in candidate order) when the stage moved them
+    if let Some(w) = sel["served_weights"].as_array() {
+        for c in kept {
+            let i = candidates
+                .iter()
+                .position(|n| *n == c["name"].as_str().unwrap())
+                .unwrap();
+            assert!((w[i].as_f64().unwrap() - c["weight"].as_f64().unwrap()).abs() < 1e-12);
+        }
+    }
 
     // eval-rec's `served` row measures on validation exactly what the plan recorded.
     let report = tmp.path().join("eval/report.json");

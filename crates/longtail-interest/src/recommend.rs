@@ -207,6 +207,12 @@ impl Recommender {
                 plan.version
             )));
         }
+        if let Some(Err(e)) = plan.knob.map(|k| k.validated()) {
+            return Err(InterestError::invalid(format!(
+                "{}: {e}",
+                plan_dir.join(PLAN_FILE).display()
+            )));
+        }
         let (dataset, item_ids, is_tail, interactions) = load_data(data)?;
         if item_ids.len() < plan.n_items
             || item_ids_sha256(&item_ids[..plan.n_items]) != plan.items_sha256

@@ -4,10 +4,12 @@
 //! Successive halving: `N` trials (trial 0 is the recipe itself, the others drawn with a seed
 //! from [`TuneSpace`]) train from scratch at a small step budget; the best `1/eta` by
 //! validation NDCG@10 go on at `eta` times the budget, and so on up to the recipe's
-//! `max_steps`. The last rung always holds the recipe too, so the tuned model can only lose to
-//! the recipe on validation if the two tie. A time budget stops the exploration rungs (never
-//! the last one). Each finished trial is recorded in `tune.json` as it ends: a second run with
-//! the same settings skips what is done.
+//! `max_steps`. The last rung always holds the recipe too. Every run is a complete training
+//! with its own learning-rate schedule (warmup, then decay to 0 at its budget), so the budget
+//! is part of what is chosen: the winner is the best run of any rung, and the tuned model never
+//! has a lower validation NDCG@10 than the recipe's. A time budget stops the exploration rungs
+//! (never the last one). Each finished run is recorded in `tune.json` as it ends: a second run
+//! of the search skips what is done.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -202,7 +204,28 @@ pub struct TrialResult {
     pub ndcg_10: f64,
     #[serde(rename = "tail_recall@10")]
     pub tail_recall_10: f64,
+    /// Validation users behind the numbers.
+    #[serde(default)]
+    pub users: usize,
     pub seconds: f64,
+}
+
+/// What one training run reports back to the search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunMetrics {
+    pub steps: u64,
+    pub ndcg_10: f64,
+    pub tail_recall_10: f64,
+    pub users: usize,
+}
+
+/// `sqrt(m (1 - m) / n)`: the standard-error bound of a mean `m` of `n` values in [0, 1].
+fn standard_error(m: f64, n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let m = m.clamp(0.0, 1.0);
+    (m * (1.0 - m) / n as f64).sqrt()
 }
 
 /// The search, as saved after every trial.
@@ -222,15 +245,26 @@ pub struct TuneState {
     /// Rungs cut short by the time budget.
     #[serde(default)]
     pub cut: Vec<usize>,
-    /// The chosen trial (set when the last rung is done).
+    /// The chosen trial and the rung of its chosen run (set when the last rung is done).
     pub winner: Option<usize>,
+    #[serde(default)]
+    pub winner_rung: Option<usize>,
+    /// Standard errors of the recipe's validation NDCG@10 a trial must beat it by.
+    #[serde(default)]
+    pub margin_se: f64,
+    /// Why the recipe was kept over a run that scored higher, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub rule: String,
 }
 
 pub const TUNE_RULE: &str = "successive halving on validation NDCG@10: every trial trains from \
 scratch at its rung's step budget (early stopping on); the best 1/eta of a rung go on to the \
 next; the last rung trains at the recipe's max_steps and always includes the recipe (trial 0); \
-the winner is the last rung's best (ties: the lower trial number); test targets are never read";
+the best run of any rung (each run is a complete training whose schedule ends at its budget, so \
+the budget is chosen too; ties: the later rung, then the lower trial number) replaces the \
+recipe's best run only if its validation NDCG@10 is higher by at least margin_se standard errors \
+of the recipe's (sqrt(m(1-m)/n): validation noise is not evidence); test targets are never read";
 
 /// Options of a search.
 #[derive(Debug, Clone)]
@@ -243,6 +277,8 @@ pub struct TuneOptions {
     pub time_budget: Option<Duration>,
     /// Where trial checkpoints and `tune.json` live.
     pub dir: PathBuf,
+    /// See [`TUNE_RULE`].
+    pub margin_se: f64,
 }
 
 fn recipe_sha256(base: &TrainInterestConfig) -> Result<String> {
@@ -258,15 +294,40 @@ pub fn trial_dir(dir: &Path, trial: usize, rung: usize) -> PathBuf {
     dir.join(format!("trial-{trial:02}-rung-{rung}"))
 }
 
+/// The better of two runs by [`TUNE_RULE`].
+fn better(a: &TrialResult, b: &TrialResult) -> bool {
+    a.ndcg_10
+        .total_cmp(&b.ndcg_10)
+        .then(a.rung.cmp(&b.rung))
+        .then(b.trial.cmp(&a.trial))
+        .is_gt()
+}
+
+/// The best run so far.
+fn best_run(results: &[TrialResult]) -> Option<&TrialResult> {
+    results
+        .iter()
+        .fold(None, |best: Option<&TrialResult>, r| match best {
+            Some(b) if !better(r, b) => Some(b),
+            _ => Some(r),
+        })
+}
+
 /// Runs (or resumes) the search; `train(settings, cfg_out_dir, max_steps)` trains one trial
-/// into the directory and returns `(steps, ndcg@10, tail recall@10)`. Returns the state, whose
-/// `winner`'s last-rung directory holds the tuned checkpoint.
+/// into the directory and returns `(steps, ndcg@10, tail recall@10)`. Returns the state; the
+/// tuned checkpoint is `trial_dir(dir, winner, winner_rung)`.
 pub fn successive_halving(
     base: &TrainInterestConfig,
     opts: &TuneOptions,
     log: &mut dyn FnMut(&str),
-    train: &mut dyn FnMut(&TrialSettings, &Path, u64) -> Result<(u64, f64, f64)>,
+    train: &mut dyn FnMut(&TrialSettings, &Path, u64) -> Result<RunMetrics>,
 ) -> Result<TuneState> {
+    if !(opts.margin_se.is_finite() && opts.margin_se >= 0.0) {
+        return Err(InterestError::invalid(format!(
+            "the tune margin must be a number of standard errors >= 0, got {}",
+            opts.margin_se
+        )));
+    }
     if opts.trials == 0 || opts.eta < 2 {
         return Err(InterestError::invalid(
             "--tune needs at least 1 trial and an eta of at least 2",
@@ -286,6 +347,9 @@ pub fn successive_halving(
         results: Vec::new(),
         cut: Vec::new(),
         winner: None,
+        winner_rung: None,
+        margin_se: opts.margin_se,
+        note: None,
         rule: TUNE_RULE.to_string(),
     };
     let mut state = if state_path.is_file() {
@@ -309,6 +373,9 @@ pub fn successive_halving(
         ));
         TuneState {
             winner: None,
+            winner_rung: None,
+            margin_se: opts.margin_se,
+            note: None,
             ..old
         }
     } else {
@@ -351,15 +418,17 @@ pub fn successive_halving(
                 settings.describe()
             ));
             let t0 = Instant::now();
-            let (ran, ndcg, tail) = train(settings, &dir, steps)?;
+            let m = train(settings, &dir, steps)?;
+            let (ran, ndcg) = (m.steps, m.ndcg_10);
             state.results.retain(|r| !(r.trial == trial && r.rung == rung));
             state.results.push(TrialResult {
                 trial,
                 rung,
                 max_steps: steps,
-                steps: ran,
-                ndcg_10: ndcg,
-                tail_recall_10: tail,
+                steps: m.steps,
+                ndcg_10: m.ndcg_10,
+                tail_recall_10: m.tail_recall_10,
+                users: m.users,
                 seconds: t0.elapsed().as_secs_f64(),
             });
             longtail_fs::write_json_atomic(&state_path, &state)?;
@@ -368,9 +437,12 @@ pub fn successive_halving(
                  ({:.0}s)",
                 t0.elapsed().as_secs_f64()
             ));
-            if rung < last {
-                // a lower rung's checkpoint is never used again
-                let _ = std::fs::remove_dir_all(&dir);
+            // Lower rungs' checkpoints are kept only for the best run so far.
+            let best = best_run(&state.results).map(|b| (b.trial, b.rung));
+            for r in state.results.iter().filter(|r| r.rung < last) {
+                if Some((r.trial, r.rung)) != best {
+                    let _ = std::fs::remove_dir_all(trial_dir(&opts.dir, r.trial, r.rung));
+                }
             }
         }
         // rank this rung's finished trials
@@ -380,9 +452,7 @@ pub fn successive_halving(
             .filter(|r| r.rung == rung && alive.contains(&r.trial))
             .collect();
         ranked.sort_by(|a, b| b.ndcg_10.total_cmp(&a.ndcg_10).then(a.trial.cmp(&b.trial)));
-        if rung == last {
-            state.winner = ranked.first().map(|r| r.trial);
-        } else {
+        if rung < last {
             let keep = state.rungs[rung + 1].0.min(ranked.len()).max(1);
             alive = ranked.iter().take(keep).map(|r| r.trial).collect();
             if alive.is_empty() {
@@ -390,29 +460,84 @@ pub fn successive_halving(
             }
         }
     }
+    let best = best_run(&state.results)
+        .cloned()
+        .ok_or_else(|| InterestError::invalid("the search finished without a run"))?;
+    let recipe: Vec<TrialResult> = state
+        .results
+        .iter()
+        .filter(|r| r.trial == 0)
+        .cloned()
+        .collect();
+    let (winner, rung) = match best_run(&recipe) {
+        Some(r) if best.trial != 0 => {
+            let se = standard_error(r.ndcg_10, r.users);
+            if best.ndcg_10 - r.ndcg_10 >= opts.margin_se * se {
+                (best.trial, best.rung)
+            } else {
+                let note = format!(
+                    "trial {} at {} steps scored {:.4} vs the recipe's {:.4}: less than {} \
+                     standard error(s) ({:.4}) better, so the recipe is kept",
+                    best.trial, best.max_steps, best.ndcg_10, r.ndcg_10, opts.margin_se, se
+                );
+                log(&note);
+                state.note = Some(note);
+                (r.trial, r.rung)
+            }
+        }
+        _ => (best.trial, best.rung),
+    };
+    // of the lower rungs, only the chosen run's checkpoint stays
+    for r in state.results.iter().filter(|r| r.rung < last) {
+        if (r.trial, r.rung) != (winner, rung) {
+            let _ = std::fs::remove_dir_all(trial_dir(&opts.dir, r.trial, r.rung));
+        }
+    }
+    let dir = trial_dir(&opts.dir, winner, rung);
+    if !dir.join("interest.json").is_file() {
+        // e.g. a search resumed after its best run's directory was removed: the same seed and
+        // settings train the same weights
+        log(&format!(
+            "trial {winner} rung {rung}: the chosen run's checkpoint is gone; training it again"
+        ));
+        train(&state.trials[winner], &dir, state.rungs[rung].1)?;
+    }
+    state.winner = Some(winner);
+    state.winner_rung = Some(rung);
     longtail_fs::write_json_atomic(&state_path, &state)?;
     Ok(state)
 }
 
-/// The trials table: one row per trial, its best rung's numbers, the winner marked.
+/// The trials table: one row per trial with its best run, the chosen run marked.
 pub fn trials_table(state: &TuneState) -> String {
     let mut s = String::from(
-        "| trial | settings | rungs reached | steps | validation NDCG@10 | tail-item R@10 | \
-         seconds (all rungs) |\n|---|---|---|---|---|---|---|\n",
+        "| trial | settings | rungs reached | best run: step budget (steps run) | validation \
+         NDCG@10 | tail-item R@10 | seconds (all runs) |\n|---|---|---|---|---|---|---|\n",
     );
     for (t, settings) in state.trials.iter().enumerate() {
-        let runs: Vec<&TrialResult> = state.results.iter().filter(|r| r.trial == t).collect();
-        let Some(top) = runs.iter().max_by_key(|r| r.rung) else {
+        let runs: Vec<TrialResult> = state
+            .results
+            .iter()
+            .filter(|r| r.trial == t)
+            .cloned()
+            .collect();
+        let (Some(top), Some(best)) = (runs.iter().map(|r| r.rung).max(), best_run(&runs))
+        else {
             continue;
         };
-        let mark = if state.winner == Some(t) { " **(chosen)**" } else { "" };
+        let mark = if state.winner == Some(t) {
+            " **(chosen)**"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "| {t}{mark} | {} | {} | {} | {:.4} | {:.4} | {:.0} |\n",
+            "| {t}{mark} | {} | {} | {} ({}) | {:.4} | {:.4} | {:.0} |\n",
             settings.describe(),
-            top.rung + 1,
-            top.steps,
-            top.ndcg_10,
-            top.tail_recall_10,
+            top + 1,
+            best.max_steps,
+            best.steps,
+            best.ndcg_10,
+            best.tail_recall_10,
             runs.iter().map(|r| r.seconds).sum::<f64>()
         ));
     }
@@ -471,7 +596,7 @@ mod tests {
     fn fake<'a>(
         calls: &'a mut Vec<(usize, u64)>,
         trials: &[TrialSettings],
-    ) -> impl FnMut(&TrialSettings, &Path, u64) -> Result<(u64, f64, f64)> + 'a {
+    ) -> impl FnMut(&TrialSettings, &Path, u64) -> Result<RunMetrics> + 'a {
         let trials = trials.to_vec();
         move |s, dir, steps| {
             let t = trials.iter().position(|x| x == s).unwrap();
@@ -479,7 +604,12 @@ mod tests {
             std::fs::create_dir_all(dir).unwrap();
             std::fs::write(dir.join("interest.json"), "{}").unwrap();
             let lr = s.learning_rate.unwrap_or(1e-3);
-            Ok((steps, steps as f64 * 1e-4 + lr, 0.01))
+            Ok(RunMetrics {
+                steps,
+                ndcg_10: steps as f64 * 1e-4 + lr,
+                tail_recall_10: 0.01,
+                users: 0,
+            })
         }
     }
 
@@ -493,6 +623,7 @@ mod tests {
             space: TuneSpace::default(),
             time_budget: None,
             dir: dir.path().join("trials"),
+            margin_se: 1.0,
         };
         let b = base();
         let trials = draw_trials(&opts.space, &b, 9, 3);
@@ -510,9 +641,12 @@ mod tests {
             .map(|&t| trials[t].learning_rate.unwrap_or(1e-3))
             .fold(f64::MIN, f64::max);
         let w = state.winner.unwrap();
+        assert_eq!(state.winner_rung, Some(2), "the longest runs are the best here");
         assert_eq!(trials[w].learning_rate.unwrap_or(1e-3), best_lr);
         assert!(trial_dir(&opts.dir, w, 2).join("interest.json").is_file());
-        assert!(!trial_dir(&opts.dir, w, 0).exists(), "lower rungs are removed");
+        for t in 0..9 {
+            assert!(!trial_dir(&opts.dir, t, 0).exists(), "lower rungs are removed");
+        }
         let table = trials_table(&state);
         assert!(table.contains("**(chosen)**"), "{table}");
         assert_eq!(table.lines().count(), 2 + 9);
@@ -535,6 +669,84 @@ mod tests {
     }
 
     #[test]
+    fn a_shorter_run_can_win_and_its_checkpoint_is_kept_or_retrained() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = TuneOptions {
+            trials: 9,
+            eta: 3,
+            seed: 3,
+            space: TuneSpace::default(),
+            time_budget: None,
+            dir: dir.path().join("trials"),
+            margin_se: 1.0,
+        };
+        let b = base();
+        let trials = draw_trials(&opts.space, &b, 9, 3);
+        // Every trial peaks at the middle budget (its schedule anneals sooner).
+        let calls = std::cell::RefCell::new(Vec::new());
+        let mut peaked = |s: &TrialSettings, d: &Path, steps: u64| {
+            let t = trials.iter().position(|x| x == s).unwrap();
+            calls.borrow_mut().push((t, steps));
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("interest.json"), "{}").unwrap();
+            let lr = s.learning_rate.unwrap_or(1e-3);
+            Ok(RunMetrics {
+                steps,
+                ndcg_10: if steps == 300 { 0.5 } else { 0.1 } + lr,
+                tail_recall_10: 0.01,
+                users: 0,
+            })
+        };
+        let state = successive_halving(&b, &opts, &mut |_| {}, &mut peaked).unwrap();
+        let w = state.winner.unwrap();
+        assert_eq!(state.winner_rung, Some(1));
+        assert!(trial_dir(&opts.dir, w, 1).join("interest.json").is_file());
+        for r in state.results.iter().filter(|r| r.rung < 2 && r.trial != w) {
+            assert!(!trial_dir(&opts.dir, r.trial, r.rung).exists());
+        }
+        // A resumed search whose chosen checkpoint is gone trains that one run again.
+        std::fs::remove_dir_all(trial_dir(&opts.dir, w, 1)).unwrap();
+        calls.borrow_mut().clear();
+        let again = successive_halving(&b, &opts, &mut |_| {}, &mut peaked).unwrap();
+        assert_eq!(*calls.borrow(), vec![(w, 300)]);
+        assert_eq!((again.winner, again.winner_rung), (Some(w), Some(1)));
+    }
+
+    #[test]
+    fn a_trial_must_beat_the_recipe_by_the_margin_to_replace_it() {
+        // the recipe scores 0.10 on 1,000 users: one standard error is about 0.0095
+        for (gain, recipe_kept) in [(0.005, true), (0.02, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = TuneOptions {
+                trials: 3,
+                eta: 3,
+                seed: 5,
+                space: TuneSpace::default(),
+                time_budget: None,
+                dir: dir.path().join("trials"),
+                margin_se: 1.0,
+            };
+            let b = base();
+            let mut train = |s: &TrialSettings, d: &Path, steps: u64| {
+                std::fs::create_dir_all(d).unwrap();
+                std::fs::write(d.join("interest.json"), "{}").unwrap();
+                let recipe = *s == TrialSettings::default();
+                Ok(RunMetrics {
+                    steps,
+                    ndcg_10: if recipe { 0.10 } else { 0.10 + gain },
+                    tail_recall_10: 0.0,
+                    users: 1000,
+                })
+            };
+            let state = successive_halving(&b, &opts, &mut |_| {}, &mut train).unwrap();
+            assert_eq!(state.winner == Some(0), recipe_kept, "gain {gain}: {state:?}");
+            assert_eq!(state.note.is_some(), recipe_kept);
+            let (w, r) = (state.winner.unwrap(), state.winner_rung.unwrap());
+            assert!(trial_dir(&opts.dir, w, r).join("interest.json").is_file());
+        }
+    }
+
+    #[test]
     fn a_spent_time_budget_skips_exploration_but_not_the_last_rung() {
         let dir = tempfile::tempdir().unwrap();
         let opts = TuneOptions {
@@ -544,6 +756,7 @@ mod tests {
             space: TuneSpace::default(),
             time_budget: Some(Duration::ZERO),
             dir: dir.path().join("trials"),
+            margin_se: 1.0,
         };
         let b = base();
         let trials = draw_trials(&opts.space, &b, 9, 3);

@@ -34,7 +34,7 @@ pub use item_item::ItemItem;
 pub use itemknn::ItemKnn;
 pub use plan::{ComponentKind, Plan, PlanComponent};
 pub use popular::MostPopular;
-pub use rerank::{rerank, tail_weighted, Knob, TailWeighted};
+pub use rerank::{rerank, tail_weighted, Knob, KnobError, TailWeighted};
 pub use scorer::{exclude_history, rank_cmp, top_k, top_k_excluding, Scorer};
 
 /// Index of an item in the catalogue (`items.jsonl` line - 1).

@@ -22,7 +22,41 @@ pub enum Knob {
     TailShare(f64),
 }
 
+/// A knob value out of its range (the one check `recommend`, `serve` and plan loading use).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KnobError {
+    #[error("tail_weight must be a finite number >= 0, got {0}")]
+    TailWeight(f64),
+    #[error("tail_share must be in [0, 1], got {0}")]
+    TailShare(f64),
+    #[error("give at most one of tail_weight and tail_share")]
+    Both,
+}
+
 impl Knob {
+    /// The knob of a request or command line that may give either value (or neither).
+    pub fn from_options(
+        tail_weight: Option<f64>,
+        tail_share: Option<f64>,
+    ) -> Result<Option<Knob>, KnobError> {
+        match (tail_weight, tail_share) {
+            (Some(_), Some(_)) => Err(KnobError::Both),
+            (Some(l), None) => Knob::TailWeight(l).validated().map(Some),
+            (None, Some(s)) => Knob::TailShare(s).validated().map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The knob itself when its value is in range: a tail weight is finite and >= 0, a tail
+    /// share in [0, 1].
+    pub fn validated(self) -> Result<Knob, KnobError> {
+        match self {
+            Knob::TailWeight(l) if !(l.is_finite() && l >= 0.0) => Err(KnobError::TailWeight(l)),
+            Knob::TailShare(s) if !(0.0..=1.0).contains(&s) => Err(KnobError::TailShare(s)),
+            k => Ok(k),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Knob::TailWeight(_) => "tail_weight",
@@ -38,13 +72,14 @@ impl Knob {
 }
 
 /// The re-ranked top-`k` list. `scores` has excluded (seen) items at -inf; they are never
-/// returned.
+/// returned. `knob` must be [`Knob::validated`] (callers check their input once, up front).
 pub fn rerank(scores: &[f32], is_tail: &[bool], k: usize, knob: Knob) -> Vec<ItemIdx> {
     assert_eq!(scores.len(), is_tail.len());
+    debug_assert!(knob.validated().is_ok(), "unvalidated {knob:?}");
     match knob {
         Knob::TailWeight(l) => top_k(&tail_weighted(scores, is_tail, l), k),
         Knob::TailShare(share) => {
-            let want = ((share.clamp(0.0, 1.0) * k as f64).round() as usize).min(k);
+            let want = ((share * k as f64).round() as usize).min(k);
             let top = top_k(scores, k);
             let have = top.iter().filter(|&&i| is_tail[i as usize]).count();
             if have >= want {
@@ -241,5 +276,38 @@ mod tests {
                 "L={l}"
             );
         }
+    }
+
+    #[test]
+    fn knobs_are_validated_once_here() {
+        assert_eq!(Knob::from_options(None, None), Ok(None));
+        assert_eq!(
+            Knob::from_options(Some(0.5), None),
+            Ok(Some(Knob::TailWeight(0.5)))
+        );
+        assert_eq!(
+            Knob::from_options(None, Some(1.0)),
+            Ok(Some(Knob::TailShare(1.0)))
+        );
+        assert_eq!(
+            Knob::from_options(None, Some(2.0)),
+            Err(KnobError::TailShare(2.0)),
+            "a share over 1 is refused, not clamped"
+        );
+        assert_eq!(
+            Knob::from_options(Some(-1.0), None),
+            Err(KnobError::TailWeight(-1.0))
+        );
+        assert!(Knob::from_options(Some(f64::NAN), None).is_err());
+        assert!(Knob::from_options(Some(f64::INFINITY), None).is_err());
+        assert_eq!(
+            Knob::from_options(Some(1.0), Some(0.5)),
+            Err(KnobError::Both)
+        );
+        assert!(Knob::TailShare(-0.1).validated().is_err());
+        assert_eq!(
+            KnobError::TailShare(2.0).to_string(),
+            "tail_share must be in [0, 1], got 2"
+        );
     }
 }

@@ -397,20 +397,8 @@ async fn add_items(
 }
 
 fn knob(req: &RecommendRequest) -> Result<Option<Knob>> {
-    match (req.tail_share, req.tail_weight) {
-        (Some(_), Some(_)) => Err(ServeError::bad_request(
-            "give at most one of `tail_share` and `tail_weight`",
-        )),
-        (Some(x), None) if (0.0..=1.0).contains(&x) => Ok(Some(Knob::TailShare(x))),
-        (Some(x), None) => Err(ServeError::bad_request(format!(
-            "`tail_share` must be in [0, 1], got {x}"
-        ))),
-        (None, Some(w)) if w.is_finite() && w >= 0.0 => Ok(Some(Knob::TailWeight(w))),
-        (None, Some(w)) => Err(ServeError::bad_request(format!(
-            "`tail_weight` must be a number >= 0, got {w}"
-        ))),
-        (None, None) => Ok(None),
-    }
+    Knob::from_options(req.tail_weight, req.tail_share)
+        .map_err(|e| ServeError::bad_request(e.to_string()))
 }
 
 /// Recommendations from the user's stored history (or an explicit one). Dismissed items

@@ -1,6 +1,8 @@
-//! The command-line interface: every command's flags, their types, defaults and environment
-//! variables. Raw arguments become typed values here (clap `ValueEnum`s and parsed types), so a
-//! command module receives validated settings.
+//! The command-line interface: the command enum, the options every command shares
+//! (`--device`, `NAME=DIR` checkpoints), the environment-variable rule and the library
+//! defaults. Each command's own flags live beside its code (`commands/<command>.rs`, an
+//! `...Args` struct), where raw arguments become typed values (clap `ValueEnum`s and parsed
+//! types), so the command receives validated settings.
 //!
 //! Defaults have one source: where a library has an options struct, the flag's default is read
 //! from that struct's `Default`, so `--help`, the code and the library agree by construction.
@@ -10,9 +12,8 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use longtail_classify::TrainConfig;
-use longtail_data::{PrepareOptions, SplitSpec, TailRule};
-use longtail_model::{DeviceSpec, Pooling, Precision};
-use longtail_train::SchedulerType;
+use longtail_data::PrepareOptions;
+use longtail_model::DeviceSpec;
 use std::path::PathBuf;
 
 /// The whole interface, with every argument's environment variable named by [`env_var_name`].
@@ -121,32 +122,32 @@ pub enum Command {
     /// Writes to --out: items.jsonl (item_id, text, fields, n_interactions, first_seen, label,
     /// split), interactions.csv (the kept rows), stats.json, popularity.png, rejects.jsonl
     /// (every rejected row with file, line and reason) and prepare.json (how it was made).
-    Prepare(PrepareArgs),
+    Prepare(crate::commands::prepare::PrepareArgs),
     /// Fine-tune a BERT-family encoder to tell tail items from head items.
     ///
     /// Writes to --out: checkpoint-N/ directories (model.safetensors with HF names, config.json
     /// with id2label, tokenizer.json, optimizer state, trainer_state.json, train_args.toml),
     /// metrics.jsonl (one line per logging step and evaluation), train_args.toml, and the best
     /// model (by --metric-for-best-model on validation) copied to the top of --out.
-    Train(TrainArgs),
+    Train(crate::commands::train::TrainArgs),
     /// Score validation and test with a checkpoint; metrics, baselines, report and plots.
     ///
     /// The decision threshold is chosen on validation (max macro-F1). Writes FILE.json,
     /// FILE.md, and ROC / training-curve PNGs beside --report, and prints the Markdown table.
-    Eval(EvalArgs),
+    Eval(crate::commands::eval::EvalArgs),
     /// Top-K recommendation evaluation, leave-last-out, with a head/tail breakdown.
     ///
     /// Ranks every catalogue item for each user's last (test) and second-last (validation)
     /// interaction, seen items excluded. Baselines: most popular, item-kNN (cosine), EASE
     /// (lambda chosen on validation). Writes FILE.json, FILE.md, FILE_head_tail.png and
     /// FILE_tradeoff.png (re-ranking knob vs NDCG@10 on the best baseline).
-    EvalRec(EvalRecArgs),
+    EvalRec(crate::commands::eval_rec::EvalRecArgs),
     /// Batch-score a catalogue dump: p_tail and label per row, in input order, resumable and
     /// shardable (see docs/score.md).
     Score(crate::commands::score::ScoreArgs),
     /// Obtain pretrained encoders from the Hugging Face hub.
     #[command(subcommand)]
-    Model(ModelCommand),
+    Model(crate::commands::model::ModelCommand),
     /// Train the user-interest model on next-item prediction: by default a causal transformer
     /// over item vectors made from frozen text embeddings (+ ID embeddings for frequent items),
     /// full-catalogue softmax, early-stopped on validation NDCG@10 (see docs/interest.md).
@@ -158,8 +159,9 @@ pub enum Command {
     Recommend(crate::commands::recommend::RecommendArgs),
     /// Choose the served recommender on your own validation split: fits the candidates
     /// (interest checkpoints, their frozen text, EASE, item-kNN, most popular) on training
-    /// interactions, searches the weights of their z-scored blend on validation NDCG@10, picks
-    /// the tail weight by --relevance-budget, and writes plan.json with the fitted artefacts.
+    /// interactions, searches the weights of their z-scored blend on validation NDCG@10, then
+    /// moves the weights and the tail weight for validation tail-item recall within
+    /// --relevance-budget, and writes plan.json with the fitted artefacts.
     /// `recommend`, `serve` and `eval-rec` take the directory as --plan.
     Plan(crate::commands::plan::PlanArgs),
     /// Serve p_tail scoring, recommendations and feedback events over HTTP (see docs/serve.md):
@@ -170,325 +172,6 @@ pub enum Command {
     /// The event store: export it for re-training.
     #[command(subcommand)]
     Events(crate::commands::serve::EventsCommand),
-}
-
-#[derive(Args, Debug)]
-pub struct PrepareArgs {
-    /// Catalogue: JSONL, CSV or Parquet, optionally gzip-compressed (.jsonl.gz, .csv.gz).
-    #[arg(long)]
-    pub items: PathBuf,
-
-    /// Interaction log: CSV, JSONL or Parquet (user, item, timestamp[, rating]), optionally gzipped.
-    #[arg(long)]
-    pub interactions: PathBuf,
-
-    /// Output directory (created if missing).
-    #[arg(long)]
-    pub out: PathBuf,
-
-    /// TOML file whose [prepare] table supplies defaults for any flag (see datasets/*.toml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-
-    /// Field of a catalogue row holding the item id.
-    #[arg(long, default_value_t = defaults::prepare().item_id_field)]
-    pub item_id_field: String,
-
-    /// Text fields of a catalogue row, in rendering order; any present subset works.
-    #[arg(long, value_delimiter = ',', default_values_t = defaults::prepare().text_fields)]
-    pub text_fields: Vec<String>,
-
-    /// Interaction column holding the user id.
-    #[arg(long, default_value_t = defaults::prepare().user_column)]
-    pub user_col: String,
-
-    /// Interaction column holding the item id.
-    #[arg(long, default_value_t = defaults::prepare().item_column)]
-    pub item_col: String,
-
-    /// Interaction column holding the unix timestamp (seconds).
-    #[arg(long, default_value_t = defaults::prepare().timestamp_column)]
-    pub timestamp_col: String,
-
-    /// How items are labelled head or tail from their interaction counts:
-    /// `pareto:S` (head = most popular items covering a share S of interactions, ties by item id),
-    /// `quantile:Q` (head = top Q of items by count), `min-count:N` (tail = fewer than N).
-    /// With --tiers 3: `pareto:S,H`, `quantile:Q,H`, `min-count:N,M`.
-    #[arg(long, default_value_t = defaults::prepare().tail_rule)]
-    pub tail_rule: TailRule,
-
-    /// 2 for head/tail, 3 for head/torso/tail.
-    #[arg(long, default_value_t = defaults::prepare().tiers, value_parser = clap::value_parser!(u8).range(2..=3))]
-    pub tiers: u8,
-
-    /// `random:TRAIN,VALIDATION,TEST` (stratified by label, seeded) or `time:DATE[,VAL]`
-    /// (items first seen after DATE, YYYY-MM-DD or unix seconds, form the cold-start test set).
-    #[arg(long, default_value_t = defaults::prepare().split)]
-    pub split: SplitSpec,
-
-    /// Seed for the random split.
-    #[arg(long, default_value_t = defaults::prepare().seed)]
-    pub seed: u64,
-
-    /// Lines longer than this many bytes are rejected without being loaded.
-    #[arg(long, default_value_t = defaults::prepare().max_line_bytes)]
-    pub max_line_bytes: usize,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ModelCommand {
-    /// Download a model (config.json, model.safetensors, tokenizer.json) through the Hugging Face
-    /// hub into the usual cache (HF_HOME), and optionally copy it into a directory.
-    Fetch(FetchArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct FetchArgs {
-    /// Hub repository id, e.g. sentence-transformers/all-MiniLM-L6-v2.
-    pub repo_id: String,
-
-    /// TOML file whose [model.fetch] table supplies defaults.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-
-    /// Git revision (branch, tag or commit) on the hub.
-    #[arg(long, default_value = "main")]
-    pub revision: String,
-
-    /// Also copy the files into this directory (a local model directory for --model).
-    #[arg(long)]
-    pub to: Option<PathBuf>,
-}
-
-/// When `train` evaluates on validation (and saves a checkpoint), as in `transformers`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-#[value(rename_all = "snake_case")]
-pub enum EvalStrategy {
-    /// After every epoch.
-    Epoch,
-    /// Every --eval-steps updates.
-    Steps,
-    /// Never (the last checkpoint is the model).
-    No,
-}
-
-/// The validation metric that picks the best checkpoint.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-#[value(rename_all = "snake_case")]
-pub enum MetricForBestModel {
-    /// ROC-AUC of p_tail (higher is better).
-    #[value(alias = "roc_auc")]
-    Auc,
-    /// Validation cross-entropy (lower is better).
-    Loss,
-}
-
-/// Per-class weights of the cross-entropy.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-#[value(rename_all = "snake_case")]
-pub enum ClassWeights {
-    /// Every class weighs 1.
-    None,
-    /// Inverse class frequency on the train split.
-    Auto,
-}
-
-#[derive(Args, Debug)]
-pub struct TrainArgs {
-    /// Prepared dataset directory (the --out of `longtail prepare`).
-    #[arg(long)]
-    pub data: PathBuf,
-
-    /// Base model: a local directory (config.json, model.safetensors, tokenizer.json) or a hub id.
-    #[arg(long)]
-    pub model: String,
-
-    /// Output directory for checkpoints and the final model.
-    #[arg(long)]
-    pub out: PathBuf,
-
-    /// TOML file whose [train] table supplies defaults for any flag (see configs/train.toml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-
-    /// Peak learning rate of AdamW.
-    #[arg(long, default_value_t = defaults::train().learning_rate)]
-    pub learning_rate: f64,
-
-    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
-    #[arg(long, default_value_t = defaults::train().weight_decay)]
-    pub weight_decay: f64,
-
-    /// Share of the total updates spent warming the learning rate up from 0.
-    #[arg(long, default_value_t = defaults::train().warmup_ratio)]
-    pub warmup_ratio: f64,
-
-    /// Learning-rate schedule after warmup.
-    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train().lr_scheduler_type))]
-    pub lr_scheduler_type: SchedulerType,
-
-    /// Clip the global gradient L2 norm to this value.
-    #[arg(long, default_value_t = defaults::train().max_grad_norm)]
-    pub max_grad_norm: f64,
-
-    /// Micro-batches per optimizer update.
-    #[arg(long, default_value_t = defaults::train().gradient_accumulation_steps)]
-    pub gradient_accumulation_steps: usize,
-
-    /// Items per micro-batch.
-    #[arg(long, default_value_t = defaults::train().per_device_train_batch_size)]
-    pub per_device_train_batch_size: usize,
-
-    /// Items per batch when scoring validation.
-    #[arg(long, default_value_t = defaults::train().per_device_eval_batch_size)]
-    pub per_device_eval_batch_size: usize,
-
-    /// Passes over the train split.
-    #[arg(long, default_value_t = defaults::train().num_train_epochs)]
-    pub num_train_epochs: u64,
-
-    /// If > 0: total optimizer updates, overriding --num-train-epochs.
-    #[arg(long, default_value_t = defaults::train().max_steps, allow_negative_numbers = true)]
-    pub max_steps: i64,
-
-    /// When to evaluate on validation (and save a checkpoint).
-    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train().eval_strategy))]
-    pub eval_strategy: EvalStrategy,
-
-    /// Updates between evaluations with --eval-strategy steps.
-    #[arg(long, default_value_t = defaults::train().eval_steps)]
-    pub eval_steps: u64,
-
-    /// Updates between metrics.jsonl lines.
-    #[arg(long, default_value_t = defaults::train().logging_steps)]
-    pub logging_steps: u64,
-
-    /// Keep at most this many checkpoints (plus the best); 0 keeps all.
-    #[arg(long, default_value_t = defaults::train().save_total_limit)]
-    pub save_total_limit: usize,
-
-    /// Stop after this many evaluations without improvement; 0 disables early stopping.
-    #[arg(long, default_value_t = defaults::train().early_stopping_patience)]
-    pub early_stopping_patience: u32,
-
-    /// Validation metric choosing the best checkpoint.
-    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train().metric_for_best_model))]
-    pub metric_for_best_model: MetricForBestModel,
-
-    /// Seed of the classifier initialisation, data order and dropout.
-    #[arg(long, default_value_t = defaults::train().seed)]
-    pub seed: u64,
-
-    /// Maximum tokens per item (fields cut description first, title last).
-    #[arg(long, default_value_t = defaults::train().max_len)]
-    pub max_len: usize,
-
-    /// Sentence representation fed to the classifier. cls_pooler is the head of transformers'
-    /// BertForSequenceClassification, so only it gives the same logits there.
-    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train().pooling))]
-    pub pooling: Pooling,
-
-    /// Class weights of the cross-entropy.
-    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train().class_weights))]
-    pub class_weights: ClassWeights,
-
-    /// Label smoothing of the cross-entropy, in [0, 1).
-    #[arg(long, default_value_t = defaults::train().label_smoothing)]
-    pub label_smoothing: f64,
-
-    /// Freeze the embeddings and the lowest N encoder layers.
-    #[arg(long, default_value_t = defaults::train().freeze_layers)]
-    pub freeze_layers: usize,
-
-    /// Train only the classification head (and pooler).
-    #[arg(long, default_value_t = defaults::train().freeze_encoder)]
-    pub freeze_encoder: bool,
-
-    /// Continue from the last checkpoint in --out (same arguments as the interrupted run).
-    #[arg(long, default_value_t = false)]
-    pub resume: bool,
-
-    /// Field template rendering an item.
-    #[arg(long, default_value_t = defaults::train().template)]
-    pub template: String,
-
-    /// Testing aid: stop as if interrupted after N updates of this invocation (0 = never).
-    #[arg(long, default_value_t = 0, hide = true)]
-    pub stop_after_steps: u64,
-
-    /// fp32 (default) or bf16: mixed precision for a GPU, the encoder's matmuls on bf16 copies
-    /// (f32 accumulation) while weights and AdamW moments stay f32. Slower on a CPU.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    pub precision: Precision,
-
-    /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
-    /// device synchronised after each phase; a little slower, for profiling a GPU run.
-    #[arg(long, default_value_t = false)]
-    pub phase_times: bool,
-
-    #[command(flatten)]
-    pub device: DeviceArg,
-}
-
-/// The split `eval` reports on.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-#[value(rename_all = "snake_case")]
-pub enum EvalSplit {
-    Validation,
-    Test,
-}
-
-impl From<EvalSplit> for longtail_data::Split {
-    fn from(s: EvalSplit) -> Self {
-        match s {
-            EvalSplit::Validation => longtail_data::Split::Validation,
-            EvalSplit::Test => longtail_data::Split::Test,
-        }
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct EvalArgs {
-    /// Prepared dataset directory.
-    #[arg(long)]
-    pub data: PathBuf,
-
-    /// Checkpoint directory (the --out of `longtail train`, or one of its checkpoint-N).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-
-    /// TOML file whose [eval] table supplies defaults for any flag.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-
-    /// Split the metrics are reported on (the threshold is always chosen on validation).
-    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
-    pub split: EvalSplit,
-
-    /// Report path (FILE.json); FILE.md, FILE.roc.png and training curves go beside it.
-    #[arg(long)]
-    pub report: PathBuf,
-
-    /// Items per scoring batch.
-    #[arg(long, default_value_t = defaults::train().per_device_eval_batch_size)]
-    pub batch_size: usize,
-
-    /// Maximum tokens per item (default: the checkpoint's train_args.toml, else 128).
-    #[arg(long)]
-    pub max_len: Option<usize>,
-
-    /// Skip the TF-IDF and majority baselines.
-    #[arg(long, default_value_t = false)]
-    pub no_baselines: bool,
-
-    /// Score with this precision (fp32, int8 on the CPU, bf16 for a GPU). With int8 or bf16
-    /// the f32 model runs too: the report gets an `fp32` row, and REPORT.precision.json the
-    /// ROC-AUC of both and max / mean |p_tail difference| on validation and the reported split.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    pub precision: Precision,
-
-    #[command(flatten)]
-    pub device: DeviceArg,
 }
 
 /// `NAME=DIR`: a checkpoint and the row name it gets in a report.
@@ -509,70 +192,6 @@ impl std::str::FromStr for NamedCheckpoint {
             _ => Err(format!("expected NAME=DIR, got {s:?}")),
         }
     }
-}
-
-#[derive(Args, Debug)]
-pub struct EvalRecArgs {
-    /// Prepared dataset directory (items.jsonl, interactions.csv, stats.json).
-    #[arg(long)]
-    pub data: PathBuf,
-
-    /// Report path (FILE.json); FILE.md and the PNGs go beside it.
-    #[arg(long)]
-    pub report: PathBuf,
-
-    /// TOML file whose [eval-rec] table supplies defaults for any flag.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-
-    /// Interest checkpoint to evaluate next to the baselines (row `longtail`). A sequence
-    /// checkpoint also adds the frozen-text rows of its text embeddings: `text-last-item` (the
-    /// user is their last item's text embedding) and its EASE blend.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-
-    /// More interest checkpoints as plain rows, `NAME=DIR` (repeatable), e.g.
-    /// `--compare sasrec=runs/sasrec` for `train-interest --item-features id`.
-    #[arg(long, value_name = "NAME=DIR")]
-    pub compare: Vec<NamedCheckpoint>,
-
-    /// A served plan (the --out of `longtail plan`): adds the row `served`, ranked through the
-    /// same code as `recommend --plan` and `serve --plan` (blend, knob, exclusions), and the
-    /// plan's components and validation numbers to the report.
-    #[arg(long)]
-    pub plan: Option<PathBuf>,
-
-    /// More served plans as rows, `NAME=DIR` (repeatable), each ranked as `serve --plan DIR`
-    /// ranks, e.g. `--compare-plan serving=runs/office-plan` for the plan in service.
-    #[arg(long, value_name = "NAME=DIR")]
-    pub compare_plan: Vec<NamedCheckpoint>,
-
-    /// Promotion gate: exit with status 3 unless the candidate (`served` with --plan, else
-    /// --checkpoint's `longtail`) keeps validation NDCG@10 and tail-item Recall@10 within
-    /// --gate-tolerance standard errors of the row NAME (a --compare or --compare-plan row: the
-    /// model in service). The re-training cycle (docs/serve.md) reloads only what passes.
-    #[arg(long, value_name = "NAME")]
-    pub gate: Option<String>,
-
-    /// How far below the incumbent the gate lets each validation metric fall, in standard
-    /// errors of the incumbent's value (sqrt(m (1 - m) / users)); 0 = no drop at all.
-    #[arg(long, default_value_t = 1.0)]
-    pub gate_tolerance: f64,
-
-    /// Head/tail rule applied to training interaction counts (pareto:S, quantile:Q, min-count:N).
-    #[arg(long, default_value_t = defaults::eval_rec().tail_rule)]
-    pub tail_rule: TailRule,
-
-    /// Share of evaluated users, shortest training histories first, counted as tail users.
-    #[arg(long, default_value_t = defaults::eval_rec().tail_user_fraction)]
-    pub tail_user_fraction: f64,
-
-    /// EASE lambda grid searched on validation.
-    #[arg(long, value_delimiter = ',', default_values_t = defaults::eval_rec().lambda_grid)]
-    pub ease_lambdas: Vec<f64>,
-
-    #[command(flatten)]
-    pub device: DeviceArg,
 }
 
 #[cfg(test)]
@@ -658,7 +277,7 @@ mod tests {
         assert_eq!(value_name(&a.pooling), d.pooling);
         assert_eq!(
             a.pooling,
-            Pooling::ClsPooler,
+            longtail_model::Pooling::ClsPooler,
             "README and configs/train.toml say cls_pooler"
         );
         assert_eq!(value_name(&a.lr_scheduler_type), d.lr_scheduler_type);

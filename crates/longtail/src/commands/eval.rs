@@ -4,7 +4,6 @@
 //! and beside it `STEM.md`, `STEM.roc.png` and training curves from the checkpoint's
 //! metrics.jsonl (`STEM.loss.png`, `STEM.validation_roc_auc.png`). No other file is touched.
 
-use crate::cli::EvalArgs;
 use anyhow::{ensure, Context, Result};
 use longtail_data::{Label, PreparedDataset, Split};
 use longtail_eval::report;
@@ -204,4 +203,70 @@ fn training_curves(metrics: &Path, report: &Path) -> Result<Vec<PathBuf>> {
     let plots = report::write_training_curves(report, &loss, "ROC-AUC", &auc)
         .map_err(anyhow::Error::from)?;
     Ok(vec![plots.loss_png, plots.metric_png])
+}
+
+// The command's arguments (raw flags -> typed values; defaults from the library).
+use clap::{Args, ValueEnum};
+
+use crate::cli::{defaults, DeviceArg};
+
+/// The split `eval` reports on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+pub enum EvalSplit {
+    Validation,
+    Test,
+}
+
+impl From<EvalSplit> for longtail_data::Split {
+    fn from(s: EvalSplit) -> Self {
+        match s {
+            EvalSplit::Validation => longtail_data::Split::Validation,
+            EvalSplit::Test => longtail_data::Split::Test,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Prepared dataset directory.
+    #[arg(long)]
+    pub data: PathBuf,
+
+    /// Checkpoint directory (the --out of `longtail train`, or one of its checkpoint-N).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+
+    /// TOML file whose [eval] table supplies defaults for any flag.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Split the metrics are reported on (the threshold is always chosen on validation).
+    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+    pub split: EvalSplit,
+
+    /// Report path (FILE.json); FILE.md, FILE.roc.png and training curves go beside it.
+    #[arg(long)]
+    pub report: PathBuf,
+
+    /// Items per scoring batch.
+    #[arg(long, default_value_t = defaults::train().per_device_eval_batch_size)]
+    pub batch_size: usize,
+
+    /// Maximum tokens per item (default: the checkpoint's train_args.toml, else 128).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+
+    /// Skip the TF-IDF and majority baselines.
+    #[arg(long, default_value_t = false)]
+    pub no_baselines: bool,
+
+    /// Score with this precision (fp32, int8 on the CPU, bf16 for a GPU). With int8 or bf16
+    /// the f32 model runs too: the report gets an `fp32` row, and REPORT.precision.json the
+    /// ROC-AUC of both and max / mean |p_tail difference| on validation and the reported split.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+
+    #[command(flatten)]
+    pub device: DeviceArg,
 }

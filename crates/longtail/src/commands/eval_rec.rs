@@ -1,7 +1,6 @@
 //! `longtail eval-rec`: leave-last-out top-K evaluation of the ID baselines (and, once
 //! longtail-interest provides a scorer, of an interest checkpoint) with head/tail segments.
 
-use crate::cli::EvalRecArgs;
 use anyhow::{ensure, Context, Result};
 use longtail_eval::rec::{self, RecOptions, Segments};
 use longtail_rec::RecSplit;
@@ -169,4 +168,75 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// The command's arguments (raw flags -> typed values; defaults from the library).
+use clap::Args;
+use longtail_data::TailRule;
+use std::path::PathBuf;
+
+use crate::cli::{defaults, DeviceArg, NamedCheckpoint};
+
+#[derive(Args, Debug)]
+pub struct EvalRecArgs {
+    /// Prepared dataset directory (items.jsonl, interactions.csv, stats.json).
+    #[arg(long)]
+    pub data: PathBuf,
+
+    /// Report path (FILE.json); FILE.md and the PNGs go beside it.
+    #[arg(long)]
+    pub report: PathBuf,
+
+    /// TOML file whose [eval-rec] table supplies defaults for any flag.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Interest checkpoint to evaluate next to the baselines (row `longtail`). A sequence
+    /// checkpoint also adds the frozen-text rows of its text embeddings: `text-last-item` (the
+    /// user is their last item's text embedding) and its EASE blend.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+
+    /// More interest checkpoints as plain rows, `NAME=DIR` (repeatable), e.g.
+    /// `--compare sasrec=runs/sasrec` for `train-interest --item-features id`.
+    #[arg(long, value_name = "NAME=DIR")]
+    pub compare: Vec<NamedCheckpoint>,
+
+    /// A served plan (the --out of `longtail plan`): adds the row `served`, ranked through the
+    /// same code as `recommend --plan` and `serve --plan` (blend, knob, exclusions), and the
+    /// plan's components and validation numbers to the report.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+
+    /// More served plans as rows, `NAME=DIR` (repeatable), each ranked as `serve --plan DIR`
+    /// ranks, e.g. `--compare-plan serving=runs/office-plan` for the plan in service.
+    #[arg(long, value_name = "NAME=DIR")]
+    pub compare_plan: Vec<NamedCheckpoint>,
+
+    /// Promotion gate: exit with status 3 unless the candidate (`served` with --plan, else
+    /// --checkpoint's `longtail`) keeps validation NDCG@10 and tail-item Recall@10 within
+    /// --gate-tolerance standard errors of the row NAME (a --compare or --compare-plan row: the
+    /// model in service). The re-training cycle (docs/serve.md) reloads only what passes.
+    #[arg(long, value_name = "NAME")]
+    pub gate: Option<String>,
+
+    /// How far below the incumbent the gate lets each validation metric fall, in standard
+    /// errors of the incumbent's value (sqrt(m (1 - m) / users)); 0 = no drop at all.
+    #[arg(long, default_value_t = 1.0)]
+    pub gate_tolerance: f64,
+
+    /// Head/tail rule applied to training interaction counts (pareto:S, quantile:Q, min-count:N).
+    #[arg(long, default_value_t = defaults::eval_rec().tail_rule)]
+    pub tail_rule: TailRule,
+
+    /// Share of evaluated users, shortest training histories first, counted as tail users.
+    #[arg(long, default_value_t = defaults::eval_rec().tail_user_fraction)]
+    pub tail_user_fraction: f64,
+
+    /// EASE lambda grid searched on validation.
+    #[arg(long, value_delimiter = ',', default_values_t = defaults::eval_rec().lambda_grid)]
+    pub ease_lambdas: Vec<f64>,
+
+    #[command(flatten)]
+    pub device: DeviceArg,
 }

@@ -1,6 +1,5 @@
 //! `longtail model fetch`: pretrained encoders from the Hugging Face hub.
 
-use crate::cli::{FetchArgs, ModelCommand};
 use anyhow::{Context, Result};
 use longtail_model::checkpoint::MODEL_FILES;
 use longtail_model::{Checkpoint, HubOptions};
@@ -35,4 +34,33 @@ fn fetch(args: &FetchArgs) -> Result<()> {
         println!("copied into {}", dir.display());
     }
     Ok(())
+}
+
+// The command's arguments (raw flags -> typed values; defaults from the library).
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Download a model (config.json, model.safetensors, tokenizer.json) through the Hugging Face
+    /// hub into the usual cache (HF_HOME), and optionally copy it into a directory.
+    Fetch(FetchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// Hub repository id, e.g. sentence-transformers/all-MiniLM-L6-v2.
+    pub repo_id: String,
+
+    /// TOML file whose [model.fetch] table supplies defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Git revision (branch, tag or commit) on the hub.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+
+    /// Also copy the files into this directory (a local model directory for --model).
+    #[arg(long)]
+    pub to: Option<PathBuf>,
 }

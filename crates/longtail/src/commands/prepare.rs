@@ -1,6 +1,5 @@
 //! `longtail prepare`: raw arguments -> validated `PrepareOptions` -> the data crate.
 
-use crate::cli::PrepareArgs;
 use crate::progress;
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -98,4 +97,74 @@ fn print_summary(s: &PrepareSummary, out: &Path) {
         println!("  {split:<10} {}", parts.join(", "));
     }
     println!("wrote {}", out.display());
+}
+
+// The command's arguments (raw flags -> typed values; defaults from the library).
+use clap::Args;
+use longtail_data::{SplitSpec, TailRule};
+use std::path::PathBuf;
+
+use crate::cli::defaults;
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// Catalogue: JSONL, CSV or Parquet, optionally gzip-compressed (.jsonl.gz, .csv.gz).
+    #[arg(long)]
+    pub items: PathBuf,
+
+    /// Interaction log: CSV, JSONL or Parquet (user, item, timestamp[, rating]), optionally gzipped.
+    #[arg(long)]
+    pub interactions: PathBuf,
+
+    /// Output directory (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// TOML file whose [prepare] table supplies defaults for any flag (see datasets/*.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Field of a catalogue row holding the item id.
+    #[arg(long, default_value_t = defaults::prepare().item_id_field)]
+    pub item_id_field: String,
+
+    /// Text fields of a catalogue row, in rendering order; any present subset works.
+    #[arg(long, value_delimiter = ',', default_values_t = defaults::prepare().text_fields)]
+    pub text_fields: Vec<String>,
+
+    /// Interaction column holding the user id.
+    #[arg(long, default_value_t = defaults::prepare().user_column)]
+    pub user_col: String,
+
+    /// Interaction column holding the item id.
+    #[arg(long, default_value_t = defaults::prepare().item_column)]
+    pub item_col: String,
+
+    /// Interaction column holding the unix timestamp (seconds).
+    #[arg(long, default_value_t = defaults::prepare().timestamp_column)]
+    pub timestamp_col: String,
+
+    /// How items are labelled head or tail from their interaction counts:
+    /// `pareto:S` (head = most popular items covering a share S of interactions, ties by item id),
+    /// `quantile:Q` (head = top Q of items by count), `min-count:N` (tail = fewer than N).
+    /// With --tiers 3: `pareto:S,H`, `quantile:Q,H`, `min-count:N,M`.
+    #[arg(long, default_value_t = defaults::prepare().tail_rule)]
+    pub tail_rule: TailRule,
+
+    /// 2 for head/tail, 3 for head/torso/tail.
+    #[arg(long, default_value_t = defaults::prepare().tiers, value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub tiers: u8,
+
+    /// `random:TRAIN,VALIDATION,TEST` (stratified by label, seeded) or `time:DATE[,VAL]`
+    /// (items first seen after DATE, YYYY-MM-DD or unix seconds, form the cold-start test set).
+    #[arg(long, default_value_t = defaults::prepare().split)]
+    pub split: SplitSpec,
+
+    /// Seed for the random split.
+    #[arg(long, default_value_t = defaults::prepare().seed)]
+    pub seed: u64,
+
+    /// Lines longer than this many bytes are rejected without being loaded.
+    #[arg(long, default_value_t = defaults::prepare().max_line_bytes)]
+    pub max_line_bytes: usize,
 }

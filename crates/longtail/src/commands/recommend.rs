@@ -111,21 +111,8 @@ pub fn pseudonymiser(
 }
 
 fn parse_knob(args: &RecommendArgs) -> Result<Option<Knob>> {
-    Ok(match (args.tail_weight, args.tail_share) {
-        (Some(l), _) => {
-            if !l.is_finite() || l < 0.0 {
-                bail!("--tail-weight must be a finite number >= 0, got {l}");
-            }
-            Some(Knob::TailWeight(l))
-        }
-        (None, Some(s)) => {
-            if !(0.0..=1.0).contains(&s) {
-                bail!("--tail-share must be in [0, 1], got {s}");
-            }
-            Some(Knob::TailShare(s))
-        }
-        (None, None) => None,
-    })
+    Knob::from_options(args.tail_weight, args.tail_share)
+        .map_err(|e| anyhow::anyhow!("--tail-weight / --tail-share: {e}"))
 }
 
 fn parse_ease(args: &RecommendArgs) -> Result<Option<EaseBlend>> {

@@ -182,6 +182,10 @@ pub struct TrainInterestArgs {
     /// and the recipe at full --max-steps, always runs).
     #[arg(long, help_heading = "Tuning")]
     pub tune_minutes: Option<f64>,
+    /// A trial replaces the recipe only if its validation NDCG@10 beats the recipe's by this
+    /// many standard errors (validation noise is not evidence; 0: any gain).
+    #[arg(long, default_value_t = 1.0, help_heading = "Tuning")]
+    pub tune_margin: f64,
     /// Each rung keeps the best 1/ETA of its trials for ETA times the steps.
     #[arg(long, default_value_t = 3, help_heading = "Tuning")]
     pub tune_eta: usize,
@@ -291,6 +295,7 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
         trials: a.tune,
         minutes: a.tune_minutes,
         eta: a.tune_eta,
+        margin: a.tune_margin,
         dir: a.tune_dir.clone(),
     };
     let cfg = config(a)?;
@@ -299,10 +304,17 @@ pub fn run(a: TrainInterestArgs) -> Result<()> {
     } else {
         train_once(&cfg, "train-interest")?
     };
-    println!(
-        "trained {} steps on {} next-item pairs in {:.1}s",
-        outcome.steps, outcome.train_pairs, outcome.seconds
-    );
+    if outcome.train_pairs > 0 {
+        println!(
+            "trained {} steps on {} next-item pairs in {:.1}s",
+            outcome.steps, outcome.train_pairs, outcome.seconds
+        );
+    } else {
+        println!(
+            "the chosen trial was trained by an earlier run of this search ({} steps, {:.1}s)",
+            outcome.steps, outcome.seconds
+        );
+    }
     if let Some(times) = outcome.phase_times {
         println!("phase times: {}", times.per_update());
     }
@@ -333,6 +345,7 @@ struct TuneArgs {
     trials: usize,
     minutes: Option<f64>,
     eta: usize,
+    margin: f64,
     dir: Option<PathBuf>,
 }
 
@@ -369,6 +382,7 @@ fn tune_then_train(cfg: &TrainInterestConfig, t: &TuneArgs) -> Result<TrainInter
             .minutes
             .map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
         dir: dir.clone(),
+        margin_se: t.margin,
     };
     let mut outcomes: Vec<(PathBuf, TrainInterestOutcome)> = Vec::new();
     let state = tune::successive_halving(
@@ -382,14 +396,21 @@ fn tune_then_train(cfg: &TrainInterestConfig, t: &TuneArgs) -> Result<TrainInter
                 longtail_interest::InterestError::invalid(format!("{e:#}"))
             })?;
             let m = o.last.clone().unwrap_or_default();
-            let r = (o.steps, m.ndcg_at_10, m.tail_recall_at_10);
+            let r = tune::RunMetrics {
+                steps: o.steps,
+                ndcg_10: m.ndcg_at_10,
+                tail_recall_10: m.tail_recall_at_10,
+                users: m.users,
+            };
             outcomes.push((out.to_path_buf(), o));
             Ok(r)
         },
     )?;
-    let winner = state.winner.context("the search finished without a winner")?;
-    let last_rung = state.rungs.len() - 1;
-    let src = tune::trial_dir(&dir, winner, last_rung);
+    let (winner, rung) = state
+        .winner
+        .zip(state.winner_rung)
+        .context("the search finished without a winner")?;
+    let src = tune::trial_dir(&dir, winner, rung);
     let table = tune::trials_table(&state);
     eprintln!("{table}");
     longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
@@ -407,11 +428,12 @@ fn tune_then_train(cfg: &TrainInterestConfig, t: &TuneArgs) -> Result<TrainInter
     let r = state
         .results
         .iter()
-        .find(|r| r.trial == winner && r.rung == last_rung)
+        .find(|r| r.trial == winner && r.rung == rung)
         .context("the winner's result")?;
     eprintln!(
-        "tune: trial {winner} ({}) chosen: validation NDCG@10 {:.4}; checkpoint {}",
+        "tune: trial {winner} ({}) at {} steps chosen: validation NDCG@10 {:.4}; checkpoint {}",
         state.trials[winner].describe(),
+        r.max_steps,
         r.ndcg_10,
         cfg.out.display()
     );

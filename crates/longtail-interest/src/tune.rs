@@ -591,6 +591,25 @@ mod tests {
         assert_eq!(draw_trials(&tiny, &b, 5, 1).len(), 1);
     }
 
+    /// Search options: eta 3, the default space, margin 1 standard error.
+    fn options(dir: &Path, trials: usize, seed: u64, time_budget: Option<Duration>) -> TuneOptions {
+        TuneOptions {
+            trials,
+            eta: 3,
+            seed,
+            space: TuneSpace::default(),
+            time_budget,
+            dir: dir.join("trials"),
+            margin_se: 1.0,
+        }
+    }
+
+    /// The marker a fake run leaves: what the search checks a checkpoint by.
+    fn checkpoint(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("interest.json"), "{}").unwrap();
+    }
+
     /// A fake trainer: validation NDCG@10 grows with the step budget and with the learning
     /// rate (so trial ranks are known), and every run leaves a checkpoint marker.
     fn fake<'a>(
@@ -601,8 +620,7 @@ mod tests {
         move |s, dir, steps| {
             let t = trials.iter().position(|x| x == s).unwrap();
             calls.push((t, steps));
-            std::fs::create_dir_all(dir).unwrap();
-            std::fs::write(dir.join("interest.json"), "{}").unwrap();
+            checkpoint(dir);
             let lr = s.learning_rate.unwrap_or(1e-3);
             Ok(RunMetrics {
                 steps,
@@ -616,15 +634,7 @@ mod tests {
     #[test]
     fn the_search_promotes_the_best_keeps_the_recipe_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = TuneOptions {
-            trials: 9,
-            eta: 3,
-            seed: 3,
-            space: TuneSpace::default(),
-            time_budget: None,
-            dir: dir.path().join("trials"),
-            margin_se: 1.0,
-        };
+        let opts = options(dir.path(), 9, 3, None);
         let b = base();
         let trials = draw_trials(&opts.space, &b, 9, 3);
         let mut calls = Vec::new();
@@ -671,15 +681,7 @@ mod tests {
     #[test]
     fn a_shorter_run_can_win_and_its_checkpoint_is_kept_or_retrained() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = TuneOptions {
-            trials: 9,
-            eta: 3,
-            seed: 3,
-            space: TuneSpace::default(),
-            time_budget: None,
-            dir: dir.path().join("trials"),
-            margin_se: 1.0,
-        };
+        let opts = options(dir.path(), 9, 3, None);
         let b = base();
         let trials = draw_trials(&opts.space, &b, 9, 3);
         // Every trial peaks at the middle budget (its schedule anneals sooner).
@@ -687,8 +689,7 @@ mod tests {
         let mut peaked = |s: &TrialSettings, d: &Path, steps: u64| {
             let t = trials.iter().position(|x| x == s).unwrap();
             calls.borrow_mut().push((t, steps));
-            std::fs::create_dir_all(d).unwrap();
-            std::fs::write(d.join("interest.json"), "{}").unwrap();
+            checkpoint(d);
             let lr = s.learning_rate.unwrap_or(1e-3);
             Ok(RunMetrics {
                 steps,
@@ -717,19 +718,10 @@ mod tests {
         // the recipe scores 0.10 on 1,000 users: one standard error is about 0.0095
         for (gain, recipe_kept) in [(0.005, true), (0.02, false)] {
             let dir = tempfile::tempdir().unwrap();
-            let opts = TuneOptions {
-                trials: 3,
-                eta: 3,
-                seed: 5,
-                space: TuneSpace::default(),
-                time_budget: None,
-                dir: dir.path().join("trials"),
-                margin_se: 1.0,
-            };
+            let opts = options(dir.path(), 3, 5, None);
             let b = base();
             let mut train = |s: &TrialSettings, d: &Path, steps: u64| {
-                std::fs::create_dir_all(d).unwrap();
-                std::fs::write(d.join("interest.json"), "{}").unwrap();
+                checkpoint(d);
                 let recipe = *s == TrialSettings::default();
                 Ok(RunMetrics {
                     steps,
@@ -749,15 +741,7 @@ mod tests {
     #[test]
     fn a_spent_time_budget_skips_exploration_but_not_the_last_rung() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = TuneOptions {
-            trials: 9,
-            eta: 3,
-            seed: 3,
-            space: TuneSpace::default(),
-            time_budget: Some(Duration::ZERO),
-            dir: dir.path().join("trials"),
-            margin_se: 1.0,
-        };
+        let opts = options(dir.path(), 9, 3, Some(Duration::ZERO));
         let b = base();
         let trials = draw_trials(&opts.space, &b, 9, 3);
         let mut calls = Vec::new();

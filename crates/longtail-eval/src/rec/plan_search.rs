@@ -817,6 +817,16 @@ pub(crate) mod tests {
         assert!(choice.weights.iter().all(|&w| w >= 0.0));
     }
 
+    /// Every item a candidate (top 30 of 30): the candidate numbers are exact.
+    fn tail_table(
+        split: &RecSplit,
+        parts: &[&dyn Scorer],
+        favoured: &[bool],
+        segments: &Segments,
+    ) -> CandidateTable {
+        CandidateTable::build_with_tail(split, parts, 30, favoured, &segments.is_tail_item).unwrap()
+    }
+
     fn labels() -> (Vec<bool>, Segments) {
         let split = split();
         let favoured: Vec<bool> = (0..30).map(|i| i % 3 == 0 || i > 24).collect();
@@ -829,14 +839,7 @@ pub(crate) mod tests {
         let (favoured, segments) = labels();
         let formulas = formulas();
         let parts: Vec<&dyn Scorer> = formulas.iter().map(|f| f as &dyn Scorer).collect();
-        let table = CandidateTable::build_with_tail(
-            &split,
-            &parts,
-            30,
-            &favoured,
-            &segments.is_tail_item,
-        )
-        .unwrap();
+        let table = tail_table(&split, &parts, &favoured, &segments);
         assert!(table.tail_users() > 0, "the fixture has tail targets");
         let grid = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
         let knobs: Vec<longtail_rec::Knob> =
@@ -871,14 +874,7 @@ pub(crate) mod tests {
         let (favoured, segments) = labels();
         let formulas = formulas();
         let parts: Vec<&dyn Scorer> = formulas.iter().map(|f| f as &dyn Scorer).collect();
-        let table = CandidateTable::build_with_tail(
-            &split,
-            &parts,
-            30,
-            &favoured,
-            &segments.is_tail_item,
-        )
-        .unwrap();
+        let table = tail_table(&split, &parts, &favoured, &segments);
         let opts = SearchOptions::default();
         let relevance = search_weights(&table, &opts, &|_| {}).unwrap();
         let grid = crate::rec::selection_grid();

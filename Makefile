@@ -139,7 +139,7 @@ check-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
 
 ## interest: the sequence interest model and the SASRec baseline on the prepared data, the
 ## served plan chosen on validation (`longtail plan`), then one eval-rec run with every row and
-## `served` (~10 min on Office on 2 CPU cores; any dataset: make interest DATASET=DIR RUNS=DIR).
+## `served` (5-6 min on Office on 2 CPU cores; any dataset: make interest DATASET=DIR RUNS=DIR).
 ## TUNE=N first searches the sequence recipe on validation (N trials, successive halving; about
 ## 4 trainings' time; TUNE_MINUTES caps the exploration)
 RELEVANCE_BUDGET ?= 0.02

@@ -514,48 +514,26 @@ pub fn search_tail(
     let mut path = vec![step(&w, current)];
     // one more tail-target user in the top 10
     let min_gain = 1.0 / table.tail_users.max(1) as f64 - 1e-12;
-    for round in 0..opts.max_rounds {
-        let mut moved = false;
-        for c in 0..k {
-            let mut coord_best: Option<(f64, (f64, f64, f64))> = None;
-            for &g in &opts.grid {
-                if g == w[c] {
-                    continue;
-                }
-                let mut trial = w.clone();
-                trial[c] = g;
-                if trial.iter().all(|&x| x == 0.0) {
-                    continue;
-                }
-                evaluations += 1;
-                let Some(p) = served(&table.served_curve(&trial, tail_grid)) else {
-                    continue;
-                };
-                let better = coord_best
-                    .is_none_or(|(_, b)| p.2 > b.2 || (p.2 == b.2 && p.1 > b.1));
-                if p.2 >= current.2 + min_gain && better {
-                    coord_best = Some((g, p));
-                }
-            }
-            if let Some((g, p)) = coord_best {
-                w[c] = g;
-                current = p;
-                moved = true;
-                path.push(step(&w, p));
-                log(&format!(
-                    "tail pass {}: weight of candidate {c} -> {g}: served with tail weight {}, \
-                     validation tail-item R@10 {:.4}, NDCG@10 {:.4} (floor {floor:.4})",
-                    round + 1,
-                    p.0,
-                    p.2,
-                    p.1
-                ));
-            }
-        }
-        if !moved {
-            break;
-        }
-    }
+    coordinate_ascent(
+        &mut w,
+        &mut current,
+        opts,
+        |trial| {
+            evaluations += 1;
+            served(&table.served_curve(trial, tail_grid))
+        },
+        // a gain of one tail-target user; among those, more tail recall, then more NDCG@10
+        |p, cur| p.2 >= cur.2 + min_gain,
+        |p, b| p.2 > b.2 || (p.2 == b.2 && p.1 > b.1),
+        |round, c, g, w, p| {
+            path.push(step(w, *p));
+            log(&format!(
+                "tail pass {round}: weight of candidate {c} -> {g}: served with tail weight {}, \
+                 validation tail-item R@10 {:.4}, NDCG@10 {:.4} (floor {floor:.4})",
+                p.0, p.2, p.1
+            ));
+        },
+    );
     let total: f64 = w.iter().sum();
     Ok(TailChoice {
         uncertain_users: table.served_uncertain_users(&w, current.0),
@@ -570,6 +548,53 @@ pub fn search_tail(
         path,
         evaluations,
     })
+}
+
+/// Coordinate ascent over the weights `w` (both stages' search): each pass tries every
+/// coordinate at each grid value with the others fixed; among the values whose `value` (None:
+/// not allowed) `gains` over `current`, the `better`-most is taken and reported to `accepted`
+/// (pass from 1, coordinate, value, the new weights, its value). Stops after a pass that
+/// moves nothing, or after `opts.max_rounds`. An all-zero vector is never tried.
+fn coordinate_ascent<V>(
+    w: &mut [f64],
+    current: &mut V,
+    opts: &SearchOptions,
+    mut value: impl FnMut(&[f64]) -> Option<V>,
+    gains: impl Fn(&V, &V) -> bool,
+    better: impl Fn(&V, &V) -> bool,
+    mut accepted: impl FnMut(usize, usize, f64, &[f64], &V),
+) {
+    for round in 0..opts.max_rounds {
+        let mut moved = false;
+        for c in 0..w.len() {
+            let mut coord_best: Option<(f64, V)> = None;
+            for &g in &opts.grid {
+                if g == w[c] {
+                    continue;
+                }
+                let mut trial = w.to_vec();
+                trial[c] = g;
+                if trial.iter().all(|&x| x == 0.0) {
+                    continue;
+                }
+                let Some(v) = value(&trial) else {
+                    continue;
+                };
+                if gains(&v, current) && coord_best.as_ref().is_none_or(|(_, b)| better(&v, b)) {
+                    coord_best = Some((g, v));
+                }
+            }
+            if let Some((g, v)) = coord_best {
+                w[c] = g;
+                accepted(round + 1, c, g, w, &v);
+                *current = v;
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
 }
 
 /// The outcome of the weight search.
@@ -619,42 +644,23 @@ pub fn search_weights(
         weights: w.clone(),
         ndcg_10: best,
     }];
-    for round in 0..opts.max_rounds {
-        let mut moved = false;
-        for c in 0..k {
-            let mut coord_best: Option<(f64, f64)> = None;
-            for &g in &opts.grid {
-                if g == w[c] {
-                    continue;
-                }
-                let mut trial = w.clone();
-                trial[c] = g;
-                if trial.iter().all(|&x| x == 0.0) {
-                    continue;
-                }
-                let v = eval(&trial);
-                if v >= best + opts.min_gain && coord_best.is_none_or(|(_, b)| v > b) {
-                    coord_best = Some((g, v));
-                }
-            }
-            if let Some((g, v)) = coord_best {
-                w[c] = g;
-                best = v;
-                moved = true;
-                path.push(BlendStep {
-                    weights: w.clone(),
-                    ndcg_10: v,
-                });
-                log(&format!(
-                    "pass {}: weight of candidate {c} -> {g}: validation NDCG@10 {v:.4}",
-                    round + 1
-                ));
-            }
-        }
-        if !moved {
-            break;
-        }
-    }
+    coordinate_ascent(
+        &mut w,
+        &mut best,
+        opts,
+        |trial| Some(eval(trial)),
+        |v, cur| *v >= cur + opts.min_gain,
+        |v, b| v > b,
+        |round, c, g, w, v| {
+            path.push(BlendStep {
+                weights: w.to_vec(),
+                ndcg_10: *v,
+            });
+            log(&format!(
+                "pass {round}: weight of candidate {c} -> {g}: validation NDCG@10 {v:.4}"
+            ));
+        },
+    );
     let (_, uncertain_users) = table.ndcg_10(&w);
     let total: f64 = w.iter().sum();
     let weights = w.iter().map(|x| x / total).collect();

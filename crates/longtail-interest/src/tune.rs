@@ -453,10 +453,13 @@ pub fn successive_halving(
             .collect();
         ranked.sort_by(|a, b| b.ndcg_10.total_cmp(&a.ndcg_10).then(a.trial.cmp(&b.trial)));
         if rung < last {
-            let keep = state.rungs[rung + 1].0.min(ranked.len()).max(1);
-            alive = ranked.iter().take(keep).map(|r| r.trial).collect();
-            if alive.is_empty() {
-                alive = vec![0];
+            let keep = state.rungs[rung + 1].0;
+            if ranked.is_empty() {
+                // a rung the time budget cut before any run: the order of the rung before
+                // stands (the best of the last finished rung still reaches the last rung)
+                alive.truncate(keep.max(1));
+            } else {
+                alive = ranked.iter().take(keep.max(1)).map(|r| r.trial).collect();
             }
         }
     }
@@ -736,6 +739,44 @@ mod tests {
             let (w, r) = (state.winner.unwrap(), state.winner_rung.unwrap());
             assert!(trial_dir(&opts.dir, w, r).join("interest.json").is_file());
         }
+    }
+
+    #[test]
+    fn a_budget_cut_still_sends_the_best_finished_trial_to_the_last_rung() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = base();
+        let full = options(dir.path(), 9, 3, None);
+        let trials = draw_trials(&full.space, &b, 9, 3);
+        // rung 0 runs in full, then the budget is spent before rung 1 starts
+        let mut calls = Vec::new();
+        let mut first = fake(&mut calls, &trials);
+        let mut only_rung0 = |s: &TrialSettings, d: &Path, steps: u64| {
+            if steps > 100 {
+                return Err(InterestError::invalid("stop after rung 0"));
+            }
+            first(s, d, steps)
+        };
+        assert!(successive_halving(&b, &full, &mut |_| {}, &mut only_rung0).is_err());
+        let cut = options(dir.path(), 9, 3, Some(Duration::ZERO));
+        let mut later = Vec::new();
+        let state =
+            successive_halving(&b, &cut, &mut |_| {}, &mut fake(&mut later, &trials)).unwrap();
+        let best0 = state
+            .results
+            .iter()
+            .filter(|r| r.rung == 0)
+            // ties: the lower trial, as the search ranks
+            .max_by(|a, b| a.ndcg_10.total_cmp(&b.ndcg_10).then(b.trial.cmp(&a.trial)))
+            .unwrap()
+            .trial;
+        let mut last: Vec<usize> = later.iter().map(|c| c.0).collect();
+        last.sort();
+        let mut want = vec![0, best0];
+        want.sort();
+        want.dedup();
+        assert_eq!(last, want, "the recipe and rung 0's best, at full budget");
+        assert!(later.iter().all(|c| c.1 == 900));
+        assert_eq!(state.cut, vec![1]);
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub enum StoreError {
     Url(String),
     #[error("store: {0}")]
     Backend(String),
+    /// A write broke a unique key (an `event_id` or `item_id` already stored): recognised by
+    /// the database's own code (SQLite's extended result code, PostgreSQL's SQLSTATE 23505),
+    /// never by its message text.
+    #[error("store: {0}")]
+    UniqueViolation(String),
     #[error("store: stored data is damaged: {0}")]
     Corrupt(String),
     #[error("store: cannot start a thread: {0}")]
@@ -20,10 +25,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A write broke a unique key (an `event_id` or `item_id` already stored), as SQLite and
-    /// PostgreSQL word it.
+    /// A write broke a unique key (see [`StoreError::UniqueViolation`]).
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Self::Backend(m) if m.contains("UNIQUE constraint") || m.contains("duplicate key"))
+        matches!(self, Self::UniqueViolation(_))
     }
 }
 

@@ -15,10 +15,17 @@ pub struct Postgres {
 
 /// The server's own message (the client's `Display` says only "db error").
 fn err(e: postgres::Error) -> StoreError {
-    StoreError::Backend(match e.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => e.to_string(),
-    })
+    match e.as_db_error() {
+        Some(db) => {
+            let message = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if *db.code() == postgres::error::SqlState::UNIQUE_VIOLATION {
+                StoreError::UniqueViolation(message)
+            } else {
+                StoreError::Backend(message)
+            }
+        }
+        None => StoreError::Backend(e.to_string()),
+    }
 }
 
 impl Postgres {

@@ -16,7 +16,16 @@ pub struct Sqlite {
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::UniqueViolation(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
 }
 
 impl Sqlite {

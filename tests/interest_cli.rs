@@ -919,8 +919,16 @@ fn tune_chooses_on_validation_resumes_and_writes_the_winner() {
     ];
     let first = train_sequence(&data, &ckpt, &args);
     let log = String::from_utf8_lossy(&first.stderr).to_string();
-    assert!(log.contains("tune: trial 0 rung 0 (2 steps): recipe"), "{log}");
-    for f in ["interest.json", "sequence.safetensors", "tune.json", "tune.md"] {
+    assert!(
+        log.contains("tune: trial 0 rung 0 (2 steps): recipe"),
+        "{log}"
+    );
+    for f in [
+        "interest.json",
+        "sequence.safetensors",
+        "tune.json",
+        "tune.md",
+    ] {
         assert!(ckpt.join(f).is_file(), "{f} missing");
     }
     let state: Value =
@@ -934,7 +942,10 @@ fn tune_chooses_on_validation_resumes_and_writes_the_winner() {
         .filter(|r| r["rung"] == 1)
         .map(|r| r["trial"].as_u64().unwrap())
         .collect();
-    assert!(last.contains(&0), "the recipe runs in the last rung: {last:?}");
+    assert!(
+        last.contains(&0),
+        "the recipe runs in the last rung: {last:?}"
+    );
     let winner = state["winner"].as_u64().unwrap();
     let winner_rung = state["winner_rung"].as_u64().unwrap();
     // the chosen run is the best validation NDCG@10 of every run
@@ -971,7 +982,13 @@ fn tune_chooses_on_validation_resumes_and_writes_the_winner() {
 
     // The bi-encoder is not searched.
     let out = longtail()
-        .args(["train-interest", "--architecture", "bi-encoder", "--tune", "3"])
+        .args([
+            "train-interest",
+            "--architecture",
+            "bi-encoder",
+            "--tune",
+            "3",
+        ])
         .arg("--data")
         .arg(&data)
         .arg("--out")

@@ -97,7 +97,10 @@ fn plan_is_chosen_on_validation_and_served_as_measured() {
     assert!(ndcgs.windows(2).all(|w| w[1] > w[0]), "{ndcgs:?}");
     // The tail stage starts at the relevance blend and only gains tail recall, within budget.
     let sel = &p["selection"];
-    assert!(sel["tail_search_rule"].as_str().unwrap().contains("tail-item Recall@10"));
+    assert!(sel["tail_search_rule"]
+        .as_str()
+        .unwrap()
+        .contains("tail-item Recall@10"));
     let tail_path = sel["tail_path"].as_array().unwrap();
     assert!(!tail_path.is_empty(), "a budget of 0.5 runs the tail stage");
     let first: Vec<f64> = serde_json::from_value(tail_path[0]["weights"].clone()).unwrap();

@@ -399,9 +399,7 @@ pub fn successive_halving(
             if done {
                 continue;
             }
-            let over = opts
-                .time_budget
-                .is_some_and(|b| started.elapsed() >= b);
+            let over = opts.time_budget.is_some_and(|b| started.elapsed() >= b);
             if rung < last && over {
                 if !state.cut.contains(&rung) {
                     state.cut.push(rung);
@@ -420,7 +418,9 @@ pub fn successive_halving(
             let t0 = Instant::now();
             let m = train(settings, &dir, steps)?;
             let (ran, ndcg) = (m.steps, m.ndcg_10);
-            state.results.retain(|r| !(r.trial == trial && r.rung == rung));
+            state
+                .results
+                .retain(|r| !(r.trial == trial && r.rung == rung));
             state.results.push(TrialResult {
                 trial,
                 rung,
@@ -524,8 +524,7 @@ pub fn trials_table(state: &TuneState) -> String {
             .filter(|r| r.trial == t)
             .cloned()
             .collect();
-        let (Some(top), Some(best)) = (runs.iter().map(|r| r.rung).max(), best_run(&runs))
-        else {
+        let (Some(top), Some(best)) = (runs.iter().map(|r| r.rung).max(), best_run(&runs)) else {
             continue;
         };
         let mark = if state.winner == Some(t) {
@@ -572,7 +571,11 @@ mod tests {
         let a = draw_trials(&space, &base(), 9, 7);
         assert_eq!(a.len(), 9);
         assert_eq!(a[0], TrialSettings::default());
-        assert_eq!(a, draw_trials(&space, &base(), 9, 7), "same seed, same trials");
+        assert_eq!(
+            a,
+            draw_trials(&space, &base(), 9, 7),
+            "same seed, same trials"
+        );
         assert_ne!(a, draw_trials(&space, &base(), 9, 8));
         let cfgs: Vec<_> = a.iter().map(|t| t.apply(&base(), 900)).collect();
         for i in 0..cfgs.len() {
@@ -647,18 +650,28 @@ mod tests {
         assert_eq!(calls.iter().filter(|c| c.1 == 100).count(), 9);
         assert_eq!(calls.iter().filter(|c| c.1 == 300).count(), 3);
         let last: Vec<usize> = calls.iter().filter(|c| c.1 == 900).map(|c| c.0).collect();
-        assert!(last.contains(&0), "the recipe runs in the last rung: {last:?}");
+        assert!(
+            last.contains(&0),
+            "the recipe runs in the last rung: {last:?}"
+        );
         // the winner has the largest learning rate among the last rung
         let best_lr = last
             .iter()
             .map(|&t| trials[t].learning_rate.unwrap_or(1e-3))
             .fold(f64::MIN, f64::max);
         let w = state.winner.unwrap();
-        assert_eq!(state.winner_rung, Some(2), "the longest runs are the best here");
+        assert_eq!(
+            state.winner_rung,
+            Some(2),
+            "the longest runs are the best here"
+        );
         assert_eq!(trials[w].learning_rate.unwrap_or(1e-3), best_lr);
         assert!(trial_dir(&opts.dir, w, 2).join("interest.json").is_file());
         for t in 0..9 {
-            assert!(!trial_dir(&opts.dir, t, 0).exists(), "lower rungs are removed");
+            assert!(
+                !trial_dir(&opts.dir, t, 0).exists(),
+                "lower rungs are removed"
+            );
         }
         let table = trials_table(&state);
         assert!(table.contains("**(chosen)**"), "{table}");
@@ -734,7 +747,11 @@ mod tests {
                 })
             };
             let state = successive_halving(&b, &opts, &mut |_| {}, &mut train).unwrap();
-            assert_eq!(state.winner == Some(0), recipe_kept, "gain {gain}: {state:?}");
+            assert_eq!(
+                state.winner == Some(0),
+                recipe_kept,
+                "gain {gain}: {state:?}"
+            );
             assert_eq!(state.note.is_some(), recipe_kept);
             let (w, r) = (state.winner.unwrap(), state.winner_rung.unwrap());
             assert!(trial_dir(&opts.dir, w, r).join("interest.json").is_file());

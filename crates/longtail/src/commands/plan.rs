@@ -377,7 +377,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
             numbers(&evaluate(&split, &segments, &reranked, Stage::Validation)?)
         }
         _ if weights == choice.weights => blend_numbers,
-        _ => numbers(&evaluate(&split, &segments, &served_blend, Stage::Validation)?),
+        _ => numbers(&evaluate(
+            &split,
+            &segments,
+            &served_blend,
+            Stage::Validation,
+        )?),
     };
     log(&format!(
         "served {} with tail weight {} (budget {}): validation NDCG@10 {:.4}, tail-item R@10 \

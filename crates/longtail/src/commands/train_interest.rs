@@ -392,9 +392,8 @@ fn tune_then_train(cfg: &TrainInterestConfig, t: &TuneArgs) -> Result<TrainInter
         &mut |settings, out, steps| {
             let mut c = settings.apply(&base, steps);
             c.out = out.to_path_buf();
-            let o = train_once(&c, "trial").map_err(|e| {
-                longtail_interest::InterestError::invalid(format!("{e:#}"))
-            })?;
+            let o = train_once(&c, "trial")
+                .map_err(|e| longtail_interest::InterestError::invalid(format!("{e:#}")))?;
             let m = o.last.clone().unwrap_or_default();
             let r = tune::RunMetrics {
                 steps: o.steps,
@@ -414,7 +413,9 @@ fn tune_then_train(cfg: &TrainInterestConfig, t: &TuneArgs) -> Result<TrainInter
     let table = tune::trials_table(&state);
     eprintln!("{table}");
     longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
-        for entry in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
+        for entry in
+            std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))?
+        {
             let entry = entry?;
             if entry.file_type()?.is_file() {
                 std::fs::copy(entry.path(), tmp.join(entry.file_name()))

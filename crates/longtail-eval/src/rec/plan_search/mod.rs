@@ -25,10 +25,10 @@ use longtail_rec::{exclude_history, top_k, zscore_excluding, ItemIdx, RecSplit, 
 use super::metrics::ndcg_at;
 
 mod tail;
-pub use tail::{search_tail, TailChoice, TAIL_SEARCH_RULE};
-use tail::UserTail;
 use super::tradeoff::TradeoffPoint;
 use crate::EvalError;
+use tail::UserTail;
+pub use tail::{search_tail, TailChoice, TAIL_SEARCH_RULE};
 
 /// Settings of the weight search.
 #[derive(Debug, Clone)]
@@ -134,7 +134,10 @@ impl CandidateTable {
         let n = split.n_items();
         let k = components.len();
         if let Some((f, m)) = tail {
-            assert!(f.len() == n && m.len() == n, "tail labels per catalogue item");
+            assert!(
+                f.len() == n && m.len() == n,
+                "tail labels per catalogue item"
+            );
         }
         let users = split
             .eval_users()
@@ -167,8 +170,7 @@ impl CandidateTable {
                         });
                         items.extend_from_slice(&top);
                         if let Some((favoured, _)) = tail {
-                            let (top_f, tau_f) =
-                                top_where(buf, |i| favoured[i] && !seen[i], top_m);
+                            let (top_f, tau_f) = top_where(buf, |i| favoured[i] && !seen[i], top_m);
                             items.extend_from_slice(&top_f);
                             tau_favoured.push(tau_f);
                         }
@@ -577,8 +579,10 @@ pub(crate) mod tests {
         let table = tail_table(&split, &parts, &favoured, &segments);
         assert!(table.tail_users() > 0, "the fixture has tail targets");
         let grid = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
-        let knobs: Vec<longtail_rec::Knob> =
-            grid.iter().map(|&l| longtail_rec::Knob::TailWeight(l)).collect();
+        let knobs: Vec<longtail_rec::Knob> = grid
+            .iter()
+            .map(|&l| longtail_rec::Knob::TailWeight(l))
+            .collect();
         for w in [[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.45, 0.55]] {
             let blend = ZBlend {
                 name: "b".into(),
@@ -595,7 +599,11 @@ pub(crate) mod tests {
             .unwrap();
             let cand = table.served_curve(&w, &grid);
             for (f, c) in full.iter().zip(&cand) {
-                assert!((f.ndcg_10 - c.0).abs() < 1e-9, "{w:?} {:?}: {f:?} vs {c:?}", f.knob);
+                assert!(
+                    (f.ndcg_10 - c.0).abs() < 1e-9,
+                    "{w:?} {:?}: {f:?} vs {c:?}",
+                    f.knob
+                );
                 assert!((f.tail_recall_10 - c.1).abs() < 1e-9, "{w:?} {:?}", f.knob);
             }
             // Every item is a candidate: nothing outside can outrank anyone.

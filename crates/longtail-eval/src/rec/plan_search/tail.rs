@@ -84,9 +84,10 @@ impl CandidateTable {
                 };
                 let score = |j: usize| served(&u.z[j * k..(j + 1) * k], t.favoured[j]);
                 let target = score(pos);
-                let rank = 1 + (0..u.items.len())
-                    .filter(|&j| j != pos && score(j) > target)
-                    .count();
+                let rank = 1
+                    + (0..u.items.len())
+                        .filter(|&j| j != pos && score(j) > target)
+                        .count();
                 let bound = |tau: &[f32]| {
                     tau.iter()
                         .zip(weights)
@@ -94,8 +95,8 @@ impl CandidateTable {
                         .map(|(&tau, &w)| f64::from(tau) * w)
                         .sum::<f64>()
                 };
-                let outside = ((bound(&u.tau) - mean) / sd)
-                    .max((bound(&t.tau_favoured) - mean) / sd + l);
+                let outside =
+                    ((bound(&u.tau) - mean) / sd).max((bound(&t.tau_favoured) - mean) / sd + l);
                 rank <= 10 && target <= outside
             })
             .count()
@@ -119,11 +120,10 @@ impl CandidateTable {
             .map(|u| {
                 let t = u.tail.as_ref().expect("a table built with tail data");
                 let (mean, sd) = t.blend_stats(weights);
-                let z: Vec<f64> = u
-                    .z
-                    .chunks_exact(k)
-                    .map(|row| (dot(row, weights) - mean) / sd)
-                    .collect();
+                let z: Vec<f64> =
+                    u.z.chunks_exact(k)
+                        .map(|row| (dot(row, weights) - mean) / sd)
+                        .collect();
                 let pos = u.items.binary_search(&u.target).expect("target kept");
                 let (zt, favoured_target) = (z[pos], t.favoured[pos]);
                 // Items of the target's own group keep their order to it at every L; items
@@ -172,9 +172,9 @@ impl CandidateTable {
         let tail_users = self.tail_users.max(1) as f64;
         (0..tail_grid.len())
             .map(|j| {
-                let (ndcg, hits) = per_user
-                    .iter()
-                    .fold((0.0, 0usize), |(s, h), u| (s + u[j].0, h + usize::from(u[j].1)));
+                let (ndcg, hits) = per_user.iter().fold((0.0, 0usize), |(s, h), u| {
+                    (s + u[j].0, h + usize::from(u[j].1))
+                });
                 (ndcg / users, hits as f64 / tail_users)
             })
             .collect()

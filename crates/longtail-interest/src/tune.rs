@@ -219,14 +219,6 @@ pub struct RunMetrics {
     pub users: usize,
 }
 
-/// `sqrt(m (1 - m) / n)`: the standard-error bound of a mean `m` of `n` values in [0, 1].
-fn standard_error(m: f64, n: usize) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    let m = m.clamp(0.0, 1.0);
-    (m * (1.0 - m) / n as f64).sqrt()
-}
 
 /// The search, as saved after every trial.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -474,7 +466,7 @@ pub fn successive_halving(
         .collect();
     let (winner, rung) = match best_run(&recipe) {
         Some(r) if best.trial != 0 => {
-            let se = standard_error(r.ndcg_10, r.users);
+            let se = longtail_rec::standard_error(r.ndcg_10, r.users as u64);
             if best.ndcg_10 - r.ndcg_10 >= opts.margin_se * se {
                 (best.trial, best.rung)
             } else {

@@ -41,3 +41,12 @@ pub use scorer::{exclude_history, rank_cmp, top_k, top_k_excluding, Scorer};
 pub type ItemIdx = u32;
 /// Index of a user (order of first appearance in the interaction log).
 pub type UserIdx = u32;
+
+/// `sqrt(m (1 - m) / n)`: the standard-error bound of a mean `m` of `n` values in [0, 1]
+/// (validation noise of a recall or NDCG: the refresh gate's tolerance, the tune's margin).
+pub fn standard_error(m: f64, n: u64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    (m.clamp(0.0, 1.0) * (1.0 - m.clamp(0.0, 1.0)) / n as f64).sqrt()
+}

@@ -30,13 +30,7 @@ pub struct GateVerdict {
     pub passed: bool,
 }
 
-/// `sqrt(m (1 - m) / n)`: the standard error bound of a mean `m` of `n` values in [0, 1].
-pub fn standard_error(m: f64, n: u64) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    (m.clamp(0.0, 1.0) * (1.0 - m.clamp(0.0, 1.0)) / n as f64).sqrt()
-}
+pub use longtail_rec::standard_error;
 
 impl fmt::Display for GateVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

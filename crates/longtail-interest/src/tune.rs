@@ -219,7 +219,6 @@ pub struct RunMetrics {
     pub users: usize,
 }
 
-
 /// The search, as saved after every trial.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuneState {

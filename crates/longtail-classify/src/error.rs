@@ -9,20 +9,6 @@ pub enum ClassifyError {
     #[error("{0}")]
     InvalidArgument(String),
 
-    /// The loss or the gradient norm went NaN or infinite; the update was not applied.
-    #[error(
-        "{what} is {value} at step {step} (epoch {epoch}); stopping without applying it. The \
-         last good checkpoint is {last_good}. Try a lower --learning-rate or --max-grad-norm."
-    )]
-    Diverged {
-        what: &'static str,
-        value: f64,
-        step: u64,
-        epoch: u64,
-        /// The newest checkpoint written before, or `(none saved yet)`.
-        last_good: String,
-    },
-
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

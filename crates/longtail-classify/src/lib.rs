@@ -1,5 +1,5 @@
 //! longtail-classify: fine-tunes a BERT sequence classifier to tell tail items from head items
-//! (the loop behind `longtail train`), on top of longtail-train's [`StepDriver`] and
+//! (the objective behind `longtail train`), run by longtail-train's [`Learner`] in
 //! longtail-model's checkpoint layout.
 //!
 //! * [`train`]: a prepared dataset and a base model in, `checkpoint-N/` directories (weights,
@@ -8,7 +8,7 @@
 //!   bit-identically after `kill -9`.
 //! * [`data`]: tokenized splits, length-bucketed batches, [`predict`] for validation.
 //!
-//! [`StepDriver`]: longtail_train::StepDriver
+//! [`Learner`]: longtail_train::Learner
 
 pub mod data;
 pub mod error;
@@ -16,4 +16,4 @@ pub mod trainer;
 
 pub use data::{label_id, predict, EncodedSplit, LABELS};
 pub use error::{ClassifyError, Result};
-pub use trainer::{load_model, train, Observer, Silent, StepInfo, TrainConfig, TrainOutcome};
+pub use trainer::{load_model, train, TrainConfig, TrainOutcome};

@@ -17,8 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -33,9 +32,10 @@ use longtail_model::{
 use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
     checkpoint_dir_name, class_weights_inverse_frequency, last_checkpoint,
-    num_update_steps_per_epoch, remaining_updates, rotate_checkpoints, AdamW, AdamWConfig,
-    BestMetricConfig, EarlyStopping, LogEntry, LrSchedule, ParamGroupSpec, PhaseTimes, RngState,
-    SchedulerType, StepDriver, TrainError, TrainerState, EARLY_STOPPING_CALLBACK,
+    num_update_steps_per_epoch, rotate_checkpoints, AdamW, AdamWConfig, BestMetricConfig,
+    EarlyStopping, EvalCadence, Event, FitSettings, Learner, LrSchedule, Objective, ParamGroupSpec,
+    PhaseTimes, RngState, SavePolicy, SchedulerType, StepDriver, TrainerState,
+    EARLY_STOPPING_CALLBACK,
 };
 use serde::{Deserialize, Serialize};
 
@@ -144,23 +144,16 @@ impl Default for TrainConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EvalStrategy {
-    No,
-    Epoch,
-    Steps(u64),
-}
-
 impl TrainConfig {
-    fn eval_strategy(&self) -> Result<EvalStrategy> {
+    fn eval_strategy(&self) -> Result<EvalCadence> {
         match self.eval_strategy.as_str() {
-            "no" => Ok(EvalStrategy::No),
-            "epoch" => Ok(EvalStrategy::Epoch),
+            "no" => Ok(EvalCadence::No),
+            "epoch" => Ok(EvalCadence::Epoch),
             "steps" => {
                 ensure(self.eval_steps > 0, || {
                     "eval_steps must be >= 1 with eval_strategy steps".into()
                 })?;
-                Ok(EvalStrategy::Steps(self.eval_steps))
+                Ok(EvalCadence::Steps(self.eval_steps))
             }
             other => Err(ClassifyError::invalid(format!(
                 "eval_strategy {other:?}: expected epoch, steps or no"
@@ -220,29 +213,6 @@ impl TrainConfig {
     }
 }
 
-/// One optimizer update, as reported to an [`Observer`].
-#[derive(Debug, Clone, Copy)]
-pub struct StepInfo {
-    pub step: u64,
-    pub max_steps: u64,
-    pub epoch: f64,
-    pub loss: f64,
-    pub learning_rate: f64,
-    pub samples_per_second: f64,
-}
-
-/// Progress callbacks (progress bars, logs). Every method has a no-op default.
-pub trait Observer {
-    fn on_start(&mut self, _max_steps: u64, _start_step: u64) {}
-    fn on_step(&mut self, _info: &StepInfo) {}
-    fn on_eval(&mut self, _step: u64, _metrics: &BTreeMap<String, f64>) {}
-    fn on_message(&mut self, _message: &str) {}
-}
-
-/// Observer that ignores everything.
-pub struct Silent;
-impl Observer for Silent {}
-
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -253,7 +223,11 @@ pub struct TrainOutcome {
     pub last_checkpoint: Option<PathBuf>,
     pub train_samples: usize,
     pub samples_seen_this_run: u64,
+    /// The whole run: loading, tokenizing, updates, evaluations, checkpoint writes.
     pub seconds: f64,
+    /// The updates only (evaluation and checkpoint writes left out): what to compare with
+    /// another trainer's loop.
+    pub loop_seconds: f64,
     pub early_stopped: bool,
     /// Stopped by `stop_after_steps` (the final model was not exported).
     pub interrupted: bool,
@@ -262,8 +236,14 @@ pub struct TrainOutcome {
 }
 
 impl TrainOutcome {
+    /// Samples per second of the whole run.
     pub fn samples_per_second(&self) -> f64 {
         self.samples_seen_this_run as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Samples per second of the updates alone.
+    pub fn loop_samples_per_second(&self) -> f64 {
+        self.samples_seen_this_run as f64 / self.loop_seconds.max(1e-9)
     }
 }
 
@@ -293,19 +273,6 @@ fn frozen_rule(cfg: &TrainConfig, num_layers: usize) -> Result<impl Fn(&str) -> 
     })
 }
 
-fn metrics_line(entry: &LogEntry) -> Result<String> {
-    Ok(serde_json::to_string(entry)?)
-}
-
-fn write_metrics_file(path: &Path, history: &[LogEntry]) -> Result<()> {
-    let mut text = String::new();
-    for e in history {
-        text.push_str(&metrics_line(e)?);
-        text.push('\n');
-    }
-    Ok(longtail_fs::write_atomic(path, text.as_bytes())?)
-}
-
 /// Loads a classifier from a model directory or hub id, with its tokenizer rendering items
 /// through `template` and truncating to `max_len` tokens.
 pub fn load_model(
@@ -329,29 +296,89 @@ pub fn load_model(
     Ok((model_obj, tokenizer, checkpoint))
 }
 
-/// Writes `checkpoint-N` directories.
-struct Saver<'a> {
-    out: &'a Path,
+/// The classifier as the [`Learner`]'s objective: class-weighted cross-entropy on
+/// length-bucketed batches, ROC-AUC and loss on validation, `checkpoint-N` directories.
+struct Classification<'a> {
+    cfg: &'a TrainConfig,
+    model: BertForSequenceClassification,
+    tokenizer: &'a ItemTokenizer,
+    train_split: &'a EncodedSplit,
+    val_split: &'a EncodedSplit,
+    train_lengths: Vec<usize>,
+    num_batches: usize,
+    ce: CrossEntropy,
+    device: &'a Device,
     /// Read once at the start: a resumed run's tokenizer comes from the checkpoint it resumed
     /// from, which checkpoint rotation may delete before the next save.
     tokenizer_json: Vec<u8>,
     args_toml: String,
-    save_total_limit: usize,
 }
 
-impl Saver<'_> {
-    fn save(
-        &self,
-        model: &BertForSequenceClassification,
-        driver: &StepDriver,
-        state: &mut TrainerState,
-    ) -> Result<PathBuf> {
-        let dir = self.out.join(checkpoint_dir_name(state.global_step));
-        state.record_best_checkpoint(self.out);
+impl Objective for Classification<'_> {
+    type Batch = Vec<usize>;
+    type Error = ClassifyError;
+
+    fn num_batches(&self) -> usize {
+        self.num_batches
+    }
+
+    fn epoch_batches(&mut self, epoch: u64) -> Result<Vec<Vec<usize>>> {
+        train_batches_for(&self.train_lengths, self.cfg, epoch)
+    }
+
+    fn loss(&mut self, indices: &Vec<usize>) -> Result<Tensor> {
+        let split = self.train_split;
+        let (ids, types, mask) = data::batch_tensors(self.tokenizer, split, indices, self.device)?;
+        let labels: Vec<u32> = indices.iter().map(|&i| split.labels[i]).collect();
+        let labels = Tensor::from_vec(labels, indices.len(), self.device)?;
+        let logits = self
+            .model
+            .forward_t(&ids, Some(&types), Some(&mask), true)?;
+        Ok(self.model.loss(&logits, &labels, &self.ce)?)
+    }
+
+    fn count(&self, indices: &Vec<usize>) -> (u64, u64) {
+        let tokens = indices
+            .iter()
+            .map(|&i| self.train_split.encoded[i].len() as u64)
+            .sum();
+        (indices.len() as u64, tokens)
+    }
+
+    fn after_update(&mut self, state: &mut TrainerState, _last: bool) -> Result<()> {
+        state
+            .rng_state
+            .counters
+            .insert(DROPOUT_CALLS.into(), self.model.dropout_rng_state().calls);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, _state: &TrainerState) -> Result<Option<BTreeMap<String, f64>>> {
+        let (probs, loss) = predict(
+            &self.model,
+            self.tokenizer,
+            self.val_split,
+            self.cfg.per_device_eval_batch_size,
+        )?;
+        let labels: Vec<bool> = self.val_split.labels.iter().map(|&l| l == 1).collect();
+        let auc = longtail_eval::metrics::roc_auc(&probs, &labels);
+        Ok(Some(
+            [
+                ("eval_loss".to_string(), loss),
+                ("eval_auc".to_string(), auc),
+            ]
+            .into(),
+        ))
+    }
+
+    fn save(&mut self, driver: &StepDriver, state: &mut TrainerState) -> Result<PathBuf> {
+        let out = &self.cfg.out;
+        let dir = out.join(checkpoint_dir_name(state.global_step));
+        state.record_best_checkpoint(out);
         // An existing checkpoint-N (a resumed run saving the same step) is swapped out in one
         // step by write_dir_atomic, never deleted first.
         longtail_fs::write_dir_atomic(&dir, |tmp| -> Result<()> {
-            model
+            self.model
                 .save_pretrained(tmp)
                 .map_err(ClassifyError::model("saving the model"))?;
             fs::write(tmp.join(TOKENIZER_FILE), &self.tokenizer_json)
@@ -363,15 +390,15 @@ impl Saver<'_> {
             Ok(())
         })?;
         let best = state.best_model_checkpoint.as_ref().map(PathBuf::from);
-        if self.save_total_limit > 0 {
-            rotate_checkpoints(self.out, self.save_total_limit, best.as_deref())?;
+        if self.cfg.save_total_limit > 0 {
+            rotate_checkpoints(out, self.cfg.save_total_limit, best.as_deref())?;
         }
         Ok(dir)
     }
 }
 
 /// Runs (or resumes) a training run.
-pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutcome> {
+pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<TrainOutcome> {
     cfg.validate()?;
     let started = Instant::now();
     let device = cfg
@@ -390,7 +417,9 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     }
     let resume_from = if cfg.resume { existing } else { None };
     if cfg.resume && resume_from.is_none() {
-        observer.on_message("--resume: no checkpoint in the output directory, starting fresh");
+        progress(Event::Message(
+            "--resume: no checkpoint in the output directory, starting fresh",
+        ));
     }
 
     // Data.
@@ -417,14 +446,14 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
     let (mut model, tokenizer, source) =
         load_model(&model_src, &opts, cfg.max_len, &cfg.template, &device)?;
     model.set_precision(cfg.precision)?;
-    observer.on_message(&format!(
+    progress(Event::Message(&format!(
         "training on {} in {}; tokenizing {} train / {} validation items (max_len {})",
         longtail_model::device_name(&device),
         cfg.precision,
         train_items.len(),
         val_items.len(),
         tokenizer.max_len()
-    ));
+    )));
     let train_split = EncodedSplit::encode(&tokenizer, &train_items)?;
     let val_split = EncodedSplit::encode(&tokenizer, &val_items)?;
     let train_lengths = train_split.lengths();
@@ -474,13 +503,12 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         driver = driver.time_phases();
     }
     let strategy = cfg.eval_strategy()?;
-    let best_cfg = BestMetricConfig::new(cfg.best_metric_name()?);
     let mut early = if cfg.early_stopping_patience > 0 {
         Some(EarlyStopping::new(cfg.early_stopping_patience, 0.0)?)
     } else {
         None
     };
-    if strategy != EvalStrategy::No {
+    if strategy != EvalCadence::No {
         ensure(val_split.class_counts().iter().all(|&c| c > 0), || {
             "the validation split needs both head and tail items to compute ROC-AUC \
              (or pass --eval-strategy no)"
@@ -493,12 +521,12 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
         num_train_epochs: num_epochs,
         train_batch_size: Some(bs as u64),
         logging_steps: cfg.logging_steps,
-        eval_steps: if let EvalStrategy::Steps(s) = strategy {
+        eval_steps: if let EvalCadence::Steps(s) = strategy {
             s
         } else {
             0
         },
-        save_steps: if let EvalStrategy::Steps(s) = strategy {
+        save_steps: if let EvalCadence::Steps(s) = strategy {
             s
         } else {
             nupe
@@ -534,23 +562,40 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
             seed: cfg.seed,
             calls,
         });
-        observer.on_message(&format!(
+        progress(Event::Message(&format!(
             "resuming from {} (step {})",
             ckpt.display(),
             state.global_step
-        ));
+        )));
     }
 
     let args_toml = toml::to_string(cfg)?;
     longtail_fs::write_atomic(&cfg.out.join(TRAIN_ARGS_FILE), args_toml.as_bytes())?;
-    let metrics_path = cfg.out.join(METRICS_FILE);
-    write_metrics_file(&metrics_path, &state.log_history)?;
-    let mut metrics_file = fs::OpenOptions::new()
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| ClassifyError::io(&metrics_path, e))?;
-    let saver = Saver {
-        out: &cfg.out,
+    let settings = FitSettings {
+        max_steps,
+        gradient_accumulation_steps: gas,
+        logging_steps: cfg.logging_steps,
+        eval: strategy,
+        save: SavePolicy::EveryEvaluation,
+        best_metric: Some(BestMetricConfig::new(cfg.best_metric_name()?)),
+        early_stopping: early,
+        stop_after_steps: cfg.stop_after_steps,
+        metrics_file: Some(cfg.out.join(METRICS_FILE)),
+    };
+    let mut learner = Learner::new(driver, state, settings)?;
+    if let Some(ckpt) = resume_from {
+        learner = learner.resumed_from(ckpt);
+    }
+    let mut objective = Classification {
+        cfg,
+        model,
+        tokenizer: &tokenizer,
+        train_split: &train_split,
+        val_split: &val_split,
+        train_lengths,
+        num_batches,
+        ce,
+        device: &device,
         tokenizer_json: {
             let path = source
                 .tokenizer_path()
@@ -558,185 +603,19 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
             fs::read(&path).map_err(|e| ClassifyError::io(&path, e))?
         },
         args_toml,
-        save_total_limit: cfg.save_total_limit,
     };
-
-    let mut log = |state: &mut TrainerState, entry: LogEntry| -> Result<()> {
-        writeln!(metrics_file, "{}", metrics_line(&entry)?)
-            .map_err(|e| ClassifyError::io(&metrics_path, e))?;
-        state.log(entry);
-        Ok(())
-    };
-
-    let evaluate = |model: &BertForSequenceClassification| -> Result<BTreeMap<String, f64>> {
-        let (probs, loss) = predict(
-            model,
-            &tokenizer,
-            &val_split,
-            cfg.per_device_eval_batch_size,
-        )?;
-        let labels: Vec<bool> = val_split.labels.iter().map(|&l| l == 1).collect();
-        let auc = longtail_eval::metrics::roc_auc(&probs, &labels);
-        Ok([
-            ("eval_loss".to_string(), loss),
-            ("eval_auc".to_string(), auc),
-        ]
-        .into())
-    };
-
-    observer.on_start(max_steps, state.global_step);
-    let mut last_saved: Option<(u64, PathBuf)> =
-        resume_from.clone().map(|p| (state.global_step, p));
-    let mut updates_this_run = 0u64;
-    let mut samples_this_run = 0u64;
-    let mut loss_since_log = 0.0f64;
-    let mut steps_since_log = 0u64;
-    let mut early_stopped = false;
-    let mut interrupted = false;
-    let loop_start = Instant::now();
-    let mut epoch_batches: Option<(u64, Vec<Vec<usize>>)> = None;
-
-    for window in remaining_updates(state.global_step, num_batches, gas, num_epochs)? {
-        if state.global_step >= max_steps {
-            break;
-        }
-        let epoch = window.epoch;
-        if epoch_batches.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            let batches = train_batches_for(&train_lengths, cfg, epoch)?;
-            ensure(batches.len() == num_batches, || {
-                format!(
-                    "internal: epoch {epoch} has {} batches, epoch 0 had {num_batches}",
-                    batches.len()
-                )
-            })?;
-            epoch_batches = Some((epoch, batches));
-        }
-        let batches = &epoch_batches.as_ref().expect("set above").1[window.batches.clone()];
-        let report = driver
-            .step(batches.len(), |i| -> Result<Tensor> {
-                let indices = &batches[i];
-                let (ids, types, mask) =
-                    data::batch_tensors(&tokenizer, &train_split, indices, &device)?;
-                let labels: Vec<u32> = indices.iter().map(|&i| train_split.labels[i]).collect();
-                let labels = Tensor::from_vec(labels, indices.len(), &device)?;
-                let logits = model.forward_t(&ids, Some(&types), Some(&mask), true)?;
-                let loss = model.loss(&logits, &labels, &ce)?;
-                state.num_samples_seen += indices.len() as u64;
-                samples_this_run += indices.len() as u64;
-                state.num_input_tokens_seen += indices
-                    .iter()
-                    .map(|&i| train_split.encoded[i].len() as u64)
-                    .sum::<u64>();
-                Ok(loss)
-            })
-            .map_err(|e| match e {
-                ClassifyError::Train(TrainError::NonFinite { what, value, step }) => {
-                    ClassifyError::Diverged {
-                        what,
-                        value,
-                        step,
-                        epoch,
-                        last_good: last_saved
-                            .as_ref()
-                            .map_or("(none saved yet)".into(), |(_, p)| p.display().to_string()),
-                    }
-                }
-                other => other,
-            })?;
-        let lr = report.learning_rate;
-        let cursor = window.batches.end;
-        state.global_step = report.step;
-        updates_this_run += 1;
-        state.epoch = epoch as f64 + cursor as f64 / num_batches as f64;
-        state.rng_state.epoch = epoch;
-        state.rng_state.batches_seen_in_epoch = cursor as u64;
-        state
-            .rng_state
-            .counters
-            .insert(DROPOUT_CALLS.into(), model.dropout_rng_state().calls);
-        loss_since_log += report.loss;
-        steps_since_log += 1;
-
-        let elapsed = loop_start.elapsed().as_secs_f64().max(1e-9);
-        let sps = samples_this_run as f64 / elapsed;
-        observer.on_step(&StepInfo {
-            step: state.global_step,
-            max_steps,
-            epoch: state.epoch,
-            loss: report.loss,
-            learning_rate: lr,
-            samples_per_second: sps,
-        });
-        if state.global_step.is_multiple_of(cfg.logging_steps) {
-            let entry = LogEntry::new(state.global_step, state.epoch)
-                .with("loss", loss_since_log / steps_since_log as f64)
-                .with("learning_rate", lr)
-                .with("grad_norm", report.grad_norm)
-                .with("samples_per_second", sps);
-            log(&mut state, entry)?;
-            loss_since_log = 0.0;
-            steps_since_log = 0;
-        }
-
-        let last_step = state.global_step >= max_steps;
-        let do_eval = match strategy {
-            EvalStrategy::No => false,
-            EvalStrategy::Epoch => window.end_of_epoch || last_step,
-            EvalStrategy::Steps(s) => state.global_step.is_multiple_of(s) || last_step,
-        };
-        let do_save =
-            do_eval || (strategy == EvalStrategy::No && (window.end_of_epoch || last_step));
-        if do_eval {
-            let metrics = evaluate(&model)?;
-            observer.on_eval(state.global_step, &metrics);
-            let mut entry = LogEntry::new(state.global_step, state.epoch);
-            for (k, v) in &metrics {
-                entry = entry.with(k.clone(), *v);
-            }
-            log(&mut state, entry)?;
-            if let Some(es) = early.as_mut() {
-                early_stopped = es.on_evaluate(&metrics, &best_cfg, state.best_metric);
-                state
-                    .stateful_callbacks
-                    .insert(EARLY_STOPPING_CALLBACK.into(), es.state());
-            }
-            state.update_best_metric(&metrics, &best_cfg)?;
-        }
-        if do_save {
-            let dir = saver.save(&model, &driver, &mut state)?;
-            last_saved = Some((state.global_step, dir));
-        }
-        if early_stopped {
-            observer.on_message(&format!(
-                "early stopping at step {}: no improvement of {} for {} evaluations",
-                state.global_step, cfg.metric_for_best_model, cfg.early_stopping_patience
-            ));
-            break;
-        }
-        if last_step {
-            break;
-        }
-        if cfg.stop_after_steps > 0 && updates_this_run >= cfg.stop_after_steps {
-            interrupted = true;
-            break;
-        }
-    }
-
-    // The final state is always on disk as a checkpoint (unless interrupted on purpose).
-    if !interrupted && last_saved.as_ref().map(|(s, _)| *s) != Some(state.global_step) {
-        let dir = saver.save(&model, &driver, &mut state)?;
-        last_saved = Some((state.global_step, dir));
-    }
-    write_metrics_file(&metrics_path, &state.log_history)?;
+    let fit = learner.fit(&mut objective, progress)?;
+    let phase_times = learner.driver().phase_times();
+    let state = learner.state();
 
     let best_checkpoint = state
         .best_global_step
         .map(|s| cfg.out.join(checkpoint_dir_name(s)))
         .filter(|p| p.is_dir());
-    if !interrupted {
+    if !fit.interrupted {
         let src = best_checkpoint
             .clone()
-            .or_else(|| last_saved.as_ref().map(|(_, p)| p.clone()))
+            .or_else(|| fit.last_checkpoint.as_ref().map(|(_, p)| p.clone()))
             .ok_or_else(|| ClassifyError::invalid("internal: no checkpoint to export"))?;
         Checkpoint::open(&src)
             .and_then(|c| c.export_model(&cfg.out))
@@ -746,24 +625,25 @@ pub fn train(cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<TrainOutc
                 cfg.out.display()
             )))?;
         state.save(&cfg.out.join(TRAINER_STATE_FILE))?;
-        observer.on_message(&format!(
+        progress(Event::Message(&format!(
             "final model: {} (from {})",
             cfg.out.display(),
             src.display()
-        ));
+        )));
     }
     Ok(TrainOutcome {
         global_step: state.global_step,
         max_steps,
         best_metric: state.best_metric,
         best_checkpoint,
-        last_checkpoint: last_saved.map(|(_, p)| p),
+        last_checkpoint: fit.last_checkpoint.map(|(_, p)| p),
         train_samples: train_split.len(),
-        samples_seen_this_run: samples_this_run,
+        samples_seen_this_run: fit.samples,
         seconds: started.elapsed().as_secs_f64(),
-        early_stopped,
-        interrupted,
-        phase_times: driver.phase_times(),
+        loop_seconds: fit.loop_time.as_secs_f64(),
+        early_stopped: fit.early_stopped,
+        interrupted: fit.interrupted,
+        phase_times,
     })
 }
 

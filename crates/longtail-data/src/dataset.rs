@@ -7,10 +7,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::label::Label;
-use crate::prepare::{ITEMS_FILE, STATS_FILE};
 use crate::split::Split;
 use crate::stats::PrepareSummary;
 use crate::DataError;
+
+// The files of a prepared dataset directory (`prepare` writes them, this module reads them).
+pub const ITEMS_FILE: &str = "items.jsonl";
+pub const INTERACTIONS_FILE: &str = "interactions.csv";
+pub const STATS_FILE: &str = "stats.json";
+pub const POPULARITY_FILE: &str = "popularity.png";
+pub const REJECTS_FILE: &str = "rejects.jsonl";
+pub const META_FILE: &str = "prepare.json";
 
 /// One line of `items.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

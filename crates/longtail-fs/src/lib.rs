@@ -180,6 +180,16 @@ pub fn files_sha256(dir: &Path, names: &[&str]) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// `DIR/STEM<suffix>` for `DIR/STEM.EXT`: a file written beside another (`report.json` ->
+/// `report.md`); `report` when the path has no stem.
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    path.with_file_name(format!("{stem}{suffix}"))
+}
+
 /// Reads a JSON file into `T`.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = fs::read(path).map_err(|e| FsError::io(path, e))?;

@@ -5,6 +5,9 @@
 //! The probability is therefore "calibrated against the sampling ratio used": with `r`
 //! negatives per positive the base rate is `1 / (1 + r)`, recorded in `interest.json`.
 
+use longtail_rec::Interactions;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{InterestError, Result};
@@ -84,6 +87,40 @@ impl Platt {
         }
         Ok(Self { a, b })
     }
+}
+
+/// Platt calibration of `score(k, item)` (the similarity of `users[k]` to `item`): each user's
+/// validation item is a positive, `negatives` random items they never interacted with are
+/// negatives.
+pub fn fit_calibration_with(
+    inter: &Interactions,
+    n_items: usize,
+    score: &dyn Fn(usize, usize) -> f64,
+    users: &[usize],
+    negatives: usize,
+    seed: u64,
+) -> Option<Platt> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xca11b);
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for (k, &u) in users.iter().enumerate() {
+        let Some(t) = inter.targets(u) else { continue };
+        scores.push(score(k, t.validation));
+        labels.push(true);
+        let seen = &inter.seqs[u];
+        let mut drawn = 0;
+        let mut tries = 0;
+        while drawn < negatives && tries < negatives * 20 {
+            tries += 1;
+            let j = rng.random_range(0..n_items);
+            if seen.contains(&j) {
+                continue;
+            }
+            scores.push(score(k, j));
+            labels.push(false);
+            drawn += 1;
+        }
+    }
+    Platt::fit(&scores, &labels).ok()
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //!   step, dropout stream, calibration): it is the best model, and resuming from it continues
 //!   exactly where that model was.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -20,19 +20,23 @@ use longtail_data::{Label, PreparedDataset};
 use longtail_model::checkpoint::TRAINER_STATE_FILE;
 use longtail_model::{DropoutRngState, Precision};
 use longtail_rec::{top_k_excluding, Interactions};
-use longtail_train::{epoch_permutation, LogEntry, ParamGroupSpec, StepDriver, TrainerState};
+use longtail_train::{
+    epoch_permutation, BestMetricConfig, EarlyStopping, EvalCadence, Event, FitSettings, Learner,
+    Objective, ParamGroupSpec, SavePolicy, StepDriver, TrainerState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::Platt;
+use crate::config::{optimizer_and_state, TrainInterestConfig, TRAIN_ARGS_FILE};
 use crate::error::{InterestError, Result};
 use crate::model::{
     cached_item_embeddings, items_hash, save_item_embeddings, CacheStatus, InterestMeta,
     InterestModel, UserRepr, INTEREST_FILE, ITEM_EMBEDDINGS_FILE,
 };
+use crate::outcome::{TrainInterestOutcome, ValMetrics};
 use crate::sequence::{
-    next_item_loss, ItemFeatures, SequenceMeta, SequenceModel, SEQUENCE_WEIGHTS_FILE,
+    next_item_loss, CatalogueView, ItemFeatures, SequenceMeta, SequenceModel, SEQUENCE_WEIGHTS_FILE,
 };
-use crate::train::{Event, TrainInterestConfig, TrainInterestOutcome, ValMetrics, TRAIN_ARGS_FILE};
 
 /// The dropout stream's state, saved with the checkpoint for an exact resume.
 const DROPOUT_STATE_FILE: &str = "sequence_dropout_state.json";
@@ -117,7 +121,7 @@ fn calibrate(
     let hists: Vec<&[usize]> = users.iter().map(|&u| inter.train_prefix(u)).collect();
     let user_rows = model.user_vector_rows(items, &hists)?;
     let item_rows = items_n.to_vec2::<f32>()?;
-    Ok(crate::train::fit_calibration_with(
+    Ok(crate::calibrate::fit_calibration_with(
         inter,
         item_rows.len(),
         &|u_pos: usize, item: usize| {
@@ -216,12 +220,120 @@ pub fn training_prior(
     )
 }
 
-pub fn train_sequence(
-    cfg: &TrainInterestConfig,
-    device: &Device,
-    progress: &mut dyn FnMut(Event<'_>),
-) -> Result<TrainInterestOutcome> {
-    let start = Instant::now();
+/// The validation split's users, their training sequences and each item's head/tail label.
+struct TrainingData {
+    items: Vec<longtail_data::PreparedItem>,
+    item_ids: Vec<String>,
+    inter: Interactions,
+    /// Items in the tail by `tail_rule` on training counts, as `eval-rec` labels them (the
+    /// prepared labels count validation and test events too).
+    tail: Vec<bool>,
+    /// Each item's training interactions.
+    train_counts: Vec<u64>,
+    use_all_interactions: bool,
+}
+
+impl TrainingData {
+    fn load(cfg: &TrainInterestConfig, device: &Device) -> Result<(Self, String)> {
+        let data = PreparedDataset::load(&cfg.data)?;
+        let item_ids: Vec<String> = data.items.iter().map(|i| i.item_id.clone()).collect();
+        let item_index: HashMap<String, usize> = longtail_rec::interactions::index_of(&item_ids);
+        let inter = Interactions::load(
+            &cfg.data.join(longtail_data::INTERACTIONS_FILE),
+            &item_index,
+        )?;
+        let summary = format!(
+            "on {}: {} items, {} users, {} interactions ({} rows with unknown items, {} repeats \
+             skipped)",
+            longtail_model::device_name(device),
+            data.items.len(),
+            inter.users.len(),
+            inter.kept(),
+            inter.rejected,
+            inter.duplicates
+        );
+        let mut d = Self {
+            items: data.items,
+            item_ids,
+            inter,
+            tail: Vec::new(),
+            train_counts: Vec::new(),
+            use_all_interactions: cfg.use_all_interactions,
+        };
+        let mut train_counts = vec![0u64; d.item_ids.len()];
+        for u in 0..d.inter.seqs.len() {
+            for &i in d.sequence(u) {
+                train_counts[i] += 1;
+            }
+        }
+        d.tail = longtail_data::label::assign_labels(&d.item_ids, &train_counts, &cfg.tail_rule, 2)
+            .labels
+            .iter()
+            .map(|&l| l == Label::Tail)
+            .collect();
+        d.train_counts = train_counts;
+        Ok((d, summary))
+    }
+
+    /// User `u`'s training sequence: the prefix before the held-out targets, or everything
+    /// with `use_all_interactions`.
+    fn sequence(&self, u: usize) -> &[usize] {
+        if self.use_all_interactions {
+            &self.inter.seqs[u]
+        } else {
+            self.inter.train_prefix(u)
+        }
+    }
+}
+
+/// What a resumed run inherits from its checkpoint: the settings, the ID rows and the encoder.
+struct Inherited {
+    prev: Option<InterestMeta>,
+    sequence: Option<SequenceMeta>,
+    max_len: usize,
+    template: String,
+    features: ItemFeatures,
+    /// New items of a resumed run must get vectors from the same arithmetic as the old ones.
+    precision: Precision,
+}
+
+impl Inherited {
+    fn read(cfg: &TrainInterestConfig) -> Result<Self> {
+        let prev: Option<InterestMeta> = match &cfg.resume_from {
+            Some(dir) => Some(longtail_fs::read_json(&dir.join(INTEREST_FILE))?),
+            None => None,
+        };
+        let sequence = match &prev {
+            Some(p) => Some(p.sequence.clone().ok_or_else(|| {
+                InterestError::invalid(
+                    "--resume-from: the checkpoint is a bi-encoder; resume it with \
+                     --architecture bi-encoder",
+                )
+            })?),
+            None => None,
+        };
+        let (max_len, template) = match &prev {
+            Some(p) => (p.max_len, p.template.clone()),
+            None => (cfg.max_len, cfg.template.clone()),
+        };
+        Ok(Self {
+            features: sequence
+                .as_ref()
+                .map_or(cfg.item_features, |s| s.item_features),
+            precision: prev.as_ref().map_or(cfg.precision, |p| p.precision),
+            prev,
+            sequence,
+            max_len,
+            template,
+        })
+    }
+
+    fn global_step(&self) -> u64 {
+        self.prev.as_ref().map_or(0, |p| p.global_step)
+    }
+}
+
+fn check_settings(cfg: &TrainInterestConfig) -> Result<()> {
     for (ok, what) in [
         (cfg.batch_size >= 1, "batch_size must be >= 1"),
         (cfg.max_history >= 1, "max_history must be >= 1"),
@@ -250,256 +362,117 @@ pub fn train_sequence(
     cfg.tail_rule
         .validate(2)
         .map_err(|e| InterestError::invalid(format!("tail_rule: {e}")))?;
-    let data = PreparedDataset::load(&cfg.data)?;
-    let item_ids: Vec<String> = data.items.iter().map(|i| i.item_id.clone()).collect();
-    let item_index: HashMap<String, usize> = longtail_rec::interactions::index_of(&item_ids);
-    let inter = Interactions::load(
-        &cfg.data.join(longtail_data::INTERACTIONS_FILE),
-        &item_index,
-    )?;
-    progress(Event::Message(&format!(
-        "on {}: {} items, {} users, {} interactions ({} rows with unknown items, {} repeats \
-         skipped)",
-        longtail_model::device_name(device),
-        data.items.len(),
-        inter.users.len(),
-        inter.kept(),
-        inter.rejected,
-        inter.duplicates
-    )));
-    let seq_of = |u: usize| -> &[usize] {
-        if cfg.use_all_interactions {
-            &inter.seqs[u]
-        } else {
-            inter.train_prefix(u)
-        }
-    };
-    // Each item's training interactions. They label head and tail as `eval-rec` does
-    // (`tail_rule` on training counts; the prepared labels count validation and test events
-    // too), for the validation tail recall printed here and the group prior.
-    let mut train_counts = vec![0u64; item_ids.len()];
-    for u in 0..inter.seqs.len() {
-        for &i in seq_of(u) {
-            train_counts[i] += 1;
-        }
+    Ok(())
+}
+
+/// The frozen encoder's embedding of every item (`None` for ID-only models), from the cache
+/// when it matches.
+fn text_of_items(
+    cfg: &TrainInterestConfig,
+    items: &[longtail_data::PreparedItem],
+    inherited: &Inherited,
+    device: &Device,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Option<TextEmbeddings>> {
+    if !inherited.features.uses_text() {
+        return Ok(None);
     }
-    let tail: Vec<bool> =
-        longtail_data::label::assign_labels(&item_ids, &train_counts, &cfg.tail_rule, 2)
-            .labels
-            .iter()
-            .map(|&l| l == Label::Tail)
-            .collect();
-
-    // What a resumed run inherits: the settings, the ID rows and the encoder.
-    let prev: Option<InterestMeta> = match &cfg.resume_from {
-        Some(dir) => Some(longtail_fs::read_json(&dir.join(INTEREST_FILE))?),
-        None => None,
-    };
-    let prev_seq = match &prev {
-        Some(p) => Some(p.sequence.clone().ok_or_else(|| {
-            InterestError::invalid(
-                "--resume-from: the checkpoint is a bi-encoder; resume it with \
-                 --architecture bi-encoder",
-            )
-        })?),
-        None => None,
-    };
-    let (max_len, template) = match &prev {
-        Some(p) => (p.max_len, p.template.clone()),
-        None => (cfg.max_len, cfg.template.clone()),
-    };
-    let features = prev_seq
-        .as_ref()
-        .map_or(cfg.item_features, |s| s.item_features);
-    // New items of a resumed run must get vectors from the same arithmetic as the old ones.
-    let precision = prev.as_ref().map_or(cfg.precision, |p| p.precision);
-
-    // Text embeddings (frozen encoder).
     let t0 = Instant::now();
-    let text = if features.uses_text() {
-        // A resumed run reads its checkpoint's cache but never writes into that checkpoint.
-        let explicit = cfg.embedding_cache.as_deref();
-        let resume_cache = cfg
-            .resume_from
-            .as_ref()
-            .map(|d| d.join(ITEM_EMBEDDINGS_FILE));
-        let src = match &cfg.resume_from {
-            Some(dir) => dir.to_string_lossy().into_owned(),
-            None => cfg.model.clone(),
-        };
-        let cache = (explicit.or(resume_cache.as_deref()), explicit);
-        let (encoder, emb, dim, hash, status) = text_embeddings(
-            &src,
-            &data.items,
-            (max_len, &template, precision),
-            cache,
-            cfg.infer_batch_size,
-            device,
-        )?;
-        progress(Event::Message(&format!(
-            "text embeddings of {} items ({dim}-d, {precision}{}) in {:.1}s",
-            data.items.len(),
-            if status == CacheStatus::Hit {
-                ", cached"
-            } else {
-                ""
-            },
-            t0.elapsed().as_secs_f64()
-        )));
-        Some((encoder, emb, dim, hash))
-    } else {
-        None
+    let (max_len, template, precision) = (
+        inherited.max_len,
+        inherited.template.as_str(),
+        inherited.precision,
+    );
+    // A resumed run reads its checkpoint's cache but never writes into that checkpoint.
+    let explicit = cfg.embedding_cache.as_deref();
+    let resume_cache = cfg
+        .resume_from
+        .as_ref()
+        .map(|d| d.join(ITEM_EMBEDDINGS_FILE));
+    let src = match &cfg.resume_from {
+        Some(dir) => dir.to_string_lossy().into_owned(),
+        None => cfg.model.clone(),
     };
-
-    // ID rows: items with enough training interactions (fixed at the first run).
-    let meta = match &prev_seq {
-        Some(s) => s.clone(),
-        None => {
-            // SASRec gives every trained item an ID; text + ID only the frequent ones.
-            let min = match features {
-                ItemFeatures::Id => 1,
-                _ => cfg.id_min_count.max(1),
-            };
-            let id_items: Vec<String> = if features.uses_id() {
-                (0..item_ids.len())
-                    .filter(|&i| train_counts[i] >= min)
-                    .map(|i| item_ids[i].clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut enc = longtail_model::BertConfig::tiny(
-                1,
-                cfg.hidden_size,
-                cfg.num_hidden_layers,
-                cfg.num_attention_heads,
-            );
-            enc.intermediate_size = cfg.hidden_size * 4;
-            enc.max_position_embeddings = cfg.max_history;
-            enc.hidden_dropout_prob = cfg.hidden_dropout_prob;
-            enc.attention_probs_dropout_prob = cfg.attention_probs_dropout_prob;
-            enc.initializer_range = 0.02;
-            enc.layer_norm_eps = 1e-12;
-            enc.model_type = None;
-            SequenceMeta {
-                item_features: features,
-                text_dim: text.as_ref().map_or(0, |t| t.2),
-                encoder: enc,
-                temperature: cfg.temperature,
-                id_min_count: min,
-                id_items,
-                adaptor_experts: cfg.adaptor_experts,
-            }
-        }
-    };
-    progress(Event::Message(&format!(
-        "sequence model: item features {}, {} items with an ID embedding, width {}, {} layers, \
-         {} heads, history {}",
-        meta.item_features,
-        meta.id_items.len(),
-        meta.hidden_size(),
-        meta.encoder.num_hidden_layers,
-        meta.encoder.num_attention_heads,
-        meta.max_history()
-    )));
-    let model = match &cfg.resume_from {
-        Some(dir) => SequenceModel::load(meta.clone(), &dir.join(SEQUENCE_WEIGHTS_FILE), device)?,
-        None => SequenceModel::new(meta.clone(), cfg.seed, device)?,
-    };
-    let view = model.view(&item_ids, text.as_ref().map(|t| t.1.as_slice()))?;
-    let step0 = prev.as_ref().map_or(0, |p| p.global_step);
-    if let Some(dir) = &cfg.resume_from {
-        if let Ok(s) = longtail_fs::read_json::<DropoutState>(&dir.join(DROPOUT_STATE_FILE)) {
-            model.encoder().set_dropout_rng_state(s.encoder);
-        }
-    }
-
-    // Training sequences.
-    let seqs: Vec<usize> = (0..inter.seqs.len())
-        .filter(|&u| seq_of(u).len() >= 2)
-        .collect();
-    if seqs.is_empty() {
-        return Err(InterestError::invalid(
-            "no training sequences (every user needs >= 2 training interactions)",
-        ));
-    }
-
-    let (mut driver, mut state) = crate::train::driver_and_state(
-        cfg,
-        longtail_model::named_vars(&model.varmap),
-        &ParamGroupSpec::new(cfg.weight_decay),
-        step0,
+    let cache = (explicit.or(resume_cache.as_deref()), explicit);
+    let (encoder, emb, dim, hash, status) = text_embeddings(
+        &src,
+        items,
+        (max_len, template, precision),
+        cache,
+        cfg.infer_batch_size,
+        device,
     )?;
-
-    let evaluate = !cfg.use_all_interactions && cfg.eval_every > 0;
-    let initial = if evaluate {
-        let items = model.item_vectors(&view)?;
-        validate(&model, &items, &inter, &tail, cfg.eval_users)?
-    } else {
-        None
-    };
-    if let Some(m) = &initial {
-        progress(Event::Message(&format!(
-            "step {step0}: validation NDCG@10 {:.4}, Recall@10 {:.4} (tail {:.4}, head {:.4})",
-            m.ndcg_at_10, m.recall_at_10, m.tail_recall_at_10, m.head_recall_at_10
-        )));
-    }
-
-    let calib_prev = prev.as_ref().and_then(|p| p.calibration);
-    let base_meta = InterestMeta {
-        format_version: 1,
-        architecture: crate::model::Architecture::Sequence,
-        init_model: prev
-            .as_ref()
-            .map_or(cfg.model.clone(), |p| p.init_model.clone()),
-        max_len: text.as_ref().map_or(max_len, |t| t.0.tokenizer.max_len()),
-        template: template.clone(),
-        pooling: "mean".into(),
-        temperature: meta.temperature,
-        logq_correction: false,
-        user: UserRepr {
-            history_len: meta.max_history(),
-            recency_decay: 1.0,
+    progress(Event::Message(&format!(
+        "text embeddings of {} items ({dim}-d, {precision}{}) in {:.1}s",
+        items.len(),
+        if status == CacheStatus::Hit {
+            ", cached"
+        } else {
+            ""
         },
-        frozen_layers: 0,
-        calibration: calib_prev,
-        calibration_negatives: cfg.calibration_negatives,
-        global_step: step0,
-        sequence: Some(meta.clone()),
-        precision,
-    };
-    let save =
-        |driver: &StepDriver, state: &TrainerState, calibration: Option<Platt>| -> Result<()> {
-            let mut m = base_meta.clone();
-            m.global_step = state.global_step;
-            m.calibration = calibration;
-            let dropout = DropoutState {
-                encoder: model.encoder().dropout_rng_state(),
-            };
-            if let Some(parent) = cfg.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| InterestError::io(parent, e))?;
-            }
-            longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
-                if let Some((encoder, emb, dim, hash)) = &text {
-                    encoder.save_weights(tmp)?;
-                    save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, *dim, hash)?;
-                }
-                model.save(&tmp.join(SEQUENCE_WEIGHTS_FILE))?;
-                longtail_fs::write_json_atomic(&tmp.join(INTEREST_FILE), &m)?;
-                longtail_fs::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
-                longtail_fs::write_json_atomic(&tmp.join(DROPOUT_STATE_FILE), &dropout)?;
-                driver.save_state(tmp)?;
-                state.save(&tmp.join(TRAINER_STATE_FILE))?;
-                Ok(())
-            })
-        };
+        t0.elapsed().as_secs_f64()
+    )));
+    Ok(Some((encoder, emb, dim, hash)))
+}
 
-    // Each item's count as a training target: the popularity prior `b log q` of the training
-    // logits (q: share of the targets), the group prior `g log q(group)` and the tail weights
-    // `(count + 1)^-a`.
+/// A new model's settings: the encoder shape of the configuration and the items that get an ID
+/// embedding (fixed at the first run).
+fn new_sequence_meta(
+    cfg: &TrainInterestConfig,
+    features: ItemFeatures,
+    text_dim: usize,
+    data: &TrainingData,
+) -> SequenceMeta {
+    let (item_ids, train_counts) = (&data.item_ids, &data.train_counts);
+    // SASRec gives every trained item an ID; text + ID only the frequent ones.
+    let min = match features {
+        ItemFeatures::Id => 1,
+        _ => cfg.id_min_count.max(1),
+    };
+    let id_items: Vec<String> = if features.uses_id() {
+        (0..item_ids.len())
+            .filter(|&i| train_counts[i] >= min)
+            .map(|i| item_ids[i].clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut enc = longtail_model::BertConfig::tiny(
+        1,
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+    );
+    enc.intermediate_size = cfg.hidden_size * 4;
+    enc.max_position_embeddings = cfg.max_history;
+    enc.hidden_dropout_prob = cfg.hidden_dropout_prob;
+    enc.attention_probs_dropout_prob = cfg.attention_probs_dropout_prob;
+    enc.initializer_range = 0.02;
+    enc.layer_norm_eps = 1e-12;
+    enc.model_type = None;
+    SequenceMeta {
+        item_features: features,
+        text_dim,
+        encoder: enc,
+        temperature: cfg.temperature,
+        id_min_count: min,
+        id_items,
+        adaptor_experts: cfg.adaptor_experts,
+    }
+}
+
+/// The popularity and group priors of the training logits and the per-target loss weights,
+/// from each item's count as a training target.
+fn target_priors(
+    cfg: &TrainInterestConfig,
+    data: &TrainingData,
+    seqs: &[usize],
+    device: &Device,
+) -> Result<(Option<Tensor>, Option<Vec<f32>>)> {
+    let (item_ids, tail) = (&data.item_ids, &data.tail);
     let mut counts = vec![0f64; item_ids.len()];
-    for &u in &seqs {
-        for &i in &seq_of(u)[1..] {
+    for &u in seqs {
+        for &i in &data.sequence(u)[1..] {
             counts[i] += 1.0;
         }
     }
@@ -517,134 +490,294 @@ pub fn train_sequence(
         Some(v) => Some(Tensor::from_vec(v, item_ids.len(), device)?),
         None => None,
     };
-    let per_epoch = seqs.len().div_ceil(cfg.batch_size);
-    let seq_lens: Vec<usize> = seqs
-        .iter()
-        .map(|&u| seq_of(u).len().min(meta.max_history() + 1))
+    Ok((log_q, target_weights))
+}
+
+pub(crate) fn train_sequence(
+    cfg: &TrainInterestConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<TrainInterestOutcome> {
+    let start = Instant::now();
+    check_settings(cfg)?;
+    let (data, summary) = TrainingData::load(cfg, device)?;
+    progress(Event::Message(&summary));
+    let inherited = Inherited::read(cfg)?;
+    let text = text_of_items(cfg, &data.items, &inherited, device, progress)?;
+    let meta = match &inherited.sequence {
+        Some(s) => s.clone(),
+        None => new_sequence_meta(
+            cfg,
+            inherited.features,
+            text.as_ref().map_or(0, |t| t.2),
+            &data,
+        ),
+    };
+    progress(Event::Message(&format!(
+        "sequence model: item features {}, {} items with an ID embedding, width {}, {} layers, \
+         {} heads, history {}",
+        meta.item_features,
+        meta.id_items.len(),
+        meta.hidden_size(),
+        meta.encoder.num_hidden_layers,
+        meta.encoder.num_attention_heads,
+        meta.max_history()
+    )));
+    let model = match &cfg.resume_from {
+        Some(dir) => SequenceModel::load(meta.clone(), &dir.join(SEQUENCE_WEIGHTS_FILE), device)?,
+        None => SequenceModel::new(meta.clone(), cfg.seed, device)?,
+    };
+    let view = model.view(&data.item_ids, text.as_ref().map(|t| t.1.as_slice()))?;
+    let step0 = inherited.global_step();
+    if let Some(dir) = &cfg.resume_from {
+        if let Ok(s) = longtail_fs::read_json::<DropoutState>(&dir.join(DROPOUT_STATE_FILE)) {
+            model.encoder().set_dropout_rng_state(s.encoder);
+        }
+    }
+
+    // Training sequences.
+    let seqs: Vec<usize> = (0..data.inter.seqs.len())
+        .filter(|&u| data.sequence(u).len() >= 2)
         .collect();
+    if seqs.is_empty() {
+        return Err(InterestError::invalid(
+            "no training sequences (every user needs >= 2 training interactions)",
+        ));
+    }
+    let (driver, state) = optimizer_and_state(
+        cfg,
+        longtail_model::named_vars(&model.varmap),
+        &ParamGroupSpec::new(cfg.weight_decay),
+        step0,
+    )?;
+
+    let evaluate = !cfg.use_all_interactions && cfg.eval_every > 0;
+    let initial = if evaluate {
+        let items = model.item_vectors(&view)?;
+        validate(&model, &items, &data.inter, &data.tail, cfg.eval_users)?
+    } else {
+        None
+    };
+    if let Some(m) = &initial {
+        progress(Event::Message(&format!(
+            "step {step0}: validation NDCG@10 {:.4}, Recall@10 {:.4} (tail {:.4}, head {:.4})",
+            m.ndcg_at_10, m.recall_at_10, m.tail_recall_at_10, m.head_recall_at_10
+        )));
+    }
+
+    let prev = inherited.prev.as_ref();
+    let calibration_prev = prev.and_then(|p| p.calibration);
+    let base_meta = InterestMeta {
+        format_version: 1,
+        architecture: crate::model::Architecture::Sequence,
+        init_model: prev.map_or(cfg.model.clone(), |p| p.init_model.clone()),
+        max_len: text
+            .as_ref()
+            .map_or(inherited.max_len, |t| t.0.tokenizer.max_len()),
+        template: inherited.template.clone(),
+        pooling: "mean".into(),
+        temperature: meta.temperature,
+        logq_correction: false,
+        user: UserRepr {
+            history_len: meta.max_history(),
+            recency_decay: 1.0,
+        },
+        frozen_layers: 0,
+        calibration: calibration_prev,
+        calibration_negatives: cfg.calibration_negatives,
+        global_step: step0,
+        sequence: Some(meta.clone()),
+        precision: inherited.precision,
+    };
+    let (log_q, target_weights) = target_priors(cfg, &data, &seqs, device)?;
+    let sequences: Vec<&[usize]> = seqs.iter().map(|&u| data.sequence(u)).collect();
+    let seq_lens: Vec<usize> = sequences
+        .iter()
+        .map(|s| s.len().min(meta.max_history() + 1))
+        .collect();
+    let mut objective = NextItem {
+        cfg,
+        model: &model,
+        view: &view,
+        inter: &data.inter,
+        tail: &data.tail,
+        sequences,
+        seq_lens,
+        log_q,
+        target_weights,
+        evaluations: Vec::new(),
+        evaluated_items: None,
+        text: text.as_ref(),
+        base_meta,
+        calibration_prev,
+    };
     // The first evaluation always counts as an improvement: a fresh model's starting point is
     // random, and a resumed run trains on new data, where the old score is no bar.
-    let mut best: Option<ValMetrics> = None;
-    let mut best_step = step0;
-    let mut bad_evals = 0u64;
-    let mut saved = false;
-    let mut step = 0u64;
-    let t_train = Instant::now();
-    let mut seen = 0usize;
-    // The current epoch's batches, recomputed when the epoch changes.
-    let mut batches: Option<(u64, Vec<Vec<usize>>)> = None;
-    while step < cfg.max_steps {
-        // The position in the data order follows the global step, so a resumed run continues
-        // the permutation where the checkpoint left it.
-        let g = driver.global_step();
-        let epoch = g / per_epoch as u64;
-        let b = (g % per_epoch as u64) as usize;
-        if batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            batches = Some((
-                epoch,
-                epoch_batches(&seq_lens, cfg.batch_size, cfg.seed, epoch),
-            ));
-        }
-        let chunk = &batches.as_ref().expect("set above").1[b];
-        let batch: Vec<&[usize]> = chunk.iter().map(|&i| seq_of(seqs[i])).collect();
-        let report = driver.step(1, |_| -> Result<Tensor> {
-            next_item_loss(
-                &model,
-                &view,
-                &batch,
-                log_q.as_ref(),
-                target_weights.as_deref(),
-                true,
-            )
-        })?;
-        step += 1;
-        seen += batch.len();
-        state.global_step = report.step;
-        state.num_samples_seen += batch.len() as u64;
-        state.epoch = report.step as f64 / per_epoch as f64;
-        progress(Event::Step {
-            step,
-            max: cfg.max_steps,
-            loss: report.loss,
-            samples: seen as u64,
-        });
-        let mut entry = LogEntry::new(state.global_step, state.epoch)
-            .with("loss", report.loss)
-            .with("learning_rate", report.learning_rate)
-            .with("grad_norm", report.grad_norm);
-        let eval_now = evaluate && (step.is_multiple_of(cfg.eval_every) || step == cfg.max_steps);
-        if eval_now {
-            let items = model.item_vectors(&view)?;
-            if let Some(m) = validate(&model, &items, &inter, &tail, cfg.eval_users)? {
-                entry = entry
-                    .with("eval_ndcg_at_10", m.ndcg_at_10)
-                    .with("eval_recall_at_10", m.recall_at_10)
-                    .with("eval_tail_recall_at_10", m.tail_recall_at_10)
-                    .with("eval_head_recall_at_10", m.head_recall_at_10);
-                let improved = best.as_ref().is_none_or(|b| m.ndcg_at_10 > b.ndcg_at_10);
-                progress(Event::Message(&format!(
-                    "step {}: loss {:.4}, validation NDCG@10 {:.4}, Recall@10 {:.4} (tail {:.4}, \
-                     head {:.4}){}, {:.0} sequences/s",
-                    state.global_step,
-                    report.loss,
-                    m.ndcg_at_10,
-                    m.recall_at_10,
-                    m.tail_recall_at_10,
-                    m.head_recall_at_10,
-                    if improved { " *" } else { "" },
-                    seen as f64 / t_train.elapsed().as_secs_f64()
-                )));
-                state.log(entry.clone());
-                if improved {
-                    best = Some(m);
-                    best_step = state.global_step;
-                    bad_evals = 0;
-                    let calibration =
-                        calibrate(&model, &items, &inter, cfg.calibration_negatives, cfg.seed)?;
-                    save(&driver, &state, calibration)?;
-                    saved = true;
-                } else {
-                    bad_evals += 1;
-                    if cfg.early_stopping_patience > 0 && bad_evals >= cfg.early_stopping_patience {
-                        progress(Event::Message(&format!(
-                            "early stopping: no improvement in {bad_evals} evaluations; best \
-                             step {best_step}"
-                        )));
-                        break;
-                    }
-                }
-                continue;
-            }
-        }
-        state.log(entry);
-    }
-    if !saved {
-        // No evaluation (or none improved on the start): the last state is the model.
-        let calibration = if cfg.use_all_interactions {
-            calib_prev
+    let settings = FitSettings {
+        max_steps: step0 + cfg.max_steps,
+        eval: if evaluate {
+            EvalCadence::Steps(cfg.eval_every)
         } else {
-            let items = model.item_vectors(&view)?;
-            calibrate(&model, &items, &inter, cfg.calibration_negatives, cfg.seed)?
-        };
-        save(&driver, &state, calibration)?;
-        best_step = state.global_step;
-    }
+            EvalCadence::No
+        },
+        save: SavePolicy::Best,
+        best_metric: Some(BestMetricConfig::new("ndcg_at_10")),
+        early_stopping: if cfg.early_stopping_patience > 0 {
+            let patience = u32::try_from(cfg.early_stopping_patience)
+                .map_err(|_| InterestError::invalid("early_stopping_patience is too large"))?;
+            Some(EarlyStopping::new(patience, 0.0)?)
+        } else {
+            None
+        },
+        ..Default::default()
+    };
+    let mut learner = Learner::new(driver, state, settings)?;
+    let fit = learner.fit(&mut objective, progress)?;
+    let best_step = learner.state().best_global_step;
+    let best = objective
+        .evaluations
+        .iter()
+        .find(|(step, _)| Some(*step) == best_step)
+        .map(|(_, m)| m.clone());
     let calibration =
         longtail_fs::read_json::<InterestMeta>(&cfg.out.join(INTEREST_FILE))?.calibration;
     progress(Event::Message(&format!(
-        "checkpoint: step {best_step} ({:.0}s of training)",
-        t_train.elapsed().as_secs_f64()
+        "checkpoint: step {} ({:.0}s of training)",
+        fit.last_checkpoint.as_ref().map_or(step0, |(s, _)| *s),
+        fit.time.as_secs_f64()
     )));
     Ok(TrainInterestOutcome {
-        steps: step,
+        steps: fit.updates,
         seconds: start.elapsed().as_secs_f64(),
-        train_pairs: seqs.iter().map(|&u| seq_of(u).len() - 1).sum(),
+        train_pairs: objective.sequences.iter().map(|s| s.len() - 1).sum(),
         initial,
         last: best,
         calibration,
         out: cfg.out.clone(),
-        phase_times: driver.phase_times(),
+        phase_times: learner.driver().phase_times(),
     })
+}
+
+/// The text encoder, the catalogue's embeddings of it, their dimension and hash.
+type TextEmbeddings = (InterestModel, Vec<f32>, usize, String);
+
+/// The sequence model as the `Learner`'s objective: a batch is a set of users' sequences
+/// (every position predicts the next item), the evaluation full-ranking NDCG@10 on
+/// validation, the checkpoint the best model so far.
+struct NextItem<'a> {
+    cfg: &'a TrainInterestConfig,
+    model: &'a SequenceModel,
+    view: &'a CatalogueView,
+    inter: &'a Interactions,
+    tail: &'a [bool],
+    /// The training sequences, and their lengths as the model reads them.
+    sequences: Vec<&'a [usize]>,
+    seq_lens: Vec<usize>,
+    log_q: Option<Tensor>,
+    target_weights: Option<Vec<f32>>,
+    /// Every evaluation of this run, by step.
+    evaluations: Vec<(u64, ValMetrics)>,
+    /// The item vectors of the latest evaluation and its step: the calibration of a checkpoint
+    /// written right after it reuses them.
+    evaluated_items: Option<(u64, Tensor)>,
+    text: Option<&'a TextEmbeddings>,
+    base_meta: InterestMeta,
+    calibration_prev: Option<Platt>,
+}
+
+impl Objective for NextItem<'_> {
+    type Batch = Vec<usize>;
+    type Error = InterestError;
+
+    fn num_batches(&self) -> usize {
+        self.sequences.len().div_ceil(self.cfg.batch_size)
+    }
+
+    fn epoch_batches(&mut self, epoch: u64) -> Result<Vec<Vec<usize>>> {
+        Ok(epoch_batches(
+            &self.seq_lens,
+            self.cfg.batch_size,
+            self.cfg.seed,
+            epoch,
+        ))
+    }
+
+    fn loss(&mut self, chunk: &Vec<usize>) -> Result<Tensor> {
+        let batch: Vec<&[usize]> = chunk.iter().map(|&i| self.sequences[i]).collect();
+        next_item_loss(
+            self.model,
+            self.view,
+            &batch,
+            self.log_q.as_ref(),
+            self.target_weights.as_deref(),
+            true,
+        )
+    }
+
+    fn count(&self, chunk: &Vec<usize>) -> (u64, u64) {
+        (chunk.len() as u64, 0)
+    }
+
+    fn evaluate(&mut self, state: &TrainerState) -> Result<Option<BTreeMap<String, f64>>> {
+        let items = self.model.item_vectors(self.view)?;
+        let Some(m) = validate(
+            self.model,
+            &items,
+            self.inter,
+            self.tail,
+            self.cfg.eval_users,
+        )?
+        else {
+            return Ok(None);
+        };
+        let map = m.to_eval_map(true);
+        self.evaluated_items = Some((state.global_step, items));
+        self.evaluations.push((state.global_step, m));
+        Ok(Some(map))
+    }
+
+    fn save(&mut self, driver: &StepDriver, state: &mut TrainerState) -> Result<PathBuf> {
+        let cfg = self.cfg;
+        let calibration = if cfg.use_all_interactions {
+            self.calibration_prev
+        } else {
+            let items = match self.evaluated_items.take() {
+                Some((step, items)) if step == state.global_step => items,
+                _ => self.model.item_vectors(self.view)?,
+            };
+            calibrate(
+                self.model,
+                &items,
+                self.inter,
+                cfg.calibration_negatives,
+                cfg.seed,
+            )?
+        };
+        let mut m = self.base_meta.clone();
+        m.global_step = state.global_step;
+        m.calibration = calibration;
+        let dropout = DropoutState {
+            encoder: self.model.encoder().dropout_rng_state(),
+        };
+        if let Some(parent) = cfg.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| InterestError::io(parent, e))?;
+        }
+        let (model, text) = (self.model, self.text);
+        longtail_fs::write_dir_atomic(&cfg.out, |tmp| -> Result<()> {
+            if let Some((encoder, emb, dim, hash)) = text {
+                encoder.save_weights(tmp)?;
+                save_item_embeddings(&tmp.join(ITEM_EMBEDDINGS_FILE), emb, *dim, hash)?;
+            }
+            model.save(&tmp.join(SEQUENCE_WEIGHTS_FILE))?;
+            longtail_fs::write_json_atomic(&tmp.join(INTEREST_FILE), &m)?;
+            longtail_fs::write_json_atomic(&tmp.join(TRAIN_ARGS_FILE), cfg)?;
+            longtail_fs::write_json_atomic(&tmp.join(DROPOUT_STATE_FILE), &dropout)?;
+            driver.save_state(tmp)?;
+            state.save(&tmp.join(TRAINER_STATE_FILE))?;
+            Ok(())
+        })?;
+        Ok(cfg.out.clone())
+    }
 }
 
 #[cfg(test)]

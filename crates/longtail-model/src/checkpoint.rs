@@ -12,12 +12,7 @@ use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
 use crate::pretrained::{hub_file, HubOptions, PretrainedFiles};
 
-/// The model's `config.json` (HF names, `id2label`).
-pub const CONFIG_FILE: &str = "config.json";
-/// The weights (f32, HF names).
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// Index of sharded weights (read only).
-pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
+pub use crate::pretrained::{CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 /// The Hugging Face `tokenizers` file.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// The effective arguments of the training run (TOML).

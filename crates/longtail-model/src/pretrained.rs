@@ -7,10 +7,16 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
 use crate::bert::BertModel;
-use crate::checkpoint::{CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use crate::config::BertConfig;
 use crate::error::{ModelError, Result};
 use crate::params::{LoadReport, ParamBuilder, WeightSource};
+
+/// The model's `config.json` (HF names, `id2label`).
+pub const CONFIG_FILE: &str = "config.json";
+/// The weights (f32, HF names).
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Index of sharded weights (read only).
+pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// Where and how to look up hub ids.
 #[derive(Debug, Clone)]

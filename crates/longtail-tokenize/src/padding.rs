@@ -1,7 +1,24 @@
 //! Stage 4: dynamic padding. Rows are padded on the right to the longest row of the batch
 //! (not to `max_len`), so short-title batches stay cheap.
 
-use crate::tokenizer::Encoded;
+/// Token ids of one item, special tokens included, not padded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// Some content of the rendered text did not make it into `ids`.
+    pub truncated: bool,
+}
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
 
 /// Padding token and its type id, as found in the tokenizer file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

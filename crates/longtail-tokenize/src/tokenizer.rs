@@ -10,6 +10,7 @@ use tokenizers::{TruncationParams, TruncationStrategy};
 
 use crate::error::{Result, TokenizeError};
 use crate::fields::FieldSource;
+pub use crate::padding::Encoded;
 use crate::padding::{pad_batch, Batch, PadSpec};
 use crate::template::FieldTemplate;
 use crate::truncation::{plan, token_roles, trim_dangling_separators};
@@ -55,25 +56,6 @@ impl Default for TokenizeConfig {
     /// The catalogue template with `max_len` 128.
     fn default() -> Self {
         Self::new(FieldTemplate::catalogue(), 128)
-    }
-}
-
-/// Token ids of one item, special tokens included, not padded.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Encoded {
-    pub ids: Vec<u32>,
-    pub type_ids: Vec<u32>,
-    /// Some content of the rendered text did not make it into `ids`.
-    pub truncated: bool,
-}
-
-impl Encoded {
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 }
 

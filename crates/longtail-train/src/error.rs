@@ -43,6 +43,21 @@ pub enum TrainError {
         /// The update that failed (1-based: `global_step + 1`).
         step: u64,
     },
+
+    /// A [`NonFinite`](Self::NonFinite) update inside [`Learner::fit`](crate::Learner::fit),
+    /// with where the run can be picked up again.
+    #[error(
+        "{what} is {value} at step {step} (epoch {epoch}); stopping without applying it. The \
+         last good checkpoint is {last_good}. Try a lower --learning-rate or --max-grad-norm."
+    )]
+    Diverged {
+        what: &'static str,
+        value: f64,
+        step: u64,
+        epoch: u64,
+        /// The newest checkpoint written before, or `(none saved yet)`.
+        last_good: String,
+    },
 }
 
 impl From<longtail_fs::FsError> for TrainError {

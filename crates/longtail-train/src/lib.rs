@@ -23,6 +23,10 @@
 //! }
 //! ```
 //!
+//! The loop around it, the same for every trainer, is [`Learner::fit`]: a model plugs in as
+//! an [`Objective`] (batches, loss, evaluation, checkpoint files) and reports through one
+//! [`Event`] type.
+//!
 //! Model-specific trainers live elsewhere (`longtail-classify`, `longtail-interest`).
 
 #![forbid(unsafe_code)]
@@ -36,6 +40,8 @@ pub mod class_weights;
 pub mod clip;
 pub mod early_stopping;
 pub mod error;
+pub mod event;
+pub mod learner;
 pub mod optim_state;
 pub mod param_groups;
 pub mod schedule;
@@ -54,6 +60,8 @@ pub use class_weights::class_weights_inverse_frequency;
 pub use clip::{clip_grad_norm, global_grad_norm};
 pub use early_stopping::{EarlyStopping, EARLY_STOPPING_CALLBACK};
 pub use error::{Result, TrainError};
+pub use event::{Event, StepInfo};
+pub use learner::{EvalCadence, FitOutcome, FitSettings, Learner, Objective, SavePolicy};
 pub use longtail_model::named_vars;
 pub use optim_state::{OptimizerStateMeta, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS_FILE};
 pub use param_groups::{is_no_decay_param, ParamGroup, ParamGroupSpec, Partition};

@@ -1,6 +1,6 @@
-//! The command-line interface: the command enum, the options every command shares
-//! (`--device`, `NAME=DIR` checkpoints), the environment-variable rule and the library
-//! defaults. Each command's own flags live beside its code (`commands/<command>.rs`, an
+//! The command-line interface: the command enum and the environment-variable rule. The
+//! options several commands share (`--device`, `NAME=DIR` checkpoints, the library defaults)
+//! are in `shared_args.rs`. Each command's own flags live beside its code (`commands/<command>.rs`, an
 //! `...Args` struct), where raw arguments become typed values (clap `ValueEnum`s and parsed
 //! types), so the command receives validated settings.
 //!
@@ -10,11 +10,8 @@
 //! (`longtail train --seed` is `LONGTAIL_TRAIN_SEED`, `longtail train-interest --max-steps` is
 //! `LONGTAIL_TRAIN_INTEREST_MAX_STEPS`), so no variable means two things in two commands.
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use longtail_classify::TrainConfig;
-use longtail_data::PrepareOptions;
-use longtail_model::DeviceSpec;
-use std::path::PathBuf;
+use crate::shared_args::DEVICE_ENV;
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// The whole interface, with every argument's environment variable named by [`env_var_name`].
 pub fn command() -> clap::Command {
@@ -53,46 +50,6 @@ fn with_env_vars(cmd: clap::Command, path: &[String]) -> clap::Command {
         cmd = cmd.mut_subcommand(name, |sub| with_env_vars(sub, &sub_path));
     }
     cmd
-}
-
-/// The library defaults the flags show and use.
-pub(crate) mod defaults {
-    use super::*;
-
-    pub fn prepare() -> PrepareOptions {
-        PrepareOptions::new("", "", "")
-    }
-
-    pub fn train() -> TrainConfig {
-        TrainConfig::default()
-    }
-
-    pub fn train_interest() -> longtail_interest::TrainInterestConfig {
-        longtail_interest::TrainInterestConfig::default()
-    }
-
-    pub fn eval_rec() -> longtail_eval::rec::RecOptions {
-        longtail_eval::rec::RecOptions::default()
-    }
-
-    pub fn stream() -> longtail_infer::StreamOptions {
-        longtail_infer::StreamOptions::new("", "")
-    }
-
-    /// A library default held as a string (e.g. `TrainConfig::pooling`), as the flag's type.
-    pub fn value<T: ValueEnum>(name: &str) -> T {
-        T::from_str(name, false)
-            .unwrap_or_else(|e| panic!("library default {name:?} is not a valid value: {e}"))
-    }
-}
-
-/// The name a `ValueEnum` value has on the command line (and in library configs that still
-/// take strings).
-pub fn value_name<T: ValueEnum>(v: &T) -> String {
-    v.to_possible_value()
-        .expect("no skipped variants")
-        .get_name()
-        .to_string()
 }
 
 #[derive(Parser, Debug)]
@@ -174,29 +131,11 @@ pub enum Command {
     Events(crate::commands::serve::EventsCommand),
 }
 
-/// `NAME=DIR`: a checkpoint and the row name it gets in a report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedCheckpoint {
-    pub name: String,
-    pub dir: PathBuf,
-}
-
-impl std::str::FromStr for NamedCheckpoint {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once('=') {
-            Some((name, dir)) if !name.trim().is_empty() && !dir.is_empty() => Ok(Self {
-                name: name.trim().to_string(),
-                dir: PathBuf::from(dir),
-            }),
-            _ => Err(format!("expected NAME=DIR, got {s:?}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared_args::value_name;
+    use longtail_classify::TrainConfig;
     use std::collections::BTreeMap;
 
     fn all_commands(
@@ -502,26 +441,5 @@ mod tests {
             crate::config::apply_config_file(command(), &[cmd.to_string()], &root.join(file))
                 .unwrap_or_else(|e| panic!("{file}: {e:#}"));
         }
-    }
-}
-
-/// Names the device for every command at once; a command's own `LONGTAIL_<COMMAND>_DEVICE`
-/// wins over it.
-pub const DEVICE_ENV: &str = "LONGTAIL_DEVICE";
-
-/// `--device`, shared by every command that runs a model.
-#[derive(Args, Debug, Clone)]
-pub struct DeviceArg {
-    /// Where the model runs: auto (a CUDA GPU when this binary was built with CUDA and one
-    /// answers, else the CPU), cpu, cuda (GPU 0) or cuda:N. LONGTAIL_DEVICE sets it for every
-    /// command.
-    #[arg(long, value_name = "DEVICE", default_value_t = DeviceSpec::Auto)]
-    pub device: DeviceSpec,
-}
-
-impl DeviceArg {
-    /// The candle device, or a one-line error that says what to do instead.
-    pub fn resolve(&self) -> anyhow::Result<longtail_model::Device> {
-        Ok(self.device.resolve()?)
     }
 }

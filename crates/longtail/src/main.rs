@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod progress;
+mod shared_args;
 
 use clap::FromArgMatches;
 use cli::{Cli, Command};

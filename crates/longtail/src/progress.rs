@@ -1,6 +1,9 @@
 //! Progress bars for long jobs: items/s and ETA when the total is known, a spinner otherwise.
 
+use std::time::{Duration, Instant};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use longtail_train::Event;
 
 /// A bar on stderr; hidden when stderr is not a terminal so logs stay clean.
 pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
@@ -35,4 +38,98 @@ pub fn bytes_bar(total_bytes: Option<u64>, what: &str) -> ProgressBar {
     pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
     pb.set_prefix(what.to_string());
     pb
+}
+
+/// The display of a training run ([`longtail_train::Event`]s): a bar over the updates with
+/// the loss, the learning rate and examples/s; messages and evaluations printed above it.
+/// When stderr is not a terminal (CI, `nohup`, a log file) the bar is invisible, so a plain
+/// progress line is printed every [`PLAIN_PROGRESS_EVERY`] instead.
+pub struct TrainProgress {
+    what: &'static str,
+    /// What one training example is called (`samples`, `seq`, `pairs`).
+    unit: &'static str,
+    pb: Option<ProgressBar>,
+    last_plain: Option<Instant>,
+}
+
+pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+impl TrainProgress {
+    pub fn new(what: &'static str, unit: &'static str) -> Self {
+        Self {
+            what,
+            unit,
+            pb: None,
+            last_plain: None,
+        }
+    }
+
+    pub fn on_event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Start {
+                start_step,
+                max_steps,
+            } => {
+                let pb = ProgressBar::new(max_steps).with_style(
+                    ProgressStyle::with_template(&format!(
+                        "{} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} steps ETA {{eta}} \
+                         {{msg}}",
+                        self.what
+                    ))
+                    .expect("valid template"),
+                );
+                pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+                pb.set_position(start_step);
+                pb.reset_eta();
+                self.pb = Some(pb);
+            }
+            Event::Step(info) => {
+                let Some(pb) = &self.pb else { return };
+                pb.set_position(info.step);
+                let status = format!(
+                    "loss {:.4} lr {:.2e} {:.1} {}/s",
+                    info.loss, info.learning_rate, info.samples_per_second, self.unit
+                );
+                if pb.is_hidden()
+                    && self
+                        .last_plain
+                        .is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY)
+                {
+                    self.last_plain = Some(Instant::now());
+                    eprintln!(
+                        "step {}/{} {status} elapsed {}s ETA {}s",
+                        info.step,
+                        info.max_steps,
+                        pb.elapsed().as_secs(),
+                        pb.eta().as_secs()
+                    );
+                }
+                pb.set_message(status);
+            }
+            Event::Eval {
+                step,
+                metrics,
+                improved,
+            } => {
+                let text: Vec<String> =
+                    metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                let best = if improved { " *" } else { "" };
+                self.message(&format!("step {step}: {}{best}", text.join(", ")));
+            }
+            Event::Message(m) => self.message(m),
+        }
+    }
+
+    fn message(&self, message: &str) {
+        match &self.pb {
+            Some(pb) => pb.suspend(|| eprintln!("{message}")),
+            None => eprintln!("{message}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(pb) = self.pb.take() {
+            pb.finish_and_clear();
+        }
+    }
 }

@@ -17,10 +17,10 @@ use crate::split::{assign_splits, SplitInput};
 use crate::stats::{gini, label_stats, split_counts, PrepareSummary, RuleSummary};
 use crate::DataError;
 
-pub use outputs::{
-    PrepareMeta, INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE, REJECTS_FILE,
-    STATS_FILE,
+pub use crate::dataset::{
+    INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE, REJECTS_FILE, STATS_FILE,
 };
+pub use outputs::PrepareMeta;
 
 /// Runs the whole pipeline and writes every output into `opts.out_dir`:
 /// `items.jsonl`, `interactions.csv`, `stats.json`, `popularity.png`,

@@ -15,13 +15,9 @@ use crate::DataError;
 
 use super::catalogue::Catalogue;
 use super::interactions::Popularity;
-
-pub const ITEMS_FILE: &str = "items.jsonl";
-pub const INTERACTIONS_FILE: &str = "interactions.csv";
-pub const STATS_FILE: &str = "stats.json";
-pub const POPULARITY_FILE: &str = "popularity.png";
-pub const REJECTS_FILE: &str = "rejects.jsonl";
-pub const META_FILE: &str = "prepare.json";
+use crate::dataset::{
+    INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE, REJECTS_FILE, STATS_FILE,
+};
 
 pub(crate) fn write_items(
     path: &Path,

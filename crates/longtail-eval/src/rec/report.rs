@@ -215,14 +215,6 @@ pub struct RecReportFiles {
     pub tradeoff_png: Option<PathBuf>,
 }
 
-fn sibling(json: &Path, suffix: &str) -> PathBuf {
-    let stem = json
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    json.with_file_name(format!("{stem}{suffix}"))
-}
-
 /// Writes `FILE.json`, `FILE.md`, `FILE_head_tail.png`, `FILE_frontier.png` and (with a
 /// curve) `FILE_tradeoff.png`.
 pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, EvalError> {
@@ -233,15 +225,15 @@ pub fn write_report(report: &RecReport, json: &Path) -> Result<RecReportFiles, E
     longtail_fs::write_atomic(json, text.as_bytes())?;
     let markdown = json.with_extension("md");
     longtail_fs::write_atomic(&markdown, markdown_table(report).as_bytes())?;
-    let head_tail_png = sibling(json, "_head_tail.png");
+    let head_tail_png = longtail_fs::sibling(json, "_head_tail.png");
     let chart = head_tail_chart(report);
     render_bar_png(&chart, &head_tail_png, chart.fitting_width(900), 600)?;
-    let frontier_png = sibling(json, "_frontier.png");
+    let frontier_png = longtail_fs::sibling(json, "_frontier.png");
     render_scatter_png(&frontier_charts(report), &frontier_png, 1800, 600)?;
     let tradeoff_png = if report.tradeoffs.is_empty() {
         None
     } else {
-        let path = sibling(json, "_tradeoff.png");
+        let path = longtail_fs::sibling(json, "_tradeoff.png");
         render_png(&tradeoff_chart(&report.tradeoffs), &path, 900, 600)?;
         Some(path)
     };

@@ -87,8 +87,8 @@ impl TrainingPlots {
             })
             .collect();
         Self {
-            loss_png: super::write::sibling(report, ".loss.png"),
-            metric_png: super::write::sibling(report, &format!(".validation_{safe}.png")),
+            loss_png: longtail_fs::sibling(report, ".loss.png"),
+            metric_png: longtail_fs::sibling(report, &format!(".validation_{safe}.png")),
         }
     }
 }

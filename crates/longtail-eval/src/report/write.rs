@@ -24,19 +24,10 @@ impl ReportFiles {
     pub fn beside(json: &Path) -> Self {
         Self {
             json: json.to_path_buf(),
-            markdown: sibling(json, ".md"),
-            roc_png: sibling(json, ".roc.png"),
+            markdown: longtail_fs::sibling(json, ".md"),
+            roc_png: longtail_fs::sibling(json, ".roc.png"),
         }
     }
-}
-
-/// `DIR/STEM<suffix>` for `DIR/STEM.EXT` (`report` when the path has no stem).
-pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    path.with_file_name(format!("{stem}{suffix}"))
 }
 
 /// Writes the report `json` and, beside it, its Markdown and ROC plot (model and baselines;

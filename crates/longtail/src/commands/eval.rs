@@ -78,7 +78,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             kernel: (args.precision == Precision::Int8)
                 .then(|| longtail_model::int8::kernel().name()),
             validation: compare_precision(&ref_val, &val),
-            split: crate::cli::value_name(&args.split),
+            split: crate::shared_args::value_name(&args.split),
             reported: compare_precision(&ref_target, &target),
         };
         let fp32 = evaluate_scores(&ref_val, &ref_target).map_err(anyhow::Error::from)?;
@@ -90,7 +90,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else if split != Split::Test {
         eprintln!(
             "baselines are measured on the test split only; skipped for --split {}",
-            crate::cli::value_name(&args.split)
+            crate::shared_args::value_name(&args.split)
         );
         BTreeMap::new()
     } else {
@@ -208,7 +208,7 @@ fn training_curves(metrics: &Path, report: &Path) -> Result<Vec<PathBuf>> {
 // The command's arguments (raw flags -> typed values; defaults from the library).
 use clap::{Args, ValueEnum};
 
-use crate::cli::{defaults, DeviceArg};
+use crate::shared_args::{defaults, DeviceArg};
 
 /// The split `eval` reports on.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -175,7 +175,7 @@ use clap::Args;
 use longtail_data::TailRule;
 use std::path::PathBuf;
 
-use crate::cli::{defaults, DeviceArg, NamedCheckpoint};
+use crate::shared_args::{defaults, DeviceArg, NamedCheckpoint};
 
 #[derive(Args, Debug)]
 pub struct EvalRecArgs {

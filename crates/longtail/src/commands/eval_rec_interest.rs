@@ -20,7 +20,7 @@ use longtail_interest::{InterestIndex, Recommender, RecommenderOptions, ServedSc
 use longtail_model::Device;
 use longtail_rec::{ItemIdx, Knob, RecSplit, Stage, TailWeighted};
 
-use crate::cli::NamedCheckpoint;
+use crate::shared_args::NamedCheckpoint;
 
 /// Every history the evaluation ranks for: each evaluated user at validation and test.
 fn histories(split: &RecSplit) -> Vec<Vec<ItemIdx>> {

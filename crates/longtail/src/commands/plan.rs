@@ -28,7 +28,7 @@ use longtail_rec::{
     ItemIdx, ItemItem, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
 };
 
-use crate::cli::{defaults, DeviceArg, NamedCheckpoint};
+use crate::shared_args::{defaults, DeviceArg, NamedCheckpoint};
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {

@@ -104,7 +104,7 @@ use clap::Args;
 use longtail_data::{SplitSpec, TailRule};
 use std::path::PathBuf;
 
-use crate::cli::defaults;
+use crate::shared_args::defaults;
 
 #[derive(Args, Debug)]
 pub struct PrepareArgs {

@@ -68,7 +68,7 @@ pub struct RecommendArgs {
     pub batch_size: usize,
 
     #[command(flatten)]
-    pub device: crate::cli::DeviceArg,
+    pub device: crate::shared_args::DeviceArg,
 }
 
 #[derive(Serialize)]

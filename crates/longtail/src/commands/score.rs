@@ -9,7 +9,7 @@ use clap::Args;
 use longtail_infer::{score_file, OutputFormat, Scorer, ScorerOptions, Shard, StreamOptions};
 use longtail_model::Precision;
 
-use crate::cli::defaults;
+use crate::shared_args::defaults;
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
@@ -94,7 +94,7 @@ pub struct ScoreArgs {
     pub precision: Precision,
 
     #[command(flatten)]
-    pub device: crate::cli::DeviceArg,
+    pub device: crate::shared_args::DeviceArg,
 }
 
 /// Keeps freed tensor buffers in the heap for reuse: by default glibc returns every large

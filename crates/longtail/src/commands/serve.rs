@@ -109,7 +109,7 @@ pub struct ServeArgs {
     pub header_read_timeout_seconds: u64,
 
     #[command(flatten)]
-    pub device: crate::cli::DeviceArg,
+    pub device: crate::shared_args::DeviceArg,
 }
 
 /// The request limits of `args`; an unset `--max-batch-tokens` follows `--precision` as in

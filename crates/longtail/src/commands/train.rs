@@ -1,11 +1,10 @@
 //! `longtail train`: typed arguments -> `TrainConfig` -> the training loop of
 //! longtail-classify, with a progress bar (samples/s, loss, ETA).
 
-use crate::cli::value_name;
+use crate::progress::TrainProgress;
+use crate::shared_args::value_name;
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use longtail_classify::{Observer, StepInfo, TrainConfig};
-use std::collections::BTreeMap;
+use longtail_classify::TrainConfig;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = to_config(args);
@@ -18,17 +17,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.pooling, cfg.pooling
         );
     }
-    let mut bar = Bar::default();
-    let outcome = longtail_classify::train(&cfg, &mut bar)?;
-    if let Some(pb) = bar.pb.take() {
-        pb.finish_and_clear();
-    }
+    let mut bar = TrainProgress::new("train", "samples");
+    let outcome = longtail_classify::train(&cfg, &mut |e| bar.on_event(e))?;
+    bar.finish();
     println!(
-        "trained {} of {} steps in {:.1}s ({:.1} samples/s, {} train items){}",
+        "trained {} of {} steps in {:.1}s ({:.1} samples/s; {:.1} samples/s in the updates \
+         alone, {:.1}s; {} train items){}",
         outcome.global_step,
         outcome.max_steps,
         outcome.seconds,
         outcome.samples_per_second(),
+        outcome.loop_samples_per_second(),
+        outcome.loop_seconds,
         outcome.train_samples,
         if outcome.early_stopped {
             ", stopped early"
@@ -97,75 +97,13 @@ fn to_config(a: TrainArgs) -> TrainConfig {
     }
 }
 
-/// Progress bar over optimizer updates; messages and evaluations are printed above it.
-/// When stderr is not a terminal (CI, `nohup`, a log file) the bar is invisible, so a plain
-/// progress line is printed every [`PLAIN_PROGRESS_EVERY`] instead.
-#[derive(Default)]
-struct Bar {
-    pb: Option<ProgressBar>,
-    last_plain: Option<std::time::Instant>,
-}
-
-const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-impl Observer for Bar {
-    fn on_start(&mut self, max_steps: u64, start_step: u64) {
-        let pb = ProgressBar::new(max_steps).with_style(
-            ProgressStyle::with_template(
-                "train [{elapsed_precise}] {wide_bar} {pos}/{len} steps ETA {eta} {msg}",
-            )
-            .expect("valid template"),
-        );
-        pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-        pb.set_position(start_step);
-        pb.reset_eta();
-        self.pb = Some(pb);
-    }
-
-    fn on_step(&mut self, info: &StepInfo) {
-        let Some(pb) = &self.pb else { return };
-        pb.set_position(info.step);
-        let status = format!(
-            "loss {:.4} lr {:.2e} {:.1} samples/s",
-            info.loss, info.learning_rate, info.samples_per_second
-        );
-        if pb.is_hidden()
-            && self
-                .last_plain
-                .is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY)
-        {
-            self.last_plain = Some(std::time::Instant::now());
-            let len = pb.length().unwrap_or(0);
-            eprintln!(
-                "step {}/{len} {status} elapsed {}s ETA {}s",
-                info.step,
-                pb.elapsed().as_secs(),
-                pb.eta().as_secs()
-            );
-        }
-        pb.set_message(status);
-    }
-
-    fn on_eval(&mut self, step: u64, metrics: &BTreeMap<String, f64>) {
-        let text: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        self.on_message(&format!("step {step}: {}", text.join(", ")));
-    }
-
-    fn on_message(&mut self, message: &str) {
-        match &self.pb {
-            Some(pb) => pb.suspend(|| eprintln!("{message}")),
-            None => eprintln!("{message}"),
-        }
-    }
-}
-
 // The command's arguments (raw flags -> typed values; defaults from the library).
 use clap::{Args, ValueEnum};
 use longtail_model::{Pooling, Precision};
 use longtail_train::SchedulerType;
 use std::path::PathBuf;
 
-use crate::cli::{defaults, DeviceArg};
+use crate::shared_args::{defaults, DeviceArg};
 
 /// When `train` evaluates on validation (and saves a checkpoint), as in `transformers`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

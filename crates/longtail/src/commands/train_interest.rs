@@ -7,12 +7,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use longtail_interest::tune::{self, TuneOptions, TuneSpace};
 use longtail_interest::{
-    train_interest, Architecture, Event, ItemFeatures, TrainInterestConfig, TrainInterestOutcome,
+    train_interest, Architecture, ItemFeatures, TrainInterestConfig, TrainInterestOutcome,
 };
 use longtail_model::Precision;
 use longtail_train::SchedulerType;
 
-use crate::cli::{defaults, value_name};
+use crate::shared_args::{defaults, value_name};
 
 #[derive(Args, Debug)]
 pub struct TrainInterestArgs {
@@ -200,7 +200,7 @@ pub struct TrainInterestArgs {
     pub phase_times: bool,
 
     #[command(flatten)]
-    pub device: crate::cli::DeviceArg,
+    pub device: crate::shared_args::DeviceArg,
 }
 
 /// The library config of the parsed arguments (the tuning flags are not part of it).
@@ -265,28 +265,14 @@ fn config(a: TrainInterestArgs) -> Result<TrainInterestConfig> {
 }
 
 /// One training run with its progress bar.
-fn train_once(cfg: &TrainInterestConfig, label: &str) -> Result<TrainInterestOutcome> {
-    let pb = crate::progress::bar(Some(cfg.max_steps), label);
-    let started = std::time::Instant::now();
+fn train_once(cfg: &TrainInterestConfig, label: &'static str) -> Result<TrainInterestOutcome> {
     let unit = match cfg.architecture {
         Architecture::Sequence => "seq",
         Architecture::BiEncoder => "pairs",
     };
-    let outcome = train_interest(cfg, &mut |e| match e {
-        // eprintln, not pb.println: the bar is hidden off a terminal and logs must still show.
-        Event::Message(m) => pb.suspend(|| eprintln!("{m}")),
-        Event::Step {
-            step,
-            loss,
-            samples,
-            ..
-        } => {
-            pb.set_position(step);
-            let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            pb.set_message(format!("loss {loss:.3} {rate:.0} {unit}/s"));
-        }
-    })?;
-    pb.finish_and_clear();
+    let mut bar = crate::progress::TrainProgress::new(label, unit);
+    let outcome = train_interest(cfg, &mut |e| bar.on_event(e))?;
+    bar.finish();
     Ok(outcome)
 }
 

@@ -10,10 +10,12 @@
 //!
 //! [`Learner`]: longtail_train::Learner
 
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod trainer;
 
+pub use config::{ClassWeights, EvalStrategy, MetricForBestModel, TrainConfig};
 pub use data::{label_id, predict, EncodedSplit, LABELS};
 pub use error::{ClassifyError, Result};
-pub use trainer::{load_model, train, TrainConfig, TrainOutcome};
+pub use trainer::{load_model, train, TrainOutcome};

@@ -23,195 +23,26 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use longtail_data::{PreparedDataset, Split};
 use longtail_model::checkpoint::{
-    DEFAULT_MAX_LEN, METRICS_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, TRAIN_ARGS_FILE,
+    METRICS_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, TRAIN_ARGS_FILE,
 };
 use longtail_model::{
-    BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DeviceSpec,
-    DropoutRngState, HubOptions, Precision,
+    BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DropoutRngState,
+    HubOptions,
 };
 use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
     checkpoint_dir_name, class_weights_inverse_frequency, last_checkpoint,
     num_update_steps_per_epoch, rotate_checkpoints, AdamW, AdamWConfig, BestMetricConfig,
-    EarlyStopping, EvalCadence, Event, FitSettings, Learner, LrSchedule, Objective, ParamGroupSpec,
-    PhaseTimes, RngState, SavePolicy, SchedulerType, StepDriver, TrainerState,
+    EarlyStopping, EvalCadence, Event, FitOutcome, FitSettings, Learner, LrSchedule, Objective,
+    ParamGroupSpec, PhaseTimes, RngState, SavePolicy, StepDriver, TrainerState,
     EARLY_STOPPING_CALLBACK,
 };
-use serde::{Deserialize, Serialize};
 
+use crate::config::{ClassWeights, TrainConfig};
 use crate::data::{self, predict, EncodedSplit, LABELS};
 use crate::error::{ensure, ClassifyError, Result};
 
 const DROPOUT_CALLS: &str = "dropout_calls";
-
-/// Everything a training run needs, with `TrainingArguments` names where HF has one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Prepared dataset directory (`longtail prepare --out`).
-    pub data: PathBuf,
-    /// Base model: local directory or hub id.
-    pub model: String,
-    /// Output directory: `checkpoint-N/` subdirectories and the final model.
-    pub out: PathBuf,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub warmup_ratio: f64,
-    /// `linear`, `cosine` or `constant_with_warmup`.
-    pub lr_scheduler_type: String,
-    pub max_grad_norm: f64,
-    pub gradient_accumulation_steps: usize,
-    pub per_device_train_batch_size: usize,
-    pub per_device_eval_batch_size: usize,
-    pub num_train_epochs: u64,
-    /// > 0 overrides `num_train_epochs`.
-    pub max_steps: i64,
-    /// `epoch`, `steps` or `no`.
-    pub eval_strategy: String,
-    pub eval_steps: u64,
-    pub logging_steps: u64,
-    /// 0 = keep every checkpoint.
-    pub save_total_limit: usize,
-    /// 0 = no early stopping.
-    pub early_stopping_patience: u32,
-    /// `auc` (alias `roc_auc`) or `loss`.
-    pub metric_for_best_model: String,
-    pub seed: u64,
-    pub max_len: usize,
-    /// `cls_pooler`, `cls` or `mean`.
-    pub pooling: String,
-    /// `none` or `auto` (inverse class frequency on the train split).
-    pub class_weights: String,
-    pub label_smoothing: f64,
-    /// Freeze the embeddings and the lowest N encoder layers.
-    pub freeze_layers: usize,
-    /// Train the classification head (and pooler) only.
-    pub freeze_encoder: bool,
-    /// Continue from the last checkpoint in `out`.
-    pub resume: bool,
-    /// Field template rendering an item's text.
-    pub template: String,
-    /// Testing aid: stop (as if killed) after this many updates in this invocation; 0 = never.
-    pub stop_after_steps: u64,
-    /// Where the model trains (`auto`, `cpu`, `cuda:N`). Not part of what a resume must match:
-    /// a run may continue on another device.
-    #[serde(default)]
-    pub device: DeviceSpec,
-    /// `fp32`, or `bf16`: the encoder's matmuls on bf16 copies, f32 master weights.
-    #[serde(default)]
-    pub precision: Precision,
-    /// Time each phase of the updates (forward, backward, clip, AdamW), synchronising the
-    /// device after each; reported in [`TrainOutcome::phase_times`]. A diagnostic.
-    #[serde(default)]
-    pub phase_times: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            data: PathBuf::new(),
-            model: String::new(),
-            out: PathBuf::new(),
-            learning_rate: 5e-5,
-            weight_decay: 0.01,
-            warmup_ratio: 0.1,
-            lr_scheduler_type: "linear".into(),
-            max_grad_norm: 1.0,
-            gradient_accumulation_steps: 1,
-            per_device_train_batch_size: 16,
-            per_device_eval_batch_size: 64,
-            num_train_epochs: 2,
-            max_steps: -1,
-            eval_strategy: "epoch".into(),
-            eval_steps: 100,
-            logging_steps: 10,
-            save_total_limit: 2,
-            early_stopping_patience: 0,
-            metric_for_best_model: "auc".into(),
-            seed: 42,
-            max_len: DEFAULT_MAX_LEN,
-            pooling: "cls_pooler".into(),
-            class_weights: "none".into(),
-            label_smoothing: 0.0,
-            freeze_layers: 0,
-            freeze_encoder: false,
-            resume: false,
-            template: longtail_tokenize::CATALOGUE_TEMPLATE.into(),
-            stop_after_steps: 0,
-            device: DeviceSpec::default(),
-            precision: Precision::Fp32,
-            phase_times: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    fn eval_strategy(&self) -> Result<EvalCadence> {
-        match self.eval_strategy.as_str() {
-            "no" => Ok(EvalCadence::No),
-            "epoch" => Ok(EvalCadence::Epoch),
-            "steps" => {
-                ensure(self.eval_steps > 0, || {
-                    "eval_steps must be >= 1 with eval_strategy steps".into()
-                })?;
-                Ok(EvalCadence::Steps(self.eval_steps))
-            }
-            other => Err(ClassifyError::invalid(format!(
-                "eval_strategy {other:?}: expected epoch, steps or no"
-            ))),
-        }
-    }
-
-    /// The metric name as the trainer logs it (`auc` or `loss`).
-    fn best_metric_name(&self) -> Result<&'static str> {
-        match self.metric_for_best_model.trim_start_matches("eval_") {
-            "auc" | "roc_auc" => Ok("auc"),
-            "loss" => Ok("loss"),
-            other => Err(ClassifyError::invalid(format!(
-                "metric_for_best_model {other:?}: expected auc (roc_auc) or loss"
-            ))),
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        ensure(self.per_device_train_batch_size > 0, || {
-            "per_device_train_batch_size must be >= 1".into()
-        })?;
-        ensure(self.per_device_eval_batch_size > 0, || {
-            "per_device_eval_batch_size must be >= 1".into()
-        })?;
-        ensure(self.gradient_accumulation_steps > 0, || {
-            "gradient_accumulation_steps must be >= 1".into()
-        })?;
-        ensure(self.max_len >= 8, || "max_len must be >= 8".into())?;
-        ensure(self.logging_steps > 0, || {
-            "logging_steps must be >= 1".into()
-        })?;
-        ensure(self.num_train_epochs > 0 || self.max_steps > 0, || {
-            "num_train_epochs or max_steps must be >= 1".into()
-        })?;
-        ensure((0.0..1.0).contains(&self.label_smoothing), || {
-            "label_smoothing must be in [0, 1)".into()
-        })?;
-        ensure(
-            matches!(self.class_weights.as_str(), "none" | "auto"),
-            || {
-                format!(
-                    "class_weights {:?}: expected none or auto",
-                    self.class_weights
-                )
-            },
-        )?;
-        ensure(self.precision != Precision::Int8, || {
-            "precision int8 is for scoring (integer layers have no gradient); train in fp32 or \
-             bf16"
-                .into()
-        })?;
-        self.eval_strategy()?;
-        self.best_metric_name()?;
-        self.lr_scheduler_type.parse::<SchedulerType>()?;
-        Ok(())
-    }
-}
 
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone)]
@@ -361,7 +192,7 @@ impl Objective for Classification<'_> {
             self.cfg.per_device_eval_batch_size,
         )?;
         let labels: Vec<bool> = self.val_split.labels.iter().map(|&l| l == 1).collect();
-        let auc = longtail_eval::metrics::roc_auc(&probs, &labels);
+        let auc = longtail_metrics::roc_auc(&probs, &labels);
         Ok(Some(
             [
                 ("eval_loss".to_string(), loss),
@@ -397,17 +228,9 @@ impl Objective for Classification<'_> {
     }
 }
 
-/// Runs (or resumes) a training run.
-pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<TrainOutcome> {
-    cfg.validate()?;
-    let started = Instant::now();
-    let device = cfg
-        .device
-        .resolve()
-        .map_err(longtail_model::ModelError::from)?;
-    fs::create_dir_all(&cfg.out).map_err(|e| ClassifyError::io(&cfg.out, e))?;
-    // One run per --out: a second would rotate away the first one's checkpoints.
-    let _lock = longtail_fs::OutputLock::acquire(&cfg.out)?;
+/// The checkpoint a `--resume` run continues (`None`: a fresh run); refuses to write over
+/// another run's checkpoints.
+fn resume_point(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<Option<PathBuf>> {
     let existing = last_checkpoint(&cfg.out)?;
     if existing.is_some() && !cfg.resume {
         return Err(ClassifyError::invalid(format!(
@@ -421,57 +244,34 @@ pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<T
             "--resume: no checkpoint in the output directory, starting fresh",
         ));
     }
+    Ok(resume_from)
+}
 
-    // Data.
-    let dataset = PreparedDataset::load(&cfg.data)?;
-    let train_items: Vec<_> = dataset.split(Split::Train).collect();
-    let val_items: Vec<_> = dataset.split(Split::Validation).collect();
-    ensure(!train_items.is_empty(), || {
-        "the train split is empty".into()
-    })?;
-
-    // Model (from the checkpoint when resuming: it carries the trained head).
-    let pooling: longtail_model::Pooling = cfg.pooling.parse()?;
-    let opts = ClassifierOptions {
-        labels: Some(LABELS.iter().map(|s| s.to_string()).collect()),
-        pooling: Some(pooling),
-        init_seed: cfg.seed,
-        dropout_seed: cfg.seed,
-        ..Default::default()
-    };
-    let model_src = match &resume_from {
-        Some(dir) => dir.to_string_lossy().into_owned(),
-        None => cfg.model.clone(),
-    };
-    let (mut model, tokenizer, source) =
-        load_model(&model_src, &opts, cfg.max_len, &cfg.template, &device)?;
-    model.set_precision(cfg.precision)?;
-    progress(Event::Message(&format!(
-        "training on {} in {}; tokenizing {} train / {} validation items (max_len {})",
-        longtail_model::device_name(&device),
-        cfg.precision,
-        train_items.len(),
-        val_items.len(),
-        tokenizer.max_len()
-    )));
-    let train_split = EncodedSplit::encode(&tokenizer, &train_items)?;
-    let val_split = EncodedSplit::encode(&tokenizer, &val_items)?;
-    let train_lengths = train_split.lengths();
-
-    // Loss.
+/// The class-weighted, label-smoothed cross-entropy of the configuration.
+fn loss_of(cfg: &TrainConfig, train_split: &EncodedSplit, device: &Device) -> Result<CrossEntropy> {
     let counts = train_split.class_counts();
-    let class_weights = if cfg.class_weights == "auto" {
+    let class_weights = if cfg.class_weights == ClassWeights::Auto {
         let w = class_weights_inverse_frequency(&counts)?;
-        Some(Tensor::from_vec(w, 2, &device)?)
+        Some(Tensor::from_vec(w, 2, device)?)
     } else {
         None
     };
-    let ce = CrossEntropy {
+    Ok(CrossEntropy {
         class_weights,
         label_smoothing: cfg.label_smoothing,
-    };
+    })
+}
 
-    // Optimizer.
+/// The optimizer, the schedule and the loop settings of `cfg` over `num_batches` micro-batches
+/// per epoch, continued from `resume_from` (weights' dropout stream included) when given.
+fn learner(
+    cfg: &TrainConfig,
+    model: &mut BertForSequenceClassification,
+    num_batches: usize,
+    val_split: &EncodedSplit,
+    resume_from: Option<PathBuf>,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Learner> {
     let spec = ParamGroupSpec::new(cfg.weight_decay)
         .frozen(frozen_rule(cfg, model.config().num_hidden_layers)?);
     let adam_cfg = AdamWConfig {
@@ -487,7 +287,6 @@ pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<T
     // Steps.
     let bs = cfg.per_device_train_batch_size;
     let gas = cfg.gradient_accumulation_steps;
-    let num_batches = train_batches_for(&train_lengths, cfg, 0)?.len();
     let nupe = num_update_steps_per_epoch(num_batches, gas)? as u64;
     let (max_steps, num_epochs) = if cfg.max_steps > 0 {
         let m = cfg.max_steps as u64;
@@ -495,14 +294,14 @@ pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<T
     } else {
         (nupe * cfg.num_train_epochs, cfg.num_train_epochs)
     };
-    let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
+    let scheduler = cfg.lr_scheduler_type;
     let schedule =
         LrSchedule::from_args(scheduler, cfg.learning_rate, max_steps, 0, cfg.warmup_ratio)?;
     let mut driver = StepDriver::new(opt, schedule, cfg.max_grad_norm);
     if cfg.phase_times {
         driver = driver.time_phases();
     }
-    let strategy = cfg.eval_strategy()?;
+    let strategy = cfg.eval_cadence();
     let mut early = if cfg.early_stopping_patience > 0 {
         Some(EarlyStopping::new(cfg.early_stopping_patience, 0.0)?)
     } else {
@@ -569,45 +368,32 @@ pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<T
         )));
     }
 
-    let args_toml = toml::to_string(cfg)?;
-    longtail_fs::write_atomic(&cfg.out.join(TRAIN_ARGS_FILE), args_toml.as_bytes())?;
     let settings = FitSettings {
         max_steps,
         gradient_accumulation_steps: gas,
         logging_steps: cfg.logging_steps,
         eval: strategy,
         save: SavePolicy::EveryEvaluation,
-        best_metric: Some(BestMetricConfig::new(cfg.best_metric_name()?)),
+        best_metric: Some(BestMetricConfig::new(cfg.metric_for_best_model.as_str())),
         early_stopping: early,
         stop_after_steps: cfg.stop_after_steps,
         metrics_file: Some(cfg.out.join(METRICS_FILE)),
     };
-    let mut learner = Learner::new(driver, state, settings)?;
-    if let Some(ckpt) = resume_from {
-        learner = learner.resumed_from(ckpt);
-    }
-    let mut objective = Classification {
-        cfg,
-        model,
-        tokenizer: &tokenizer,
-        train_split: &train_split,
-        val_split: &val_split,
-        train_lengths,
-        num_batches,
-        ce,
-        device: &device,
-        tokenizer_json: {
-            let path = source
-                .tokenizer_path()
-                .map_err(ClassifyError::model("tokenizer"))?;
-            fs::read(&path).map_err(|e| ClassifyError::io(&path, e))?
-        },
-        args_toml,
-    };
-    let fit = learner.fit(&mut objective, progress)?;
-    let phase_times = learner.driver().phase_times();
-    let state = learner.state();
+    let learner = Learner::new(driver, state, settings)?;
+    Ok(match resume_from {
+        Some(ckpt) => learner.resumed_from(ckpt),
+        None => learner,
+    })
+}
 
+/// Unless the run was interrupted, copies the best checkpoint's model (the last one's without
+/// evaluation) to the top of `out` with the final trainer state; returns the best checkpoint.
+fn export_best(
+    cfg: &TrainConfig,
+    state: &TrainerState,
+    fit: &FitOutcome,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<Option<PathBuf>> {
     let best_checkpoint = state
         .best_global_step
         .map(|s| cfg.out.join(checkpoint_dir_name(s)))
@@ -631,6 +417,94 @@ pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<T
             src.display()
         )));
     }
+    Ok(best_checkpoint)
+}
+
+/// Runs (or resumes) a training run.
+pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let device = cfg
+        .device
+        .resolve()
+        .map_err(longtail_model::ModelError::from)?;
+    fs::create_dir_all(&cfg.out).map_err(|e| ClassifyError::io(&cfg.out, e))?;
+    // One run per --out: a second would rotate away the first one's checkpoints.
+    let _lock = longtail_fs::OutputLock::acquire(&cfg.out)?;
+    let resume_from = resume_point(cfg, progress)?;
+
+    // Data.
+    let dataset = PreparedDataset::load(&cfg.data)?;
+    let train_items: Vec<_> = dataset.split(Split::Train).collect();
+    let val_items: Vec<_> = dataset.split(Split::Validation).collect();
+    ensure(!train_items.is_empty(), || {
+        "the train split is empty".into()
+    })?;
+
+    // Model (from the checkpoint when resuming: it carries the trained head).
+    let pooling = cfg.pooling;
+    let opts = ClassifierOptions {
+        labels: Some(LABELS.iter().map(|s| s.to_string()).collect()),
+        pooling: Some(pooling),
+        init_seed: cfg.seed,
+        dropout_seed: cfg.seed,
+        ..Default::default()
+    };
+    let model_src = match &resume_from {
+        Some(dir) => dir.to_string_lossy().into_owned(),
+        None => cfg.model.clone(),
+    };
+    let (mut model, tokenizer, source) =
+        load_model(&model_src, &opts, cfg.max_len, &cfg.template, &device)?;
+    model.set_precision(cfg.precision)?;
+    progress(Event::Message(&format!(
+        "training on {} in {}; tokenizing {} train / {} validation items (max_len {})",
+        longtail_model::device_name(&device),
+        cfg.precision,
+        train_items.len(),
+        val_items.len(),
+        tokenizer.max_len()
+    )));
+    let train_split = EncodedSplit::encode(&tokenizer, &train_items)?;
+    let val_split = EncodedSplit::encode(&tokenizer, &val_items)?;
+    let train_lengths = train_split.lengths();
+
+    let ce = loss_of(cfg, &train_split, &device)?;
+    let num_batches = train_batches_for(&train_lengths, cfg, 0)?.len();
+    let mut learner = learner(
+        cfg,
+        &mut model,
+        num_batches,
+        &val_split,
+        resume_from,
+        progress,
+    )?;
+    let args_toml = toml::to_string(cfg)?;
+    longtail_fs::write_atomic(&cfg.out.join(TRAIN_ARGS_FILE), args_toml.as_bytes())?;
+    let mut objective = Classification {
+        cfg,
+        model,
+        tokenizer: &tokenizer,
+        train_split: &train_split,
+        val_split: &val_split,
+        train_lengths,
+        num_batches,
+        ce,
+        device: &device,
+        tokenizer_json: {
+            let path = source
+                .tokenizer_path()
+                .map_err(ClassifyError::model("tokenizer"))?;
+            fs::read(&path).map_err(|e| ClassifyError::io(&path, e))?
+        },
+        args_toml,
+    };
+    let fit = learner.fit(&mut objective, progress)?;
+    let phase_times = learner.driver().phase_times();
+    let state = learner.state();
+
+    let best_checkpoint = export_best(cfg, state, &fit, progress)?;
+    let max_steps = state.max_steps;
     Ok(TrainOutcome {
         global_step: state.global_step,
         max_steps,
@@ -688,21 +562,6 @@ mod tests {
             },
             6
         )
-        .is_err());
-    }
-
-    #[test]
-    fn config_round_trips_through_toml() {
-        let cfg = TrainConfig::default();
-        let text = toml::to_string(&cfg).unwrap();
-        let back: TrainConfig = toml::from_str(&text).unwrap();
-        assert_eq!(back, cfg);
-        cfg.validate().unwrap();
-        assert!(TrainConfig {
-            eval_strategy: "sometimes".into(),
-            ..Default::default()
-        }
-        .validate()
         .is_err());
     }
 }

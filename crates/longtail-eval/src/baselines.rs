@@ -99,7 +99,10 @@ pub fn majority(
     }
     let prior = train_labels.iter().filter(|&&l| l).count() as f64 / train_labels.len() as f64;
     let constant = |labels: &[bool]| labels.iter().map(|&l| (prior, l)).collect::<Vec<_>>();
-    evaluate_scores(&constant(validation_labels), &constant(test_labels))
+    Ok(evaluate_scores(
+        &constant(validation_labels),
+        &constant(test_labels),
+    )?)
 }
 
 /// TF-IDF on `text` fitted on train, logistic regression for each C in the

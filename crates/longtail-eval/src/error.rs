@@ -14,12 +14,6 @@ pub enum EvalError {
         scores: usize,
         labels: usize,
     },
-    #[error("{what}: score {value} at index {index} is not a probability in [0, 1]")]
-    BadScore {
-        what: String,
-        index: usize,
-        value: f64,
-    },
     #[error("{what}: only one class present ({positives} tail of {n}); ROC-AUC is undefined")]
     OneClass {
         what: String,
@@ -39,11 +33,11 @@ pub enum EvalError {
     #[error("serialising the report: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
+    Metrics(#[from] longtail_metrics::MetricsError),
+    #[error(transparent)]
     Plot(#[from] longtail_plot::PlotError),
     #[error(transparent)]
     Data(#[from] longtail_data::DataError),
-    #[error(transparent)]
-    Rec(#[from] longtail_rec::RecError),
     #[error(transparent)]
     Fs(#[from] longtail_fs::FsError),
 }

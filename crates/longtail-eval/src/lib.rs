@@ -19,8 +19,6 @@ pub mod data;
 mod error;
 pub mod lbfgs;
 pub mod logreg;
-pub mod metrics;
-pub mod rec;
 pub mod report;
 pub mod sparse;
 pub mod text;
@@ -28,8 +26,10 @@ pub mod text;
 pub use baselines::{BaselineOptions, BaselineResults, LabelledTexts, TextSplits};
 pub use data::{load_text_splits, text_splits};
 pub use error::EvalError;
-pub use longtail_plot::Series;
-pub use metrics::{
+/// The classification metrics live in their own small crate (the trainer needs them alone).
+pub use longtail_metrics as metrics;
+pub use longtail_metrics::{
     compare_precision, evaluate_at, evaluate_scores, Metrics, PrecisionDiff, RocCurve,
 };
+pub use longtail_plot::Series;
 pub use report::{ClassificationReport, Summary};

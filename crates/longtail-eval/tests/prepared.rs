@@ -73,6 +73,10 @@ fn baselines_refuse_a_dataset_too_small_to_evaluate() {
             EvalError::Empty { .. }
                 | EvalError::OneClass { .. }
                 | EvalError::EmptyVocabulary { .. }
+                | EvalError::Metrics(
+                    longtail_eval::metrics::MetricsError::Empty { .. }
+                        | longtail_eval::metrics::MetricsError::OneClass { .. }
+                )
         ),
         "{err}"
     );

@@ -257,7 +257,7 @@ mod x86 {
     /// A 256-bit micro-kernel: the panel's 32 columns in two passes of 16 (two registers of
     /// 8 columns each per row), so `2 · MR` accumulators, the weight registers, the broadcast
     /// rows and the step's temporaries fit the 16 `ymm` registers without spilling (a
-    /// 3-row × 32-column block spilled accumulators to the stack every step; docs/score.md).
+    /// 3-row × 32-column block spilled accumulators to the stack every step; docs/lab/2026-11-27-score-int8.md).
     /// `$step(acc, rows, weights)` adds `$g` consecutive groups of four `u8 × i8` products per
     /// lane into `acc` (`rows[j]` and `weights[j]` belong to group `g + j`).
     macro_rules! micro_256 {

@@ -14,93 +14,184 @@ use crate::error::Result;
 use crate::model::Architecture;
 use crate::sequence::ItemFeatures;
 
-/// The training arguments, saved in every interest checkpoint.
-pub const TRAIN_ARGS_FILE: &str = "train_interest_args.json";
+pub use crate::checkpoint::TRAIN_ARGS_FILE;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct TrainInterestConfig {
-    /// `sequence` (learned user model over frozen text embeddings) or `bi-encoder`.
+    /// User model: `sequence` (a causal transformer over item vectors made from frozen text
+    /// embeddings, trained on next-item with a full-catalogue softmax) or `bi-encoder` (the
+    /// encoder fine-tuned on next-item pairs; user = pooled item embeddings). A resumed run
+    /// keeps its checkpoint's.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Self::default().architecture))]
     pub architecture: Architecture,
+    /// Prepared dataset directory (items.jsonl, interactions.csv).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub data: PathBuf,
-    /// Start model: a model directory / hub id (e.g. base MiniLM or a `train` checkpoint).
+    /// Start model: directory (base MiniLM or a `longtail train` checkpoint) or hub id.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "", hide_default_value = true)
+    )]
     pub model: String,
+    /// Output checkpoint directory (written atomically).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub out: PathBuf,
-    /// Continue from an interest checkpoint (weights, optimizer moments, step count, user
-    /// representation); `model` is then ignored.
+    /// Continue from an interest checkpoint on --data (weights, optimizer moments, user
+    /// representation and frozen layers come from it; --model is ignored).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub resume_from: Option<PathBuf>,
+    /// Maximum tokens per item.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().max_len))]
     pub max_len: usize,
+    /// Field template rendering an item.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().template))]
     pub template: String,
+    /// Per step: user sequences (sequence) or next-item pairs (bi-encoder, whose in-batch
+    /// negatives are the other pairs' targets).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().batch_size))]
     pub batch_size: usize,
+    /// Optimizer updates.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().max_steps))]
     pub max_steps: u64,
+    /// Peak learning rate of AdamW.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().learning_rate))]
     pub learning_rate: f64,
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().weight_decay))]
     pub weight_decay: f64,
+    /// Share of --max-steps spent warming the learning rate up from 0.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().warmup_ratio))]
     pub warmup_ratio: f64,
-    pub lr_scheduler_type: String,
+    /// Learning-rate schedule after warmup.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Self::default().lr_scheduler_type))]
+    pub lr_scheduler_type: SchedulerType,
+    /// Clip the global gradient L2 norm to this value.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().max_grad_norm))]
     pub max_grad_norm: f64,
+    /// Softmax temperature of the logits (cosine / T).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().temperature))]
     pub temperature: f64,
+    /// Disable the logQ popularity correction of the in-batch softmax (bi-encoder; the
+    /// library field is the positive `logq_correction`).
+    #[cfg_attr(feature = "clap", arg(long = "no-logq", id = "no_logq", num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = clap::builder::TypedValueParser::map(clap::builder::BoolishValueParser::new(), |no: bool| !no)))]
     pub logq_correction: bool,
+    /// Most recent history items forming the user vector (1: the last item, the best of the
+    /// validation comparison in docs/interest.md).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().history_len))]
     pub history_len: usize,
+    /// Weight decay per step back in the history (1 = plain mean).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().recency_decay))]
     pub recency_decay: f64,
-    /// Embeddings + this many bottom layers are frozen (and cached).
+    /// Embeddings and this many bottom layers are frozen (computed once and cached).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().frozen_layers))]
     pub frozen_layers: usize,
+    /// Steps between recomputations of the item embeddings that form user vectors.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().refresh_every))]
     pub refresh_every: u64,
+    /// Steps between validation measurements (NDCG@10 / Recall@10; 0 = only the initial one).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().eval_every))]
     pub eval_every: u64,
-    /// Validation users scored at each evaluation (0 = all).
+    /// Validation users scored per measurement (0 = all).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().eval_users))]
     pub eval_users: usize,
+    /// Sampled negatives per validation positive for the Platt calibration.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().calibration_negatives))]
     pub calibration_negatives: usize,
-    /// Train on every interaction (no held-out targets; for deployment re-fine-tuning).
+    /// Train on every interaction (no leave-last-out hold-out; deployment re-fine-tuning).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().use_all_interactions))]
     pub use_all_interactions: bool,
+    /// Items per inference batch.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().infer_batch_size))]
     pub infer_batch_size: usize,
+    /// Seed of the data order, dropout and calibration sampling.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().seed))]
     pub seed: u64,
     // --- sequence architecture ---
-    /// What an item vector is made of (text, ID, or both).
+    /// [sequence] Item vector: `text` (adaptor over the text embedding), `id` (ID embeddings
+    /// only: SASRec, the collaborative baseline) or `text-id` (text + an ID embedding for items
+    /// with >= --id-min-count training interactions).
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Self::default().item_features, help_heading = "Sequence model"))]
     pub item_features: ItemFeatures,
-    /// Items with at least this many training interactions get an ID embedding (`text-id`).
+    /// [sequence] Training interactions an item needs for an ID embedding (`text-id`).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().id_min_count, help_heading = "Sequence model"))]
     pub id_min_count: u64,
-    /// Projections in the text adaptor: 1 = one linear map, k > 1 = a mixture of k maps gated
-    /// on the text (UniSRec's MoE adaptor).
+    /// [sequence] Projections in the text adaptor: 1 = one linear map; k > 1 = UniSRec's
+    /// mixture of k maps, gated by the item's text (each can specialise in a product family).
     #[serde(default = "crate::sequence::one_expert")]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().adaptor_experts, help_heading = "Sequence model"))]
     pub adaptor_experts: usize,
-    /// Width of the item vectors and the causal transformer.
+    /// [sequence] Width of the item vectors and the transformer.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().hidden_size, help_heading = "Sequence model"))]
     pub hidden_size: usize,
+    /// [sequence] Transformer layers.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().num_hidden_layers, help_heading = "Sequence model"))]
     pub num_hidden_layers: usize,
+    /// [sequence] Attention heads per layer.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().num_attention_heads, help_heading = "Sequence model"))]
     pub num_attention_heads: usize,
-    /// Most recent history items the transformer reads.
+    /// [sequence] Most recent history items the transformer reads.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().max_history, help_heading = "Sequence model"))]
     pub max_history: usize,
+    /// [sequence] Dropout on the transformer's inputs and layer outputs.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().hidden_dropout_prob, help_heading = "Sequence model"))]
     pub hidden_dropout_prob: f64,
+    /// [sequence] Dropout on the attention probabilities.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().attention_probs_dropout_prob, help_heading = "Sequence model"))]
     pub attention_probs_dropout_prob: f64,
-    /// Stop after this many evaluations without a better validation NDCG@10 (0 = never).
+    /// [sequence] Stop after this many evaluations without a better validation NDCG@10
+    /// (0 = never); the checkpoint is the best evaluation's model.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().early_stopping_patience, help_heading = "Sequence model"))]
     pub early_stopping_patience: u64,
-    /// Text embedding cache file: used when its catalogue hash matches, else written.
+    /// [sequence] Text embedding cache file: reused when its catalogue hash matches (same
+    /// items, text, template, max_len), else computed and written.
+    #[cfg_attr(feature = "clap", arg(long, help_heading = "Sequence model"))]
     pub embedding_cache: Option<PathBuf>,
-    /// Arithmetic of the frozen encoder's item-embedding pass (sequence architecture only; a
-    /// resumed run keeps its checkpoint's).
+    /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32, bf16 (for a
+    /// GPU) or int8 (faster on CPUs with integer dot products, at a small ranking cost measured
+    /// in docs/interest.md). Saved in the checkpoint: `recommend`, `eval-rec` and `serve` embed
+    /// new items the same way; a resumed run keeps its checkpoint's.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Self::default().precision, help_heading = "Sequence model"))]
     pub precision: Precision,
-    /// Weight `b` of the popularity prior of the training softmax:
-    /// `logits = cos / T + b log q` with `q` the item's share of training targets; 0 = plain.
+    /// [sequence] Popularity prior in the training softmax, `cos/T + b log q(item)` (q = the
+    /// item's share of training targets; scoring uses the cosine alone): 0 learns raw
+    /// next-item probabilities, 1 their lift over popularity (more tail items ranked high).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().logq_weight, help_heading = "Sequence model"))]
     pub logq_weight: f64,
-    /// Exponent `a` of per-target loss weights `(count + 1)^-a` (count: the item's training
-    /// targets), normalised to mean 1 per batch: 0 = every target counts the same; larger
-    /// values weight rare next items up.
+    /// [sequence] Per-target loss weights `(count + 1)^-a`, count = the item's training
+    /// targets, normalised to mean 1 per batch: 0 = plain; larger values weight rare next items
+    /// up (more tail items ranked high, at some NDCG cost; see docs/interest.md).
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().tail_loss_alpha, help_heading = "Sequence model"))]
     pub tail_loss_alpha: f64,
-    /// Weight `g` of a head/tail group prior in the training softmax: `logits += g log
-    /// q(group)`, `q` the share of training targets in the item's group (tail or head by
-    /// `tail_rule` on training counts). Like `logq_weight` but one shift per group, so the
-    /// order within the head and within the tail is kept; 1 = the group-balanced posterior.
+    /// [sequence] Head/tail group prior in the training softmax, `cos/T + g log q(group)`
+    /// (q = the share of training targets in the item's group, tail or head by --tail-rule;
+    /// scoring uses the cosine alone): like --logq-weight, but one shift for the whole tail, so
+    /// the order within the head and within the tail is kept. 1 treats head and tail as
+    /// equally likely; more tail items ranked high at a smaller NDCG cost than --logq-weight's
+    /// (docs/interest.md).
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().group_logq_weight, help_heading = "Sequence model"))]
     pub group_logq_weight: f64,
-    /// Head/tail rule on training interaction counts, as `eval-rec` applies it (default
-    /// `pareto:0.8`): the groups of `group_logq_weight` and the tail of the validation
-    /// tail-item recall the sequence trainer prints.
+    /// [sequence] Head/tail rule, applied to training interaction counts as `eval-rec` does
+    /// (pareto:S, quantile:Q, min-count:N): --group-logq-weight's groups and the tail of the
+    /// validation tail-item recall printed during training.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::default().tail_rule, help_heading = "Sequence model"))]
     pub tail_rule: longtail_data::TailRule,
-    /// Where the models run (`auto`, `cpu`, `cuda:N`); a resume may use another device.
+    /// Where the models run: auto (a CUDA GPU when this binary was built with CUDA and one
+    /// answers, else the CPU), cpu, cuda (GPU 0) or cuda:N. LONGTAIL_DEVICE sets it for every
+    /// command; a resume may use another device.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "DEVICE", default_value_t = DeviceSpec::Auto)
+    )]
     pub device: DeviceSpec,
-    /// Time each phase of the updates (forward, backward, clip, AdamW), synchronising the
-    /// device after each; reported in [`TrainInterestOutcome::phase_times`]. A diagnostic.
+    /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
+    /// device synchronised after each phase; a little slower, for profiling a GPU run.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = false))]
     pub phase_times: bool,
 }
 
@@ -119,7 +210,7 @@ impl Default for TrainInterestConfig {
             learning_rate: 1e-3,
             weight_decay: 0.01,
             warmup_ratio: 0.02,
-            lr_scheduler_type: "linear".into(),
+            lr_scheduler_type: SchedulerType::Linear,
             max_grad_norm: 1.0,
             temperature: 0.07,
             logq_correction: true,
@@ -171,7 +262,7 @@ pub(crate) fn optimizer_and_state(
         ..Default::default()
     };
     let opt = AdamW::with_spec(named, adam_cfg, spec)?;
-    let scheduler: SchedulerType = cfg.lr_scheduler_type.parse()?;
+    let scheduler = cfg.lr_scheduler_type;
     let schedule = LrSchedule::from_args(
         scheduler,
         cfg.learning_rate,

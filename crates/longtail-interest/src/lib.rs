@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod calibrate;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod index;
@@ -33,12 +34,14 @@ pub mod pseudo;
 pub mod recommend;
 pub mod scorer;
 pub mod sequence;
+pub mod sequence_inputs;
 pub mod train;
 pub mod train_bi_encoder;
 pub mod train_sequence;
 pub mod tune;
 
 pub use calibrate::Platt;
+pub use checkpoint::InterestCheckpoint;
 pub use config::TrainInterestConfig;
 pub use error::{InterestError, Result};
 pub use index::{CacheStatus, InterestIndex};

@@ -18,9 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::calibrate::Platt;
 use crate::error::{InterestError, Result};
 
-pub const INTEREST_FILE: &str = "interest.json";
-pub use longtail_model::checkpoint::TOKENIZER_FILE;
-pub const ITEM_EMBEDDINGS_FILE: &str = "item_embeddings.safetensors";
+pub use crate::checkpoint::{INTEREST_FILE, ITEM_EMBEDDINGS_FILE, TOKENIZER_FILE};
 
 /// How a user is represented (stored in `interest.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

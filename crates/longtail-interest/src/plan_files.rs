@@ -6,9 +6,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::checkpoint::InterestCheckpoint;
 use crate::error::{InterestError, Result};
-use crate::model::INTEREST_FILE;
-use crate::sequence::SEQUENCE_WEIGHTS_FILE;
 
 /// The one tensor of an artefact file.
 const TENSOR: &str = "values";
@@ -55,16 +54,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// sha256 over an interest checkpoint's settings and weights (`interest.json`, and the
 /// sequence weights when present): what a plan records and checks at load.
 pub fn checkpoint_sha256(ckpt: &Path) -> Result<String> {
-    let settings = ckpt.join(INTEREST_FILE);
-    if !settings.is_file() {
-        return Err(InterestError::io(
-            &settings,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        ));
-    }
+    let c = InterestCheckpoint::open(ckpt)?;
     Ok(longtail_fs::files_sha256(
-        ckpt,
-        &[INTEREST_FILE, SEQUENCE_WEIGHTS_FILE],
+        c.dir(),
+        &InterestCheckpoint::PLAN_PINNED_FILES,
     )?)
 }
 

@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{InterestError, Result};
 
-/// Weights of the sequence model (adaptor, ID embeddings, causal encoder).
-pub const SEQUENCE_WEIGHTS_FILE: &str = "sequence.safetensors";
+pub use crate::checkpoint::SEQUENCE_WEIGHTS_FILE;
 
 /// What an item vector is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -132,7 +132,7 @@ struct BiEncoder<'a> {
     dim: usize,
     repr: UserRepr,
     inter: &'a Interactions,
-    pairs: Vec<(usize, usize)>,
+    pairs: Vec<Pair>,
     log_q: Vec<f32>,
     tail: &'a [bool],
     /// The latest evaluation.
@@ -268,6 +268,77 @@ impl Objective for BiEncoder<'_> {
     }
 }
 
+/// What a run starts from: the configuration's settings, or a resumed checkpoint's.
+struct Inherited {
+    model_src: String,
+    max_len: usize,
+    template: String,
+    repr: UserRepr,
+    frozen_layers: usize,
+    step0: u64,
+}
+
+impl Inherited {
+    fn of(cfg: &TrainInterestConfig, prev: Option<&InterestMeta>) -> Self {
+        match (&cfg.resume_from, prev) {
+            (Some(dir), Some(p)) => Self {
+                model_src: dir.to_string_lossy().into_owned(),
+                max_len: p.max_len,
+                template: p.template.clone(),
+                repr: p.user.clone(),
+                frozen_layers: p.frozen_layers,
+                step0: p.global_step,
+            },
+            _ => Self {
+                model_src: cfg.model.clone(),
+                max_len: cfg.max_len,
+                template: cfg.template.clone(),
+                repr: UserRepr {
+                    history_len: cfg.history_len,
+                    recency_decay: cfg.recency_decay,
+                },
+                frozen_layers: cfg.frozen_layers,
+                step0: 0,
+            },
+        }
+    }
+}
+
+/// A next-item training pair: a user and the position of the target in their sequence.
+type Pair = (usize, usize);
+
+/// The next-item training pairs `(user, position)` and each item's `log q` (its share of the
+/// pairs' targets: the in-batch sampling distribution the logQ correction removes; zeros
+/// without the correction).
+fn pairs_and_log_q(
+    cfg: &TrainInterestConfig,
+    inter: &Interactions,
+    n_items: usize,
+) -> Result<(Vec<Pair>, Vec<f32>)> {
+    let pairs = inter.next_item_pairs(cfg.use_all_interactions);
+    if pairs.is_empty() {
+        return Err(InterestError::invalid(
+            "no next-item training pairs (every user needs >= 2 training interactions)",
+        ));
+    }
+    let mut counts = vec![0f64; n_items];
+    for &(u, p) in &pairs {
+        counts[inter.seqs[u][p]] += 1.0;
+    }
+    let total: f64 = counts.iter().sum();
+    let log_q: Vec<f32> = counts
+        .iter()
+        .map(|&c| {
+            if cfg.logq_correction {
+                ((c.max(0.5)) / total).ln() as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok((pairs, log_q))
+}
+
 pub(crate) fn train_bi_encoder(
     cfg: &TrainInterestConfig,
     device: &Device,
@@ -309,28 +380,14 @@ pub(crate) fn train_bi_encoder(
         Some(dir) => Some(longtail_fs::read_json(&dir.join(INTEREST_FILE))?),
         None => None,
     };
-    let (model_src, max_len, template, repr, frozen_layers, step0) = match (&cfg.resume_from, &prev)
-    {
-        (Some(dir), Some(p)) => (
-            dir.to_string_lossy().into_owned(),
-            p.max_len,
-            p.template.clone(),
-            p.user.clone(),
-            p.frozen_layers,
-            p.global_step,
-        ),
-        _ => (
-            cfg.model.clone(),
-            cfg.max_len,
-            cfg.template.clone(),
-            UserRepr {
-                history_len: cfg.history_len,
-                recency_decay: cfg.recency_decay,
-            },
-            cfg.frozen_layers,
-            0,
-        ),
-    };
+    let Inherited {
+        model_src,
+        max_len,
+        template,
+        repr,
+        frozen_layers,
+        step0,
+    } = Inherited::of(cfg, prev.as_ref());
     let model = InterestModel::load(&model_src, max_len, &template, device)?;
     let n_layers = model.num_layers();
     if frozen_layers >= n_layers {
@@ -361,28 +418,7 @@ pub(crate) fn train_bi_encoder(
         )));
     }
 
-    // Training pairs and the in-batch sampling distribution q (targets' frequencies).
-    let pairs = inter.next_item_pairs(cfg.use_all_interactions);
-    if pairs.is_empty() {
-        return Err(InterestError::invalid(
-            "no next-item training pairs (every user needs >= 2 training interactions)",
-        ));
-    }
-    let mut counts = vec![0f64; data.items.len()];
-    for &(u, p) in &pairs {
-        counts[inter.seqs[u][p]] += 1.0;
-    }
-    let total: f64 = counts.iter().sum();
-    let log_q: Vec<f32> = counts
-        .iter()
-        .map(|&c| {
-            if cfg.logq_correction {
-                ((c.max(0.5)) / total).ln() as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let (pairs, log_q) = pairs_and_log_q(cfg, &inter, data.items.len())?;
 
     // Optimizer over the top layers.
     let spec = ParamGroupSpec::new(cfg.weight_decay).frozen(frozen_rule(frozen_layers));

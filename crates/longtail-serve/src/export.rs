@@ -43,14 +43,13 @@ pub fn read_mark(path: &Path) -> Result<Mark, ServeError> {
     } else {
         path.to_path_buf()
     };
-    let s: ExportSummary =
-        longtail_fs::read_json(&file).map_err(|e| ServeError::Startup(e.to_string()))?;
+    let s: ExportSummary = longtail_fs::read_json(&file).map_err(|e| ServeError::startup("", e))?;
     Ok(s.high_water_mark)
 }
 
 fn read_lines(path: &Path) -> Result<String, ServeError> {
     std::fs::read_to_string(path)
-        .map_err(|e| ServeError::Startup(format!("reading {}: {e}", path.display())))
+        .map_err(|e| ServeError::startup(format!("reading {}", path.display()), e))
 }
 
 /// Exports what the store holds after `since` into `out`, on top of `base`. With `pseudo`
@@ -66,8 +65,7 @@ pub fn export(
     pseudo: Option<&Pseudonymiser>,
 ) -> Result<ExportSummary, ServeError> {
     // Two exports into one --out would mix their files and marks.
-    let _lock =
-        longtail_fs::OutputLock::acquire(out).map_err(|e| ServeError::Startup(e.to_string()))?;
+    let _lock = longtail_fs::OutputLock::acquire(out).map_err(|e| ServeError::startup("", e))?;
     let mut backend = url.connect()?;
     let batch = backend.export(since)?;
     let erased: HashSet<String> = backend.erased()?.into_iter().collect();
@@ -100,8 +98,7 @@ pub fn export(
             .has_headers(false)
             .from_writer(Vec::new());
         for record in reader.records() {
-            let record =
-                record.map_err(|e| ServeError::Startup(format!("{}: {e}", path.display())))?;
+            let record = record.map_err(|e| ServeError::startup(path.display().to_string(), e))?;
             let line = record.position().map_or(0, |p| p.line());
             let Some(raw) = record.get(0) else { continue };
             let user = match pseudo {
@@ -163,8 +160,8 @@ pub fn export(
         .map_err(|err| StoreError::Backend(err.to_string()))?;
     interactions.push_str(&String::from_utf8_lossy(&rows));
     std::fs::create_dir_all(out)
-        .map_err(|e| ServeError::Startup(format!("creating {}: {e}", out.display())))?;
-    let fs_err = |e: longtail_fs::FsError| ServeError::Startup(e.to_string());
+        .map_err(|e| ServeError::startup(format!("creating {}", out.display()), e))?;
+    let fs_err = |e: longtail_fs::FsError| ServeError::startup("", e);
     longtail_fs::write_atomic(&out.join(longtail_data::ITEMS_FILE), items.as_bytes())
         .map_err(fs_err)?;
     longtail_fs::write_atomic(

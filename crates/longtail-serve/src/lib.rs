@@ -13,12 +13,15 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod backend;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod keys;
 mod listener;
 pub mod metrics;
+mod models;
+mod queue;
 mod routes;
 pub mod store;
 
@@ -98,13 +101,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| ServeError::Startup(format!("cannot listen on {}: {e}", config.bind)))?;
+        .map_err(|e| ServeError::startup(format!("cannot listen on {}", config.bind), e))?;
     let (state, threads) = start(config).await?;
     eprintln!(
         "longtail serve: listening on http://{}",
         listener
             .local_addr()
-            .map_err(|e| ServeError::Startup(e.to_string()))?
+            .map_err(|e| ServeError::startup("", e))?
     );
     let connections = listener::ConnectionLimits {
         max_connections: state.limits().max_connections,
@@ -143,7 +146,7 @@ pub async fn start(config: ServeConfig) -> Result<(AppState, Threads), ServeErro
     let (store, store_threads) =
         tokio::task::spawn_blocking(move || Store::open(&url, move || m.commit()))
             .await
-            .map_err(|e| ServeError::Startup(e.to_string()))??;
+            .map_err(|e| ServeError::startup("", e))??;
     let added = store.items().await?;
     let erased: std::collections::HashSet<String> = store.erased().await?.into_iter().collect();
     let pseudo = Arc::new(config.pseudonymiser);
@@ -153,7 +156,7 @@ pub async fn start(config: ServeConfig) -> Result<(AppState, Threads), ServeErro
         Models::load(&paths, &data, &p, threshold, &added, &erased)
     })
     .await
-    .map_err(|e| ServeError::Startup(e.to_string()))??;
+    .map_err(|e| ServeError::startup("", e))??;
     eprintln!(
         "longtail serve: {} items ({} added while serving), {} users in the data; store {}",
         models.info.items,

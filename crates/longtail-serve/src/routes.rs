@@ -397,8 +397,7 @@ async fn add_items(
 }
 
 fn knob(req: &RecommendRequest) -> Result<Option<Knob>> {
-    Knob::from_options(req.tail_weight, req.tail_share)
-        .map_err(|e| ServeError::bad_request(e.to_string()))
+    Ok(Knob::from_options(req.tail_weight, req.tail_share)?)
 }
 
 /// Recommendations from the user's stored history (or an explicit one). Dismissed items
@@ -630,11 +629,8 @@ async fn reload(
         Models::load(&p, &d, &pseudo, threshold, &added, &erased)
     })
     .await
-    .map_err(|e| ServeError::Model(e.to_string()))?;
-    let models = loaded.map_err(|e| ServeError::Request {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        message: format!("reload failed, the previous models keep serving: {e}"),
-    })?;
+    .map_err(|e| ServeError::model("", e))?;
+    let models = loaded.map_err(|e| ServeError::Reload(Box::new(e)))?;
     let mut info = s.0.engine.swap(models).await?;
     // Items acknowledged by /v1/items while the new models loaded went into the old ones;
     // the new ones get them here (later ones reach the new models directly).
@@ -661,16 +657,14 @@ async fn reload(
 /// A reload path, canonical and under the model root (a key holder may name only what the
 /// operator put there; `..` and links out of the root are resolved before the check).
 fn confine(root: &std::path::Path, requested: &str) -> Result<PathBuf> {
-    let unprocessable = |message: String| ServeError::Request {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        message,
-    };
     let full = std::path::Path::new(requested)
         .canonicalize()
         .map_err(|e| {
-            unprocessable(format!(
-                "reload failed, the previous models keep serving: {requested}: {e}"
-            ))
+            ServeError::refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload failed, the previous models keep serving: {requested}"),
+                e,
+            )
         })?;
     if !full.starts_with(root) {
         return Err(ServeError::Request {
@@ -685,65 +679,5 @@ fn confine(root: &std::path::Path, requested: &str) -> Result<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_queue_answers_429_and_a_finished_request_frees_its_place() {
-        let a = Admission::new(2);
-        let first = a.enter().unwrap();
-        let _second = a.enter().unwrap();
-        let full = a.enter().unwrap_err();
-        assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
-        drop(first);
-        assert!(a.enter().is_ok());
-    }
-
-    #[test]
-    fn reload_paths_must_lie_under_the_model_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("models");
-        std::fs::create_dir_all(root.join("a")).unwrap();
-        std::fs::create_dir_all(tmp.path().join("secret")).unwrap();
-        let root = root.canonicalize().unwrap();
-        let inside = root.join("a");
-        assert_eq!(confine(&root, inside.to_str().unwrap()).unwrap(), inside);
-        let escape = root.join("a/../../secret");
-        let err = confine(&root, escape.to_str().unwrap()).unwrap_err();
-        assert_eq!(err.status(), StatusCode::FORBIDDEN, "{err}");
-        let err = confine(&root, "/etc").unwrap_err();
-        assert_eq!(err.status(), StatusCode::FORBIDDEN, "{err}");
-        let err = confine(&root, root.join("missing").to_str().unwrap()).unwrap_err();
-        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY, "{err}");
-        assert_eq!(crate::engine::shown_path(&root, &inside), "a");
-        assert_eq!(
-            crate::engine::shown_path(&root, &tmp.path().join("secret")),
-            "(outside the model root)/secret"
-        );
-    }
-
-    #[test]
-    fn keys_match_from_either_header_and_only_exactly() {
-        let bind = "127.0.0.1:1".parse().unwrap();
-        let key = ServiceKeys::new(Some("secret"), None, bind).unwrap_err();
-        assert!(key.to_string().contains("at least 16"), "{key}");
-        let key = ServiceKeys::new(Some("secret-of-16-bytes"), None, bind)
-            .unwrap()
-            .api
-            .unwrap();
-        let mut h = HeaderMap::new();
-        assert!(!key_matches(&key, &h));
-        h.insert("x-api-key", "secret-of-16-bytes".parse().unwrap());
-        assert!(key_matches(&key, &h));
-        h.insert("x-api-key", "secret-of-16-bytes2".parse().unwrap());
-        assert!(!key_matches(&key, &h));
-        let mut b = HeaderMap::new();
-        b.insert(
-            "authorization",
-            "Bearer secret-of-16-bytes".parse().unwrap(),
-        );
-        assert!(key_matches(&key, &b));
-        b.insert("authorization", "Basic secret-of-16-bytes".parse().unwrap());
-        assert!(!key_matches(&key, &b));
-    }
-}
+#[path = "routes_tests.rs"]
+mod tests;

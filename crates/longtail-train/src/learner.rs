@@ -27,7 +27,7 @@ use crate::best_metric::BestMetricConfig;
 use crate::early_stopping::{EarlyStopping, EARLY_STOPPING_CALLBACK};
 use crate::error::{Result, TrainError};
 use crate::event::{Event, StepInfo};
-use crate::step::{remaining_updates, StepDriver};
+use crate::step::{remaining_updates, StepDriver, StepReport, UpdateWindow};
 use crate::trainer_state::{LogEntry, TrainerState};
 
 /// The model side of a training run.
@@ -285,50 +285,14 @@ impl Learner {
                 batches = Some((epoch, b));
             }
             let micro = &batches.as_ref().expect("set above").1[window.batches.clone()];
-            let stepped = self
-                .driver
-                .step::<StepFailure<O::Error>, _>(micro.len(), |i| {
-                    objective.loss(&micro[i]).map_err(StepFailure::Objective)
-                });
-            let report = match stepped {
-                Ok(r) => r,
-                Err(StepFailure::Objective(e)) => return Err(e),
-                Err(StepFailure::Train(TrainError::NonFinite { what, value, step })) => {
-                    return Err(TrainError::Diverged {
-                        what,
-                        value,
-                        step,
-                        epoch,
-                        last_good: out.last_checkpoint.as_ref().map_or_else(
-                            || "(none saved yet)".into(),
-                            |(_, p)| p.display().to_string(),
-                        ),
-                    }
-                    .into())
-                }
-                Err(StepFailure::Train(e)) => return Err(e.into()),
-            };
-            let st = &mut self.state;
-            for b in micro {
-                let (examples, tokens) = objective.count(b);
-                st.num_samples_seen += examples;
-                st.num_input_tokens_seen += tokens;
-                out.samples += examples;
-            }
-            out.updates += 1;
-            st.global_step = report.step;
-            st.epoch = epoch as f64 + window.batches.end as f64 / num_batches as f64;
-            st.rng_state.epoch = epoch;
-            st.rng_state.batches_seen_in_epoch = window.batches.end as u64;
-            let last = st.global_step >= s.max_steps;
-            objective.after_update(st, last)?;
+            let report = self.update(objective, micro, &window, &mut out)?;
             out.loop_time += update_started.elapsed();
-
+            let last = self.state.global_step >= s.max_steps;
             let info = StepInfo {
-                step: st.global_step,
+                step: self.state.global_step,
                 max_steps: s.max_steps,
                 start_step: out.start_step,
-                epoch: st.epoch,
+                epoch: self.state.epoch,
                 loss: report.loss,
                 learning_rate: report.learning_rate,
                 grad_norm: report.grad_norm,
@@ -338,47 +302,26 @@ impl Learner {
             progress(Event::Step(&info));
             loss_sum += report.loss;
             losses += 1;
-            if st.global_step.is_multiple_of(s.logging_steps) {
-                let entry = LogEntry::new(st.global_step, st.epoch)
+            if self.state.global_step.is_multiple_of(s.logging_steps) {
+                let entry = LogEntry::new(self.state.global_step, self.state.epoch)
                     .with("loss", loss_sum / losses as f64)
                     .with("learning_rate", report.learning_rate)
                     .with("grad_norm", report.grad_norm)
                     .with("samples_per_second", info.samples_per_second);
-                log.write(st, entry)?;
+                log.write(&mut self.state, entry)?;
                 (loss_sum, losses) = (0.0, 0);
             }
 
             let do_eval = match s.eval {
                 EvalCadence::No => false,
                 EvalCadence::Epoch => window.end_of_epoch || last,
-                EvalCadence::Steps(n) => st.global_step.is_multiple_of(n) || last,
+                EvalCadence::Steps(n) => self.state.global_step.is_multiple_of(n) || last,
             };
-            let (mut improved, mut stop) = (false, false);
-            if do_eval {
-                if let Some(metrics) = objective.evaluate(&self.state)? {
-                    let st = &mut self.state;
-                    let mut entry = LogEntry::new(st.global_step, st.epoch);
-                    for (k, v) in &metrics {
-                        entry = entry.with(k.clone(), *v);
-                    }
-                    log.write(st, entry)?;
-                    if let (Some(es), Some(best)) = (early.as_mut(), &s.best_metric) {
-                        // Against the best before this evaluation, as HF's callback runs first.
-                        stop = es.on_evaluate(&metrics, best, st.best_metric);
-                        st.stateful_callbacks
-                            .insert(EARLY_STOPPING_CALLBACK.into(), es.state());
-                    }
-                    if let Some(best) = &s.best_metric {
-                        improved = st.update_best_metric(&metrics, best)?;
-                    }
-                    progress(Event::Eval {
-                        step: st.global_step,
-                        metrics: &metrics,
-                        improved,
-                    });
-                    out.last_metrics = Some(metrics);
-                }
-            }
+            let (improved, stop) = if do_eval {
+                self.evaluate(objective, &mut early, &mut log, &mut out, progress)?
+            } else {
+                (false, false)
+            };
             let do_save = match s.save {
                 SavePolicy::EveryEvaluation => {
                     do_eval || (s.eval == EvalCadence::No && (window.end_of_epoch || last))
@@ -430,6 +373,94 @@ impl Learner {
         log.rewrite(&self.state.log_history)?;
         out.time = started.elapsed();
         Ok(out)
+    }
+
+    /// One optimizer update over `micro`, with the counters of the trainer state and the
+    /// objective's `after_update`; a NaN becomes [`TrainError::Diverged`].
+    fn update<O: Objective>(
+        &mut self,
+        objective: &mut O,
+        micro: &[O::Batch],
+        window: &UpdateWindow,
+        out: &mut FitOutcome,
+    ) -> Result<StepReport, O::Error> {
+        let epoch = window.epoch;
+        let stepped = self
+            .driver
+            .step::<StepFailure<O::Error>, _>(micro.len(), |i| {
+                objective.loss(&micro[i]).map_err(StepFailure::Objective)
+            });
+        let report = match stepped {
+            Ok(r) => r,
+            Err(StepFailure::Objective(e)) => return Err(e),
+            Err(StepFailure::Train(TrainError::NonFinite { what, value, step })) => {
+                return Err(TrainError::Diverged {
+                    what,
+                    value,
+                    step,
+                    epoch,
+                    last_good: out.last_checkpoint.as_ref().map_or_else(
+                        || "(none saved yet)".into(),
+                        |(_, p)| p.display().to_string(),
+                    ),
+                }
+                .into())
+            }
+            Err(StepFailure::Train(e)) => return Err(e.into()),
+        };
+        let st = &mut self.state;
+        for b in micro {
+            let (examples, tokens) = objective.count(b);
+            st.num_samples_seen += examples;
+            st.num_input_tokens_seen += tokens;
+            out.samples += examples;
+        }
+        out.updates += 1;
+        st.global_step = report.step;
+        let num_batches = objective.num_batches();
+        st.epoch = epoch as f64 + window.batches.end as f64 / num_batches as f64;
+        st.rng_state.epoch = epoch;
+        st.rng_state.batches_seen_in_epoch = window.batches.end as u64;
+        let last = st.global_step >= self.settings.max_steps;
+        objective.after_update(st, last)?;
+        Ok(report)
+    }
+
+    /// One evaluation: logged, fed to early stopping (against the best before it, as HF's
+    /// callback runs first), then to the best metric. Returns (improved, stop).
+    fn evaluate<O: Objective>(
+        &mut self,
+        objective: &mut O,
+        early: &mut Option<EarlyStopping>,
+        log: &mut MetricsLog,
+        out: &mut FitOutcome,
+        progress: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(bool, bool), O::Error> {
+        let Some(metrics) = objective.evaluate(&self.state)? else {
+            return Ok((false, false));
+        };
+        let st = &mut self.state;
+        let mut entry = LogEntry::new(st.global_step, st.epoch);
+        for (k, v) in &metrics {
+            entry = entry.with(k.clone(), *v);
+        }
+        log.write(st, entry)?;
+        let (mut improved, mut stop) = (false, false);
+        if let (Some(es), Some(best)) = (early.as_mut(), &self.settings.best_metric) {
+            stop = es.on_evaluate(&metrics, best, st.best_metric);
+            st.stateful_callbacks
+                .insert(EARLY_STOPPING_CALLBACK.into(), es.state());
+        }
+        if let Some(best) = &self.settings.best_metric {
+            improved = st.update_best_metric(&metrics, best)?;
+        }
+        progress(Event::Eval {
+            step: st.global_step,
+            metrics: &metrics,
+            improved,
+        });
+        out.last_metrics = Some(metrics);
+        Ok((improved, stop))
     }
 }
 

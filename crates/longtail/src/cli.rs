@@ -134,7 +134,6 @@ pub enum Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared_args::value_name;
     use longtail_classify::TrainConfig;
     use std::collections::BTreeMap;
 
@@ -212,23 +211,21 @@ mod tests {
         else {
             panic!("not train")
         };
-        let d = TrainConfig::default();
-        assert_eq!(value_name(&a.pooling), d.pooling);
+        // The command line is the library's struct: with only the required flags, the
+        // library's defaults.
         assert_eq!(
-            a.pooling,
+            a.train,
+            TrainConfig {
+                data: "d".into(),
+                model: "m".into(),
+                out: "o".into(),
+                ..TrainConfig::default()
+            }
+        );
+        assert_eq!(
+            a.train.pooling,
             longtail_model::Pooling::ClsPooler,
             "README and configs/train.toml say cls_pooler"
-        );
-        assert_eq!(value_name(&a.lr_scheduler_type), d.lr_scheduler_type);
-        assert_eq!(value_name(&a.eval_strategy), d.eval_strategy);
-        assert_eq!(
-            value_name(&a.metric_for_best_model),
-            d.metric_for_best_model
-        );
-        assert_eq!(value_name(&a.class_weights), d.class_weights);
-        assert_eq!(
-            (a.learning_rate, a.max_len, a.seed),
-            (d.learning_rate, d.max_len, d.seed)
         );
 
         let m = Cli::command()
@@ -249,19 +246,41 @@ mod tests {
         else {
             panic!("not train-interest")
         };
-        let d = longtail_interest::TrainInterestConfig::default();
         assert_eq!(
-            a.history_len, 1,
+            a.train,
+            longtail_interest::TrainInterestConfig {
+                data: "d".into(),
+                model: "m".into(),
+                out: "o".into(),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            a.train.history_len, 1,
             "configs/interest.toml and docs/interest.md: user = last item"
         );
-        assert_eq!(
-            (a.history_len, a.recency_decay),
-            (d.history_len, d.recency_decay)
+        assert!(
+            a.train.logq_correction,
+            "--no-logq absent: the correction is on"
         );
-        assert_eq!(
-            (a.max_steps, a.max_len, a.batch_size),
-            (d.max_steps, d.max_len, d.batch_size)
-        );
+        let m = Cli::command()
+            .try_get_matches_from([
+                "longtail",
+                "train-interest",
+                "--data",
+                "d",
+                "--out",
+                "o",
+                "--no-logq",
+            ])
+            .unwrap();
+        let Command::TrainInterest(a) = <Cli as clap::FromArgMatches>::from_arg_matches(&m)
+            .unwrap()
+            .command
+        else {
+            panic!("not train-interest")
+        };
+        assert!(!a.train.logq_correction);
     }
 
     /// (command path, required arguments, key, default, file, env, command line)

@@ -20,27 +20,16 @@ pub(crate) mod defaults {
         TrainConfig::default()
     }
 
-    pub fn train_interest() -> longtail_interest::TrainInterestConfig {
-        longtail_interest::TrainInterestConfig::default()
-    }
-
-    pub fn eval_rec() -> longtail_eval::rec::RecOptions {
-        longtail_eval::rec::RecOptions::default()
+    pub fn eval_rec() -> longtail_rec_eval::RecOptions {
+        longtail_rec_eval::RecOptions::default()
     }
 
     pub fn stream() -> longtail_infer::StreamOptions {
         longtail_infer::StreamOptions::new("", "")
     }
-
-    /// A library default held as a string (e.g. `TrainConfig::pooling`), as the flag's type.
-    pub fn value<T: ValueEnum>(name: &str) -> T {
-        T::from_str(name, false)
-            .unwrap_or_else(|e| panic!("library default {name:?} is not a valid value: {e}"))
-    }
 }
 
-/// The name a `ValueEnum` value has on the command line (and in library configs that still
-/// take strings).
+/// The name a `ValueEnum` value has on the command line.
 pub fn value_name<T: ValueEnum>(v: &T) -> String {
     v.to_possible_value()
         .expect("no skipped variants")

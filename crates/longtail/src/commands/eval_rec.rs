@@ -2,8 +2,8 @@
 //! longtail-interest provides a scorer, of an interest checkpoint) with head/tail segments.
 
 use anyhow::{ensure, Context, Result};
-use longtail_eval::rec::{self, RecOptions, Segments};
 use longtail_rec::RecSplit;
+use longtail_rec_eval::{self as rec, RecOptions, Segments};
 use std::time::Instant;
 
 pub fn run(args: EvalRecArgs) -> Result<()> {
@@ -42,7 +42,7 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
     let named = (args
         .compare
         .iter()
-        .map(|c| ("--compare", "interest.json", c)))
+        .map(|c| ("--compare", longtail_interest::checkpoint::INTEREST_FILE, c)))
     .chain(
         args.compare_plan
             .iter()
@@ -61,12 +61,9 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
             "no --checkpoint: evaluating the ID baselines only (most_popular, item_knn, ease)"
         ),
         // Fail before minutes of baselines, not after.
-        Some(ckpt) => ensure!(
-            ckpt.join("interest.json").is_file(),
-            "cannot load interest checkpoint {}: no interest.json (pass the --out of \
-             `longtail train-interest`)",
-            ckpt.display()
-        ),
+        Some(ckpt) => {
+            longtail_interest::InterestCheckpoint::open(ckpt)?;
+        }
     }
     if let Some(plan) = &args.plan {
         ensure!(

@@ -14,11 +14,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use longtail_data::PreparedDataset;
-use longtail_eval::rec::{add_blended_models, RecOptions, RecReport, Segments};
 use longtail_interest::scorer::InterestScorer;
 use longtail_interest::{InterestIndex, Recommender, RecommenderOptions, ServedScorer};
 use longtail_model::Device;
 use longtail_rec::{ItemIdx, Knob, RecSplit, Stage, TailWeighted};
+use longtail_rec_eval::{add_blended_models, RecOptions, RecReport, Segments};
 
 use crate::shared_args::NamedCheckpoint;
 

@@ -11,10 +11,6 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use longtail_data::{Label, PreparedDataset, TailRule};
-use longtail_eval::rec::{
-    self, choose_tail_by_budget, evaluate, search_tail, search_weights, selection_grid,
-    tail_points, tradeoff_curve_labelled, CandidateTable, SearchOptions, Segments,
-};
 use longtail_interest::plan_files::{
     artefact_bytes, checkpoint_sha256, item_ids_sha256, sha256_hex,
 };
@@ -26,6 +22,10 @@ use longtail_rec::plan::{
 };
 use longtail_rec::{
     ItemIdx, ItemItem, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
+};
+use longtail_rec_eval::{
+    choose_tail_by_budget, evaluate, search_tail, search_weights, selection_grid, tail_points,
+    tradeoff_curve_labelled, CandidateTable, SearchOptions, Segments,
 };
 
 use crate::shared_args::{defaults, DeviceArg, NamedCheckpoint};
@@ -84,7 +84,7 @@ fn validation_histories(split: &RecSplit) -> Vec<Vec<ItemIdx>> {
         .collect()
 }
 
-fn numbers(m: &longtail_eval::rec::ModelMetrics) -> ValidationNumbers {
+fn numbers(m: &longtail_rec_eval::ModelMetrics) -> ValidationNumbers {
     ValidationNumbers {
         ndcg_10: m.overall.ndcg_10,
         recall_10: m.overall.recall_10,
@@ -144,12 +144,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         "--ease-lambdas must be positive numbers"
     );
     for dir in std::iter::once(&args.checkpoint).chain(args.candidate.iter().map(|c| &c.dir)) {
-        ensure!(
-            dir.join("interest.json").is_file(),
-            "cannot load interest checkpoint {}: no interest.json (pass the --out of \
-             `longtail train-interest`)",
-            dir.display()
-        );
+        longtail_interest::InterestCheckpoint::open(dir)?;
     }
     let split = RecSplit::load(&args.data)
         .with_context(|| format!("cannot load prepared dataset {}", args.data.display()))?;
@@ -219,7 +214,8 @@ pub fn run(args: PlanArgs) -> Result<()> {
     log("interest candidates scored");
     // ID models on the training split.
     if n <= DENSE_ITEM_LIMIT {
-        let (ease, search) = rec::fit_ease(&split, &segments, &args.ease_lambdas, &log)?;
+        let (ease, search) =
+            longtail_rec_eval::fit_ease(&split, &segments, &args.ease_lambdas, &log)?;
         let lambda = ease.lambda;
         let ease = Arc::new(ease.into_item_item());
         let mut c = component("ease", ComponentKind::Ease, None);
@@ -430,13 +426,13 @@ pub fn run(args: PlanArgs) -> Result<()> {
         knob,
         selection: PlanSelection {
             candidates: names,
-            blend_rule: rec::plan_search::BLEND_RULE.to_string(),
+            blend_rule: longtail_rec_eval::plan_search::BLEND_RULE.to_string(),
             blend_path: choice.path,
             blend_evaluations: choice.evaluations,
             blend: blend_numbers,
-            tail_rule: rec::plan_search::TAIL_BUDGET_RULE.to_string(),
+            tail_rule: longtail_rec_eval::plan_search::TAIL_BUDGET_RULE.to_string(),
             relevance_budget: args.relevance_budget,
-            tail_search_rule: rec::plan_search::TAIL_SEARCH_RULE.to_string(),
+            tail_search_rule: longtail_rec_eval::plan_search::TAIL_SEARCH_RULE.to_string(),
             tail_path: tail.path,
             served_weights,
             tail_curve: curve,

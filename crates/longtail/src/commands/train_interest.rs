@@ -1,5 +1,5 @@
-//! `longtail train-interest`: typed arguments -> `TrainInterestConfig` -> the bi-encoder
-//! training loop of longtail-interest.
+//! `longtail train-interest`: the library's `TrainInterestConfig` as the command line, an
+//! optional `--tune` search, then the trainer of longtail-interest with a progress bar.
 
 use std::path::PathBuf;
 
@@ -9,167 +9,16 @@ use longtail_interest::tune::{self, TuneOptions, TuneSpace};
 use longtail_interest::{
     train_interest, Architecture, ItemFeatures, TrainInterestConfig, TrainInterestOutcome,
 };
-use longtail_model::Precision;
-use longtail_train::SchedulerType;
-
-use crate::shared_args::{defaults, value_name};
 
 #[derive(Args, Debug)]
 pub struct TrainInterestArgs {
     /// TOML file whose [train-interest] table supplies defaults (see configs/interest.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Prepared dataset directory (items.jsonl, interactions.csv).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// User model: `sequence` (a causal transformer over item vectors made from frozen text
-    /// embeddings, trained on next-item with a full-catalogue softmax) or `bi-encoder` (the
-    /// encoder fine-tuned on next-item pairs; user = pooled item embeddings). A resumed run
-    /// keeps its checkpoint's.
-    #[arg(long, value_enum, default_value_t = defaults::train_interest().architecture)]
-    pub architecture: Architecture,
-    /// Start model: directory (base MiniLM or a `longtail train` checkpoint) or hub id.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Output checkpoint directory (written atomically).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Continue from an interest checkpoint on --data (weights, optimizer moments, user
-    /// representation and frozen layers come from it; --model is ignored).
-    #[arg(long)]
-    pub resume_from: Option<PathBuf>,
-    /// Maximum tokens per item.
-    #[arg(long, default_value_t = defaults::train_interest().max_len)]
-    pub max_len: usize,
-    /// Field template rendering an item.
-    #[arg(long, default_value_t = defaults::train_interest().template)]
-    pub template: String,
-    /// Per step: user sequences (sequence) or next-item pairs (bi-encoder, whose in-batch
-    /// negatives are the other pairs' targets).
-    #[arg(long, default_value_t = defaults::train_interest().batch_size)]
-    pub batch_size: usize,
-    /// Optimizer updates.
-    #[arg(long, default_value_t = defaults::train_interest().max_steps)]
-    pub max_steps: u64,
-    /// Peak learning rate of AdamW.
-    #[arg(long, default_value_t = defaults::train_interest().learning_rate)]
-    pub learning_rate: f64,
-    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
-    #[arg(long, default_value_t = defaults::train_interest().weight_decay)]
-    pub weight_decay: f64,
-    /// Share of --max-steps spent warming the learning rate up from 0.
-    #[arg(long, default_value_t = defaults::train_interest().warmup_ratio)]
-    pub warmup_ratio: f64,
-    /// Learning-rate schedule after warmup.
-    #[arg(long, value_enum, default_value_t = defaults::value(&defaults::train_interest().lr_scheduler_type))]
-    pub lr_scheduler_type: SchedulerType,
-    /// Clip the global gradient L2 norm to this value.
-    #[arg(long, default_value_t = defaults::train_interest().max_grad_norm)]
-    pub max_grad_norm: f64,
-    /// Softmax temperature of the logits (cosine / T).
-    #[arg(long, default_value_t = defaults::train_interest().temperature)]
-    pub temperature: f64,
-    /// Disable the logQ popularity correction of the in-batch softmax.
-    #[arg(long, default_value_t = !defaults::train_interest().logq_correction)]
-    pub no_logq: bool,
-    /// Most recent history items forming the user vector (1: the last item, the best of the
-    /// validation comparison in docs/interest.md).
-    #[arg(long, default_value_t = defaults::train_interest().history_len)]
-    pub history_len: usize,
-    /// Weight decay per step back in the history (1 = plain mean).
-    #[arg(long, default_value_t = defaults::train_interest().recency_decay)]
-    pub recency_decay: f64,
-    /// Embeddings and this many bottom layers are frozen (computed once and cached).
-    #[arg(long, default_value_t = defaults::train_interest().frozen_layers)]
-    pub frozen_layers: usize,
-    /// Steps between recomputations of the item embeddings that form user vectors.
-    #[arg(long, default_value_t = defaults::train_interest().refresh_every)]
-    pub refresh_every: u64,
-    /// Steps between validation measurements (NDCG@10 / Recall@10; 0 = only the initial one).
-    #[arg(long, default_value_t = defaults::train_interest().eval_every)]
-    pub eval_every: u64,
-    /// Validation users scored per measurement (0 = all).
-    #[arg(long, default_value_t = defaults::train_interest().eval_users)]
-    pub eval_users: usize,
-    /// Sampled negatives per validation positive for the Platt calibration.
-    #[arg(long, default_value_t = defaults::train_interest().calibration_negatives)]
-    pub calibration_negatives: usize,
-    /// Train on every interaction (no leave-last-out hold-out; deployment re-fine-tuning).
-    #[arg(long, default_value_t = defaults::train_interest().use_all_interactions)]
-    pub use_all_interactions: bool,
-    /// Items per inference batch.
-    #[arg(long, default_value_t = defaults::train_interest().infer_batch_size)]
-    pub infer_batch_size: usize,
-    /// Seed of the data order, dropout and calibration sampling.
-    #[arg(long, default_value_t = defaults::train_interest().seed)]
-    pub seed: u64,
-    /// [sequence] Item vector: `text` (adaptor over the text embedding), `id` (ID embeddings
-    /// only: SASRec, the collaborative baseline) or `text-id` (text + an ID embedding for items
-    /// with >= --id-min-count training interactions).
-    #[arg(long, value_enum, default_value_t = defaults::train_interest().item_features, help_heading = "Sequence model")]
-    pub item_features: ItemFeatures,
-    /// [sequence] Training interactions an item needs for an ID embedding (`text-id`).
-    #[arg(long, default_value_t = defaults::train_interest().id_min_count, help_heading = "Sequence model")]
-    pub id_min_count: u64,
-    /// [sequence] Projections in the text adaptor: 1 = one linear map; k > 1 = UniSRec's
-    /// mixture of k maps, gated by the item's text (each can specialise in a product family).
-    #[arg(long, default_value_t = defaults::train_interest().adaptor_experts, help_heading = "Sequence model")]
-    pub adaptor_experts: usize,
-    /// [sequence] Width of the item vectors and the transformer.
-    #[arg(long, default_value_t = defaults::train_interest().hidden_size, help_heading = "Sequence model")]
-    pub hidden_size: usize,
-    /// [sequence] Transformer layers.
-    #[arg(long, default_value_t = defaults::train_interest().num_hidden_layers, help_heading = "Sequence model")]
-    pub num_hidden_layers: usize,
-    /// [sequence] Attention heads per layer.
-    #[arg(long, default_value_t = defaults::train_interest().num_attention_heads, help_heading = "Sequence model")]
-    pub num_attention_heads: usize,
-    /// [sequence] Most recent history items the transformer reads.
-    #[arg(long, default_value_t = defaults::train_interest().max_history, help_heading = "Sequence model")]
-    pub max_history: usize,
-    /// [sequence] Dropout on the transformer's inputs and layer outputs.
-    #[arg(long, default_value_t = defaults::train_interest().hidden_dropout_prob, help_heading = "Sequence model")]
-    pub hidden_dropout_prob: f64,
-    /// [sequence] Dropout on the attention probabilities.
-    #[arg(long, default_value_t = defaults::train_interest().attention_probs_dropout_prob, help_heading = "Sequence model")]
-    pub attention_probs_dropout_prob: f64,
-    /// [sequence] Stop after this many evaluations without a better validation NDCG@10
-    /// (0 = never); the checkpoint is the best evaluation's model.
-    #[arg(long, default_value_t = defaults::train_interest().early_stopping_patience, help_heading = "Sequence model")]
-    pub early_stopping_patience: u64,
-    /// [sequence] Text embedding cache file: reused when its catalogue hash matches (same
-    /// items, text, template, max_len), else computed and written.
-    #[arg(long, help_heading = "Sequence model")]
-    pub embedding_cache: Option<PathBuf>,
-    /// [sequence] Popularity prior in the training softmax, `cos/T + b log q(item)` (q = the
-    /// item's share of training targets; scoring uses the cosine alone): 0 learns raw
-    /// next-item probabilities, 1 their lift over popularity (more tail items ranked high).
-    #[arg(long, default_value_t = defaults::train_interest().logq_weight, help_heading = "Sequence model")]
-    pub logq_weight: f64,
-    /// [sequence] Per-target loss weights `(count + 1)^-a`, count = the item's training
-    /// targets, normalised to mean 1 per batch: 0 = plain; larger values weight rare next items
-    /// up (more tail items ranked high, at some NDCG cost; see docs/interest.md).
-    #[arg(long, default_value_t = defaults::train_interest().tail_loss_alpha, help_heading = "Sequence model")]
-    pub tail_loss_alpha: f64,
-    /// [sequence] Head/tail group prior in the training softmax, `cos/T + g log q(group)`
-    /// (q = the share of training targets in the item's group, tail or head by --tail-rule;
-    /// scoring uses the cosine alone): like --logq-weight, but one shift for the whole tail, so
-    /// the order within the head and within the tail is kept. 1 treats head and tail as
-    /// equally likely; more tail items ranked high at a smaller NDCG cost than --logq-weight's
-    /// (docs/interest.md).
-    #[arg(long, default_value_t = defaults::train_interest().group_logq_weight, help_heading = "Sequence model")]
-    pub group_logq_weight: f64,
-    /// [sequence] Head/tail rule, applied to training interaction counts as `eval-rec` does
-    /// (pareto:S, quantile:Q, min-count:N): --group-logq-weight's groups and the tail of the
-    /// validation tail-item recall printed during training.
-    #[arg(long, default_value_t = defaults::train_interest().tail_rule, help_heading = "Sequence model")]
-    pub tail_rule: longtail_data::TailRule,
-    /// [sequence] Arithmetic of the frozen encoder's item-embedding pass: fp32, bf16 (for a
-    /// GPU) or int8 (faster on CPUs with integer dot products, at a small ranking cost measured
-    /// in docs/interest.md). Saved in the checkpoint: `recommend`, `eval-rec` and `serve` embed
-    /// new items the same way; a resumed run keeps its checkpoint's.
-    #[arg(long, value_enum, default_value_t = defaults::train_interest().precision, help_heading = "Sequence model")]
-    pub precision: Precision,
+
+    /// The library's `TrainInterestConfig` is the command line: one definition of each flag.
+    #[command(flatten)]
+    pub train: TrainInterestConfig,
 
     /// Search the sequence recipe on your validation split first: N trials by successive
     /// halving (trial 0 is the recipe, the others drawn with --seed from the space in
@@ -193,75 +42,21 @@ pub struct TrainInterestArgs {
     /// it, skipping finished trials.
     #[arg(long, help_heading = "Tuning")]
     pub tune_dir: Option<PathBuf>,
-
-    /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
-    /// device synchronised after each phase; a little slower, for profiling a GPU run.
-    #[arg(long, default_value_t = false)]
-    pub phase_times: bool,
-
-    #[command(flatten)]
-    pub device: crate::shared_args::DeviceArg,
 }
 
 /// The library config of the parsed arguments (the tuning flags are not part of it).
 fn config(a: TrainInterestArgs) -> Result<TrainInterestConfig> {
-    let resume_from = a.resume_from.clone();
+    let cfg = a.train;
     // SASRec (`--item-features id`) reads no text, so it needs no encoder.
-    let needs_model = resume_from.is_none()
-        && !(a.architecture == Architecture::Sequence && a.item_features == ItemFeatures::Id);
-    let model = match needs_model {
-        false => a.model.clone().unwrap_or_default(),
-        true => a.model.clone().context(
+    let needs_model = cfg.resume_from.is_none()
+        && !(cfg.architecture == Architecture::Sequence && cfg.item_features == ItemFeatures::Id);
+    if needs_model && cfg.model.is_empty() {
+        anyhow::bail!(
             "--model is required unless --resume-from is given or --item-features is id (on \
-             the command line, in the environment or in the config file)",
-        )?,
-    };
-    Ok(TrainInterestConfig {
-        architecture: a.architecture,
-        data: a.data,
-        model,
-        out: a.out,
-        resume_from,
-        max_len: a.max_len,
-        template: a.template,
-        batch_size: a.batch_size,
-        max_steps: a.max_steps,
-        learning_rate: a.learning_rate,
-        weight_decay: a.weight_decay,
-        warmup_ratio: a.warmup_ratio,
-        lr_scheduler_type: value_name(&a.lr_scheduler_type),
-        max_grad_norm: a.max_grad_norm,
-        temperature: a.temperature,
-        logq_correction: !a.no_logq,
-        history_len: a.history_len,
-        recency_decay: a.recency_decay,
-        frozen_layers: a.frozen_layers,
-        refresh_every: a.refresh_every,
-        eval_every: a.eval_every,
-        eval_users: a.eval_users,
-        calibration_negatives: a.calibration_negatives,
-        use_all_interactions: a.use_all_interactions,
-        infer_batch_size: a.infer_batch_size,
-        seed: a.seed,
-        item_features: a.item_features,
-        id_min_count: a.id_min_count,
-        adaptor_experts: a.adaptor_experts,
-        hidden_size: a.hidden_size,
-        num_hidden_layers: a.num_hidden_layers,
-        num_attention_heads: a.num_attention_heads,
-        max_history: a.max_history,
-        hidden_dropout_prob: a.hidden_dropout_prob,
-        attention_probs_dropout_prob: a.attention_probs_dropout_prob,
-        early_stopping_patience: a.early_stopping_patience,
-        embedding_cache: a.embedding_cache,
-        logq_weight: a.logq_weight,
-        tail_loss_alpha: a.tail_loss_alpha,
-        group_logq_weight: a.group_logq_weight,
-        tail_rule: a.tail_rule,
-        device: a.device.device,
-        precision: a.precision,
-        phase_times: a.phase_times,
-    })
+             the command line, in the environment or in the config file)"
+        );
+    }
+    Ok(cfg)
 }
 
 /// One training run with its progress bar.

@@ -31,7 +31,7 @@ use longtail_model::{
 };
 use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
-    checkpoint_dir_name, class_weights_inverse_frequency, last_checkpoint,
+    checkpoint_dir_name, class_weights_inverse_frequency, encoder_layer, last_checkpoint,
     num_update_steps_per_epoch, rotate_checkpoints, AdamW, AdamWConfig, BestMetricConfig,
     EarlyStopping, EvalCadence, Event, FitOutcome, FitSettings, Learner, LrSchedule, Objective,
     ParamGroupSpec, PhaseTimes, RngState, SavePolicy, StepDriver, TrainerState,
@@ -97,9 +97,8 @@ fn frozen_rule(cfg: &TrainConfig, num_layers: usize) -> Result<impl Fn(&str) -> 
         if name.starts_with("bert.embeddings.") {
             return true;
         }
-        name.strip_prefix("bert.encoder.layer.")
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|i| i.parse::<usize>().ok())
+        name.strip_prefix("bert.")
+            .and_then(encoder_layer)
             .is_some_and(|i| i < n)
     })
 }

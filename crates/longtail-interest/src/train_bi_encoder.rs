@@ -17,8 +17,8 @@ use longtail_model::checkpoint::TRAINER_STATE_FILE;
 use longtail_model::Precision;
 use longtail_rec::{top_k_excluding as top_k, Interactions};
 use longtail_train::{
-    epoch_permutation, EvalCadence, Event, FitSettings, Learner, Objective, ParamGroupSpec,
-    SavePolicy, StepDriver, TrainerState,
+    encoder_layer, epoch_permutation, EvalCadence, Event, FitSettings, Learner, Objective,
+    ParamGroupSpec, SavePolicy, StepDriver, TrainerState,
 };
 
 use crate::calibrate::{fit_calibration_with, Platt};
@@ -77,10 +77,7 @@ fn frozen_rule(frozen_layers: usize) -> impl Fn(&str) -> bool + 'static {
         if name.starts_with("embeddings.") || name.starts_with("pooler.") {
             return true;
         }
-        name.strip_prefix("encoder.layer.")
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|i| i.parse::<usize>().ok())
-            .is_some_and(|i| i < frozen_layers)
+        encoder_layer(name).is_some_and(|i| i < frozen_layers)
     }
 }
 

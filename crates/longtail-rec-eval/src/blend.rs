@@ -7,7 +7,7 @@ use longtail_rec::{Ease, RecSplit, Scorer, ZBlend};
 
 use super::plan_search::{CandidateTable, SearchOptions};
 use super::report::{BlendSearch, RecReport};
-use super::run::{RecOptions, BASELINES};
+use super::run::{baseline_names, RecOptions};
 use super::segments::Segments;
 use super::tradeoff::selection_grid;
 use crate::RecEvalError;
@@ -85,7 +85,7 @@ pub fn add_blended_models(
         &blend,
         &tail_name,
         &selection_grid(),
-        &BASELINES,
+        &baseline_names(),
     )?;
     log(&format!(
         "{tail_name}: tail weight chosen on validation {chosen:?}"

@@ -36,7 +36,7 @@ pub use plan_search::{
     SearchOptions, TailChoice,
 };
 pub use report::{write_report, RecReport, RecReportFiles, TAIL_WEIGHT_RULE};
-pub use run::{fit_ease, run_baselines, RecOptions, BASELINES};
+pub use run::{baseline_names, fit_ease, run_baselines, RecOptions};
 pub use segments::Segments;
 pub use tradeoff::{
     choose_tail_weight, selection_grid, tradeoff_curve, tradeoff_curve_labelled, TradeoffPoint,

@@ -5,7 +5,7 @@ use longtail_data::TailRule;
 
 use longtail_rec::ease::LAMBDA_GRID;
 use longtail_rec::itemknn::cooccurrence;
-use longtail_rec::{Ease, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage};
+use longtail_rec::{Ease, Knob, RecSplit, Scorer, Stage, ID_BASELINES};
 
 use super::metrics::evaluate;
 use super::report::{LambdaSearch, RecReport};
@@ -33,8 +33,14 @@ impl Default for RecOptions {
     }
 }
 
-/// Baseline names in the report.
-pub const BASELINES: [&str; 3] = ["most_popular", "item_knn", "ease"];
+/// Baseline row names in the report, in order: longtail-rec's list, then EASE.
+pub fn baseline_names() -> Vec<&'static str> {
+    ID_BASELINES
+        .iter()
+        .map(|b| b.name)
+        .chain(["ease"])
+        .collect()
+}
 
 /// Values of λ in a row below the best after which the walk up the grid stops: validation
 /// NDCG@10 against λ rises to one peak and falls (Office, Beauty and MovieLens all do), and
@@ -108,21 +114,23 @@ pub fn run_baselines(
         return Err(RecEvalError::Option("EASE λ grid is empty".into()));
     }
     let mut report = RecReport::new(split, segments);
-    let popular = MostPopular::fit(split);
-    report.add_model(split, segments, &popular)?;
-    log("most_popular done");
-    let knn = ItemKnn::fit(split);
-    report.add_model(split, segments, &knn)?;
-    log("item_knn done");
+    let mut fitted = Vec::new();
+    for b in &ID_BASELINES {
+        let model = (b.fit)(split);
+        report.add_model(split, segments, &model)?;
+        log(&format!("{} done", b.name));
+        fitted.push(model);
+    }
 
     let (ease, search) = fit_ease(split, segments, &opts.lambda_grid, log)?;
     report.ease_lambda = Some(search);
     report.add_model(split, segments, &ease)?;
     log("ease done");
 
-    let scorers: [&dyn Scorer; 3] = [&popular, &knn, &ease];
+    let mut scorers: Vec<&dyn Scorer> = fitted.iter().map(|f| f as &dyn Scorer).collect();
+    scorers.push(&ease);
     let best_name = report
-        .best_on_validation(&BASELINES)
+        .best_on_validation(&baseline_names())
         .expect("baselines evaluated");
     let best = scorers
         .iter()

@@ -9,12 +9,14 @@
 //! * [`rerank`]: the head/tail knobs ([`Knob`]: tail weight, tail share), [`rerank`] and
 //!   [`TailWeighted`].
 //! * [`popular`], [`itemknn`], [`ease`]: ID models; [`item_item`]: a fitted item-item model
-//!   as saved and served; [`blend`]: the z-scored blend of several scorers.
+//!   as saved and served; [`baselines`]: the list eval-rec reports and plan offers;
+//!   [`blend`]: the z-scored blend of several scorers.
 //! * [`plan`]: the served plan's description (`plan.json`): components, weights, knob and the
 //!   validation numbers that chose them.
 
 #![forbid(unsafe_code)]
 
+pub mod baselines;
 pub mod blend;
 pub mod ease;
 mod error;
@@ -26,6 +28,7 @@ pub mod popular;
 pub mod rerank;
 pub mod scorer;
 
+pub use baselines::{Fitted, IdBaseline, ID_BASELINES};
 pub use blend::{add_zscored, zscore_excluding, zstats, ZBlend};
 pub use ease::Ease;
 pub use error::RecError;

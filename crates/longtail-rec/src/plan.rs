@@ -31,6 +31,32 @@ pub enum ComponentKind {
     ItemKnn,
     /// Training interaction counts (artefact: the counts).
     MostPopular,
+    /// Any other item-item model of the baseline list (`crate::baselines`; artefact: the
+    /// matrix), served like EASE and item-kNN.
+    ItemItem,
+}
+
+/// What a component's saved form is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtefactKind {
+    /// An interest checkpoint (named by `checkpoint`, pinned by `checkpoint_sha256`).
+    Checkpoint,
+    /// An `n x n` item-item matrix file in the plan directory.
+    Matrix,
+    /// One value per item in the plan directory.
+    Counts,
+}
+
+impl ComponentKind {
+    pub fn artefact(self) -> ArtefactKind {
+        match self {
+            ComponentKind::Interest | ComponentKind::TextLastItem => ArtefactKind::Checkpoint,
+            ComponentKind::Ease | ComponentKind::ItemKnn | ComponentKind::ItemItem => {
+                ArtefactKind::Matrix
+            }
+            ComponentKind::MostPopular => ArtefactKind::Counts,
+        }
+    }
 }
 
 /// One scorer of the blend.

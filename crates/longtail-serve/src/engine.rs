@@ -69,9 +69,20 @@ impl Engine {
         ids.iter().map(|id| catalogue.contains(id)).collect()
     }
 
+    /// Read-only model work for a route: `work` runs on the model thread as one job of the
+    /// queue (skipped if the caller has left). A new route that needs the models calls this
+    /// with a method of `Models`; nothing else in the engine changes.
+    pub async fn with_models<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        permit: Permit,
+        work: impl FnOnce(&Models) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.queue.read(what, Some(permit), work).await
+    }
+
     pub async fn recommend(&self, req: RecRequest, permit: Permit) -> Result<RecAnswer> {
-        self.queue
-            .read("recommend", Some(permit), move |m| m.recommend(&req))
+        self.with_models("recommend", permit, move |m| m.recommend(&req))
             .await
     }
 
@@ -80,8 +91,7 @@ impl Engine {
         listings: Vec<Map<String, Value>>,
         permit: Permit,
     ) -> Result<Vec<EmbeddedItem>> {
-        self.queue
-            .read("items", Some(permit), move |m| m.embed(&listings))
+        self.with_models("items", permit, move |m| m.embed(&listings))
             .await
     }
 

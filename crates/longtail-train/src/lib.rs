@@ -64,7 +64,7 @@ pub use event::{Event, StepInfo};
 pub use learner::{EvalCadence, FitOutcome, FitSettings, Learner, Objective, SavePolicy};
 pub use longtail_model::named_vars;
 pub use optim_state::{OptimizerStateMeta, OPTIMIZER_JSON_FILE, OPTIMIZER_TENSORS_FILE};
-pub use param_groups::{is_no_decay_param, ParamGroup, ParamGroupSpec, Partition};
+pub use param_groups::{encoder_layer, is_no_decay_param, ParamGroup, ParamGroupSpec, Partition};
 pub use schedule::{resolve_warmup_steps, resolve_warmup_steps_v5, LrSchedule, SchedulerType};
 pub use shuffle::{epoch_permutation, DataOrder};
 pub use step::{remaining_updates, PhaseTimes, StepDriver, StepReport, UpdateWindow};

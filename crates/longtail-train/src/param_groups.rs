@@ -9,6 +9,17 @@ use candle_core::Var;
 
 use crate::error::{Result, TrainError};
 
+/// The encoder layer a BERT parameter belongs to, by its HF name without the model prefix
+/// (`encoder.layer.3.output.dense.weight` -> 3); `None` outside the layers. What
+/// "freeze the lowest N layers" rules compare.
+pub fn encoder_layer(name: &str) -> Option<usize> {
+    name.strip_prefix("encoder.layer.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// HF's rule for parameters that get no weight decay.
 ///
 /// Mirrors `Trainer.get_decay_parameter_names`, which matches these

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use longtail_data::{Label, PreparedDataset};
 use longtail_rec::interactions::index_of;
-use longtail_rec::plan::{ComponentKind, Plan, PlanComponent, PLAN_FILE, PLAN_VERSION};
+use longtail_rec::plan::{
+    ArtefactKind, ComponentKind, Plan, PlanComponent, PLAN_FILE, PLAN_VERSION,
+};
 use longtail_rec::{Interactions, ItemItem, MostPopular};
 
 use super::{LoadInfo, Part, Recommender, RecommenderOptions, Source};
@@ -128,8 +130,8 @@ impl Recommender {
         let (index, embeddings) = load_index(&ckpt)?;
         let mut parts = Vec::with_capacity(plan.components.len());
         for c in &plan.components {
-            let source = match c.kind {
-                ComponentKind::Interest | ComponentKind::TextLastItem => {
+            let source = match c.kind.artefact() {
+                ArtefactKind::Checkpoint => {
                     let dir = c.checkpoint.as_deref().ok_or_else(|| {
                         InterestError::invalid(format!(
                             "component `{}` names no checkpoint",
@@ -154,18 +156,18 @@ impl Recommender {
                         (_, Some((o, _))) => Source::Index(Box::new(o)),
                     }
                 }
-                ComponentKind::Ease | ComponentKind::ItemKnn | ComponentKind::MostPopular => {
+                artefact @ (ArtefactKind::Matrix | ArtefactKind::Counts) => {
                     let file = c.artefact.as_deref().ok_or_else(|| {
                         InterestError::invalid(format!("component `{}` names no artefact", c.name))
                     })?;
                     let (values, shape) =
                         read_artefact(&plan_dir.join(file), c.artefact_sha256.as_deref())?;
                     let n = plan.n_items;
-                    match c.kind {
-                        ComponentKind::MostPopular if shape == [n] => {
+                    match artefact {
+                        ArtefactKind::Counts if shape == [n] => {
                             Source::Popular(MostPopular::from_counts(values))
                         }
-                        ComponentKind::Ease | ComponentKind::ItemKnn if shape == [n, n] => {
+                        ArtefactKind::Matrix if shape == [n, n] => {
                             Source::ItemItem(ItemItem::new(c.name.clone(), n, values)?)
                         }
                         _ => {

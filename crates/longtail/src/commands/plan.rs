@@ -21,7 +21,8 @@ use longtail_rec::plan::{
     DENSE_ITEM_LIMIT, PLAN_FILE, PLAN_VERSION, STANDARDISATION,
 };
 use longtail_rec::{
-    ItemIdx, ItemItem, ItemKnn, Knob, MostPopular, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
+    Fitted, IdBaseline, ItemIdx, ItemItem, Knob, RecSplit, Scorer, Stage, TailWeighted, ZBlend,
+    ID_BASELINES,
 };
 use longtail_rec_eval::{
     choose_tail_by_budget, evaluate, search_tail, search_weights, selection_grid, tail_points,
@@ -106,6 +107,26 @@ impl Artefact {
             Artefact::Matrix(m) => artefact_bytes(m.matrix(), vec![m.n(), m.n()])?,
             Artefact::Counts(c) => artefact_bytes(c, vec![c.len()])?,
         })
+    }
+}
+
+/// A baseline of longtail-rec's list fitted on the training split, with the artefact a plan
+/// saves.
+fn id_candidate<'a>(b: &IdBaseline, split: &RecSplit) -> Candidate<'a> {
+    let (scorer, artefact): (Box<dyn Scorer + 'a>, Artefact) = match (b.fit)(split) {
+        Fitted::ItemItem(m) => {
+            let m = Arc::new(m);
+            (Box::new(Arc::clone(&m)), Artefact::Matrix(m))
+        }
+        Fitted::Counts(p) => {
+            let counts = p.counts().to_vec();
+            (Box::new(p), Artefact::Counts(counts))
+        }
+    };
+    Candidate {
+        component: component(b.name, b.kind, None),
+        scorer,
+        artefact: Some(artefact),
     }
 }
 
@@ -229,25 +250,19 @@ pub fn run(args: PlanArgs) -> Result<()> {
             scorer: Box::new(Arc::clone(&ease)),
             artefact: Some(Artefact::Matrix(ease)),
         });
-        let knn = Arc::new(ItemKnn::fit(&split).into_item_item());
-        cands.push(Candidate {
-            component: component("item_knn", ComponentKind::ItemKnn, None),
-            scorer: Box::new(Arc::clone(&knn)),
-            artefact: Some(Artefact::Matrix(knn)),
-        });
+        // The dense models of the baseline list next to EASE, the others after them.
+        for b in ID_BASELINES.iter().filter(|b| b.dense()) {
+            cands.push(id_candidate(b, &split));
+        }
     } else {
         notes.push(format!(
-            "EASE and item-kNN left out: {n} items exceed the dense item-item limit of \
-             {DENSE_ITEM_LIMIT} (n x n matrices)"
+            "EASE and the other item-item baselines left out: {n} items exceed the dense \
+             item-item limit of {DENSE_ITEM_LIMIT} (n x n matrices)"
         ));
     }
-    let popular = MostPopular::fit(&split);
-    let counts = popular.counts().to_vec();
-    cands.push(Candidate {
-        component: component("most_popular", ComponentKind::MostPopular, None),
-        scorer: Box::new(popular),
-        artefact: Some(Artefact::Counts(counts)),
-    });
+    for b in ID_BASELINES.iter().filter(|b| !b.dense()) {
+        cands.push(id_candidate(b, &split));
+    }
 
     // The weight search on validation candidates.
     let names: Vec<String> = cands.iter().map(|c| c.component.name.clone()).collect();

@@ -318,6 +318,125 @@ fn shard_outputs_concatenate_to_the_unsharded_output() {
     assert!(!tmp.path().join("whole.parquet.spool.jsonl").exists());
 }
 
+/// `score --merge DIR`: the parts of one sharded run, checked against their progress files and
+/// concatenated in shard order, are the unsharded output byte for byte (rejects included), and
+/// `DIR/_SUCCESS` lists them. A missing, unfinished, changed or foreign part is refused by name.
+#[test]
+fn merge_checks_the_parts_and_writes_the_unsharded_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tiny_checkpoint(tmp.path());
+    let input = tmp.path().join("cat.jsonl");
+    catalogue(&input, 700);
+    // One bad row, so the rejects are merged too.
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str("{not json\n");
+    std::fs::write(&input, text).unwrap();
+    let whole = tmp.path().join("whole.jsonl");
+    score(&ckpt, &input, &whole, &["--chunk-rows", "64"]);
+
+    let parts = tmp.path().join("parts");
+    let merged = tmp.path().join("merged.jsonl");
+    let merge = |extra: &[&str]| {
+        let mut cmd = longtail();
+        cmd.args(["score", "--merge"])
+            .arg(&parts)
+            .arg("--output")
+            .arg(&merged)
+            .args(extra);
+        cmd.output().unwrap()
+    };
+    let shard = |k: usize, extra: &[&str]| {
+        let part = parts.join(format!("part-{k}.jsonl"));
+        let s = format!("{k}/4");
+        let mut args = vec!["--chunk-rows", "64", "--shard", s.as_str()];
+        args.extend(extra);
+        score(&ckpt, &input, &part, &args);
+    };
+    // Shards finish in any order; shard 2 has not run yet.
+    for k in [3, 0, 1] {
+        shard(k, &[]);
+    }
+    let out = merge(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("shards 2/4 have no output"),
+        "{err}"
+    );
+    assert!(!merged.exists());
+    shard(2, &[]);
+    let out = merge(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&merge(&[]).stderr).into_owned();
+    assert!(err.contains("pass --overwrite"), "{err}");
+    let out = merge(&["--overwrite"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&merged).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
+    let rejects = |p: &Path| std::fs::read(format!("{}.rejects.jsonl", p.display())).unwrap();
+    assert_eq!(rejects(&merged), rejects(&whole));
+    assert_eq!(
+        String::from_utf8(rejects(&merged)).unwrap().lines().count(),
+        1
+    );
+    let success: Value =
+        serde_json::from_str(&std::fs::read_to_string(parts.join("_SUCCESS")).unwrap()).unwrap();
+    let shards: Vec<&str> = success["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["shard"].as_str().unwrap())
+        .collect();
+    assert_eq!(shards, ["0/4", "1/4", "2/4", "3/4"]);
+    assert_eq!(success["rows"], 701);
+
+    // A part changed after its shard finished.
+    let part1 = parts.join("part-1.jsonl");
+    let good = std::fs::read(&part1).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    std::fs::write(&part1, &bad).unwrap();
+    let err = String::from_utf8_lossy(&merge(&["--overwrite"]).stderr).into_owned();
+    assert!(
+        err.contains("part-1.jsonl") && err.contains("changed after scoring"),
+        "{err}"
+    );
+    std::fs::write(&part1, &good).unwrap();
+
+    // A shard whose run has not finished (its progress file says so).
+    let sidecar = parts.join("part-2.jsonl.progress.json");
+    let finished = std::fs::read_to_string(&sidecar).unwrap();
+    let mut unfinished: Value = serde_json::from_str(&finished).unwrap();
+    unfinished["complete"] = json!(false);
+    std::fs::write(&sidecar, unfinished.to_string()).unwrap();
+    let err = String::from_utf8_lossy(&merge(&[]).stderr).into_owned();
+    assert!(
+        err.contains("shard 2/4") && err.contains("not complete"),
+        "{err}"
+    );
+    std::fs::write(&sidecar, finished).unwrap();
+
+    // A part of another run (another --threshold) in the directory.
+    let foreign = parts.join("other.jsonl");
+    score(
+        &ckpt,
+        &input,
+        &foreign,
+        &["--chunk-rows", "64", "--shard", "1/4", "--threshold", "0.9"],
+    );
+    let err = String::from_utf8_lossy(&merge(&[]).stderr).into_owned();
+    assert!(err.contains("another run"), "{err}");
+}
+
 /// int8 (integer layers) and bf16 (matmuls on bf16 copies) really run (outputs differ from
 /// fp32), stay close to fp32, and an interrupted run cannot be continued in another precision.
 #[test]

@@ -26,4 +26,7 @@ pub use error::{InferError, Result};
 pub use longtail_model::{Device, Precision};
 pub use rows::RowFields;
 pub use scorer::{default_max_batch_tokens, ForwardStats, Scorer, ScorerOptions, Scores};
-pub use stream::{score_file, OutputFormat, Progress, Shard, StreamOptions, StreamSummary};
+pub use stream::{
+    merge_parts, score_file, MergeSummary, MergedPart, OutputFormat, Progress, Shard,
+    StreamOptions, StreamSummary, SUCCESS_FILE,
+};

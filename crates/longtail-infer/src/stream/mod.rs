@@ -16,7 +16,10 @@
 //! contiguous blocks `[k*B/N, (k+1)*B/N)`. Block boundaries are chunk boundaries, so every row
 //! is scored in the same batch as in an unsharded run and the shard outputs, concatenated in
 //! shard order, are byte-identical to the unsharded output (only shard 0 writes a CSV header).
+//! [`merge_parts`] (`score --merge DIR`) checks the parts of one run against their sidecars and
+//! writes that concatenation.
 
+mod merge;
 mod options;
 mod output;
 mod read;
@@ -35,10 +38,11 @@ use crate::scorer::Scorer;
 use output::{format_row, spool_to_parquet};
 use read::{count_rows, read_chunk, Chunk, Entry};
 use resume::{
-    check_output_is_safe, check_same_run, input_head_sha256, open_truncated, write_durable,
-    Sidecar, SIDECAR_VERSION,
+    check_output_is_safe, check_same_run, file_sha256, input_head_sha256, open_truncated,
+    write_durable, Sidecar, SIDECAR_VERSION,
 };
 
+pub use merge::{merge_parts, MergeSummary, MergedPart, SUCCESS_FILE};
 pub use options::{OutputFormat, Progress, StreamOptions, StreamSummary};
 pub use shard::Shard;
 
@@ -98,6 +102,9 @@ pub fn score_file(
         output_bytes: 0,
         rejects_bytes: 0,
         complete: false,
+        rejects: opts.rejects.clone(),
+        output_sha256: None,
+        rejects_sha256: None,
     };
     let previous = if opts.resume {
         Sidecar::load(&progress_path)?
@@ -264,6 +271,8 @@ pub fn score_file(
         spool_to_parquet(&data_path, &opts.output, opts.embeddings)?;
     }
     state.complete = true;
+    state.output_sha256 = Some(file_sha256(&opts.output)?);
+    state.rejects_sha256 = Some(file_sha256(&rejects_path)?);
     state.store(&progress_path)?;
     if opts.format == OutputFormat::Parquet {
         std::fs::remove_file(&data_path).map_err(|e| InferError::io(&data_path, e))?;

@@ -36,6 +36,15 @@ pub(super) struct Sidecar {
     pub(super) output_bytes: u64,
     pub(super) rejects_bytes: u64,
     pub(super) complete: bool,
+    /// The rejects file, when not the default `OUTPUT.rejects.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rejects: Option<PathBuf>,
+    /// sha256 of the output and of the rejects file, recorded when the run completes: what
+    /// `score --merge` checks each part against (absent in older sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) output_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rejects_sha256: Option<String>,
 }
 
 pub(super) const SIDECAR_VERSION: u32 = 2;
@@ -120,6 +129,37 @@ impl Sidecar {
     pub(super) fn store(&self, path: &Path) -> Result<()> {
         Ok(longtail_fs::write_json_atomic(path, self)?)
     }
+}
+
+/// What makes a run's rows, shard aside: the parts of one sharded run agree on all of it.
+pub(super) fn run_identity(s: &Sidecar) -> Vec<(&'static str, String)> {
+    vec![
+        ("progress format", s.version.to_string()),
+        ("an input of bytes", s.input_len.to_string()),
+        (
+            "an input whose first MiB has sha256",
+            s.input_head_sha256.clone(),
+        ),
+        ("chunk_rows", s.chunk_rows.to_string()),
+        ("precision", s.precision.clone()),
+        ("a checkpoint with weights sha256", s.weights_sha256.clone()),
+        ("--threshold", s.threshold.to_string()),
+        ("--max-len", s.max_len.to_string()),
+        ("--id-field", s.id_field.clone()),
+        (
+            "output",
+            format!("{} embeddings={}", s.format, s.embeddings),
+        ),
+    ]
+}
+
+/// sha256 of a file's bytes, read in blocks.
+pub(super) fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).map_err(|e| InferError::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| InferError::io(path, e))?;
+    Ok(hex::encode(h.finalize()))
 }
 
 pub(super) fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {

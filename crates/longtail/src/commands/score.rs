@@ -14,17 +14,25 @@ use crate::shared_args::defaults;
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
     /// Checkpoint directory (the --out of `longtail train`, or one of its checkpoint-N).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "merge")]
+    pub checkpoint: Option<PathBuf>,
 
     /// Catalogue dump: JSONL, CSV or Parquet, gzip or not; raw catalogue rows or the
     /// items.jsonl of `longtail prepare`.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "merge")]
+    pub input: Option<PathBuf>,
 
     /// Output file: one row per scored input row, in input order (item_id, p_tail, label).
+    /// With --merge: the merged file.
     #[arg(long)]
     pub output: PathBuf,
+
+    /// Merge the shard outputs in DIR (every `--shard k/N` run of one job, each complete)
+    /// into --output: each part is checked against its progress file (same run, rows, bytes,
+    /// sha256), then the parts are concatenated in shard order (the unsharded run's bytes)
+    /// with their rejects, and DIR/_SUCCESS lists what was merged.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["checkpoint", "input", "shard", "resume"])]
+    pub merge: Option<PathBuf>,
 
     /// TOML file whose [score] table supplies defaults for any flag.
     #[arg(long)]
@@ -111,6 +119,27 @@ fn reuse_freed_buffers() {
 }
 
 pub fn run(args: ScoreArgs) -> Result<()> {
+    if let Some(dir) = &args.merge {
+        let m = longtail_infer::merge_parts(dir, &args.output, args.overwrite)
+            .with_context(|| format!("merging the shards in {}", dir.display()))?;
+        println!(
+            "merged {} shards of {}: rows {} (scored {}, rejects {}); output {}, rejects {}, \
+             manifest {}",
+            m.parts.len(),
+            dir.display(),
+            m.rows,
+            m.scored,
+            m.rejected,
+            m.output.display(),
+            m.rejects.display(),
+            dir.join(longtail_infer::SUCCESS_FILE).display()
+        );
+        return Ok(());
+    }
+    let (checkpoint, input) = match (&args.checkpoint, &args.input) {
+        (Some(c), Some(i)) => (c.clone(), i.clone()),
+        _ => anyhow::bail!("--checkpoint and --input are required (or --merge DIR)"),
+    };
     reuse_freed_buffers();
     if let Some(n) = args.threads {
         anyhow::ensure!(n > 0, "--threads must be >= 1");
@@ -129,9 +158,9 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         device: args.device.resolve()?,
         ..Default::default()
     };
-    let scorer = Scorer::with_options(&args.checkpoint, &opts)
-        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
-    let mut stream = StreamOptions::new(&args.input, &args.output);
+    let scorer = Scorer::with_options(&checkpoint, &opts)
+        .with_context(|| format!("cannot load checkpoint {}", checkpoint.display()))?;
+    let mut stream = StreamOptions::new(&input, &args.output);
     if let Some(f) = args.format {
         stream.format = f;
     }
@@ -168,7 +197,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         }
         bar.set_message(format!("{} rows, {} rejected", p.rows_done, p.rejected));
     })
-    .with_context(|| format!("scoring {}", args.input.display()))?;
+    .with_context(|| format!("scoring {}", input.display()))?;
     bar.finish_and_clear();
     let st = scorer.stats();
     let arithmetic = match scorer.precision() {
@@ -191,7 +220,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     );
     println!(
         "scored {}: rows {} (scored {}, rejects {}), {:.1} s, {:.1} rows/s{}; output {}, rejects {}",
-        args.input.display(),
+        input.display(),
         summary.rows,
         summary.scored,
         summary.rejected,

@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: setup build demo test test-rust test-cli test-faults lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
+.PHONY: wheel test-wheel setup build demo test test-rust test-cli test-faults lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -84,6 +84,20 @@ test-cli: build
 	    --interactions $(DATASET)/interactions.csv --out $(RUNS)/test-office
 	$(PYTHON) scripts/check_prepare.py $(DATASET)/items.jsonl \
 	    $(DATASET)/interactions.csv $(RUNS)/test-office
+
+## wheel: `pip install longtail`: a wheel that carries the release binary (maturin's `bin`
+## bindings, as ruff and uv ship theirs) in target/wheels/, built with a pinned maturin
+MATURIN_VERSION ?= 1.16.0
+WHEEL_TOOLS := target/wheel-tools
+wheel:
+	@test -x $(WHEEL_TOOLS)/bin/maturin || { $(PYTHON) -m venv $(WHEEL_TOOLS) && \
+	    $(WHEEL_TOOLS)/bin/pip install --quiet maturin==$(MATURIN_VERSION); }
+	$(WHEEL_TOOLS)/bin/maturin build --release --out target/wheels
+
+## test-wheel: the wheel installed into a fresh venv offline, then prepare, train and score on the
+## Office data with the installed `longtail`
+test-wheel: wheel
+	bash scripts/test_wheel.sh $(DATASET) $(BASE_MODEL)
 
 ## check-eval-rec: eval-rec baselines on the prepared Office data, re-computed in numpy/scipy
 OFFICE_PREPARED ?= $(RUNS)/office

@@ -1,7 +1,7 @@
 //! Runs `prepare` with default options and prints the summary:
 //! `cargo run -p longtail-data --example prepare_dir -- ITEMS INTERACTIONS OUT [TAIL_RULE] [TIERS]`.
 
-use longtail_data::{prepare, NoProgress, PrepareOptions};
+use longtail_data::{prepare, PrepareOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opts.tiers = tiers.parse()?;
     }
     let t = std::time::Instant::now();
-    let summary = prepare(&opts, &NoProgress)?;
+    let summary = prepare(&opts, &longtail_progress::ignore)?;
     eprintln!("prepare took {:.2?}", t.elapsed());
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

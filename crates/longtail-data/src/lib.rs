@@ -17,7 +17,6 @@ mod error;
 pub mod label;
 mod options;
 mod prepare;
-mod progress;
 pub mod reader;
 pub mod split;
 mod stats;
@@ -32,7 +31,6 @@ pub use prepare::{
     listing_text, prepare, PrepareMeta, INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE,
     REJECTS_FILE, STATS_FILE,
 };
-pub use progress::{NoProgress, ProgressSink};
 pub use reader::{Format, ReadOptions, Record, RecordReader, Reject, RejectReason, RowResult};
 pub use split::{Split, SplitSpec};
 pub use stats::{gini, FileSummary, LabelStats, PrepareSummary, RuleSummary};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{file_counts, python_check, read_jsonl, real_data, rejects};
-use longtail_data::{prepare, NoProgress, PrepareOptions};
+use longtail_data::{prepare, PrepareOptions};
 
 /// Inserts `rows` so that each ends up at the given 1-based line number.
 fn splice(original: &[u8], rows: &[(u64, Vec<u8>)]) -> Vec<u8> {
@@ -84,7 +84,11 @@ fn injected_faults_are_rejected_at_their_lines() {
     .unwrap();
 
     let out = tmp.path().join("out");
-    let s = prepare(&PrepareOptions::new(&items, &inter, &out), &NoProgress).unwrap();
+    let s = prepare(
+        &PrepareOptions::new(&items, &inter, &out),
+        &longtail_progress::ignore,
+    )
+    .unwrap();
 
     let counts = file_counts(&out);
     assert_eq!(counts["items"], (2425, 2421, 4));

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use common::{file_counts, fixture, labels_and_splits, python_check, read_jsonl, rejects};
-use longtail_data::{
-    prepare, DataError, Label, NoProgress, PrepareOptions, PreparedDataset, ProgressSink, Split,
-};
+use longtail_data::{prepare, DataError, Label, PrepareOptions, PreparedDataset, Split};
 
 fn tiny() -> (PathBuf, PathBuf) {
     let dir = fixture("tiny");
@@ -19,7 +17,11 @@ fn tiny() -> (PathBuf, PathBuf) {
 }
 
 fn run(items: &Path, interactions: &Path, out: &Path) -> longtail_data::PrepareSummary {
-    prepare(&PrepareOptions::new(items, interactions, out), &NoProgress).unwrap()
+    prepare(
+        &PrepareOptions::new(items, interactions, out),
+        &longtail_progress::ignore,
+    )
+    .unwrap()
 }
 
 fn label_of(out: &Path) -> Vec<(String, String)> {
@@ -184,7 +186,7 @@ fn identical_runs_give_identical_outputs_and_seed_matters() {
         let out = tmp.path().join(format!("s{seed}"));
         let mut opts = PrepareOptions::new(&items, &inter, &out);
         opts.seed = seed;
-        prepare(&opts, &NoProgress).unwrap();
+        prepare(&opts, &longtail_progress::ignore).unwrap();
         labels_and_splits(&out) != base
     });
     assert!(changed);
@@ -317,7 +319,7 @@ fn parquet_inputs_with_string_and_integer_columns() {
     write_parquet(&bad, vec![("user_id", col(0)), ("item_id", col(1))]);
     let err = prepare(
         &PrepareOptions::new(&pi, &bad, tmp.path().join("o2")),
-        &NoProgress,
+        &longtail_progress::ignore,
     )
     .unwrap_err();
     assert!(
@@ -344,7 +346,7 @@ fn movielens_style_rating_column_is_carried_and_three_tiers_work() {
     opts.text_fields = vec!["title".into(), "year".into(), "genres".into()];
     opts.tail_rule = "pareto:0.8,0.5".parse().unwrap();
     opts.tiers = 3;
-    let s = prepare(&opts, &NoProgress).unwrap();
+    let s = prepare(&opts, &longtail_progress::ignore).unwrap();
     assert_eq!(s.n_interactions, 5);
     let csv = std::fs::read_to_string(out.join("interactions.csv")).unwrap();
     assert!(
@@ -371,7 +373,7 @@ fn time_split_puts_late_items_in_test() {
     let out = tmp.path().join("out");
     let mut opts = PrepareOptions::new(&items, &inter, &out);
     opts.split = "time:1005".parse().unwrap();
-    prepare(&opts, &NoProgress).unwrap();
+    prepare(&opts, &longtail_progress::ignore).unwrap();
     // first seen: A 1000, B 1003, C 1005, D 1012, F 1013, E never
     let splits = labels_and_splits(&out);
     for (id, (_, split)) in &splits {
@@ -380,35 +382,35 @@ fn time_split_puts_late_items_in_test() {
     python_check(&items, &inter, &out);
 }
 
-#[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<String>>);
-
-impl ProgressSink for Recorder {
-    fn start(&self, file: &Path, total: Option<u64>) {
-        let name = file.file_name().unwrap().to_string_lossy();
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("start {name} {}", total.is_some()));
-    }
-    fn finish(&self, file: &Path, rows: u64) {
-        let name = file.file_name().unwrap().to_string_lossy();
-        self.0.lock().unwrap().push(format!("finish {name} {rows}"));
-    }
-}
-
+/// Every event of one file's reading, in order (reading progress is one `longtail_progress`
+/// event type, shared with `score` and the trainers).
 #[test]
 fn progress_is_reported_per_file() {
     let (items, inter) = tiny();
     let tmp = tempfile::tempdir().unwrap();
-    let rec = Recorder::default();
-    prepare(&PrepareOptions::new(&items, &inter, tmp.path()), &rec).unwrap();
+    let seen = std::cell::RefCell::new(Vec::new());
+    let record = |e: longtail_progress::Event<'_>| {
+        use longtail_progress::Event;
+        let name = |f: &Path| f.file_name().unwrap().to_string_lossy().into_owned();
+        let line = match e {
+            Event::ReadStart { file, bytes_total } => {
+                format!("start {} {}", name(file), bytes_total.is_some())
+            }
+            Event::Read(r) => format!("read {} {} rows", name(r.file), r.rows),
+            Event::ReadDone { file, rows } => format!("finish {} {rows}", name(file)),
+            other => format!("{other:?}"),
+        };
+        seen.borrow_mut().push(line);
+    };
+    prepare(&PrepareOptions::new(&items, &inter, tmp.path()), &record).unwrap();
     assert_eq!(
-        *rec.0.lock().unwrap(),
+        *seen.borrow(),
         [
             "start items.jsonl true",
+            "read items.jsonl 11 rows",
             "finish items.jsonl 11",
             "start interactions.csv true",
+            "read interactions.csv 19 rows",
             "finish interactions.csv 19"
         ]
     );
@@ -419,8 +421,9 @@ fn fatal_errors_name_the_file() {
     let (items, inter) = tiny();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let fails =
-        |i: &Path, c: &Path| prepare(&PrepareOptions::new(i, c, &out), &NoProgress).unwrap_err();
+    let fails = |i: &Path, c: &Path| {
+        prepare(&PrepareOptions::new(i, c, &out), &longtail_progress::ignore).unwrap_err()
+    };
 
     let missing = tmp.path().join("missing.jsonl");
     let err = fails(&missing, &inter);
@@ -470,12 +473,12 @@ fn fatal_errors_name_the_file() {
     let mut bad_tiers = PrepareOptions::new(&items, &inter, &out);
     bad_tiers.tiers = 5;
     assert!(matches!(
-        prepare(&bad_tiers, &NoProgress).unwrap_err(),
+        prepare(&bad_tiers, &longtail_progress::ignore).unwrap_err(),
         DataError::InvalidOption { .. }
     ));
     let mut no_bytes = PrepareOptions::new(&items, &inter, &out);
     no_bytes.max_line_bytes = 0;
-    let err = prepare(&no_bytes, &NoProgress).unwrap_err();
+    let err = prepare(&no_bytes, &longtail_progress::ignore).unwrap_err();
     assert!(matches!(err, DataError::InvalidOption { .. }), "{err}");
 
     // refusing to overwrite the input
@@ -484,7 +487,7 @@ fn fatal_errors_name_the_file() {
     std::fs::copy(&items, dir.join("items.jsonl")).unwrap();
     let err = prepare(
         &PrepareOptions::new(dir.join("items.jsonl"), &inter, &dir),
-        &NoProgress,
+        &longtail_progress::ignore,
     )
     .unwrap_err();
     assert!(matches!(err, DataError::InvalidOption { .. }), "{err}");

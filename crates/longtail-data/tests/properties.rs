@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use longtail_data::{
-    clean_text, prepare, NoProgress, PrepareOptions, ReadOptions, RecordReader, RejectReason,
-    RowResult,
+    clean_text, prepare, PrepareOptions, ReadOptions, RecordReader, RejectReason, RowResult,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -409,7 +408,7 @@ proptest! {
         let items_path = write(dir.path(), "items.jsonl", &item_bytes);
         let inter_path = write(dir.path(), "interactions.csv", &inter_bytes);
         let out = dir.path().join("out");
-        let Ok(summary) = prepare(&PrepareOptions::new(&items_path, &inter_path, &out), &NoProgress)
+        let Ok(summary) = prepare(&PrepareOptions::new(&items_path, &inter_path, &out), &longtail_progress::ignore)
         else {
             // e.g. no usable rows: an error, not a panic
             return Ok(());

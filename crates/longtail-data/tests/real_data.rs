@@ -10,7 +10,7 @@ use std::time::Instant;
 use common::{
     file_counts, labels_and_splits, pareto_labels_from_raw, python_check, read_jsonl, real_data,
 };
-use longtail_data::{prepare, Label, NoProgress, PrepareOptions, Split};
+use longtail_data::{prepare, Label, PrepareOptions, Split};
 
 fn raw_item_ids(items: &std::path::Path) -> Vec<String> {
     read_jsonl(items)
@@ -51,7 +51,11 @@ fn office_prepare_matches_independent_pareto_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let t = Instant::now();
-    let s = prepare(&PrepareOptions::new(&items, &inter, &out), &NoProgress).unwrap();
+    let s = prepare(
+        &PrepareOptions::new(&items, &inter, &out),
+        &longtail_progress::ignore,
+    )
+    .unwrap();
     let elapsed = t.elapsed();
 
     assert_eq!(s.n_items, 2420);
@@ -94,7 +98,7 @@ fn office_time_split_and_three_tiers() {
     let mut opts = PrepareOptions::new(&items, &inter, tmp.path());
     opts.split = "time:2013-01-01".parse().unwrap();
     opts.tiers = 3;
-    let s = prepare(&opts, &NoProgress).unwrap();
+    let s = prepare(&opts, &longtail_progress::ignore).unwrap();
     let cutoff = 1356998400 + 86_399;
     let rows = read_jsonl(&tmp.path().join("items.jsonl"));
     let mut n_test = 0;
@@ -121,7 +125,7 @@ fn movielens_prepare_with_rating_column() {
     let out = tmp.path().join("out");
     let mut opts = PrepareOptions::new(&items, &inter, &out);
     opts.text_fields = vec!["title".into(), "year".into(), "genres".into()];
-    let s = prepare(&opts, &NoProgress).unwrap();
+    let s = prepare(&opts, &longtail_progress::ignore).unwrap();
     assert_eq!(
         (s.n_items, s.n_interactions, s.n_users),
         (1682, 100_000, 943)

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use longtail_data::{prepare, NoProgress, PrepareOptions, PreparedDataset};
+use longtail_data::{prepare, PrepareOptions, PreparedDataset};
 use longtail_eval::baselines::{self, BaselineOptions, MAJORITY, TFIDF_LOGREG};
 use longtail_eval::report::summary_table;
 use longtail_eval::{text_splits, Summary};
@@ -32,7 +32,7 @@ fn prepared() -> Option<(PathBuf, Option<tempfile::TempDir>)> {
     let tmp = tempfile::tempdir().unwrap();
     prepare(
         &PrepareOptions::new(items, interactions, tmp.path()),
-        &NoProgress,
+        &longtail_progress::ignore,
     )
     .unwrap();
     Some((tmp.path().to_path_buf(), Some(tmp)))

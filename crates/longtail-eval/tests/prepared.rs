@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use longtail_data::{prepare, NoProgress, PrepareOptions, PreparedDataset, Split};
+use longtail_data::{prepare, PrepareOptions, PreparedDataset, Split};
 use longtail_eval::baselines::{self, BaselineOptions};
 use longtail_eval::{load_text_splits, text_splits, EvalError};
 
@@ -17,7 +17,7 @@ fn splits_carry_text_and_tail_labels() {
     let (items, interactions) = tiny();
     prepare(
         &PrepareOptions::new(items, interactions, out.path()),
-        &NoProgress,
+        &longtail_progress::ignore,
     )
     .unwrap();
     let ds = PreparedDataset::load(out.path()).unwrap();
@@ -60,7 +60,7 @@ fn baselines_refuse_a_dataset_too_small_to_evaluate() {
     let (items, interactions) = tiny();
     prepare(
         &PrepareOptions::new(items, interactions, out.path()),
-        &NoProgress,
+        &longtail_progress::ignore,
     )
     .unwrap();
     let s = load_text_splits(out.path()).unwrap();

@@ -27,6 +27,6 @@ pub use longtail_model::{Device, Precision};
 pub use rows::RowFields;
 pub use scorer::{default_max_batch_tokens, ForwardStats, Scorer, ScorerOptions, Scores};
 pub use stream::{
-    merge_parts, score_file, MergeSummary, MergedPart, OutputFormat, Progress, Shard,
-    StreamOptions, StreamSummary, SUCCESS_FILE,
+    merge_parts, score_file, MergeSummary, MergedPart, OutputFormat, Shard, StreamOptions,
+    StreamSummary, SUCCESS_FILE,
 };

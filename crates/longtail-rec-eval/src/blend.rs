@@ -3,6 +3,7 @@
 //! re-ranked with a tail weight chosen on validation (`NAME+ease+tail`), and the re-ranking
 //! trade-off curves of the model and the blend. Test targets never choose anything.
 
+use longtail_progress::Event;
 use longtail_rec::{Ease, RecSplit, Scorer, ZBlend};
 
 use super::plan_search::{CandidateTable, SearchOptions};
@@ -26,17 +27,17 @@ pub fn search_blend_weight(
     model: &dyn Scorer,
     ease: &dyn Scorer,
     grid: &[f64],
-    log: &dyn Fn(&str),
+    log: &dyn Fn(Event<'_>),
 ) -> Result<BlendSearch, RecEvalError> {
     let table = CandidateTable::build(split, &[model, ease], SearchOptions::default().top_m)?;
     let mut searched = Vec::with_capacity(grid.len());
     for &w in grid {
         let (ndcg, unsure) = table.ndcg_10(&[w, 1.0 - w]);
-        log(&format!(
+        log(Event::Message(&format!(
             "{blend_name} w={w}: validation NDCG@10 {ndcg:.4} ({unsure} of {} users' ranks \
              bounded, not exact)",
             table.users()
-        ));
+        )));
         searched.push((w, ndcg));
     }
     let chosen = searched
@@ -65,17 +66,20 @@ pub fn add_blended_models(
     model: &dyn Scorer,
     ease: &Ease,
     report: &mut RecReport,
-    log: &dyn Fn(&str),
+    log: &dyn Fn(Event<'_>),
 ) -> Result<(), RecEvalError> {
     let name = model.name();
     report.add_model(split, segments, model)?;
-    log(&format!("{name} done"));
+    log(Event::Message(&format!("{name} done")));
 
     let blend_name = format!("{name}+ease");
     let search = search_blend_weight(split, &blend_name, model, ease, &BLEND_GRID, log)?;
     let blend = ZBlend::pair(blend_name.clone(), model, ease, search.chosen as f32);
     report.add_model(split, segments, &blend)?;
-    log(&format!("{blend_name} (w={}) done", search.chosen));
+    log(Event::Message(&format!(
+        "{blend_name} (w={}) done",
+        search.chosen
+    )));
     report.blend = Some(search);
 
     let tail_name = format!("{blend_name}+tail");
@@ -87,13 +91,13 @@ pub fn add_blended_models(
         &selection_grid(),
         &baseline_names(),
     )?;
-    log(&format!(
+    log(Event::Message(&format!(
         "{tail_name}: tail weight chosen on validation {chosen:?}"
-    ));
+    )));
     report.add_tradeoff(split, segments, model, &opts.knobs)?;
     report.add_tradeoff(split, segments, &blend, &opts.knobs)?;
-    log(&format!(
+    log(Event::Message(&format!(
         "re-ranking trade-offs on {name} and {blend_name} done"
-    ));
+    )));
     Ok(())
 }

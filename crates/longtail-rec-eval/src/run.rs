@@ -2,6 +2,7 @@
 //! (λ chosen on validation), and the re-ranking trade-off of the best of them.
 
 use longtail_data::TailRule;
+use longtail_progress::Event;
 
 use longtail_rec::ease::LAMBDA_GRID;
 use longtail_rec::itemknn::cooccurrence;
@@ -54,7 +55,7 @@ pub fn fit_ease(
     split: &RecSplit,
     segments: &Segments,
     grid: &[f64],
-    log: &dyn Fn(&str),
+    log: &dyn Fn(Event<'_>),
 ) -> Result<(Ease, LambdaSearch), RecEvalError> {
     if grid.is_empty() {
         return Err(RecEvalError::Option("EASE λ grid is empty".into()));
@@ -72,7 +73,9 @@ pub fn fit_ease(
         let ndcg = evaluate(split, segments, &ease, Stage::Validation)?
             .overall
             .ndcg_10;
-        log(&format!("ease λ={lambda}: validation NDCG@10 {ndcg:.4}"));
+        log(Event::Message(&format!(
+            "ease λ={lambda}: validation NDCG@10 {ndcg:.4}"
+        )));
         searched.push((lambda, ndcg));
         if best.as_ref().is_none_or(|(_, b)| ndcg > *b) {
             best = Some((ease, ndcg));
@@ -80,10 +83,10 @@ pub fn fit_ease(
         } else {
             below += 1;
             if below == LAMBDA_PATIENCE {
-                log(&format!(
+                log(Event::Message(&format!(
                     "ease: {LAMBDA_PATIENCE} values of λ in a row below the best; the larger \
                      ones are not tried"
-                ));
+                )));
                 break;
             }
         }
@@ -103,7 +106,7 @@ pub fn run_baselines(
     split: &RecSplit,
     segments: &Segments,
     opts: &RecOptions,
-    log: &dyn Fn(&str),
+    log: &dyn Fn(Event<'_>),
 ) -> Result<(RecReport, Ease), RecEvalError> {
     if split.stats.evaluated_users == 0 {
         return Err(RecEvalError::Empty {
@@ -118,14 +121,14 @@ pub fn run_baselines(
     for b in &ID_BASELINES {
         let model = (b.fit)(split);
         report.add_model(split, segments, &model)?;
-        log(&format!("{} done", b.name));
+        log(Event::Message(&format!("{} done", b.name)));
         fitted.push(model);
     }
 
     let (ease, search) = fit_ease(split, segments, &opts.lambda_grid, log)?;
     report.ease_lambda = Some(search);
     report.add_model(split, segments, &ease)?;
-    log("ease done");
+    log(Event::Message("ease done"));
 
     let mut scorers: Vec<&dyn Scorer> = fitted.iter().map(|f| f as &dyn Scorer).collect();
     scorers.push(&ease);
@@ -137,7 +140,9 @@ pub fn run_baselines(
         .find(|s| s.name() == best_name)
         .expect("named baseline");
     report.add_tradeoff(split, segments, *best, &opts.knobs)?;
-    log(&format!("re-ranking trade-off on {best_name} done"));
+    log(Event::Message(&format!(
+        "re-ranking trade-off on {best_name} done"
+    )));
     Ok((report, ease))
 }
 

@@ -26,9 +26,9 @@ use crate::accumulate::num_update_steps_per_epoch;
 use crate::best_metric::BestMetricConfig;
 use crate::early_stopping::{EarlyStopping, EARLY_STOPPING_CALLBACK};
 use crate::error::{Result, TrainError};
-use crate::event::{Event, StepInfo};
 use crate::step::{remaining_updates, StepDriver, StepReport, UpdateWindow};
 use crate::trainer_state::{LogEntry, TrainerState};
+use longtail_progress::{Event, StepInfo};
 
 /// The model side of a training run.
 pub trait Objective {
@@ -258,7 +258,7 @@ impl Learner {
             ..Default::default()
         };
         let mut saved_this_run = false;
-        progress(Event::Start {
+        progress(Event::TrainStart {
             start_step: out.start_step,
             max_steps: s.max_steps,
         });

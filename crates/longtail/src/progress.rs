@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use longtail_train::Event;
+use longtail_progress::{Event, ReadInfo};
 
 /// A bar on stderr; hidden when stderr is not a terminal so logs stay clean.
 pub fn bar(total: Option<u64>, what: &str) -> ProgressBar {
@@ -40,11 +40,12 @@ pub fn bytes_bar(total_bytes: Option<u64>, what: &str) -> ProgressBar {
     pb
 }
 
-/// The display of a training run ([`longtail_train::Event`]s): a bar over the updates with
-/// the loss, the learning rate and examples/s; messages and evaluations printed above it.
-/// When stderr is not a terminal (CI, `nohup`, a log file) the bar is invisible, so a plain
-/// progress line is printed every [`PLAIN_PROGRESS_EVERY`] instead.
-pub struct TrainProgress {
+/// The display of every long command's [`longtail_progress::Event`]s: a bar per file read
+/// (bytes, or rows when their total is known, with rows and rejects in the message), a bar
+/// over training updates (loss, learning rate, examples/s), and messages and evaluations
+/// printed above the bar. When stderr is not a terminal (CI, `nohup`, a log file) the bar is
+/// invisible, so a plain progress line is printed every [`PLAIN_PROGRESS_EVERY`] instead.
+pub struct ProgressDisplay {
     what: &'static str,
     /// What one training example is called (`samples`, `seq`, `pairs`).
     unit: &'static str,
@@ -54,7 +55,15 @@ pub struct TrainProgress {
 
 pub const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
-impl TrainProgress {
+/// For steps that only report messages (eval-rec's baselines, the plan search): each message
+/// on its own indented line of stderr.
+pub fn print_messages(event: Event<'_>) {
+    if let Event::Message(m) = event {
+        eprintln!("  {m}");
+    }
+}
+
+impl ProgressDisplay {
     pub fn new(what: &'static str, unit: &'static str) -> Self {
         Self {
             what,
@@ -66,7 +75,17 @@ impl TrainProgress {
 
     pub fn on_event(&mut self, event: Event<'_>) {
         match event {
-            Event::Start {
+            Event::ReadStart { file, bytes_total } => {
+                self.finish();
+                let name = file.file_name().map_or_else(
+                    || self.what.to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                self.pb = Some(bytes_bar(bytes_total, &name));
+            }
+            Event::Read(info) => self.read(info),
+            Event::ReadDone { .. } => self.finish(),
+            Event::TrainStart {
                 start_step,
                 max_steps,
             } => {
@@ -117,6 +136,35 @@ impl TrainProgress {
                 self.message(&format!("step {step}: {}{best}", text.join(", ")));
             }
             Event::Message(m) => self.message(m),
+        }
+    }
+
+    fn read(&mut self, r: &ReadInfo<'_>) {
+        let pb = self.pb.get_or_insert_with(|| match r.rows_total {
+            Some(n) => bar(Some(n), self.what),
+            None => bytes_bar(r.bytes_total.filter(|_| r.bytes > 0), self.what),
+        });
+        pb.set_position(if r.rows_total.is_some() || r.bytes == 0 {
+            r.rows
+        } else {
+            r.bytes
+        });
+        pb.set_message(format!("{} rows, {} rejected", r.rows, r.rejected));
+        if pb.is_hidden()
+            && self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY)
+        {
+            self.last_plain = Some(Instant::now());
+            eprintln!(
+                "{}: {} rows, {} rejected, {} of {} bytes, elapsed {}s",
+                r.file.display(),
+                r.rows,
+                r.rejected,
+                r.bytes,
+                r.bytes_total.map_or("?".into(), |b| b.to_string()),
+                pb.elapsed().as_secs()
+            );
         }
     }
 

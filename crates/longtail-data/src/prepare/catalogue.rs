@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::clean::{clean_text, render_value};
 use crate::options::PrepareOptions;
-use crate::progress::ProgressSink;
 use crate::reader::{excerpt, ReadOptions, RecordReader, Reject, RejectReason};
 use crate::stats::FileSummary;
 use crate::DataError;
+use longtail_progress::Event;
 
 use super::rows::{for_each_row, id_text, RejectLog};
 
@@ -29,7 +29,7 @@ pub(crate) struct Catalogue {
 pub(crate) fn read_catalogue(
     opts: &PrepareOptions,
     rejects: &mut RejectLog,
-    progress: &dyn ProgressSink,
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<(Catalogue, FileSummary), DataError> {
     let reader = RecordReader::open(&opts.items, read_options(opts))?;
     reader.require_column(&opts.item_id_field)?;

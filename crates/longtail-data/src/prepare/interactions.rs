@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use crate::clean::render_value;
 use crate::options::PrepareOptions;
-use crate::progress::ProgressSink;
 use crate::reader::{excerpt, RecordReader, Reject, RejectReason};
 use crate::stats::FileSummary;
 use crate::timestamp::parse_timestamp;
 use crate::DataError;
+use longtail_progress::Event;
 
 use super::catalogue::{read_options, Catalogue};
 use super::rows::{for_each_row, id_text, RejectLog};
@@ -31,7 +31,7 @@ pub(crate) fn read_interactions(
     cat: &Catalogue,
     out_csv: &Path,
     rejects: &mut RejectLog,
-    progress: &dyn ProgressSink,
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<(Popularity, FileSummary), DataError> {
     let reader = RecordReader::open(&opts.interactions, read_options(opts))?;
     for col in [&opts.user_column, &opts.item_column, &opts.timestamp_column] {

@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use crate::label::{assign_labels, describe, Label};
 use crate::options::PrepareOptions;
-use crate::progress::ProgressSink;
 use crate::reader::Format;
 use crate::split::{assign_splits, SplitInput};
 use crate::stats::{gini, label_stats, split_counts, PrepareSummary, RuleSummary};
 use crate::DataError;
+use longtail_progress::Event;
 
 pub use crate::dataset::{
     INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE, REJECTS_FILE, STATS_FILE,
@@ -32,7 +32,7 @@ pub use outputs::PrepareMeta;
 /// failures.
 pub fn prepare(
     opts: &PrepareOptions,
-    progress: &dyn ProgressSink,
+    progress: &dyn Fn(Event<'_>),
 ) -> Result<PrepareSummary, DataError> {
     let started = Instant::now();
     opts.tail_rule.validate(opts.tiers)?;

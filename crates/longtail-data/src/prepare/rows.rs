@@ -5,10 +5,10 @@ use std::path::Path;
 use longtail_fs::AtomicFile;
 use serde::Serialize;
 
-use crate::progress::ProgressSink;
 use crate::reader::{Record, RecordReader, Reject};
 use crate::stats::FileSummary;
 use crate::DataError;
+use longtail_progress::{Event, ReadInfo};
 
 /// A power of two, so the check below is a mask (and needs no newer std).
 const PROGRESS_EVERY: u64 = 8192;
@@ -58,12 +58,23 @@ pub(crate) fn for_each_row(
     role: &str,
     display_path: &Path,
     rejects: &mut RejectLog,
-    progress: &dyn ProgressSink,
+    progress: &dyn Fn(Event<'_>),
     mut accept: impl FnMut(Record) -> Result<Result<(), Reject>, DataError>,
 ) -> Result<FileSummary, DataError> {
     let mut summary = FileSummary::new(role, display_path, reader.format());
     let total_bytes = std::fs::metadata(reader.path()).ok().map(|m| m.len());
-    progress.start(display_path, total_bytes);
+    progress(Event::ReadStart {
+        file: display_path,
+        bytes_total: total_bytes,
+    });
+    let read = |summary: &FileSummary, bytes: u64| ReadInfo {
+        file: display_path,
+        rows: summary.read,
+        rows_total: None,
+        bytes,
+        bytes_total: total_bytes,
+        rejected: summary.rejected,
+    };
     while let Some(row) = reader.next_row()? {
         summary.read += 1;
         let outcome = match row {
@@ -75,11 +86,14 @@ pub(crate) fn for_each_row(
             Err(reject) => rejects.log(&mut summary, &reject)?,
         }
         if summary.read & (PROGRESS_EVERY - 1) == 0 {
-            progress.rows(display_path, summary.read, reader.bytes_read());
+            progress(Event::Read(&read(&summary, reader.bytes_read())));
         }
     }
-    progress.rows(display_path, summary.read, reader.bytes_read());
-    progress.finish(display_path, summary.read);
+    progress(Event::Read(&read(&summary, reader.bytes_read())));
+    progress(Event::ReadDone {
+        file: display_path,
+        rows: summary.read,
+    });
     debug_assert_eq!(summary.read, reader.rows_read());
     summary.assert_balanced();
     if summary.kept == 0 {

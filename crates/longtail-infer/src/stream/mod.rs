@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use longtail_data::RecordReader;
+use longtail_progress::{Event, ReadInfo};
 use longtail_tokenize::Encoded;
 
 use crate::error::{InferError, Result};
@@ -43,7 +44,7 @@ use resume::{
 };
 
 pub use merge::{merge_parts, MergeSummary, MergedPart, SUCCESS_FILE};
-pub use options::{OutputFormat, Progress, StreamOptions, StreamSummary};
+pub use options::{OutputFormat, StreamOptions, StreamSummary};
 pub use shard::Shard;
 
 /// Scores `opts.input` into `opts.output`; see the module docs. `progress` is called after
@@ -51,7 +52,7 @@ pub use shard::Shard;
 pub fn score_file(
     scorer: &Scorer,
     opts: &StreamOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<StreamSummary> {
     let started = Instant::now();
     if opts.chunk_rows == 0 {
@@ -251,14 +252,14 @@ pub fn score_file(
             state.output_bytes += out.len() as u64;
             state.rejects_bytes += rej.len() as u64;
             state.store(&progress_path)?;
-            progress(Progress {
-                rows_done: state.rows_consumed,
+            progress(Event::Read(&ReadInfo {
+                file: &opts.input,
+                rows: state.rows_consumed,
                 rows_total,
-                bytes_read: chunk.bytes_read,
-                bytes_total: input_len,
-                scored: state.scored,
+                bytes: chunk.bytes_read,
+                bytes_total: Some(input_len),
                 rejected: state.rejected,
-            });
+            }));
         }
         producer
             .join()

@@ -1,5 +1,5 @@
 //! The public options and results of [`score_file`](super::score_file): output format,
-//! [`StreamOptions`] and its derived paths, [`Progress`] and [`StreamSummary`].
+//! [`StreamOptions`] and its derived paths, and [`StreamSummary`].
 
 use std::path::{Path, PathBuf};
 
@@ -121,20 +121,6 @@ pub(super) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
-}
-
-/// Reported after every durable chunk.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    /// Rows of this shard done (scored + rejected), including those of earlier runs.
-    pub rows_done: u64,
-    /// Rows of this shard, when known (sharded runs count them first).
-    pub rows_total: Option<u64>,
-    /// Input bytes read so far and the input size (compressed bytes for gzip; 0 for parquet).
-    pub bytes_read: u64,
-    pub bytes_total: u64,
-    pub scored: u64,
-    pub rejected: u64,
 }
 
 /// The end of a run.

@@ -17,6 +17,7 @@
 //! does not and the target still ranks in the top 10 are counted (`uncertain_users`). The
 //! chosen weights are then measured on the full catalogue by the caller.
 
+use longtail_progress::Event;
 use rayon::prelude::*;
 
 use longtail_rec::plan::{BlendStep, TailPoint};
@@ -346,7 +347,7 @@ pub struct BlendChoice {
 pub fn search_weights(
     table: &CandidateTable,
     opts: &SearchOptions,
-    log: &dyn Fn(&str),
+    log: &dyn Fn(Event<'_>),
 ) -> Result<BlendChoice, RecEvalError> {
     let k = table.k;
     if k == 0 {
@@ -387,9 +388,9 @@ pub fn search_weights(
                 weights: w.to_vec(),
                 ndcg_10: *v,
             });
-            log(&format!(
+            log(Event::Message(&format!(
                 "pass {round}: weight of candidate {c} -> {g}: validation NDCG@10 {v:.4}"
-            ));
+            )));
         },
     );
     let (_, uncertain_users) = table.ndcg_10(&w);

@@ -3,6 +3,7 @@
 //! within the relevance budget. The per-user data it needs rides in the parent's
 //! [`CandidateTable`] (built with [`CandidateTable::build_with_tail`]).
 
+use longtail_progress::Event;
 use rayon::prelude::*;
 
 use longtail_rec::plan::TailStep;
@@ -208,7 +209,7 @@ pub fn search_tail(
     opts: &SearchOptions,
     tail_grid: &[f64],
     relevance_budget: f64,
-    log: &dyn Fn(&str),
+    log: &dyn Fn(Event<'_>),
 ) -> Result<TailChoice, RecEvalError> {
     let k = table.k;
     if table.users.first().is_some_and(|u| u.tail.is_none()) {
@@ -264,11 +265,11 @@ pub fn search_tail(
         |p, b| p.2 > b.2 || (p.2 == b.2 && p.1 > b.1),
         |round, c, g, w, p| {
             path.push(step(w, *p));
-            log(&format!(
+            log(Event::Message(&format!(
                 "tail pass {round}: weight of candidate {c} -> {g}: served with tail weight {}, \
                  validation tail-item R@10 {:.4}, NDCG@10 {:.4} (floor {floor:.4})",
                 p.0, p.2, p.1
-            ));
+            )));
         },
     );
     let total: f64 = w.iter().sum();

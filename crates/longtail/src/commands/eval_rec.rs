@@ -101,7 +101,7 @@ pub fn run(args: EvalRecArgs) -> Result<()> {
         ..RecOptions::default()
     };
     let (mut report, ease) =
-        rec::run_baselines(&split, &segments, &opts, &|line| eprintln!("  {line}"))?;
+        rec::run_baselines(&split, &segments, &opts, &crate::progress::print_messages)?;
     if let Some(ckpt) = &args.checkpoint {
         let models = super::eval_rec_interest::InterestCheckpoints {
             data: &args.data,

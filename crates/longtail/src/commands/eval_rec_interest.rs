@@ -81,10 +81,26 @@ pub fn add_interest_models(
         log("longtail (sequence model) and its re-ranking trade-off done");
         if let Some(text) = index.text_last_item() {
             let text = InterestScorer::new(&text, "text-last-item").precompute(&histories)?;
-            add_blended_models(split, segments, opts, &text, ease, report, &log)?;
+            add_blended_models(
+                split,
+                segments,
+                opts,
+                &text,
+                ease,
+                report,
+                &crate::progress::print_messages,
+            )?;
         }
     } else {
-        add_blended_models(split, segments, opts, &interest, ease, report, &log)?;
+        add_blended_models(
+            split,
+            segments,
+            opts,
+            &interest,
+            ease,
+            report,
+            &crate::progress::print_messages,
+        )?;
     }
     for c in compare {
         let other = load(&dataset, &c.dir, device)?;

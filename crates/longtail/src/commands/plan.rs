@@ -16,6 +16,7 @@ use longtail_interest::plan_files::{
 };
 use longtail_interest::scorer::InterestScorer;
 use longtail_interest::InterestIndex;
+use longtail_progress::Event;
 use longtail_rec::plan::{
     ComponentKind, Plan, PlanComponent, PlanSelection, TailPoint, ValidationNumbers,
     DENSE_ITEM_LIMIT, PLAN_FILE, PLAN_VERSION, STANDARDISATION,
@@ -235,8 +236,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
     log("interest candidates scored");
     // ID models on the training split.
     if n <= DENSE_ITEM_LIMIT {
-        let (ease, search) =
-            longtail_rec_eval::fit_ease(&split, &segments, &args.ease_lambdas, &log)?;
+        let (ease, search) = longtail_rec_eval::fit_ease(
+            &split,
+            &segments,
+            &args.ease_lambdas,
+            &crate::progress::print_messages,
+        )?;
         let lambda = ease.lambda;
         let ease = Arc::new(ease.into_item_item());
         let mut c = component("ease", ComponentKind::Ease, None);
@@ -284,9 +289,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
     // Stage 1: relevance.
-    let choice = search_weights(&table, &opts, &|l| {
-        log(&format!("{l} ({})", names.join(", ")))
-    })?;
+    let with_names = |e: Event<'_>| {
+        if let Event::Message(l) = e {
+            log(&format!("{l} ({})", names.join(", ")))
+        }
+    };
+    let choice = search_weights(&table, &opts, &with_names)?;
     for (name, single) in names.iter().zip(&choice.singles) {
         log(&format!("{name} alone: validation NDCG@10 {single:.4}"));
     }
@@ -338,7 +346,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         &opts,
         &grid,
         args.relevance_budget,
-        &|l| log(&format!("{l} ({})", names.join(", "))),
+        &with_names,
     )?;
     if tail.uncertain_users > 0 {
         notes.push(format!(

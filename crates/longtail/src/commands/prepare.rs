@@ -1,17 +1,17 @@
 //! `longtail prepare`: raw arguments -> validated `PrepareOptions` -> the data crate.
 
-use crate::progress;
+use crate::progress::ProgressDisplay;
 use anyhow::Result;
-use indicatif::ProgressBar;
-use longtail_data::{prepare, PrepareOptions, PrepareSummary, ProgressSink};
+use longtail_data::{prepare, PrepareOptions, PrepareSummary};
+use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Mutex;
 
 pub fn run(args: PrepareArgs) -> Result<()> {
     let opts = options(args);
-    let bars = FileBars::default();
-    let summary = prepare(&opts, &bars).map_err(anyhow::Error::from)?;
-    bars.finish_all();
+    let display = RefCell::new(ProgressDisplay::new("prepare", "rows"));
+    let summary =
+        prepare(&opts, &|e| display.borrow_mut().on_event(e)).map_err(anyhow::Error::from)?;
+    display.borrow_mut().finish();
     print_summary(&summary, &opts.out_dir);
     Ok(())
 }
@@ -31,44 +31,6 @@ fn options(args: PrepareArgs) -> PrepareOptions {
     opts.max_line_bytes = args.max_line_bytes;
     opts.invocation = std::env::args().collect();
     opts
-}
-
-/// One progress bar per input file, in bytes read when the size is known.
-#[derive(Default)]
-struct FileBars {
-    current: Mutex<Option<ProgressBar>>,
-}
-
-impl FileBars {
-    fn finish_all(&self) {
-        if let Some(bar) = self.current.lock().unwrap().take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl ProgressSink for FileBars {
-    fn start(&self, file: &Path, total_bytes: Option<u64>) {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bar = progress::bytes_bar(total_bytes, &name);
-        if let Some(old) = self.current.lock().unwrap().replace(bar) {
-            old.finish_and_clear();
-        }
-    }
-
-    fn rows(&self, _file: &Path, rows: u64, bytes: u64) {
-        if let Some(bar) = self.current.lock().unwrap().as_ref() {
-            bar.set_position(bytes);
-            bar.set_message(format!("{rows} rows"));
-        }
-    }
-
-    fn finish(&self, _file: &Path, _rows: u64) {
-        self.finish_all();
-    }
 }
 
 fn print_summary(s: &PrepareSummary, out: &Path) {

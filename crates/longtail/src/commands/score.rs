@@ -175,30 +175,10 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     stream.threshold = args.threshold;
     stream.id_field = args.id_field.clone();
 
-    let bar = crate::progress::bar(None, "scoring");
-    let mut sized = false;
-    let summary = score_file(&scorer, &stream, &mut |p| {
-        // Known row total (sharded runs): rows bar with ETA; otherwise input bytes drive the
-        // ETA and the rows count is shown in the message.
-        if !sized {
-            sized = true;
-            match p.rows_total {
-                Some(n) => bar.set_length(n),
-                None if p.bytes_read > 0 => bar.set_length(p.bytes_total),
-                None => {}
-            }
-        }
-        if p.rows_total.is_some() {
-            bar.set_position(p.rows_done);
-        } else if p.bytes_read > 0 {
-            bar.set_position(p.bytes_read);
-        } else {
-            bar.set_position(p.rows_done);
-        }
-        bar.set_message(format!("{} rows, {} rejected", p.rows_done, p.rejected));
-    })
-    .with_context(|| format!("scoring {}", input.display()))?;
-    bar.finish_and_clear();
+    let mut display = crate::progress::ProgressDisplay::new("scoring", "rows");
+    let summary = score_file(&scorer, &stream, &mut |e| display.on_event(e))
+        .with_context(|| format!("scoring {}", input.display()))?;
+    display.finish();
     let st = scorer.stats();
     let arithmetic = match scorer.precision() {
         Precision::Fp32 => "GFLOP/s (fp32)".to_string(),

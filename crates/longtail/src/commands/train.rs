@@ -1,7 +1,7 @@
 //! `longtail train`: typed arguments -> `TrainConfig` -> the training loop of
 //! longtail-classify, with a progress bar (samples/s, loss, ETA).
 
-use crate::progress::TrainProgress;
+use crate::progress::ProgressDisplay;
 use anyhow::Result;
 use longtail_classify::TrainConfig;
 
@@ -17,7 +17,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.pooling.as_str()
         );
     }
-    let mut bar = TrainProgress::new("train", "samples");
+    let mut bar = ProgressDisplay::new("train", "samples");
     let outcome = longtail_classify::train(&cfg, &mut |e| bar.on_event(e))?;
     bar.finish();
     println!(

@@ -65,7 +65,7 @@ fn train_once(cfg: &TrainInterestConfig, label: &'static str) -> Result<TrainInt
         Architecture::Sequence => "seq",
         Architecture::BiEncoder => "pairs",
     };
-    let mut bar = crate::progress::TrainProgress::new(label, unit);
+    let mut bar = crate::progress::ProgressDisplay::new(label, unit);
     let outcome = train_interest(cfg, &mut |e| bar.on_event(e))?;
     bar.finish();
     Ok(outcome)

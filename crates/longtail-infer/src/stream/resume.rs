@@ -165,25 +165,9 @@ pub(super) fn file_sha256(path: &Path) -> Result<String> {
 pub(super) fn check_same_run(prev: &Sidecar, now: &Sidecar) -> Result<()> {
     // What makes the rows, each as the interrupted run and this one state it.
     let settings = |s: &Sidecar| {
-        [
-            ("progress format", s.version.to_string()),
-            ("an input of bytes", s.input_len.to_string()),
-            (
-                "an input whose first MiB has sha256",
-                s.input_head_sha256.clone(),
-            ),
-            ("shard", s.shard.clone()),
-            ("chunk_rows", s.chunk_rows.to_string()),
-            ("precision", s.precision.clone()),
-            ("a checkpoint with weights sha256", s.weights_sha256.clone()),
-            ("--threshold", s.threshold.to_string()),
-            ("--max-len", s.max_len.to_string()),
-            ("--id-field", s.id_field.clone()),
-            (
-                "output",
-                format!("{} embeddings={}", s.format, s.embeddings),
-            ),
-        ]
+        let mut v = run_identity(s);
+        v.push(("shard", s.shard.clone()));
+        v
     };
     for ((what, a), (_, b)) in settings(prev).into_iter().zip(settings(now)) {
         if a != b {

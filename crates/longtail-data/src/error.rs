@@ -57,6 +57,9 @@ pub enum DataError {
         line: u64,
         reason: String,
     },
+    /// A directory, glob or manifest input that names no usable list of files.
+    #[error("input {spec}: {reason}")]
+    Inputs { spec: String, reason: String },
     #[error(transparent)]
     Plot(#[from] longtail_plot::PlotError),
 }

@@ -31,7 +31,10 @@ pub use prepare::{
     listing_text, prepare, PrepareMeta, INTERACTIONS_FILE, ITEMS_FILE, META_FILE, POPULARITY_FILE,
     REJECTS_FILE, STATS_FILE,
 };
-pub use reader::{Format, ReadOptions, Record, RecordReader, Reject, RejectReason, RowResult};
+pub use reader::{
+    Format, InputFile, InputKind, InputSet, ParquetLayout, ReadOptions, Record, RecordReader,
+    Reject, RejectReason, RowGroupSpan, RowResult,
+};
 pub use split::{Split, SplitSpec};
 pub use stats::{gini, FileSummary, LabelStats, PrepareSummary, RuleSummary};
 pub use timestamp::{parse_date, parse_timestamp};

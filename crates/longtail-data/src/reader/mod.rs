@@ -9,6 +9,7 @@
 mod columnar;
 mod delimited;
 mod format;
+mod input_set;
 mod jsonl;
 mod lines;
 mod reject;
@@ -20,7 +21,9 @@ use serde_json::{Map, Value};
 
 use crate::DataError;
 
+pub use columnar::{ParquetLayout, RowGroupSpan};
 pub use format::Format;
+pub use input_set::{InputFile, InputKind, InputSet};
 pub(crate) use reject::excerpt;
 pub use reject::{Reject, RejectReason};
 
@@ -90,6 +93,17 @@ impl RecordReader {
         })
     }
 
+    /// The rows of one row group of a parquet file whose footer `layout` has read, numbered
+    /// as in the whole file. [`Self::bytes_read`] counts the group's bytes only.
+    pub fn open_row_group(layout: &ParquetLayout, group: usize) -> Result<Self, DataError> {
+        Ok(Self {
+            path: layout.path().to_path_buf(),
+            format: Format::Parquet,
+            inner: Inner::Parquet(columnar::ParquetRows::row_group(layout, group)?),
+            rows: 0,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -127,12 +141,13 @@ impl RecordReader {
         self.rows
     }
 
-    /// Compressed on-disk bytes consumed so far (0 for parquet).
+    /// Compressed on-disk bytes consumed so far (parquet: the footer and the column chunks
+    /// its decoder consumed).
     pub fn bytes_read(&self) -> u64 {
         match &self.inner {
             Inner::Jsonl(r) => r.bytes_read(),
             Inner::Csv(r) => r.bytes_read(),
-            Inner::Parquet(_) => 0,
+            Inner::Parquet(r) => r.bytes_read(),
         }
     }
 

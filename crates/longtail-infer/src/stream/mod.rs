@@ -25,27 +25,125 @@ mod output;
 mod read;
 mod resume;
 mod shard;
+mod units;
 
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
-use std::sync::Arc;
 use std::time::Instant;
 
-use longtail_data::RecordReader;
+use longtail_data::InputSet;
 use longtail_progress::{Event, ReadInfo};
 use longtail_tokenize::Encoded;
 
 use crate::error::{InferError, Result};
 use crate::scorer::Scorer;
 use output::{format_row, spool_to_parquet};
-use read::{count_rows, read_chunk, Chunk, Entry};
+use read::{count_rows, produce_file, produce_units, Chunk, Entry, Tokenizing, UnitPosition};
 use resume::{
     check_output_is_safe, check_same_run, file_sha256, input_head_sha256, open_truncated,
     write_durable, Sidecar, SIDECAR_VERSION,
 };
+use units::SetPlan;
 
 pub use merge::{merge_parts, MergeSummary, MergedPart, SUCCESS_FILE};
 pub use options::{OutputFormat, StreamOptions, StreamSummary};
 pub use shard::Shard;
+
+/// What a run reads: one file (a sharded run counts its rows first), or its share of the
+/// units of a many-file input.
+enum Source {
+    File {
+        len: u64,
+        /// Rows `[start, end)` of the file are this shard's.
+        start: u64,
+        end: u64,
+        /// Known when sharded (from the counting pass).
+        rows_total: Option<u64>,
+        /// Bytes the counting pass read.
+        counted_bytes: u64,
+    },
+    Set(SetPlan),
+}
+
+impl Source {
+    fn open(opts: &StreamOptions) -> Result<Self> {
+        if let Some(set) = InputSet::resolve(&opts.input)? {
+            return Ok(Self::Set(SetPlan::new(set, opts.shard)?));
+        }
+        let len = std::fs::metadata(&opts.input)
+            .map_err(|e| InferError::io(&opts.input, e))?
+            .len();
+        if opts.shard.count == 1 {
+            return Ok(Self::File {
+                len,
+                start: 0,
+                end: u64::MAX,
+                rows_total: None,
+                counted_bytes: 0,
+            });
+        }
+        let (total, counted_bytes) = count_rows(&opts.input, opts.read)?;
+        let (start, end) = opts.shard.row_range(total, opts.chunk_rows as u64);
+        Ok(Self::File {
+            len,
+            start,
+            end,
+            rows_total: Some(end - start),
+            counted_bytes,
+        })
+    }
+
+    /// Bytes of the whole input.
+    fn input_len(&self) -> u64 {
+        match self {
+            Self::File { len, .. } => *len,
+            Self::Set(plan) => plan.set.total_bytes(),
+        }
+    }
+
+    /// What a resume and a merge compare: the file's first MiB, or the set's file listing.
+    fn identity_sha256(&self, input: &Path) -> Result<String> {
+        match self {
+            Self::File { .. } => input_head_sha256(input),
+            Self::Set(plan) => Ok(plan.listing_sha256()),
+        }
+    }
+
+    /// Bytes the counting pass read.
+    fn counted_bytes(&self) -> u64 {
+        match self {
+            Self::File { counted_bytes, .. } => *counted_bytes,
+            Self::Set(_) => 0,
+        }
+    }
+
+    /// Parquet footer bytes read to plan the shard.
+    fn footer_bytes(&self) -> u64 {
+        match self {
+            Self::File { .. } => 0,
+            Self::Set(plan) => plan.footer_bytes,
+        }
+    }
+
+    /// Whether this run starts the output (writes the CSV header).
+    fn starts_output(&self, shard: Shard) -> bool {
+        match self {
+            Self::File { start, .. } => *start == 0,
+            Self::Set(_) => shard.index == 0,
+        }
+    }
+
+    /// The input files an output must not overwrite, and a directory it must not be in.
+    fn guarded_paths(&self, input: &Path) -> (Vec<PathBuf>, Option<PathBuf>) {
+        match self {
+            Self::File { .. } => (vec![input.to_path_buf()], None),
+            Self::Set(plan) => (
+                plan.paths().map(Path::to_path_buf).collect(),
+                plan.set.root().map(Path::to_path_buf),
+            ),
+        }
+    }
+}
 
 /// Scores `opts.input` into `opts.output`; see the module docs. `progress` is called after
 /// every durable chunk.
@@ -58,17 +156,8 @@ pub fn score_file(
     if opts.chunk_rows == 0 {
         return Err(InferError::Invalid("chunk_rows must be >= 1".into()));
     }
-    let input_len = std::fs::metadata(&opts.input)
-        .map_err(|e| InferError::io(&opts.input, e))?
-        .len();
-    let block = opts.chunk_rows as u64;
-    let (start, end, rows_total) = if opts.shard.count > 1 {
-        let total = count_rows(&opts.input, opts.read)?;
-        let (s, e) = opts.shard.row_range(total, block);
-        (s, e, Some(e - s))
-    } else {
-        (0, u64::MAX, None)
-    };
+    let source = Source::open(opts)?;
+    let input_len = source.input_len();
 
     let data_path = opts.data_path();
     let rejects_path = opts.rejects_path();
@@ -76,7 +165,14 @@ pub fn score_file(
     // One writer per output (a Kubernetes Indexed Job or Slurm requeue may start one index
     // twice), held until this function returns.
     let _lock = longtail_fs::OutputLock::acquire(&opts.output)?;
-    check_output_is_safe(opts, &data_path, &progress_path)?;
+    let (inputs, input_root) = source.guarded_paths(&opts.input);
+    check_output_is_safe(
+        opts,
+        &inputs,
+        input_root.as_deref(),
+        &data_path,
+        &progress_path,
+    )?;
     let fresh = Sidecar {
         version: SIDECAR_VERSION,
         input: opts.input.clone(),
@@ -91,7 +187,7 @@ pub fn score_file(
         threshold: opts.threshold,
         max_len: scorer.max_len(),
         id_field: opts.id_field.clone(),
-        input_head_sha256: input_head_sha256(&opts.input)?,
+        input_head_sha256: source.identity_sha256(&opts.input)?,
         shard: opts.shard.to_string(),
         chunk_rows: opts.chunk_rows,
         format: opts.format.name().into(),
@@ -106,6 +202,10 @@ pub fn score_file(
         rejects: opts.rejects.clone(),
         output_sha256: None,
         rejects_sha256: None,
+        bytes_read: 0,
+        footer_bytes: 0,
+        unit: 0,
+        unit_rows: 0,
     };
     let previous = if opts.resume {
         Sidecar::load(&progress_path)?
@@ -120,16 +220,20 @@ pub fn score_file(
         None => fresh,
     };
     let resumed_rows = state.rows_consumed;
+    let summary = |state: &Sidecar| StreamSummary {
+        rows: state.rows_consumed,
+        scored: state.scored,
+        rejected: state.rejected,
+        resumed_rows,
+        seconds: started.elapsed().as_secs_f64(),
+        output: opts.output.clone(),
+        rejects: rejects_path.clone(),
+        bytes_read: state.bytes_read,
+        footer_bytes: state.footer_bytes,
+        input_bytes: input_len,
+    };
     if state.complete {
-        return Ok(StreamSummary {
-            rows: state.rows_consumed,
-            scored: state.scored,
-            rejected: state.rejected,
-            resumed_rows,
-            seconds: started.elapsed().as_secs_f64(),
-            output: opts.output.clone(),
-            rejects: rejects_path,
-        });
+        return Ok(summary(&state));
     }
 
     let mut data = open_truncated(&data_path, state.output_bytes)?;
@@ -137,7 +241,7 @@ pub fn score_file(
     if state.rows_consumed == 0
         && state.output_bytes == 0
         && opts.format == OutputFormat::Csv
-        && start == 0
+        && source.starts_output(opts.shard)
     {
         let header = if opts.embeddings {
             "item_id,p_tail,label,embedding\n"
@@ -147,60 +251,48 @@ pub fn score_file(
         write_durable(&mut data, &data_path, header.as_bytes())?;
         state.output_bytes = header.len() as u64;
     }
+    // Bytes read by earlier attempts, plus this one's counting pass.
+    let bytes_base = state.bytes_read + source.counted_bytes();
+    state.bytes_read = bytes_base;
+    state.footer_bytes += source.footer_bytes();
     state.store(&progress_path)?;
 
-    let skip = start + state.rows_consumed;
-    let remaining = end.saturating_sub(skip);
-    let template_fields: Arc<Vec<String>> = Arc::new(
-        scorer
-            .tokenizer()
-            .config()
-            .template
-            .field_names()
-            .map(str::to_string)
-            .collect(),
-    );
+    let template_fields: Vec<String> = scorer
+        .tokenizer()
+        .config()
+        .template
+        .field_names()
+        .map(str::to_string)
+        .collect();
+    let tokenizing = Tokenizing {
+        tokenizer: scorer.tokenizer(),
+        fields: &template_fields,
+        id_field: &opts.id_field,
+        block: opts.chunk_rows as u64,
+    };
+    let (rows_total, bytes_total) = match &source {
+        Source::File { rows_total, .. } => (*rows_total, input_len),
+        Source::Set(plan) => (plan.rows(), plan.bytes()),
+    };
 
     let (tx, rx) = sync_channel::<Result<Chunk>>(1);
     std::thread::scope(|scope| -> Result<()> {
         // Owned here so an early error return drops it, unblocking the producer's send.
         let rx = rx;
-        let fields = template_fields.clone();
-        let tokenizer = scorer.tokenizer();
-        // The reader is not Send (shared byte counter): it lives on the producer thread.
-        let producer = scope.spawn(move || {
-            let opened = RecordReader::open(&opts.input, opts.read)
-                .map_err(InferError::from)
-                .and_then(|mut r| {
-                    for _ in 0..skip {
-                        if r.next_row()?.is_none() {
-                            break;
-                        }
-                    }
-                    Ok(r)
-                });
-            let mut reader = match opened {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            let mut left = remaining;
-            while left > 0 {
-                let want = left.min(block) as usize;
-                let chunk = read_chunk(&mut reader, want, tokenizer, &fields, &opts.id_field);
-                let stop = match &chunk {
-                    Ok(c) => c.entries.len() < want,
-                    Err(_) => true,
-                };
-                if let Ok(c) = &chunk {
-                    left -= c.entries.len() as u64;
-                }
-                if tx.send(chunk).is_err() || stop {
-                    break;
-                }
+        let (source, tokenizing) = (&source, &tokenizing);
+        let from = UnitPosition {
+            unit: state.unit,
+            unit_rows: state.unit_rows,
+        };
+        let rows_done = state.rows_consumed;
+        // The readers are not Send (shared byte counters): they live on the producer thread.
+        let producer = scope.spawn(move || match source {
+            Source::File { start, end, .. } => {
+                let skip = start + rows_done;
+                let remaining = end.saturating_sub(skip);
+                produce_file(&opts.input, opts.read, skip, remaining, tokenizing, &tx)
             }
+            Source::Set(plan) => produce_units(plan, opts.read, from, tokenizing, &tx),
         });
         let mut line = Vec::with_capacity(256);
         for chunk in rx.iter() {
@@ -236,11 +328,11 @@ pub fn score_file(
                         state.scored += 1;
                     }
                     Entry::Rejected { line: l, reason } => {
-                        serde_json::to_writer(
-                            &mut rej,
-                            &serde_json::json!({"line": l, "reason": reason}),
-                        )
-                        .expect("reject serializes");
+                        let record = match &chunk.file {
+                            Some(f) => serde_json::json!({"file": f, "line": l, "reason": reason}),
+                            None => serde_json::json!({"line": l, "reason": reason}),
+                        };
+                        serde_json::to_writer(&mut rej, &record).expect("reject serializes");
                         rej.push(b'\n');
                         state.rejected += 1;
                     }
@@ -251,13 +343,16 @@ pub fn score_file(
             state.rows_consumed += chunk.entries.len() as u64;
             state.output_bytes += out.len() as u64;
             state.rejects_bytes += rej.len() as u64;
+            state.bytes_read = bytes_base + chunk.bytes_read;
+            state.unit = chunk.next.unit;
+            state.unit_rows = chunk.next.unit_rows;
             state.store(&progress_path)?;
             progress(Event::Read(&ReadInfo {
                 file: &opts.input,
                 rows: state.rows_consumed,
                 rows_total,
                 bytes: chunk.bytes_read,
-                bytes_total: Some(input_len),
+                bytes_total: Some(bytes_total),
                 rejected: state.rejected,
             }));
         }
@@ -278,15 +373,7 @@ pub fn score_file(
     if opts.format == OutputFormat::Parquet {
         std::fs::remove_file(&data_path).map_err(|e| InferError::io(&data_path, e))?;
     }
-    Ok(StreamSummary {
-        rows: state.rows_consumed,
-        scored: state.scored,
-        rejected: state.rejected,
-        resumed_rows,
-        seconds: started.elapsed().as_secs_f64(),
-        output: opts.output.clone(),
-        rejects: rejects_path,
-    })
+    Ok(summary(&state))
 }
 
 #[cfg(test)]

@@ -135,6 +135,13 @@ pub struct StreamSummary {
     pub seconds: f64,
     pub output: PathBuf,
     pub rejects: PathBuf,
+    /// Input bytes read for this output over all its attempts (a sharded single file's
+    /// counting pass and skipped rows included).
+    pub bytes_read: u64,
+    /// Parquet footers read to plan the shard (over all attempts).
+    pub footer_bytes: u64,
+    /// Bytes of the whole input (every file of a many-file input).
+    pub input_bytes: u64,
 }
 
 impl StreamSummary {

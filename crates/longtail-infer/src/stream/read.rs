@@ -1,12 +1,14 @@
 //! The producer side: reading input rows in chunks and tokenizing them.
 
 use std::path::Path;
+use std::sync::mpsc::SyncSender;
 
 use longtail_data::{ReadOptions, RecordReader};
 use longtail_tokenize::{Encoded, ItemTokenizer};
 use rayon::prelude::*;
 
-use crate::error::Result;
+use super::units::SetPlan;
+use crate::error::{InferError, Result};
 use crate::rows::{id_text, RowFields};
 
 /// One input row after parsing and tokenization.
@@ -17,24 +19,152 @@ pub(super) enum Entry {
 
 pub(super) struct Chunk {
     pub(super) entries: Vec<Entry>,
+    /// Input bytes the producer has read so far (this attempt).
     pub(super) bytes_read: u64,
+    /// The file the rows come from, in a many-file input (a chunk never spans files).
+    pub(super) file: Option<String>,
+    /// Where the next chunk starts, in a many-file input.
+    pub(super) next: UnitPosition,
 }
 
-/// Rows in the input as the reader counts them (records + rejects).
-pub(super) fn count_rows(path: &Path, read: ReadOptions) -> Result<u64> {
+/// A place in a shard's units: rows `unit_rows` of unit `unit` onwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct UnitPosition {
+    pub(super) unit: u64,
+    pub(super) unit_rows: u64,
+}
+
+/// Rows in the input as the reader counts them (records + rejects), and the bytes read.
+pub(super) fn count_rows(path: &Path, read: ReadOptions) -> Result<(u64, u64)> {
     let mut reader = RecordReader::open(path, read)?;
     while reader.next_row()?.is_some() {}
-    Ok(reader.rows_read())
+    Ok((reader.rows_read(), reader.bytes_read()))
+}
+
+/// What the producer thread needs besides its input.
+pub(super) struct Tokenizing<'a> {
+    pub(super) tokenizer: &'a ItemTokenizer,
+    pub(super) fields: &'a [String],
+    pub(super) id_field: &'a str,
+    /// Rows per chunk.
+    pub(super) block: u64,
+}
+
+/// Sends the chunks of rows `[skip, skip + remaining)` of one file; stops early when the
+/// receiver hangs up.
+pub(super) fn produce_file(
+    path: &Path,
+    read: ReadOptions,
+    skip: u64,
+    remaining: u64,
+    t: &Tokenizing<'_>,
+    tx: &SyncSender<Result<Chunk>>,
+) {
+    let opened = RecordReader::open(path, read)
+        .map_err(InferError::from)
+        .and_then(|mut r| {
+            for _ in 0..skip {
+                if r.next_row()?.is_none() {
+                    break;
+                }
+            }
+            Ok(r)
+        });
+    let mut reader = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let mut left = remaining;
+    while left > 0 {
+        let want = left.min(t.block) as usize;
+        let chunk = read_chunk(&mut reader, want, t);
+        let stop = match &chunk {
+            Ok(c) => c.entries.len() < want,
+            Err(_) => true,
+        };
+        if let Ok(c) = &chunk {
+            left -= c.entries.len() as u64;
+        }
+        if tx.send(chunk).is_err() || stop {
+            break;
+        }
+    }
+}
+
+/// Sends the chunks of a shard's units from `from` on, each unit's rows in chunks of `block`
+/// counted from the unit's start (the unsharded run cuts the same chunks).
+pub(super) fn produce_units(
+    plan: &SetPlan,
+    read: ReadOptions,
+    from: UnitPosition,
+    t: &Tokenizing<'_>,
+    tx: &SyncSender<Result<Chunk>>,
+) {
+    let mut done_bytes = 0;
+    for u in from.unit as usize..plan.units.len() {
+        let skip = if u as u64 == from.unit {
+            from.unit_rows
+        } else {
+            0
+        };
+        let opened = plan.open(u, read).and_then(|mut r| {
+            for _ in 0..skip {
+                if r.next_row()?.is_none() {
+                    break;
+                }
+            }
+            Ok(r)
+        });
+        let mut reader = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let mut rows = skip;
+        loop {
+            let want = t.block as usize;
+            let chunk = read_chunk(&mut reader, want, t).map(|mut c| {
+                rows += c.entries.len() as u64;
+                let unit_done = c.entries.len() < want;
+                c.bytes_read += done_bytes;
+                c.file = Some(plan.file_name(u).to_string());
+                c.next = if unit_done {
+                    UnitPosition {
+                        unit: u as u64 + 1,
+                        unit_rows: 0,
+                    }
+                } else {
+                    UnitPosition {
+                        unit: u as u64,
+                        unit_rows: rows,
+                    }
+                };
+                c
+            });
+            let unit_done = match &chunk {
+                Ok(c) => c.next.unit > u as u64,
+                Err(_) => true,
+            };
+            let failed = chunk.is_err();
+            if tx.send(chunk).is_err() || failed {
+                return;
+            }
+            if unit_done {
+                break;
+            }
+        }
+        done_bytes += reader.bytes_read();
+    }
 }
 
 /// Reads up to `want` rows and tokenizes the usable ones on the tokenizer's pool.
-pub(super) fn read_chunk(
-    reader: &mut RecordReader,
-    want: usize,
-    tok: &ItemTokenizer,
-    fields: &[String],
-    id_field: &str,
-) -> Result<Chunk> {
+fn read_chunk(reader: &mut RecordReader, want: usize, t: &Tokenizing<'_>) -> Result<Chunk> {
+    let (tok, fields, id_field) = (t.tokenizer, t.fields, t.id_field);
     enum Raw {
         Row {
             id: String,
@@ -84,5 +214,7 @@ pub(super) fn read_chunk(
     Ok(Chunk {
         entries,
         bytes_read: reader.bytes_read(),
+        file: None,
+        next: UnitPosition::default(),
     })
 }

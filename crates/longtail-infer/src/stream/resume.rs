@@ -45,6 +45,19 @@ pub(super) struct Sidecar {
     pub(super) output_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) rejects_sha256: Option<String>,
+    /// Input bytes read for this output, over all attempts (a single file's counting pass
+    /// included): what shows that a sharded run read each byte once.
+    #[serde(default)]
+    pub(super) bytes_read: u64,
+    /// Parquet footers read to find this shard's row groups, over all attempts (a footer is
+    /// read by each shard whose byte range the file reaches into).
+    #[serde(default)]
+    pub(super) footer_bytes: u64,
+    /// A many-file input: the next chunk starts at row `unit_rows` of this shard's unit `unit`.
+    #[serde(default)]
+    pub(super) unit: u64,
+    #[serde(default)]
+    pub(super) unit_rows: u64,
 }
 
 pub(super) const SIDECAR_VERSION: u32 = 2;
@@ -62,10 +75,12 @@ pub(super) fn input_head_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&head)))
 }
 
-/// Refuses what would destroy data: an output that is the input, or an existing output
-/// without `--resume` or `--overwrite`.
+/// Refuses what would destroy data: an output that is an input file or lies in the input
+/// directory, or an existing output without `--resume` or `--overwrite`.
 pub(super) fn check_output_is_safe(
     opts: &StreamOptions,
+    inputs: &[PathBuf],
+    input_root: Option<&Path>,
     data_path: &Path,
     progress_path: &Path,
 ) -> Result<()> {
@@ -76,15 +91,30 @@ pub(super) fn check_output_is_safe(
             .unwrap_or(Path::new("."));
         Some(dir.canonicalize().ok()?.join(p.file_name()?))
     };
-    let input = opts
-        .input
-        .canonicalize()
-        .map_err(|e| InferError::io(&opts.input, e))?;
-    for out in [&opts.output, data_path] {
-        if canonical(out).is_some_and(|o| o == input) {
+    for input in inputs {
+        let input = input.canonicalize().map_err(|e| InferError::io(input, e))?;
+        for out in [&opts.output, data_path] {
+            if canonical(out).is_some_and(|o| o == input) {
+                return Err(InferError::Invalid(format!(
+                    "--output {} is the input file; scoring would overwrite what it reads",
+                    out.display()
+                )));
+            }
+        }
+    }
+    if let Some(root) = input_root {
+        let root = root.canonicalize().map_err(|e| InferError::io(root, e))?;
+        // Not created yet: its directory may not exist either; compare what exists.
+        let out = canonical(&opts.output).or_else(|| {
+            let abs = std::path::absolute(&opts.output).ok()?;
+            Some(abs)
+        });
+        if out.is_some_and(|o| o.starts_with(&root)) {
             return Err(InferError::Invalid(format!(
-                "--output {} is the input file; scoring would overwrite what it reads",
-                out.display()
+                "--output {} is inside the input directory {}: a later listing would read it \
+                 as input; write it elsewhere",
+                opts.output.display(),
+                root.display()
             )));
         }
     }
@@ -137,7 +167,7 @@ pub(super) fn run_identity(s: &Sidecar) -> Vec<(&'static str, String)> {
         ("progress format", s.version.to_string()),
         ("an input of bytes", s.input_len.to_string()),
         (
-            "an input whose first MiB has sha256",
+            "an input (first MiB, or file listing) with sha256",
             s.input_head_sha256.clone(),
         ),
         ("chunk_rows", s.chunk_rows.to_string()),

@@ -18,7 +18,9 @@ pub struct ScoreArgs {
     pub checkpoint: Option<PathBuf>,
 
     /// Catalogue dump: JSONL, CSV or Parquet, gzip or not; raw catalogue rows or the
-    /// items.jsonl of `longtail prepare`.
+    /// items.jsonl of `longtail prepare`. Or many files: a directory (every data file below
+    /// it in path order; names starting with `_` or `.` skipped), a quoted glob
+    /// ('dump/part-*.parquet'), or @FILE, a manifest listing one path per line.
     #[arg(long, required_unless_present = "merge")]
     pub input: Option<PathBuf>,
 
@@ -42,7 +44,8 @@ pub struct ScoreArgs {
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
 
-    /// Rejected rows as {"line", "reason"} (default: OUTPUT.rejects.jsonl).
+    /// Rejected rows as {"line", "reason"}, with "file" for a many-file input (default:
+    /// OUTPUT.rejects.jsonl).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
 
@@ -56,7 +59,9 @@ pub struct ScoreArgs {
     #[arg(long, default_value_t = false, conflicts_with = "resume")]
     pub overwrite: bool,
 
-    /// Score only shard k of N (0-based k; contiguous row blocks).
+    /// Score only shard k of N (0-based k). One file: contiguous blocks of --chunk-rows rows
+    /// (every shard counts the rows first). Many files: whole files and parquet row groups,
+    /// by byte position, with no counting pass, so each input byte is read by one shard.
     #[arg(long, value_parser = Shard::parse)]
     pub shard: Option<Shard>,
 
@@ -213,6 +218,18 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         },
         summary.output.display(),
         summary.rejects.display()
+    );
+    println!(
+        "input read{}: {} bytes of the input's {} ({:.3}x), parquet footers {} bytes",
+        if stream.shard.count > 1 {
+            format!(" by shard {}", stream.shard)
+        } else {
+            String::new()
+        },
+        summary.bytes_read,
+        summary.input_bytes,
+        summary.bytes_read as f64 / summary.input_bytes.max(1) as f64,
+        summary.footer_bytes,
     );
     Ok(())
 }

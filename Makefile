@@ -19,7 +19,7 @@ export LONGTAIL_TEST_TOKEN_REFERENCE := $(abspath target/reference/office_titles
 # Tests that cannot run append `package test: reason` here (longtail-testutil's skip!).
 SKIP_LOG := $(abspath target/skipped-tests.txt)
 
-.PHONY: wheel test-wheel setup build demo test test-rust test-cli test-faults lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
+.PHONY: score-ray test-scale wheel test-wheel setup build demo test test-rust test-cli test-faults lint bench bench-score python-deps clean-runs check-eval-rec interest serve refresh build-cuda gpu-bundle check-cuda check-cuda-no-gpu
 
 ## setup: release build, Python reference tools, and the all-MiniLM-L6-v2 base model
 setup: build python-deps
@@ -98,6 +98,53 @@ wheel:
 ## Office data with the installed `longtail`
 test-wheel: wheel
 	bash scripts/test_wheel.sh $(DATASET) $(BASE_MODEL)
+
+# Ray for scripts/ray_score.py (the engine glue; the product is the binary), pinned, in its own
+# venv. pyarrow writes the parquet parts of the test dump.
+RAY_VERSION ?= 2.60.0
+PYARROW_VERSION ?= 26.0.1
+RAY_VENV := target/ray-venv
+RAY_PYTHON := $(RAY_VENV)/bin/python
+$(RAY_VENV)/.installed-$(RAY_VERSION):
+	rm -rf $(RAY_VENV) && $(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install --quiet ray==$(RAY_VERSION) pyarrow==$(PYARROW_VERSION)
+	touch $@
+
+## score-ray: batch scoring on a local Ray cluster (scripts/ray_score.py): the wheel installed
+## into a Ray venv (as a runtime_env would on a cluster), the Office catalogue repeated to
+## SCORE_ROWS rows in 8 part files, one Ray task per shard, merged; prints rows/s and retries.
+## SCORE_CHECKPOINT defaults to `make demo`'s model (else a 20-update fine-tune is made first)
+SCORE_ROWS ?= 20000
+SCORE_SHARDS ?= 8
+SCORE_ARGS ?= --precision int8
+SCORE_CHECKPOINT ?= $(if $(wildcard $(RUNS)/office-model/model.safetensors),$(RUNS)/office-model,$(RUNS)/score-ray-model)
+score-ray: build wheel $(RAY_VENV)/.installed-$(RAY_VERSION)
+	$(RAY_VENV)/bin/pip install --quiet --no-index --force-reinstall $$(ls -t target/wheels/longtail-*.whl | head -1)
+	@test -f $(SCORE_CHECKPOINT)/model.safetensors || $(LONGTAIL) train --data $(OFFICE_PREPARED) \
+	    --model $(BASE_MODEL) --out $(SCORE_CHECKPOINT) --max-steps 20 --eval-strategy no
+	$(RAY_PYTHON) scripts/make_score_dump.py --items $(DATASET)/items.jsonl --rows $(SCORE_ROWS) \
+	    --files 8 --out $(RUNS)/score-dump
+	$(RAY_PYTHON) scripts/ray_score.py --checkpoint $(SCORE_CHECKPOINT) --input $(RUNS)/score-dump \
+	    --out-dir $(RUNS)/score-ray --shards $(SCORE_SHARDS) -- $(SCORE_ARGS)
+
+## test-scale: scripts/ray_score.py on a local 2-CPU Ray cluster, six shards of an 8-file dump,
+## once undisturbed and once with a worker killed mid-shard: both merged outputs must equal one
+## `longtail score` process byte for byte (scripts/test_ray_score.py). CI runs it. Without Ray
+## (no PyPI) it is skipped, and says so.
+test-scale: build
+	@mkdir -p $(dir $(SKIP_LOG))
+	@if ! $(MAKE) --no-print-directory $(RAY_VENV)/.installed-$(RAY_VERSION); then \
+	    echo "skipped tests:"; echo "  test-scale: cannot install ray==$(RAY_VERSION) (see above)"; \
+	    echo "test-scale: cannot install ray==$(RAY_VERSION)" >> $(SKIP_LOG); exit 0; fi
+	@test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
+	    --items $(DATASET)/items.jsonl --interactions $(DATASET)/interactions.csv \
+	    --out $(OFFICE_PREPARED) > /dev/null
+	@test -f $(RUNS)/test-scale-model/model.safetensors || $(LONGTAIL) train \
+	    --data $(OFFICE_PREPARED) --model $(BASE_MODEL) --out $(RUNS)/test-scale-model \
+	    --max-steps 4 --eval-strategy no --max-len 32 > /dev/null 2>&1
+	$(RAY_PYTHON) scripts/test_ray_score.py $(LONGTAIL) $(RUNS)/test-scale-model \
+	    $(DATASET)/items.jsonl $(RUNS)/test-scale
+	@echo "skipped tests: none"
 
 ## check-eval-rec: eval-rec baselines on the prepared Office data, re-computed in numpy/scipy
 OFFICE_PREPARED ?= $(RUNS)/office

@@ -653,5 +653,7 @@ fn outputs_are_never_overwritten_mixed_or_written_twice() {
         !o.status.success() && err.contains("being written by another process"),
         "{err}"
     );
+    // EX_TEMPFAIL, so a driver retries later instead of failing the job.
+    assert_eq!(o.status.code(), Some(75), "{err}");
     assert!(err.contains(&format!("pid {}", child.id())), "{err}");
 }

@@ -23,6 +23,10 @@ pub enum InferError {
     Resume(String),
     #[error("{0}")]
     Invalid(String),
+    /// Another live process writes this output (its lock is held): retry later. The binary
+    /// exits with status 75 (EX_TEMPFAIL) for it, so a driver can tell it from a failure.
+    #[error("{0}")]
+    Busy(String),
     #[error("writing parquet {path}: {message}")]
     Parquet { path: PathBuf, message: String },
 }
@@ -31,6 +35,7 @@ impl From<longtail_fs::FsError> for InferError {
     fn from(e: longtail_fs::FsError) -> Self {
         match e {
             longtail_fs::FsError::Io { path, source } => Self::Io { path, source },
+            locked @ longtail_fs::FsError::Locked { .. } => Self::Busy(locked.to_string()),
             other => Self::Invalid(other.to_string()),
         }
     }

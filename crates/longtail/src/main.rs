@@ -13,7 +13,30 @@ use clap::FromArgMatches;
 use cli::{Cli, Command};
 use config::SettingsError;
 
+/// `LONGTAIL_PARENT_PID=<pid>`: die (SIGKILL) when that parent dies. An engine's worker that
+/// runs `longtail` as a child sets it (scripts/ray_score.py), so a lost worker leaves no
+/// orphan writing its output; the retry's `--resume` then takes the output's lock.
+fn die_with_parent() {
+    let Some(parent) = std::env::var("LONGTAIL_PARENT_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) changes only this process's own death signal.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // The parent may have died before the signal was armed.
+    if std::os::unix::process::parent_id() != parent {
+        eprintln!("error: parent process {parent} is gone (LONGTAIL_PARENT_PID)");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
+    die_with_parent();
     longtail_model::configure_cpu_runtime();
     // Command line, environment, config file and defaults, validated once (config.rs).
     let matches = match config::parse_args(cli::command(), std::env::args_os()) {
@@ -40,6 +63,13 @@ fn main() {
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
-        std::process::exit(1);
+        // EX_TEMPFAIL: another live attempt holds the output; an engine's retry may succeed.
+        let busy = err.chain().any(|e| {
+            matches!(
+                e.downcast_ref::<longtail_infer::InferError>(),
+                Some(longtail_infer::InferError::Busy(_))
+            )
+        });
+        std::process::exit(if busy { 75 } else { 1 });
     }
 }

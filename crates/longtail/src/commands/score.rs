@@ -50,6 +50,8 @@ pub struct ScoreArgs {
     pub rejects: Option<PathBuf>,
 
     /// Continue an interrupted run where its durable output ends (OUTPUT.progress.json).
+    /// While another live process writes OUTPUT, score exits with status 75 (EX_TEMPFAIL):
+    /// retry later; once that process is dead, --resume takes over.
     /// Refused when anything that makes the rows changed (checkpoint weights, --threshold,
     /// --max-len, --id-field, precision, the input).
     #[arg(long, default_value_t = false)]

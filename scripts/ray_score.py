@@ -117,7 +117,8 @@ def main() -> None:
     p.add_argument("--max-retries", type=int, default=3, help="Ray retries of a task whose worker died")
     p.add_argument("--busy-wait", type=float, default=120.0,
                    help="seconds a retry waits for a dying attempt to release the part's lock")
-    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--address", help="Ray cluster address (default: the job's cluster under `ray job "
+                   "submit`, else a local Ray on this machine)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--longtail", help="path of the longtail binary (default: pip's, then PATH)")
     p.add_argument("score_args", nargs="*", help="after --: more `longtail score` flags (--precision int8 ...)")
@@ -135,6 +136,8 @@ def main() -> None:
 
     if args.address:
         ray.init(address=args.address)
+    elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: the job's cluster
+        ray.init()
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)
     cpus = int(ray.cluster_resources().get("CPU", 1))

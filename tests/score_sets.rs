@@ -99,12 +99,24 @@ fn write_parquet(path: &Path, rows: std::ops::Range<usize>, group_rows: usize) {
 /// A directory of 8 data files in 3 formats (one parquet file of 7 row groups, gzip and
 /// plain text, two bad rows) plus files a listing must skip. Returns its row count.
 fn dump(dir: &Path) -> usize {
-    write(&dir.join("a/part-00.jsonl"), jsonl_text(0..150).as_bytes(), false);
-    write(&dir.join("a/part-01.jsonl.gz"), jsonl_text(150..300).as_bytes(), true);
+    write(
+        &dir.join("a/part-00.jsonl"),
+        jsonl_text(0..150).as_bytes(),
+        false,
+    );
+    write(
+        &dir.join("a/part-01.jsonl.gz"),
+        jsonl_text(150..300).as_bytes(),
+        true,
+    );
     let mut bad_csv = csv_text(300..450);
     bad_csv.push_str("only,three,fields\n");
     write(&dir.join("b/part-02.csv"), bad_csv.as_bytes(), false);
-    write(&dir.join("b/part-03.csv.gz"), csv_text(450..550).as_bytes(), true);
+    write(
+        &dir.join("b/part-03.csv.gz"),
+        csv_text(450..550).as_bytes(),
+        true,
+    );
     write_parquet(&dir.join("c/part-04.parquet"), 550..950, 64);
     write_parquet(&dir.join("c/part-05.parquet"), 950..1050, 1000);
     let mut bad_jsonl = jsonl_text(1050..1150);
@@ -208,7 +220,11 @@ fn directory_shards_read_each_byte_once_and_merge_to_the_unsharded_output() {
     let whole_read = w["bytes_read"].as_u64().unwrap();
     // Every data byte once: all of each text file, and each parquet file's column chunks
     // (its footer is counted apart; its magic and page indexes are not needed).
-    assert_eq!(whole_read, data_bytes(&input), "{whole_read} of {input_bytes}");
+    assert_eq!(
+        whole_read,
+        data_bytes(&input),
+        "{whole_read} of {input_bytes}"
+    );
     let footers = w["footer_bytes"].as_u64().unwrap();
     assert!(footers > 0 && whole_read + footers <= input_bytes);
     // Rejects name their file and line.
@@ -229,7 +245,12 @@ fn directory_shards_read_each_byte_once_and_merge_to_the_unsharded_output() {
         let (mut read, mut footer_reads) = (0, 0);
         for k in 0..n {
             let part = parts.join(format!("part-{k}.jsonl"));
-            let s = score(&ckpt, &input, &part, &[&args[..], &["--shard", &format!("{k}/{n}")]].concat());
+            let s = score(
+                &ckpt,
+                &input,
+                &part,
+                &[&args[..], &["--shard", &format!("{k}/{n}")]].concat(),
+            );
             read += s["bytes_read"].as_u64().unwrap();
             footer_reads += s["footer_bytes"].as_u64().unwrap();
             cat.extend(std::fs::read(&part).unwrap());
@@ -238,15 +259,25 @@ fn directory_shards_read_each_byte_once_and_merge_to_the_unsharded_output() {
         assert_eq!(read, whole_read, "{n} shards read each data byte once");
         // A footer is read again only by a shard its file reaches into: at most one more
         // read per shard boundary, of a footer no bigger than the largest.
-        assert!(footer_reads >= footers && footer_reads <= footers * n as u64, "{n}");
+        assert!(
+            footer_reads >= footers && footer_reads <= footers * n as u64,
+            "{n}"
+        );
         assert_eq!(cat, std::fs::read(&whole).unwrap(), "{n} shards");
         assert_eq!(cat_rejects, rejects(&whole));
 
         let merged = tmp.path().join(format!("merged-{n}.jsonl"));
         let mut merge = longtail();
-        merge.args(["score", "--merge"]).arg(&parts).arg("--output").arg(&merged);
+        merge
+            .args(["score", "--merge"])
+            .arg(&parts)
+            .arg("--output")
+            .arg(&merged);
         run_ok(&mut merge);
-        assert_eq!(std::fs::read(&merged).unwrap(), std::fs::read(&whole).unwrap());
+        assert_eq!(
+            std::fs::read(&merged).unwrap(),
+            std::fs::read(&whole).unwrap()
+        );
     }
 
     // The same rows as one file: each of 3 shards counts the whole file first.
@@ -256,7 +287,12 @@ fn directory_shards_read_each_byte_once_and_merge_to_the_unsharded_output() {
     let mut read = 0;
     for k in 0..3 {
         let part = tmp.path().join(format!("single-part-{k}.jsonl"));
-        let s = score(&ckpt, &single, &part, &[&args[..], &["--shard", &format!("{k}/3")]].concat());
+        let s = score(
+            &ckpt,
+            &single,
+            &part,
+            &[&args[..], &["--shard", &format!("{k}/3")]].concat(),
+        );
         read += s["bytes_read"].as_u64().unwrap();
     }
     assert!(read > 3 * single_len, "{read} vs {single_len}");
@@ -279,7 +315,10 @@ fn directory_shards_read_each_byte_once_and_merge_to_the_unsharded_output() {
     let via_manifest = tmp.path().join("manifest.jsonl");
     let at = std::path::PathBuf::from(format!("@{}", manifest.display()));
     score(&ckpt, &at, &via_manifest, &args);
-    assert_eq!(std::fs::read(&via_manifest).unwrap(), std::fs::read(&whole).unwrap());
+    assert_eq!(
+        std::fs::read(&via_manifest).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
     let via_glob = tmp.path().join("glob.jsonl");
     score(&ckpt, &input.join("c/*.parquet"), &via_glob, &args);
     assert_eq!(sidecar(&via_glob)["rows_consumed"], 500);
@@ -289,7 +328,10 @@ fn directory_shards_read_each_byte_once_and_merge_to_the_unsharded_output() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("inside the input directory"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("inside the input directory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -300,7 +342,11 @@ fn a_killed_shard_of_a_directory_resumes_to_the_same_bytes() {
     for f in 0..8 {
         let rows = f * 1000..(f + 1) * 1000;
         if f % 2 == 0 {
-            write(&input.join(format!("part-{f}.jsonl")), jsonl_text(rows).as_bytes(), false);
+            write(
+                &input.join(format!("part-{f}.jsonl")),
+                jsonl_text(rows).as_bytes(),
+                false,
+            );
         } else {
             write_parquet(&input.join(format!("part-{f}.parquet")), rows, 300);
         }
@@ -337,11 +383,13 @@ fn a_killed_shard_of_a_directory_resumes_to_the_same_bytes() {
     assert_eq!(killed["complete"], false, "killed mid-way");
 
     let resumed = score(&ckpt, &input, &out, &[&args[..], &["--resume"]].concat());
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&reference).unwrap());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&reference).unwrap()
+    );
     assert_eq!(rejects(&out), rejects(&reference));
     assert_eq!(resumed["rows_consumed"], 4000);
     // The resume re-read only the unit it entered mid-way.
     let again = resumed["bytes_read"].as_u64().unwrap() - r["bytes_read"].as_u64().unwrap();
     assert!(again < 200_000, "re-read {again} bytes");
 }
-

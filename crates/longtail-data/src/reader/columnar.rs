@@ -80,7 +80,8 @@ impl ChunkReader for CountingFile {
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
         let bytes = self.file.as_ref().get_bytes(start, length)?;
-        self.consumed.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.consumed
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
     }
 }
@@ -195,13 +196,16 @@ impl ParquetRows {
 
     /// The rows of one row group, numbered as in the whole file; its bytes read are the group's.
     pub(crate) fn row_group(layout: &ParquetLayout, group: usize) -> Result<Self, DataError> {
-        let span = layout.row_groups.get(group).ok_or_else(|| DataError::Parquet {
-            path: layout.path.clone(),
-            source: ParquetError::General(format!(
-                "no row group {group} (the file has {})",
-                layout.row_groups.len()
-            )),
-        })?;
+        let span = layout
+            .row_groups
+            .get(group)
+            .ok_or_else(|| DataError::Parquet {
+                path: layout.path.clone(),
+                source: ParquetError::General(format!(
+                    "no row group {group} (the file has {})",
+                    layout.row_groups.len()
+                )),
+            })?;
         Self::build(
             layout,
             layout.file.recount(),
@@ -478,7 +482,9 @@ mod tests {
             groups.iter().map(|g| g.first_line).collect::<Vec<_>>(),
             [1, 4, 7]
         );
-        assert!(groups.windows(2).all(|w| w[0].start + w[0].len <= w[1].start));
+        assert!(groups
+            .windows(2)
+            .all(|w| w[0].start + w[0].len <= w[1].start));
         let mut lines = Vec::new();
         let mut data_bytes = 0;
         for (g, span) in groups.iter().enumerate() {

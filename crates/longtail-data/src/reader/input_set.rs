@@ -77,7 +77,9 @@ impl InputSet {
             }
         }
         files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        Self::new(&text, InputKind::Glob, files).non_empty().map(Some)
+        Self::new(&text, InputKind::Glob, files)
+            .non_empty()
+            .map(Some)
     }
 
     fn new(spec: &str, kind: InputKind, files: Vec<InputFile>) -> Self {
@@ -252,7 +254,9 @@ mod tests {
         );
 
         assert!(InputSet::resolve(&d.join("p2.jsonl")).unwrap().is_none());
-        let none = InputSet::resolve(&d.join("q*.jsonl")).unwrap_err().to_string();
+        let none = InputSet::resolve(&d.join("q*.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(none.contains("names no input file"), "{none}");
         std::fs::create_dir(d.join("empty")).unwrap();
         assert!(InputSet::resolve(&d.join("empty")).is_err());

@@ -120,8 +120,13 @@ SCORE_ARGS ?= --precision int8
 SCORE_CHECKPOINT ?= $(if $(wildcard $(RUNS)/office-model/model.safetensors),$(RUNS)/office-model,$(RUNS)/score-ray-model)
 score-ray: build wheel $(RAY_VENV)/.installed-$(RAY_VERSION)
 	$(RAY_VENV)/bin/pip install --quiet --no-index --force-reinstall $$(ls -t target/wheels/longtail-*.whl | head -1)
-	@test -f $(SCORE_CHECKPOINT)/model.safetensors || $(LONGTAIL) train --data $(OFFICE_PREPARED) \
-	    --model $(BASE_MODEL) --out $(SCORE_CHECKPOINT) --max-steps 20 --eval-strategy no
+	@test -f $(SCORE_CHECKPOINT)/model.safetensors || { \
+	    test -f $(OFFICE_PREPARED)/interactions.csv || $(LONGTAIL) prepare \
+	        --items $(DATASET)/items.jsonl --interactions $(DATASET)/interactions.csv \
+	        --out $(OFFICE_PREPARED) > /dev/null; \
+	    echo "no $(SCORE_CHECKPOINT): a 20-update fine-tune first (make demo trains the real one)"; \
+	    $(LONGTAIL) train --data $(OFFICE_PREPARED) --model $(BASE_MODEL) \
+	        --out $(SCORE_CHECKPOINT) --max-steps 20 --eval-strategy no > /dev/null 2>&1; }
 	$(RAY_PYTHON) scripts/make_score_dump.py --items $(DATASET)/items.jsonl --rows $(SCORE_ROWS) \
 	    --files 8 --out $(RUNS)/score-dump
 	$(RAY_PYTHON) scripts/ray_score.py --checkpoint $(SCORE_CHECKPOINT) --input $(RUNS)/score-dump \

@@ -4,7 +4,7 @@
 
 mod common;
 use common::tiny::tiny_classifier as tiny_checkpoint;
-use common::{longtail, run_ok};
+use common::{longtail, run_ok, score_command};
 
 use longtail_classify::{self as trainer, EncodedSplit};
 use longtail_data::{PreparedDataset, Split};
@@ -12,7 +12,6 @@ use longtail_infer::Scorer;
 use longtail_model::ClassifierOptions;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Catalogue words, all in the shared tiny tokenizer's vocabulary (`common::tiny`).
@@ -52,20 +51,6 @@ fn catalogue(path: &Path, n: usize) {
         s.push('\n');
     }
     std::fs::write(path, s).unwrap();
-}
-
-/// `longtail score --checkpoint CKPT --input INPUT --output OUTPUT EXTRA...`, not yet run.
-fn score_command(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> Command {
-    let mut cmd = longtail();
-    cmd.arg("score")
-        .arg("--checkpoint")
-        .arg(ckpt)
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args(extra);
-    cmd
 }
 
 fn score(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> String {

@@ -4,11 +4,10 @@
 
 mod common;
 use common::tiny::tiny_classifier as tiny_checkpoint;
-use common::{longtail, run_ok};
+use common::{longtail, run_ok, score_command};
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,19 +126,6 @@ fn dump(dir: &Path) -> usize {
     write(&dir.join(".part-04.parquet.crc"), b"crc", false);
     write(&dir.join("_temporary/0/part-99.jsonl"), b"{}\n", false);
     1202
-}
-
-fn score_command(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> Command {
-    let mut cmd = longtail();
-    cmd.arg("score")
-        .arg("--checkpoint")
-        .arg(ckpt)
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args(extra);
-    cmd
 }
 
 /// Runs score; returns the sidecar (rows, bytes read, footers read).

@@ -3,6 +3,7 @@
 pub mod server;
 pub mod tiny;
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// The built binary, with any `LONGTAIL_*` settings of the developer's shell removed.
@@ -27,4 +28,19 @@ pub fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// `longtail score --checkpoint CKPT --input INPUT --output OUTPUT EXTRA...`, not yet run.
+#[allow(dead_code)] // the score tests' alone
+pub fn score_command(ckpt: &Path, input: &Path, output: &Path, extra: &[&str]) -> Command {
+    let mut cmd = longtail();
+    cmd.arg("score")
+        .arg("--checkpoint")
+        .arg(ckpt)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(extra);
+    cmd
 }

@@ -74,13 +74,7 @@ impl Models {
         };
         let classifier = Scorer::with_options(&paths.classifier, &scorer_opts)
             .map_err(|e| ServeError::model(at(&paths.classifier), e))?;
-        let classifier_fields = classifier
-            .tokenizer()
-            .config()
-            .template
-            .field_names()
-            .map(str::to_string)
-            .collect();
+        let classifier_fields = classifier.tokenizer().template_fields();
         let opts = RecommenderOptions {
             embedding_cache: None,
             batch_size: 64,

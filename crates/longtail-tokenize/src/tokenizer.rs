@@ -291,6 +291,15 @@ impl ItemTokenizer {
         &self.config
     }
 
+    /// The fields the template reads, in template order: what a caller must pull from a row.
+    pub fn template_fields(&self) -> Vec<String> {
+        self.config
+            .template
+            .field_names()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn max_len(&self) -> usize {
         self.config.max_len
     }

@@ -257,13 +257,7 @@ pub fn score_file(
     state.footer_bytes += source.footer_bytes();
     state.store(&progress_path)?;
 
-    let template_fields: Vec<String> = scorer
-        .tokenizer()
-        .config()
-        .template
-        .field_names()
-        .map(str::to_string)
-        .collect();
+    let template_fields = scorer.tokenizer().template_fields();
     let tokenizing = Tokenizing {
         tokenizer: scorer.tokenizer(),
         fields: &template_fields,

@@ -50,6 +50,30 @@ pub(super) struct Tokenizing<'a> {
     pub(super) block: u64,
 }
 
+/// The opened reader past its first `skip` rows (already scored), or `None` after sending
+/// the error to the consumer.
+fn skipped(
+    opened: Result<RecordReader>,
+    skip: u64,
+    tx: &SyncSender<Result<Chunk>>,
+) -> Option<RecordReader> {
+    let result = opened.and_then(|mut r| {
+        for _ in 0..skip {
+            if r.next_row()?.is_none() {
+                break;
+            }
+        }
+        Ok(r)
+    });
+    match result {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            None
+        }
+    }
+}
+
 /// Sends the chunks of rows `[skip, skip + remaining)` of one file; stops early when the
 /// receiver hangs up.
 pub(super) fn produce_file(
@@ -60,22 +84,9 @@ pub(super) fn produce_file(
     t: &Tokenizing<'_>,
     tx: &SyncSender<Result<Chunk>>,
 ) {
-    let opened = RecordReader::open(path, read)
-        .map_err(InferError::from)
-        .and_then(|mut r| {
-            for _ in 0..skip {
-                if r.next_row()?.is_none() {
-                    break;
-                }
-            }
-            Ok(r)
-        });
-    let mut reader = match opened {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tx.send(Err(e));
-            return;
-        }
+    let opened = RecordReader::open(path, read).map_err(InferError::from);
+    let Some(mut reader) = skipped(opened, skip, tx) else {
+        return;
     };
     let mut left = remaining;
     while left > 0 {
@@ -110,20 +121,8 @@ pub(super) fn produce_units(
         } else {
             0
         };
-        let opened = plan.open(u, read).and_then(|mut r| {
-            for _ in 0..skip {
-                if r.next_row()?.is_none() {
-                    break;
-                }
-            }
-            Ok(r)
-        });
-        let mut reader = match opened {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
+        let Some(mut reader) = skipped(plan.open(u, read), skip, tx) else {
+            return;
         };
         let mut rows = skip;
         loop {

@@ -58,7 +58,8 @@ impl InputSet {
         }
         if spec.is_dir() {
             let mut files = Vec::new();
-            walk(spec, spec, &mut files)?;
+            let mut seen = std::collections::HashSet::new();
+            walk(spec, spec, &mut seen, &mut files)?;
             files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
             return Self::new(&text, InputKind::Directory, files)
                 .non_empty()
@@ -130,7 +131,23 @@ fn input_file(path: PathBuf, name: String) -> Result<InputFile, DataError> {
     })
 }
 
-fn walk(root: &Path, dir: &Path, files: &mut Vec<InputFile>) -> Result<(), DataError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    files: &mut Vec<InputFile>,
+) -> Result<(), DataError> {
+    // A linked directory is followed once; a link back up the tree would list forever.
+    let real = dir.canonicalize().map_err(DataError::read(dir))?;
+    if !seen.insert(real) {
+        return Err(DataError::Inputs {
+            spec: root.display().to_string(),
+            reason: format!(
+                "{} is reached twice (a symbolic link loop or a second link to one directory)",
+                dir.display()
+            ),
+        });
+    }
     let entries = std::fs::read_dir(dir).map_err(DataError::read(dir))?;
     for entry in entries {
         let entry = entry.map_err(DataError::read(dir))?;
@@ -141,7 +158,7 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<InputFile>) -> Result<(), DataE
         let path = entry.path();
         // Follows symlinks, as `ls -L` would: a linked part file is a part file.
         if path.is_dir() {
-            walk(root, &path, files)?;
+            walk(root, &path, seen, files)?;
         } else if path.is_file() {
             let rel = path
                 .strip_prefix(root)
@@ -218,6 +235,13 @@ mod tests {
         assert_eq!(set.total_bytes(), 10);
         assert_eq!(set.files[0].format, Format::Parquet);
 
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(d, d.join("a/loop")).unwrap();
+            let err = InputSet::resolve(d).unwrap_err().to_string();
+            assert!(err.contains("reached twice"), "{err}");
+            std::fs::remove_file(d.join("a/loop")).unwrap();
+        }
         touch(&d.join("README.txt"), 1);
         let err = InputSet::resolve(d).unwrap_err().to_string();
         assert!(err.contains("README.txt has no known format"), "{err}");

@@ -211,7 +211,7 @@ pub struct TrainConfig {
     #[serde(default)]
     #[cfg_attr(
         feature = "clap",
-        arg(long, value_enum, default_value_t = Precision::Fp32)
+        arg(long, value_parser = training_precision(), default_value = "fp32")
     )]
     pub precision: Precision,
     /// Print where an update's time goes (forward, backward, clip, AdamW per update), with the
@@ -302,6 +302,23 @@ impl TrainConfig {
         })?;
         Ok(())
     }
+}
+
+/// `--precision` of `train`: fp32 or bf16. int8 is parsed but hidden from `--help`, so the
+/// validation can say why it is refused (integer layers have no gradient).
+#[cfg(feature = "clap")]
+fn training_precision() -> impl clap::builder::TypedValueParser<Value = Precision> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("fp32"),
+        PossibleValue::new("bf16"),
+        PossibleValue::new("int8").hide(true),
+    ])
+    .map(|s| match s.as_str() {
+        "bf16" => Precision::Bf16,
+        "int8" => Precision::Int8,
+        _ => Precision::Fp32,
+    })
 }
 
 #[cfg(test)]

@@ -96,7 +96,8 @@ pub enum Command {
     ///
     /// Ranks every catalogue item for each user's last (test) and second-last (validation)
     /// interaction, seen items excluded. Baselines: most popular, item-kNN (cosine), EASE
-    /// (lambda chosen on validation). Writes FILE.json, FILE.md, FILE_head_tail.png and
+    /// (lambda chosen on validation). Writes FILE.json, FILE.md, FILE_head_tail.png,
+    /// FILE_frontier.png (each row's NDCG@10 against its tail-item recall) and
     /// FILE_tradeoff.png (re-ranking knob vs NDCG@10 on the best baseline).
     EvalRec(crate::commands::eval_rec::EvalRecArgs),
     /// Batch-score a catalogue dump: p_tail and label per row, in input order, resumable and

@@ -27,7 +27,7 @@ use longtail_model::checkpoint::{
 };
 use longtail_model::{
     BertForSequenceClassification, Checkpoint, ClassifierOptions, CrossEntropy, DropoutRngState,
-    HubOptions,
+    HubOptions, MaskGenerator,
 };
 use longtail_tokenize::ItemTokenizer;
 use longtail_train::{
@@ -43,6 +43,9 @@ use crate::data::{self, predict, EncodedSplit, LABELS};
 use crate::error::{ensure, ClassifyError, Result};
 
 const DROPOUT_CALLS: &str = "dropout_calls";
+/// [`MaskGenerator::version`] of the run's dropout masks; absent in checkpoints written before
+/// it was recorded, which used ChaCha8.
+const DROPOUT_GENERATOR: &str = "dropout_generator";
 
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone)]
@@ -176,10 +179,10 @@ impl Objective for Classification<'_> {
     }
 
     fn after_update(&mut self, state: &mut TrainerState, _last: bool) -> Result<()> {
-        state
-            .rng_state
-            .counters
-            .insert(DROPOUT_CALLS.into(), self.model.dropout_rng_state().calls);
+        let dropout = self.model.dropout_rng_state();
+        let counters = &mut state.rng_state.counters;
+        counters.insert(DROPOUT_CALLS.into(), dropout.calls);
+        counters.insert(DROPOUT_GENERATOR.into(), dropout.generator.version());
         Ok(())
     }
 
@@ -350,15 +353,22 @@ fn learner(
                 early = Some(EarlyStopping::from_state(v)?);
             }
         }
-        let calls = state
-            .rng_state
-            .counters
-            .get(DROPOUT_CALLS)
-            .copied()
-            .unwrap_or(0);
+        let counters = &state.rng_state.counters;
+        let calls = counters.get(DROPOUT_CALLS).copied().unwrap_or(0);
+        let generator = match counters.get(DROPOUT_GENERATOR) {
+            None => MaskGenerator::Chacha8,
+            Some(&v) => MaskGenerator::from_version(v).ok_or_else(|| {
+                ClassifyError::InvalidArgument(format!(
+                    "{}: dropout generator version {v} is newer than this build knows \
+                     (1 = ChaCha8, 2 = Philox4x32-10); resume with the longtail that wrote it",
+                    ckpt.display()
+                ))
+            })?,
+        };
         model.set_dropout_rng_state(DropoutRngState {
             seed: cfg.seed,
             calls,
+            generator,
         });
         progress(Event::Message(&format!(
             "resuming from {} (step {})",
@@ -427,6 +437,10 @@ pub fn train(cfg: &TrainConfig, progress: &mut dyn FnMut(Event<'_>)) -> Result<T
         .device
         .resolve()
         .map_err(longtail_model::ModelError::from)?;
+    // One thread issues all of a training run's GPU work: cudarc's event tracking can go.
+    if let Some(line) = longtail_model::single_thread_settings(&device) {
+        progress(Event::Message(&line));
+    }
     fs::create_dir_all(&cfg.out).map_err(|e| ClassifyError::io(&cfg.out, e))?;
     // One run per --out: a second would rotate away the first one's checkpoints.
     let _lock = longtail_fs::OutputLock::acquire(&cfg.out)?;

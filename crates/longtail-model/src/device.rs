@@ -41,6 +41,8 @@ pub enum DeviceError {
         ordinal: usize,
         reason: String,
     },
+    #[error("LONGTAIL_CUDA_POOL_RELEASE_THRESHOLD={0:?}: expected a number of bytes or max")]
+    PoolThreshold(String),
 }
 
 /// Whether this binary has the CUDA backend compiled in.
@@ -49,8 +51,24 @@ pub const fn cuda_compiled() -> bool {
 }
 
 impl DeviceSpec {
-    /// The candle device; [`DeviceSpec::Auto`] never fails (it falls back to the CPU).
+    /// The candle device; [`DeviceSpec::Auto`] never fails (it falls back to the CPU). A CUDA
+    /// device gets its memory pool setting ([`pool_release_threshold`]).
     pub fn resolve(self) -> Result<Device, DeviceError> {
+        let device = self.resolve_plain()?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(d) = &device {
+            cuda_settings::set_pool_release_threshold(d, pool_release_threshold()?).map_err(
+                |reason| DeviceError::NoGpu {
+                    spec: self,
+                    ordinal: d.cuda_stream().context().ordinal(),
+                    reason,
+                },
+            )?;
+        }
+        Ok(device)
+    }
+
+    fn resolve_plain(self) -> Result<Device, DeviceError> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
             Self::Auto if !cuda_compiled() => Ok(Device::Cpu),
@@ -61,6 +79,75 @@ impl DeviceSpec {
                 ordinal,
                 reason: driver_reason(&e.to_string()),
             }),
+        }
+    }
+}
+
+/// Bytes of freed memory the CUDA memory pool keeps for reuse instead of returning them to the
+/// driver at each synchronisation: `LONGTAIL_CUDA_POOL_RELEASE_THRESHOLD` (bytes, or `max`, the
+/// default; `0` is CUDA's own default, which hands everything back and re-allocates it on the
+/// next step). Read for every CUDA device; exists for A/B measurements.
+pub fn pool_release_threshold() -> Result<u64, DeviceError> {
+    match std::env::var("LONGTAIL_CUDA_POOL_RELEASE_THRESHOLD") {
+        Ok(v) if v.trim() != "max" => v.trim().parse().map_err(|_| DeviceError::PoolThreshold(v)),
+        _ => Ok(u64::MAX),
+    }
+}
+
+/// Whether cudarc tracks every tensor's uses with CUDA events (two events created and
+/// destroyed per allocation), what makes a tensor safe to use from several threads, each with
+/// its own per-thread stream. `LONGTAIL_CUDA_EVENT_TRACKING=1` keeps it; the default for
+/// [`single_thread_settings`] turns it off.
+pub fn event_tracking_wanted() -> bool {
+    std::env::var("LONGTAIL_CUDA_EVENT_TRACKING").is_ok_and(|v| v.trim() == "1")
+}
+
+/// For a run where one thread issues all the GPU work (training): event tracking off unless
+/// [`event_tracking_wanted`]. Call it before the first tensor is created on `device` (tensors
+/// made earlier keep tracking). Returns the settings for the log; `None` on the CPU.
+pub fn single_thread_settings(device: &Device) -> Option<String> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        if !event_tracking_wanted() {
+            // SAFETY: candle issues a device's work on one stream, and the caller promises that
+            // one thread issues all of it, so no tensor crosses streams.
+            unsafe { d.disable_event_tracking() };
+        }
+        let threshold = match pool_release_threshold() {
+            Ok(u64::MAX) => "max".to_string(),
+            Ok(b) => format!("{b} bytes"),
+            Err(e) => e.to_string(),
+        };
+        return Some(format!(
+            "cuda runtime: event tracking {}, memory pool release threshold {threshold} \
+             (LONGTAIL_CUDA_EVENT_TRACKING, LONGTAIL_CUDA_POOL_RELEASE_THRESHOLD)",
+            if d.is_event_tracking() { "on" } else { "off" }
+        ));
+    }
+    let _ = device;
+    None
+}
+
+#[cfg(feature = "cuda")]
+mod cuda_settings {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    use candle_core::CudaDevice;
+
+    pub(super) fn set_pool_release_threshold(dev: &CudaDevice, bytes: u64) -> Result<(), String> {
+        let stream = dev.cuda_stream();
+        let ctx = stream.context();
+        ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
+        let mut value = bytes;
+        // SAFETY: the device is the context's; the attribute takes a u64 (cuuint64_t).
+        unsafe {
+            let pool = result::device::get_default_mem_pool(ctx.cu_device())
+                .map_err(|e| format!("{e:?}"))?;
+            result::mem_pool::set_attribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut value as *mut u64).cast(),
+            )
+            .map_err(|e| format!("{e:?}"))
         }
     }
 }

@@ -31,6 +31,8 @@ pub mod causal;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
+#[cfg(feature = "cuda")]
+mod cuda_kernels;
 pub mod device;
 pub mod dropout;
 pub mod error;
@@ -41,6 +43,7 @@ mod fused_residual;
 pub mod int8;
 pub mod ops;
 pub mod params;
+pub mod philox;
 pub mod pretrained;
 
 pub use bert::{cls_state, extended_attention_mask, mean_pool, BertModel};
@@ -49,8 +52,8 @@ pub use causal::CausalEncoder;
 pub use checkpoint::{Checkpoint, TrainingArgs};
 pub use classifier::{BertForSequenceClassification, ClassifierOptions};
 pub use config::{BertConfig, HiddenAct, Pooling, Precision};
-pub use device::{cuda_compiled, device_name, DeviceError, DeviceSpec};
-pub use dropout::{DropoutRng, DropoutRngState};
+pub use device::{cuda_compiled, device_name, single_thread_settings, DeviceError, DeviceSpec};
+pub use dropout::{DropoutRng, DropoutRngState, MaskGenerator};
 pub use error::{ModelError, Result};
 #[doc(hidden)]
 pub use fused::with_composite_ops;

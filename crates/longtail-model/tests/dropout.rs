@@ -5,7 +5,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use longtail_model::{
-    BertConfig, BertForSequenceClassification, ClassifierOptions, DropoutRngState,
+    BertConfig, BertForSequenceClassification, ClassifierOptions, DropoutRngState, MaskGenerator,
 };
 
 fn model(dropout_seed: u64) -> BertForSequenceClassification {
@@ -63,7 +63,14 @@ fn train_mode_differs_from_eval_and_between_steps() {
     let t2 = hidden(&m, true);
     assert!(max_abs_diff(&eval, &t1) > 1e-3);
     assert!(max_abs_diff(&t1, &t2) > 1e-3);
-    assert_eq!(m.dropout_rng_state(), DropoutRngState { seed: 3, calls: 2 });
+    assert_eq!(
+        m.dropout_rng_state(),
+        DropoutRngState {
+            seed: 3,
+            calls: 2,
+            generator: MaskGenerator::NEW_RUNS
+        }
+    );
     // the classifier's own dropout is on too
     let e = m.forward_t(&ids(), None, Some(&mask()), false).unwrap();
     let t = m.forward_t(&ids(), None, Some(&mask()), true).unwrap();
@@ -86,7 +93,11 @@ fn same_seed_same_masks_and_resume_replays_them() {
     assert_eq!(max_abs_diff(&hidden(&c, true), &a1), 0.0);
     // resume from a saved state
     let d = model(3);
-    d.set_dropout_rng_state(DropoutRngState { seed: 3, calls: 1 });
+    d.set_dropout_rng_state(DropoutRngState {
+        seed: 3,
+        calls: 1,
+        generator: MaskGenerator::NEW_RUNS,
+    });
     assert_eq!(max_abs_diff(&hidden(&d, true), &a2), 0.0);
     // another seed, other masks
     let e = model(4);

@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::*;
 use longtail_model::{
-    ops, BertConfig, BertForSequenceClassification, ClassifierOptions, CrossEntropy, Pooling,
-    Precision,
+    ops, BertConfig, BertForSequenceClassification, ClassifierOptions, CrossEntropy, DropoutRng,
+    Pooling, Precision,
 };
 
 fn tiny_config() -> BertConfig {
@@ -185,6 +185,55 @@ fn fused_and_composite_paths_agree_on_the_whole_model() {
                 "{pooling}: {name} differs by {d}"
             );
         }
+    }
+}
+
+/// Dropout on the test device applies the CPU's mask bit for bit (the same Philox words: the
+/// CUDA kernel draws them on the device, the CPU in the fused product), in value and in the
+/// gradient (backward regenerates the mask), for f32, bf16 and f64 and a length that is not a
+/// multiple of the generator's block.
+#[test]
+fn dropout_on_the_test_device_is_the_cpu_mask_bit_for_bit() {
+    let dev = test_device();
+    let bits = |t: &Tensor| {
+        t.to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    for dtype in [DType::F32, DType::BF16, DType::F64] {
+        let x = Tensor::randn(0f32, 1., (3, 4099), &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let w = Tensor::randn(0f32, 1., (3, 4099), &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let run = |d: &Device| {
+            let x = Var::from_tensor(&x.to_device(d).unwrap()).unwrap();
+            let rng = DropoutRng::new(13);
+            let _ = rng.dropout_next(x.as_tensor(), 0.1).unwrap(); // a later stream, too
+            let y = rng.dropout_next(x.as_tensor(), 0.1).unwrap();
+            let g = y
+                .mul(&w.to_device(d).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (bits(&y), bits(g.get(x.as_tensor()).unwrap()))
+        };
+        let (y_cpu, g_cpu) = run(&Device::Cpu);
+        let (y_dev, g_dev) = run(&dev);
+        assert_eq!(y_cpu, y_dev, "{dtype:?} on {dev:?}: values");
+        assert_eq!(g_cpu, g_dev, "{dtype:?} on {dev:?}: gradient");
+        let dropped = y_cpu.iter().filter(|v| **v == 0.0).count() as f64 / y_cpu.len() as f64;
+        assert!((dropped - 0.1).abs() < 0.02, "{dtype:?}: dropped {dropped}");
     }
 }
 

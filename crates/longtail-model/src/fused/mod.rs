@@ -11,6 +11,7 @@ mod fast_f32;
 mod gelu;
 mod layer_norm;
 mod mask_mul;
+mod philox_dropout;
 mod softmax;
 
 use candle_core::{bail, DType, Layout, Result, Tensor, WithDType};
@@ -20,6 +21,8 @@ pub(crate) use fast_f32::{gelu_erf_in_place, gelu_erf_inference};
 pub(crate) use gelu::gelu_erf;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use mask_mul::mask_mul_const;
+pub(crate) use philox_dropout::supported as philox_dropout_supported;
+pub(crate) use philox_dropout::{philox_dropout, PhiloxMask};
 pub(crate) use softmax::{softmax_last_dim, softmax_row, softmax_row_bwd};
 
 /// Scalar type of the kernels. Reductions accumulate in f64.
@@ -148,7 +151,10 @@ pub fn with_composite_ops<R>(f: impl FnOnce() -> R) -> R {
 
 /// Whether the fused kernels handle this tensor.
 pub(crate) fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
-        && !COMPOSITE_ONLY.with(|c| c.get())
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && !composite_only()
+}
+
+/// Inside [`with_composite_ops`].
+fn composite_only() -> bool {
+    COMPOSITE_ONLY.with(|c| c.get())
 }

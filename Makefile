@@ -183,7 +183,8 @@ $(CUDA_TOOLKIT)/lib/libcuda.so:
 ## executables scripts/gpu_check.sh runs (~25 min the first time on 2 cores)
 build-cuda: $(CUDA_TOOLKIT)/lib/libcuda.so
 	$(CUDA_ENV) $(CARGO) build --release --target-dir target/cuda -p longtail -p longtail-model \
-	    --features longtail/cuda --bins --test gradients --test parity_minilm
+	    -p longtail-train --features longtail/cuda --bins --test gradients --test parity_minilm \
+	    --test adamw_device
 
 ## gpu-bundle: build-cuda, plus the model and data gpu_check.sh reads, in one archive for a GPU
 ## machine without Rust (build/gpu-bundle.tar.xz, < 60 MB; see docs/gpu.md)

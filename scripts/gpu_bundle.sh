@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu_check.sh needs on a GPU machine that has no Rust toolchain and no
 # network into one archive (< 60 MB, the device tool's 64 MiB limit):
-#   bin/longtail, bin/gradients, bin/parity_minilm   stripped, from TARGET (default target/cuda)
+#   bin/longtail, bin/gradients, bin/parity_minilm, bin/adamw_device   stripped, from TARGET (default target/cuda)
 #   minilm/   all-MiniLM-L6-v2 with its weights stored in f16 (loaded as f32; both sides of every
 #             CPU-vs-GPU comparison read the same weights, so the rounding does not matter)
 #   office/   the Office catalogue and purchases (research use: the archive is never committed)
@@ -25,6 +25,7 @@ mkdir -p "$b/bin" "$b/minilm" "$b/office"
 cp "$target/release/longtail" "$b/bin/longtail"
 cp "$(newest gradients)" "$b/bin/gradients"
 cp "$(newest parity_minilm)" "$b/bin/parity_minilm"
+cp "$(newest adamw_device)" "$b/bin/adamw_device"
 strip "$b"/bin/*
 cp "$model/config.json" "$model/tokenizer.json" "$b/minilm/"
 python3 - "$model/model.safetensors" "$b/minilm/model.safetensors" <<'EOF'

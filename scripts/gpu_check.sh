@@ -51,6 +51,11 @@ else
   row "gradients + fused-vs-composite" FAIL "see $work/gradients.log"
 fi
 tail -12 "$work/gradients.log"
+if "$bundle/bin/adamw_device" --nocapture >"$work/adamw.log" 2>&1; then
+  row "AdamW kernels = CPU bit for bit" PASS "$(grep -o '[0-9]* passed' "$work/adamw.log")"
+else
+  row "AdamW kernels = CPU bit for bit" FAIL "see $work/adamw.log"
+fi
 
 log "2. MiniLM forward on $device vs the fused CPU path"
 if "$bundle/bin/parity_minilm" minilm_on_the_test_device --nocapture >"$work/parity.log" 2>&1 &&

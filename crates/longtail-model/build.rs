@@ -11,10 +11,9 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    let kernels = ["kernels/dropout.cu"];
-    for k in kernels {
-        println!("cargo:rerun-if-changed={k}");
-    }
+    // all.cu includes every other file of kernels/.
+    println!("cargo:rerun-if-changed=kernels");
+    let kernels = ["kernels/all.cu"];
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("longtail_kernels.fatbin");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
     let status = Command::new(&nvcc)

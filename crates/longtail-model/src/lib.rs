@@ -32,7 +32,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 #[cfg(feature = "cuda")]
-mod cuda_kernels;
+pub mod cuda_kernels;
 pub mod device;
 pub mod dropout;
 pub mod error;

@@ -2,7 +2,10 @@
 //! temporaries. The tensor-op formula allocates about ten parameter-sized tensors per
 //! parameter; for a 30522 x 384 word embedding that is ~470 MB of transient memory at every
 //! step, which set the peak RSS of a training run. Same arithmetic, same order, so the result
-//! equals the tensor-op path (tested in `adamw.rs`).
+//! equals the tensor-op path (tested in `adamw.rs`). With the `cuda` feature the same three
+//! passes run as CUDA kernels (longtail-model's `kernels/adamw.cu`, explicitly rounded, so the
+//! GPU's numbers are the CPU's bit for bit): three launches per parameter instead of about
+//! fifteen tensor ops and their temporaries.
 
 use candle_core::{bail, CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
@@ -38,6 +41,16 @@ impl InplaceOp2 for Moment {
             _ => bail!("{}: f32/f64 tensors of one dtype only", self.name()),
         }
         Ok(())
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<()> {
+        cuda::moment(self, dst, dst_l, g, gl)
     }
 }
 
@@ -117,6 +130,18 @@ impl InplaceOp3 for Coefficients {
         }
         Ok(())
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        m: &candle_core::CudaStorage,
+        ml: &Layout,
+        v: &candle_core::CudaStorage,
+        vl: &Layout,
+    ) -> Result<()> {
+        cuda::param(self, dst, dst_l, m, ml, v, vl)
+    }
 }
 
 impl Coefficients {
@@ -151,11 +176,75 @@ pub(crate) fn adamw_step(
     param.inplace_op3(exp_avg, exp_avg_sq, c)
 }
 
-/// Whether [`adamw_step`] handles this parameter (else the tensor-op path runs).
+/// Whether [`adamw_step`] handles this parameter (else the tensor-op path runs): contiguous
+/// f32/f64 on the CPU, or on a GPU with the `cuda` feature.
 pub(crate) fn supported(t: &Tensor) -> bool {
-    t.device().is_cpu()
+    (t.device().is_cpu() || (cfg!(feature = "cuda") && t.device().is_cuda()))
         && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
         && t.is_contiguous()
+}
+
+/// The launches of `kernels/adamw.cu` (through longtail-model, which holds the kernels).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::CudaStorageSlice;
+    use candle_core::{bail, CudaStorage, Layout, Result};
+    use longtail_model::cuda_kernels::launch_in_place;
+
+    use super::{Coefficients, Moment};
+
+    pub(super) fn moment(
+        op: &Moment,
+        dst: &mut CudaStorage,
+        dst_l: &Layout,
+        g: &CudaStorage,
+        gl: &Layout,
+    ) -> Result<()> {
+        let dev = dst.device().clone();
+        match (&mut dst.slice, &g.slice, op) {
+            (CudaStorageSlice::F32(d), CudaStorageSlice::F32(g), Moment::First { beta1 }) => {
+                let s = [(1.0 - beta1) as f32];
+                launch_in_place(&dev, "adamw_m_f32", (d, dst_l), &[(g, gl)], &s)
+            }
+            (CudaStorageSlice::F64(d), CudaStorageSlice::F64(g), Moment::First { beta1 }) => {
+                launch_in_place(&dev, "adamw_m_f64", (d, dst_l), &[(g, gl)], &[1.0 - beta1])
+            }
+            (CudaStorageSlice::F32(d), CudaStorageSlice::F32(g), Moment::Second { beta2 }) => {
+                let s = [*beta2 as f32, (1.0 - beta2) as f32];
+                launch_in_place(&dev, "adamw_v_f32", (d, dst_l), &[(g, gl)], &s)
+            }
+            (CudaStorageSlice::F64(d), CudaStorageSlice::F64(g), Moment::Second { beta2 }) => {
+                let s = [*beta2, 1.0 - beta2];
+                launch_in_place(&dev, "adamw_v_f64", (d, dst_l), &[(g, gl)], &s)
+            }
+            _ => bail!("longtail-adamw-moment: f32/f64 tensors of one dtype only"),
+        }
+    }
+
+    pub(super) fn param(
+        c: &Coefficients,
+        dst: &mut CudaStorage,
+        dst_l: &Layout,
+        m: &CudaStorage,
+        ml: &Layout,
+        v: &CudaStorage,
+        vl: &Layout,
+    ) -> Result<()> {
+        let dev = dst.device().clone();
+        // The CPU's scalars, rounded to the dtype as `Float::of` rounds them.
+        let s = [c.decay, -c.step_size, 1.0 / c.bias_correction2_sqrt, c.eps];
+        match (&mut dst.slice, &m.slice, &v.slice) {
+            (CudaStorageSlice::F32(p), CudaStorageSlice::F32(m), CudaStorageSlice::F32(v)) => {
+                let s = s.map(|x| x as f32);
+                launch_in_place(&dev, "adamw_p_f32", (p, dst_l), &[(m, ml), (v, vl)], &s)
+            }
+            (CudaStorageSlice::F64(p), CudaStorageSlice::F64(m), CudaStorageSlice::F64(v)) => {
+                launch_in_place(&dev, "adamw_p_f64", (p, dst_l), &[(m, ml), (v, vl)], &s)
+            }
+            _ => bail!("longtail-adamw-param: f32/f64 tensors of one dtype only"),
+        }
+    }
 }
 
 trait Float:

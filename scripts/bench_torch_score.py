@@ -218,7 +218,9 @@ def drop_dangling_separator(enc, sep_token, sep_id, pad_id, max_len):
         enc["token_type_ids"][hit, max_len - 1] = 0
 
 
-def run_python(args, ckpt, ids, texts, max_len, separator, int8=False, bf16=False):
+def load_reference(args, ckpt, separator, device, int8=False, bf16=False):
+    """The checkpoint as transformers loads it: tokenizer, model (int8 / bf16 if asked) on
+    `device`, pooling, the tail label's index and the separator's token id (None if absent)."""
     import torch
     from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
@@ -230,7 +232,6 @@ def run_python(args, ckpt, ids, texts, max_len, separator, int8=False, bf16=Fals
     if int8:
         torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    device = torch.device(args.device)
     model = model.to(device, dtype=torch.bfloat16 if bf16 else torch.float32)
     with open(os.path.join(ckpt, "config.json")) as f:
         cfg = json.load(f)
@@ -239,6 +240,14 @@ def run_python(args, ckpt, ids, texts, max_len, separator, int8=False, bf16=Fals
     sep_token = tok.convert_tokens_to_ids(separator.strip()) if separator.strip() else None
     if sep_token == tok.unk_token_id:
         sep_token = None
+    return tok, model, pooling, tail, sep_token
+
+
+def run_python(args, ckpt, ids, texts, max_len, separator, int8=False, bf16=False):
+    import torch
+
+    device = torch.device(args.device)
+    tok, model, pooling, tail, sep_token = load_reference(args, ckpt, separator, device, int8, bf16)
     out = {}
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -269,23 +278,10 @@ def run_python_strong(args, ckpt, ids, texts, max_len, separator):
     """The stronger reference (see --strong): tokenization, sorting, padding and upload happen
     before the clock starts; only the forward passes are timed."""
     import torch
-    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
-    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     bf16 = device.type == "cuda"
-    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(ckpt, "tokenizer.json"),
-                                  pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-                                  unk_token="[UNK]", mask_token="[MASK]")
-    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
-    model = model.to(device, dtype=torch.bfloat16 if bf16 else torch.float32)
-    with open(os.path.join(ckpt, "config.json")) as f:
-        cfg = json.load(f)
-    pooling = cfg.get("longtail_pooling", "cls_pooler")
-    tail = int({v: k for k, v in cfg["id2label"].items()}["tail"])
-    sep_token = tok.convert_tokens_to_ids(separator.strip()) if separator.strip() else None
-    if sep_token == tok.unk_token_id:
-        sep_token = None
+    tok, model, pooling, tail, sep_token = load_reference(args, ckpt, separator, device, bf16=bf16)
     encoded = tok(texts, truncation=True, max_length=max_len)["input_ids"]
     if sep_token is not None:  # as drop_dangling_separator, row by row
         for row in encoded:

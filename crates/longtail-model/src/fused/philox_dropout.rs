@@ -192,17 +192,14 @@ mod tests {
                 .unwrap()
                 .to_dtype(dtype)
                 .unwrap();
-            let x = Var::from_tensor(
-                &Tensor::randn(0f32, 1., n, &dev)
+            let randn = || {
+                Tensor::randn(0f32, 1., n, &dev)
                     .unwrap()
                     .to_dtype(dtype)
-                    .unwrap(),
-            )
-            .unwrap();
-            let w = Tensor::randn(0f32, 1., n, &dev)
-                .unwrap()
-                .to_dtype(dtype)
-                .unwrap();
+                    .unwrap()
+            };
+            let x = Var::from_tensor(&randn()).unwrap();
+            let w = randn();
             let fused = philox_dropout(x.as_tensor(), m).unwrap();
             let plain = x.as_tensor().mul(&mask).unwrap();
             let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();

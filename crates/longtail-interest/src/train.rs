@@ -21,6 +21,10 @@ pub fn train_interest(
         None => cfg.architecture,
     };
     let device = cfg.device.resolve().map_err(ModelError::from)?;
+    // One thread issues all of a training run's GPU work: cudarc's event tracking can go.
+    if let Some(line) = longtail_model::single_thread_settings(&device) {
+        progress(Event::Message(&line));
+    }
     match architecture {
         Architecture::Sequence => crate::train_sequence::train_sequence(cfg, &device, progress),
         Architecture::BiEncoder => {
